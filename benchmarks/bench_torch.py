@@ -1,0 +1,137 @@
+"""lstm_fast against torch.nn.LSTM, side by side in one run: inference, training (forward + backward)
+and the streaming per-step call, at the shapes of the performance issue. Prints medians and the ratio
+lstm_fast / torch (below 1 means lstm_fast is faster); --json writes the same rows to a file.
+
+    python benchmarks/bench_torch.py [--repeats 7] [--shapes small,long] [--json out.json]
+
+torch is a benchmark-only dependency: install the CPU build with `pip install torch==2.13.0`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import lstm_fast as lf
+
+# name: (T, B, I, H, num_layers, bidirectional)
+SHAPES = {
+    "small": (100, 32, 64, 128, 1, False),
+    "medium": (100, 64, 256, 256, 1, False),
+    "large": (50, 128, 512, 512, 1, False),
+    "long": (1000, 16, 16, 128, 1, False),
+    "b1": (1000, 1, 64, 256, 1, False),
+    "deep": (100, 32, 128, 128, 2, True),
+}
+
+
+def median_ms(fn, repeats: int, min_seconds: float = 0.2) -> float:
+    """Median wall time of fn() in milliseconds, after one warm-up call; each sample runs fn enough
+    times to last about min_seconds / repeats."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-6)
+    inner = max(1, int(min_seconds / repeats / once))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - start) / inner * 1e3)
+    return statistics.median(samples)
+
+
+def gflops(T, B, I, H, layers, bidirectional, ms, factor=1.0):
+    """Forward: 2*T*B*4H*(I+H) per layer and direction (the two GEMMs); training counts 3x."""
+    D = 2 if bidirectional else 1
+    flops = 0.0
+    for k in range(layers):
+        layer_in = I if k == 0 else D * H
+        flops += D * 2 * T * B * 4 * H * (layer_in + H)
+    return factor * flops / (ms * 1e-3) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated subset of " + ",".join(SHAPES))
+    parser.add_argument("--json", help="write the rows to this file")
+    args = parser.parse_args()
+
+    import torch
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads); lstm_fast {lf.__version__}")
+    rows = []
+    header = f"{'shape':8} {'mode':9} {'lstm_fast ms':>12} {'torch ms':>10} {'ratio':>7} {'GFLOP/s':>8}"
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(0)
+    for name in args.shapes.split(","):
+        T, B, I, H, layers, bidirectional = SHAPES[name]
+        torch.manual_seed(0)
+        module = torch.nn.LSTM(I, H, layers, bidirectional=bidirectional)
+        model = lf.LSTM.from_torch(module)
+        x = rng.standard_normal((T, B, I), dtype=np.float32)
+        D = 2 if bidirectional else 1
+        dy = rng.standard_normal((T, B, D * H), dtype=np.float32)
+        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+
+        def torch_infer():
+            with torch.no_grad():
+                module(xt)
+
+        def torch_train():
+            module.zero_grad(set_to_none=True)
+            y, _ = module(xt)
+            y.backward(dyt)
+
+        def ours_train():
+            model.forward(x, train=True)
+            model.backward(dy)
+
+        for mode, ours, theirs, factor in (("inference", lambda: model(x), torch_infer, 1.0),
+                                           ("training", ours_train, torch_train, 3.0)):
+            ours_ms = median_ms(ours, args.repeats)
+            torch_ms = median_ms(theirs, args.repeats)
+            row = dict(shape=name, mode=mode, T=T, B=B, I=I, H=H, layers=layers, bidirectional=bidirectional,
+                       lstm_fast_ms=ours_ms, torch_ms=torch_ms, ratio=ours_ms / torch_ms,
+                       gflops=gflops(T, B, I, H, layers, bidirectional, ours_ms, factor))
+            rows.append(row)
+            print(f"{name:8} {mode:9} {ours_ms:12.2f} {torch_ms:10.2f} {row['ratio']:7.2f} {row['gflops']:8.1f}")
+
+    # Streaming: one step per call, the state carried (B = 1, I = 64, H = 256).
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(64, 256)
+    model = lf.LSTM.from_torch(module)
+    x_t = rng.standard_normal((1, 64), dtype=np.float32)
+    state = model.initial_state(1)
+    xt = torch.from_numpy(x_t)[None]
+    tstate = (torch.zeros(1, 1, 256), torch.zeros(1, 1, 256))
+
+    def ours_step():
+        model.step(x_t, state)
+
+    def torch_step():
+        with torch.no_grad():
+            module(xt, tstate)
+
+    ours_ms, torch_ms = median_ms(ours_step, args.repeats), median_ms(torch_step, args.repeats)
+    rows.append(dict(shape="step", mode="streaming", T=1, B=1, I=64, H=256, layers=1, bidirectional=False,
+                     lstm_fast_ms=ours_ms, torch_ms=torch_ms, ratio=ours_ms / torch_ms,
+                     gflops=gflops(1, 1, 64, 256, 1, False, ours_ms)))
+    print(f"{'step':8} {'streaming':9} {ours_ms:12.3f} {torch_ms:10.3f} {ours_ms / torch_ms:7.2f} {rows[-1]['gflops']:8.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

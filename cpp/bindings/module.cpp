@@ -1,0 +1,212 @@
+// lstm_fast._core: the only place where Python and C++ meet. Thin on purpose: the Python package
+// validates user input and gives the friendly errors; this file only checks that every array has
+// exactly the dtype, contiguity and shape the raw-pointer core will read (so a bug upstream raises
+// instead of reading out of bounds), converts, and releases the GIL around the work.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lstm_fast/network.hpp"
+
+namespace py = pybind11;
+using lstm_fast::CellGrads;
+using lstm_fast::CellWeights;
+using lstm_fast::Config;
+using lstm_fast::Index;
+using lstm_fast::Schedule;
+using lstm_fast::Trace;
+
+namespace {
+
+std::string shape_str(const std::vector<Index>& shape) {
+  std::string s = "(";
+  for (size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// The data of `obj` if it is a C-contiguous array of T with exactly `shape`; null for None when
+// `optional`. Anything else raises.
+template <typename T>
+T* array_data(const py::handle& obj, const std::vector<Index>& shape, const std::string& name,
+              bool optional = false) {
+  if (obj.is_none()) {
+    if (optional) return nullptr;
+    throw py::value_error(name + " is required, got None");
+  }
+  if (!py::isinstance<py::array_t<T, py::array::c_style>>(obj))
+    throw py::type_error(name + " must be a C-contiguous " + py::str(py::dtype::of<T>()).cast<std::string>() +
+                         " array, got " + py::str(py::type::of(obj)).cast<std::string>());
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  std::vector<Index> got(a.shape(), a.shape() + a.ndim());
+  if (got != shape) throw py::value_error(name + " must have shape " + shape_str(shape) + ", got " + shape_str(got));
+  return static_cast<T*>(a.mutable_data());
+}
+
+template <typename T>
+py::array_t<T> empty(const std::vector<Index>& shape) {
+  return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+// weights: one tuple per cell (layer k, direction d at k*D + d):
+//   (weight_ih, weight_hh, bias_ih | None, bias_hh | None, weight_hr | None, weight_peep | None).
+template <typename T>
+std::vector<CellWeights<T>> cell_weights(const Config& c, const py::sequence& weights) {
+  if (static_cast<Index>(py::len(weights)) != c.num_cells())
+    throw py::value_error("weights must hold " + std::to_string(c.num_cells()) + " cells, got " +
+                          std::to_string(py::len(weights)));
+  const Index H = c.hidden_size, R = c.output_size();
+  std::vector<CellWeights<T>> out(static_cast<size_t>(c.num_cells()));
+  for (Index cell = 0; cell < c.num_cells(); ++cell) {
+    const auto w = weights[cell].cast<py::tuple>();
+    if (py::len(w) != 6) throw py::value_error("each cell's weights must be a 6-tuple");
+    const std::string n = "cell " + std::to_string(cell) + " ";
+    const Index I = c.layer_input_size(cell / c.directions());
+    out[cell].weight_ih = array_data<T>(w[0], {4 * H, I}, n + "weight_ih");
+    out[cell].weight_hh = array_data<T>(w[1], {4 * H, R}, n + "weight_hh");
+    if (c.bias) {
+      out[cell].bias_ih = array_data<T>(w[2], {4 * H}, n + "bias_ih");
+      out[cell].bias_hh = array_data<T>(w[3], {4 * H}, n + "bias_hh");
+    }
+    if (c.proj_size > 0) out[cell].weight_hr = array_data<T>(w[4], {R, H}, n + "weight_hr");
+    if (c.peephole) out[cell].weight_peep = array_data<T>(w[5], {3, H}, n + "weight_peep");
+  }
+  return out;
+}
+
+template <typename T>
+py::tuple forward(const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes,
+                  Index batch, const py::handle& x, const py::handle& h0, const py::handle& c0,
+                  const py::sequence& dropout_masks, bool train) {
+  config.validate();
+  const Schedule schedule = Schedule::packed(std::move(batch_sizes), batch);
+  const auto cells = cell_weights<T>(config, weights);
+  const Index N = schedule.rows(), B = batch, LD = config.num_cells();
+  const Index R = config.output_size(), H = config.hidden_size, DR = config.directions() * R;
+  const T* x_data = array_data<T>(x, {N, config.input_size}, "x");
+  const T* h0_data = array_data<T>(h0, {LD, B, R}, "h0", true);
+  const T* c0_data = array_data<T>(c0, {LD, B, H}, "c0", true);
+  std::vector<const T*> masks;
+  if (py::len(dropout_masks) > 0) {
+    if (static_cast<Index>(py::len(dropout_masks)) != config.num_layers - 1)
+      throw py::value_error("dropout_masks must hold num_layers - 1 arrays");
+    for (size_t k = 0; k < py::len(dropout_masks); ++k)
+      masks.push_back(array_data<T>(dropout_masks[k], {N, DR}, "dropout_masks[" + std::to_string(k) + "]", true));
+  }
+  auto y = empty<T>({N, DR});
+  auto h_n = empty<T>({LD, B, R});
+  auto c_n = empty<T>({LD, B, H});
+  std::unique_ptr<Trace<T>> trace = train ? std::make_unique<Trace<T>>() : nullptr;
+  {
+    py::gil_scoped_release release;
+    lstm_fast::forward<T>(config, cells, schedule, x_data, h0_data, c0_data,
+                          masks.empty() ? nullptr : masks.data(), y.mutable_data(), h_n.mutable_data(),
+                          c_n.mutable_data(), trace.get());
+  }
+  py::object trace_obj = trace ? py::cast(std::move(trace)) : py::none();
+  return py::make_tuple(y, h_n, c_n, trace_obj);
+}
+
+template <typename T>
+py::tuple backward(const py::sequence& weights, const Trace<T>& trace, const py::handle& dy,
+                   const py::handle& dh_n, const py::handle& dc_n) {
+  const Config& c = trace.config;
+  const auto cells = cell_weights<T>(c, weights);
+  const Index N = trace.schedule.rows(), B = trace.schedule.batch, LD = c.num_cells();
+  const Index R = c.output_size(), H = c.hidden_size;
+  const T* dy_data = array_data<T>(dy, {N, c.directions() * R}, "dy");
+  const T* dh_n_data = array_data<T>(dh_n, {LD, B, R}, "dh_n", true);
+  const T* dc_n_data = array_data<T>(dc_n, {LD, B, H}, "dc_n", true);
+  auto dx = empty<T>({N, c.input_size});
+  auto dh0 = empty<T>({LD, B, R});
+  auto dc0 = empty<T>({LD, B, H});
+  py::list grads_out;
+  std::vector<CellGrads<T>> grads(static_cast<size_t>(LD));
+  for (Index cell = 0; cell < LD; ++cell) {
+    const Index I = c.layer_input_size(cell / c.directions());
+    auto w_ih = empty<T>({4 * H, I}), w_hh = empty<T>({4 * H, R});
+    grads[cell].weight_ih = w_ih.mutable_data();
+    grads[cell].weight_hh = w_hh.mutable_data();
+    py::object b_ih = py::none(), b_hh = py::none(), w_hr = py::none(), w_peep = py::none();
+    if (c.bias) {
+      auto a = empty<T>({4 * H}), b = empty<T>({4 * H});
+      grads[cell].bias_ih = a.mutable_data();
+      grads[cell].bias_hh = b.mutable_data();
+      b_ih = a;
+      b_hh = b;
+    }
+    if (c.proj_size > 0) {
+      auto a = empty<T>({R, H});
+      grads[cell].weight_hr = a.mutable_data();
+      w_hr = a;
+    }
+    if (c.peephole) {
+      auto a = empty<T>({3, H});
+      grads[cell].weight_peep = a.mutable_data();
+      w_peep = a;
+    }
+    grads_out.append(py::make_tuple(w_ih, w_hh, b_ih, b_hh, w_hr, w_peep));
+  }
+  {
+    py::gil_scoped_release release;
+    lstm_fast::backward<T>(cells, trace, dy_data, dh_n_data, dc_n_data, dx.mutable_data(),
+                           dh0.mutable_data(), dc0.mutable_data(), grads);
+  }
+  return py::make_tuple(dx, dh0, dc0, grads_out);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "lstm_fast's compiled core (private: use the lstm_fast package).";
+
+  py::register_exception<lstm_fast::Error>(m, "CoreError", PyExc_ValueError);
+
+  py::class_<Config>(m, "Config", "The shape of an LSTM stack (torch.nn.LSTM's arguments plus peephole).")
+      .def(py::init([](Index input_size, Index hidden_size, Index num_layers, Index proj_size, bool bias,
+                       bool bidirectional, bool peephole) {
+             Config c;
+             c.input_size = input_size;
+             c.hidden_size = hidden_size;
+             c.num_layers = num_layers;
+             c.proj_size = proj_size;
+             c.bias = bias;
+             c.bidirectional = bidirectional;
+             c.peephole = peephole;
+             c.validate();
+             return c;
+           }),
+           py::kw_only(), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"),
+           py::arg("proj_size"), py::arg("bias"), py::arg("bidirectional"), py::arg("peephole"))
+      .def_readonly("input_size", &Config::input_size)
+      .def_readonly("hidden_size", &Config::hidden_size)
+      .def_readonly("num_layers", &Config::num_layers)
+      .def_readonly("proj_size", &Config::proj_size)
+      .def_readonly("bias", &Config::bias)
+      .def_readonly("bidirectional", &Config::bidirectional)
+      .def_readonly("peephole", &Config::peephole);
+
+  py::class_<Trace<float>>(m, "Trace32", "What a float32 training forward keeps for backward (opaque).");
+  py::class_<Trace<double>>(m, "Trace64", "What a float64 training forward keeps for backward (opaque).");
+
+  m.def("forward", [](const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes,
+                      Index batch, const py::array& x, const py::handle& h0, const py::handle& c0,
+                      const py::sequence& dropout_masks, bool train) -> py::tuple {
+        if (x.dtype().is(py::dtype::of<float>()))
+          return forward<float>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train);
+        if (x.dtype().is(py::dtype::of<double>()))
+          return forward<double>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train);
+        throw py::type_error("x must be float32 or float64, got " + py::str(x.dtype()).cast<std::string>());
+      },
+      py::arg("config"), py::arg("weights"), py::arg("batch_sizes"), py::arg("batch"), py::arg("x"),
+      py::arg("h0"), py::arg("c0"), py::arg("dropout_masks"), py::arg("train"),
+      "Runs the stack over packed x [N, I]; returns (y [N, D*R], h_n, c_n, trace or None).");
+  m.def("backward", &backward<float>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
+        py::arg("dc_n"));
+  m.def("backward", &backward<double>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
+        py::arg("dc_n"),
+        "Backpropagation through time; returns (dx [N, I], dh0, dc0, grads: one 6-tuple per cell).");
+}

@@ -1,0 +1,133 @@
+// lstm_fast: the LSTM stack as a C++ function of raw arrays (no Python, no Eigen in this header).
+//
+// One call runs a whole sequence through every layer and direction ("Run" in haste's words); the
+// training variant keeps a Trace so that `backward` can run backpropagation through time.
+//
+// Equations (torch.nn.LSTM, gate order i, f, g, o; `*` is elementwise):
+//   z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh                     z_t: [4H], blocks (i, f, g, o)
+//   i = sigmoid(z_i + p_i * c_{t-1})   f = sigmoid(z_f + p_f * c_{t-1})   g = tanh(z_g)
+//   c_t = f * c_{t-1} + i * g
+//   o = sigmoid(z_o + p_o * c_t)
+//   h_t = o * tanh(c_t)                 or, with a projection (LSTMP):  h_t = W_hr (o * tanh(c_t))
+// The peephole weights p (Gers & Schmidhuber 2000) are present only when Config::peephole is set.
+//
+// Layout. Every array is dense and row-major. Sequences are *packed* like torch's PackedSequence:
+// the batch is sorted by length (longest first), so the rows active at step t are rows
+// 0 .. batch_sizes[t]-1, and the rows of all steps are stored one step after another:
+//   x: [N, I] with N = sum_t batch_sizes[t]; step t starts at row offsets[t].
+// With every sequence of full length this is exactly the dense [T, B, I] layout, so dense input needs
+// no copy. Padded steps are never computed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace lstm_fast {
+
+using Index = std::ptrdiff_t;
+
+// Every error the library raises on bad input. Derives from std::invalid_argument, so pybind11 turns
+// it into Python's ValueError.
+class Error : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// The shape of an LSTM stack: the constructor arguments of torch.nn.LSTM plus `peephole`.
+struct Config {
+  Index input_size = 0;   // I
+  Index hidden_size = 0;  // H
+  Index num_layers = 1;   // L
+  Index proj_size = 0;    // 0: no projection; else R = proj_size < H
+  bool bias = true;
+  bool bidirectional = false;
+  bool peephole = false;
+
+  Index directions() const { return bidirectional ? 2 : 1; }           // D
+  Index output_size() const { return proj_size > 0 ? proj_size : hidden_size; }  // R
+  Index layer_input_size(Index layer) const {                          // I_k
+    return layer == 0 ? input_size : directions() * output_size();
+  }
+  Index num_cells() const { return num_layers * directions(); }        // one cell per layer and direction
+  void validate() const;  // throws Error naming the offending field
+};
+
+// The weights of one layer in one direction, in torch.nn.LSTM's layout. Cell k*D + d is layer k,
+// direction d (d = 1 is the reverse direction), as in torch's h_n.
+template <typename T>
+struct CellWeights {
+  const T* weight_ih = nullptr;    // [4H, I_k] rows in blocks (i, f, g, o)
+  const T* weight_hh = nullptr;    // [4H, R]
+  const T* bias_ih = nullptr;      // [4H], null when !bias
+  const T* bias_hh = nullptr;      // [4H], null when !bias
+  const T* weight_hr = nullptr;    // [R, H], null when proj_size == 0
+  const T* weight_peep = nullptr;  // [3, H] rows (i, f, o), null when !peephole
+};
+
+// Where backward writes the gradients of one cell: same shapes as CellWeights. Overwritten, not
+// accumulated. Pointers for absent weights are ignored.
+template <typename T>
+struct CellGrads {
+  T* weight_ih = nullptr;
+  T* weight_hh = nullptr;
+  T* bias_ih = nullptr;
+  T* bias_hh = nullptr;
+  T* weight_hr = nullptr;
+  T* weight_peep = nullptr;
+};
+
+// Which batch rows are active at each step (torch's PackedSequence.batch_sizes).
+struct Schedule {
+  Index batch = 0;                 // B: rows of the state
+  std::vector<Index> batch_sizes;  // [T], each in 1..B, non-increasing
+  std::vector<Index> offsets;      // [T + 1], offsets[t] = sum_{s<t} batch_sizes[s]
+
+  static Schedule dense(Index steps, Index batch);                  // every row active at every step
+  static Schedule packed(std::vector<Index> batch_sizes, Index batch);  // validates
+  Index steps() const { return static_cast<Index>(batch_sizes.size()); }  // T
+  Index rows() const { return offsets.empty() ? 0 : offsets.back(); }     // N
+};
+
+// What one cell keeps for backpropagation through time: the activated gates and the states around
+// each step. Rows follow the packed layout.
+template <typename T>
+struct CellTrace {
+  std::vector<T> gates;   // [N, 4H] activated (i, f, g, o)
+  std::vector<T> cell;    // [N, H] c_t
+  std::vector<T> cell_prev;    // [N, H] c_{t-1} as seen by the row (c0 on its first step)
+  std::vector<T> hidden_prev;  // [N, R] h_{t-1} as seen by the row (h0 on its first step)
+};
+
+// Everything a training forward leaves for backward.
+template <typename T>
+struct Trace {
+  Config config;
+  Schedule schedule;
+  std::vector<std::vector<T>> layer_inputs;   // [L] of [N, I_k]: the input each layer saw
+  std::vector<std::vector<T>> dropout_masks;  // [L-1] of [N, D*R] or empty: mask after layer k
+  std::vector<CellTrace<T>> cells;            // [L*D]
+};
+
+// Runs the stack over a packed sequence.
+//   weights: [L*D] cells.
+//   x: [N, I];  h0: [L*D, B, R] or null (zeros);  c0: [L*D, B, H] or null (zeros).
+//   dropout_masks: null, or [L-1] pointers, each null or [N, D*R]; layer k's output is multiplied by
+//     mask k before it becomes layer k+1's input (the mask carries the 1/(1-p) scale).
+//   y: [N, D*R] the last layer's output;  h_n: [L*D, B, R];  c_n: [L*D, B, H].
+//   trace: null for inference; else filled with what backward needs (training).
+template <typename T>
+void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule,
+             const T* x, const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n,
+             Trace<T>* trace);
+
+// Backpropagation through time over the trace of a training forward with the same weights.
+//   dy: [N, D*R];  dh_n: [L*D, B, R] or null;  dc_n: [L*D, B, H] or null.
+//   dx: [N, I];  dh0: [L*D, B, R];  dc0: [L*D, B, H];  grads: [L*D] cells, overwritten.
+template <typename T>
+void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const T* dy,
+              const T* dh_n, const T* dc_n, T* dx, T* dh0, T* dc0, const std::vector<CellGrads<T>>& grads);
+
+}  // namespace lstm_fast

@@ -1,0 +1,265 @@
+// The cell kernels. Structure (the one the fast version keeps):
+//   forward:  Z = X W_ih^T + b for all steps as one GEMM ("input projection"), then per step
+//             one recurrent GEMM  Z_t += h_{t-1} W_hh^T  and one fused pointwise kernel;
+//   backward: per step one fused pointwise kernel and one GEMM  dh_{t-1} = dZ_t W_hh;  after the
+//             time loop the weight gradients and dX as single GEMMs over all steps.
+#include "cell.hpp"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+
+namespace lstm_fast::detail {
+namespace {
+
+template <typename T>
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using Map = Eigen::Map<Matrix<T>>;
+template <typename T>
+using ConstMap = Eigen::Map<const Matrix<T>>;
+template <typename T>
+using StridedMap = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
+template <typename T>
+using ConstStridedMap = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
+
+template <typename T>
+inline T sigmoid(T v) {
+  return T(1) / (T(1) + std::exp(-v));
+}
+
+// Fused forward pointwise kernel for b rows.
+//   z: [b, 4H] pre-activations in, activated gates (i, f, g, o) out;
+//   c: [b, H] c_{t-1} in, c_t out;  out: [b, H] o * tanh(c_t).
+template <bool kPeephole, typename T>
+void gates_forward(Index b, Index H, T* z, T* c, T* out, const T* peep) {
+  for (Index r = 0; r < b; ++r) {
+    T* zr = z + r * 4 * H;
+    T* cr = c + r * H;
+    T* outr = out + r * H;
+    for (Index j = 0; j < H; ++j) {
+      const T c_prev = cr[j];
+      T zi = zr[j], zf = zr[H + j], zo = zr[3 * H + j];
+      if constexpr (kPeephole) {
+        zi += peep[j] * c_prev;
+        zf += peep[H + j] * c_prev;
+      }
+      const T input_gate = sigmoid(zi);
+      const T forget_gate = sigmoid(zf);
+      const T candidate = std::tanh(zr[2 * H + j]);
+      const T cell = forget_gate * c_prev + input_gate * candidate;
+      if constexpr (kPeephole) zo += peep[2 * H + j] * cell;
+      const T output_gate = sigmoid(zo);
+      zr[j] = input_gate;
+      zr[H + j] = forget_gate;
+      zr[2 * H + j] = candidate;
+      zr[3 * H + j] = output_gate;
+      cr[j] = cell;
+      outr[j] = output_gate * std::tanh(cell);
+    }
+  }
+}
+
+// Fused backward pointwise kernel for b rows, written in terms of the activated gates:
+//   dm: [b, H] gradient w.r.t. m = o * tanh(c_t);  dc: [b, H] dc_t from the later step in,
+//   dc_{t-1} out;  dz: [b, 4H] gradient w.r.t. the pre-activations (i, f, g, o).
+template <bool kPeephole, typename T>
+void gates_backward(Index b, Index H, const T* gates, const T* cell, const T* cell_prev, const T* dm,
+                    T* dc, T* dz, const T* peep) {
+  for (Index r = 0; r < b; ++r) {
+    const T* gr = gates + r * 4 * H;
+    T* dzr = dz + r * 4 * H;
+    for (Index j = 0; j < H; ++j) {
+      const T i = gr[j], f = gr[H + j], g = gr[2 * H + j], o = gr[3 * H + j];
+      const T tanh_c = std::tanh(cell[r * H + j]);
+      const T c_prev = cell_prev[r * H + j];
+      const T dmj = dm[r * H + j];
+      const T dzo = dmj * tanh_c * o * (T(1) - o);                    // do * o(1-o)
+      T dcell = dc[r * H + j] + dmj * o * (T(1) - tanh_c * tanh_c);  // dc_t
+      if constexpr (kPeephole) dcell += dzo * peep[2 * H + j];        // o saw c_t
+      const T dzi = dcell * g * i * (T(1) - i);
+      const T dzf = dcell * c_prev * f * (T(1) - f);
+      const T dzg = dcell * i * (T(1) - g * g);
+      T dcell_prev = dcell * f;
+      if constexpr (kPeephole) dcell_prev += dzi * peep[j] + dzf * peep[H + j];
+      dc[r * H + j] = dcell_prev;
+      dzr[j] = dzi;
+      dzr[H + j] = dzf;
+      dzr[2 * H + j] = dzg;
+      dzr[3 * H + j] = dzo;
+    }
+  }
+}
+
+// Steps to project at once in inference, so the gate buffer is O(chunk * B * 4H) whatever T is.
+constexpr Index kInferenceChunkSteps = 64;
+
+}  // namespace
+
+template <typename T>
+void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
+                  const T* x, const T* h0, const T* c0, T* y, Index ldy, T* h_n, T* c_n,
+                  CellTrace<T>* trace) {
+  const Index I = dims.input_size, H = dims.hidden_size, R = dims.output_size, G = 4 * H;
+  const Index B = s.batch, N = s.rows(), steps = s.steps();
+
+  ConstMap<T> W_ih(w.weight_ih, G, I);
+  ConstMap<T> W_hh(w.weight_hh, G, R);
+  ConstMap<T> X(x, N, I);
+  Eigen::Matrix<T, 1, Eigen::Dynamic> bias = Eigen::Matrix<T, 1, Eigen::Dynamic>::Zero(G);
+  if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
+  if (w.bias_hh) bias += ConstMap<T>(w.bias_hh, 1, G);
+
+  // The running state: row r holds its sequence's latest h and c. Rows not active at a step keep
+  // their values, which gives packed-sequence semantics in both directions.
+  Matrix<T> h(B, R), c(B, H);
+  if (h0) h = ConstMap<T>(h0, B, R); else h.setZero();
+  if (c0) c = ConstMap<T>(c0, B, H); else c.setZero();
+  Matrix<T> m;  // [B, H] o * tanh(c) before the projection
+  if (dims.projection) m.resize(B, H);
+  T* pointwise_out = dims.projection ? m.data() : h.data();
+
+  Matrix<T> z_chunk;  // inference: pre-activations of one chunk of steps
+  if (trace) {
+    trace->gates.resize(static_cast<size_t>(N * G));
+    trace->cell.resize(static_cast<size_t>(N * H));
+    trace->cell_prev.resize(static_cast<size_t>(N * H));
+    trace->hidden_prev.resize(static_cast<size_t>(N * R));
+  }
+  const Index chunk = trace ? std::max<Index>(steps, 1) : kInferenceChunkSteps;
+
+  for (Index first = 0; first < steps; first += chunk) {
+    const Index count = std::min(chunk, steps - first);
+    // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
+    const Index t_lo = reverse ? steps - first - count : first;
+    const Index row0 = s.offsets[t_lo], rows = s.offsets[t_lo + count] - row0;
+    T* z = nullptr;
+    if (trace) {
+      z = trace->gates.data() + row0 * G;
+    } else {
+      z_chunk.resize(rows, G);
+      z = z_chunk.data();
+    }
+    // Input projection: Z = X W_ih^T + b_ih + b_hh, one GEMM for all steps of the chunk.
+    Map<T> Z(z, rows, G);
+    Z.noalias() = X.middleRows(row0, rows) * W_ih.transpose();
+    Z.rowwise() += bias;
+
+    for (Index p = first; p < first + count; ++p) {
+      const Index t = reverse ? steps - 1 - p : p;
+      const Index b = s.batch_sizes[t], row = s.offsets[t];
+      T* zt = z + (row - row0) * G;
+      Map<T> Zt(zt, b, G);
+      Zt.noalias() += h.topRows(b) * W_hh.transpose();  // the recurrent GEMM
+      if (trace) {
+        Map<T>(trace->hidden_prev.data() + row * R, b, R) = h.topRows(b);
+        Map<T>(trace->cell_prev.data() + row * H, b, H) = c.topRows(b);
+      }
+      if (dims.peephole)
+        gates_forward<true>(b, H, zt, c.data(), pointwise_out, w.weight_peep);
+      else
+        gates_forward<false>(b, H, zt, c.data(), pointwise_out, w.weight_peep);
+      if (trace) Map<T>(trace->cell.data() + row * H, b, H) = c.topRows(b);
+      if (dims.projection) {
+        ConstMap<T> W_hr(w.weight_hr, R, H);
+        h.topRows(b).noalias() = m.topRows(b) * W_hr.transpose();  // h_t = W_hr m_t
+      }
+      StridedMap<T>(y + row * ldy, b, R, Eigen::OuterStride<>(ldy)) = h.topRows(b);
+    }
+  }
+  Map<T>(h_n, B, R) = h;
+  Map<T>(c_n, B, H) = c;
+}
+
+template <typename T>
+void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
+                   const CellTrace<T>& trace, const T* x, const T* dy, Index ldy, const T* dh_n,
+                   const T* dc_n, T* dx, bool accumulate_dx, T* dh0, T* dc0, const CellGrads<T>& g) {
+  const Index I = dims.input_size, H = dims.hidden_size, R = dims.output_size, G = 4 * H;
+  const Index B = s.batch, N = s.rows(), steps = s.steps();
+
+  ConstMap<T> W_ih(w.weight_ih, G, I);
+  ConstMap<T> W_hh(w.weight_hh, G, R);
+
+  // Running gradients w.r.t. each row's latest state; a row not active at a step keeps its value,
+  // mirroring the forward's running state.
+  Matrix<T> dh(B, R), dc(B, H);
+  if (dh_n) dh = ConstMap<T>(dh_n, B, R); else dh.setZero();
+  if (dc_n) dc = ConstMap<T>(dc_n, B, H); else dc.setZero();
+  Matrix<T> dZ(N, G);  // gradient w.r.t. the gate pre-activations, all steps
+  Matrix<T> dm;        // [B, H] gradient w.r.t. m = o * tanh(c) (projection only)
+  Matrix<T> dH_total;  // [N, R] dh_t of every row (projection only, for dW_hr)
+  if (dims.projection) {
+    dm.resize(B, H);
+    dH_total.resize(N, R);
+  }
+
+  // Steps in the reverse of the forward's processing order.
+  for (Index q = steps - 1; q >= 0; --q) {
+    const Index t = reverse ? steps - 1 - q : q;
+    const Index b = s.batch_sizes[t], row = s.offsets[t];
+    dh.topRows(b) += ConstStridedMap<T>(dy + row * ldy, b, R, Eigen::OuterStride<>(ldy));
+    const T* dm_t = dh.data();
+    if (dims.projection) {
+      ConstMap<T> W_hr(w.weight_hr, R, H);
+      dH_total.middleRows(row, b) = dh.topRows(b);
+      dm.topRows(b).noalias() = dh.topRows(b) * W_hr;  // dm = dh W_hr
+      dm_t = dm.data();
+    }
+    const T* gates = trace.gates.data() + row * G;
+    const T* cell = trace.cell.data() + row * H;
+    const T* cell_prev = trace.cell_prev.data() + row * H;
+    T* dz = dZ.data() + row * G;
+    if (dims.peephole)
+      gates_backward<true>(b, H, gates, cell, cell_prev, dm_t, dc.data(), dz, w.weight_peep);
+    else
+      gates_backward<false>(b, H, gates, cell, cell_prev, dm_t, dc.data(), dz, w.weight_peep);
+    dh.topRows(b).noalias() = dZ.middleRows(row, b) * W_hh;  // dh_{t-1} = dZ_t W_hh
+  }
+  Map<T>(dh0, B, R) = dh;
+  Map<T>(dc0, B, H) = dc;
+
+  // Weight gradients and dX: single GEMMs over all steps.
+  ConstMap<T> X(x, N, I);
+  ConstMap<T> H_prev(trace.hidden_prev.data(), N, R);
+  Map<T>(g.weight_ih, G, I).noalias() = dZ.transpose() * X;
+  Map<T>(g.weight_hh, G, R).noalias() = dZ.transpose() * H_prev;
+  if (w.bias_ih) {
+    Map<T> db(g.bias_ih, 1, G);
+    db = dZ.colwise().sum();
+    Map<T>(g.bias_hh, 1, G) = db;
+  }
+  if (dims.projection) {
+    // m_t = o * tanh(c_t), recomputed from the trace: dW_hr = dH^T M.
+    ConstStridedMap<T> O(trace.gates.data() + 3 * H, N, H, Eigen::OuterStride<>(G));
+    ConstMap<T> C(trace.cell.data(), N, H);
+    Matrix<T> M = O.array() * C.array().tanh();
+    Map<T>(g.weight_hr, R, H).noalias() = dH_total.transpose() * M;
+  }
+  if (dims.peephole) {
+    // dp_i = sum_rows dz_i * c_{t-1};  dp_f = sum_rows dz_f * c_{t-1};  dp_o = sum_rows dz_o * c_t.
+    ConstMap<T> C(trace.cell.data(), N, H);
+    ConstMap<T> C_prev(trace.cell_prev.data(), N, H);
+    Map<T> dP(g.weight_peep, 3, H);
+    dP.row(0) = (dZ.leftCols(H).array() * C_prev.array()).colwise().sum();
+    dP.row(1) = (dZ.middleCols(H, H).array() * C_prev.array()).colwise().sum();
+    dP.row(2) = (dZ.rightCols(H).array() * C.array()).colwise().sum();
+  }
+  Map<T> dX(dx, N, I);
+  if (accumulate_dx)
+    dX.noalias() += dZ * W_ih;
+  else
+    dX.noalias() = dZ * W_ih;
+}
+
+#define LSTM_FAST_INSTANTIATE(T)                                                                    \
+  template void cell_forward<T>(const CellDims&, const CellWeights<T>&, const Schedule&, bool,      \
+                                const T*, const T*, const T*, T*, Index, T*, T*, CellTrace<T>*);    \
+  template void cell_backward<T>(const CellDims&, const CellWeights<T>&, const Schedule&, bool,     \
+                                 const CellTrace<T>&, const T*, const T*, Index, const T*, const T*, \
+                                 T*, bool, T*, T*, const CellGrads<T>&);
+LSTM_FAST_INSTANTIATE(float)
+LSTM_FAST_INSTANTIATE(double)
+#undef LSTM_FAST_INSTANTIATE
+
+}  // namespace lstm_fast::detail

@@ -1,0 +1,78 @@
+# Type stub for the compiled extension lstm_fast._core (private: use lstm_fast.LSTM).
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+# Per cell (layer k, direction d at k*D + d):
+# (weight_ih [4H, I_k], weight_hh [4H, R], bias_ih [4H] | None, bias_hh [4H] | None,
+#  weight_hr [R, H] | None, weight_peep [3, H] | None)
+CellWeights = Tuple[
+    npt.NDArray[np.floating],
+    npt.NDArray[np.floating],
+    Optional[npt.NDArray[np.floating]],
+    Optional[npt.NDArray[np.floating]],
+    Optional[npt.NDArray[np.floating]],
+    Optional[npt.NDArray[np.floating]],
+]
+
+class CoreError(ValueError): ...
+
+class Config:
+    def __init__(
+        self,
+        *,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        proj_size: int,
+        bias: bool,
+        bidirectional: bool,
+        peephole: bool,
+    ) -> None: ...
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def hidden_size(self) -> int: ...
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def proj_size(self) -> int: ...
+    @property
+    def bias(self) -> bool: ...
+    @property
+    def bidirectional(self) -> bool: ...
+    @property
+    def peephole(self) -> bool: ...
+
+class Trace32: ...
+class Trace64: ...
+
+def forward(
+    config: Config,
+    weights: Sequence[CellWeights],
+    batch_sizes: Sequence[int],
+    batch: int,
+    x: npt.NDArray[np.floating],
+    h0: Optional[npt.NDArray[np.floating]],
+    c0: Optional[npt.NDArray[np.floating]],
+    dropout_masks: Sequence[Optional[npt.NDArray[np.floating]]],
+    train: bool,
+) -> Tuple[
+    npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating], Optional[Trace32 | Trace64]
+]:
+    """Runs the stack over packed x [N, I]; returns (y [N, D*R], h_n [L*D, B, R], c_n [L*D, B, H], trace)."""
+
+def backward(
+    weights: Sequence[CellWeights],
+    trace: Trace32 | Trace64,
+    dy: npt.NDArray[np.floating],
+    dh_n: Optional[npt.NDArray[np.floating]],
+    dc_n: Optional[npt.NDArray[np.floating]],
+) -> Tuple[
+    npt.NDArray[np.floating],
+    npt.NDArray[np.floating],
+    npt.NDArray[np.floating],
+    list[CellWeights],
+]:
+    """Backpropagation through time; returns (dx [N, I], dh0, dc0, one gradient 6-tuple per cell)."""

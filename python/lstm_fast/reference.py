@@ -1,0 +1,255 @@
+"""A plain NumPy float64 LSTM: the forward pass and backpropagation through time (BPTT).
+
+This is the oracle the tests compare the C++ core against. It is written from the equations for
+reading, not for speed, and it never imports the compiled core.
+
+Equations (those of torch.nn.LSTM, gate order i, f, g, o), for one layer and one direction at
+step t, with x_t the layer's input, h_{t-1} and c_{t-1} the previous hidden and cell states:
+
+    i_t = sigmoid(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi + p_i * c_{t-1})
+    f_t = sigmoid(W_if x_t + b_if + W_hf h_{t-1} + b_hf + p_f * c_{t-1})
+    g_t = tanh(   W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)
+    c_t = f_t * c_{t-1} + i_t * g_t
+    o_t = sigmoid(W_io x_t + b_io + W_ho h_{t-1} + b_ho + p_o * c_t)
+    h_t = o_t * tanh(c_t)                         (no projection)
+    h_t = W_hr (o_t * tanh(c_t))                  (proj_size > 0)
+
+`*` is elementwise. W_ih = [W_ii; W_if; W_ig; W_io] is weight_ih_l{k} (4H, I_k), W_hh likewise is
+weight_hh_l{k} (4H, R), the biases bias_ih_l{k}, bias_hh_l{k} (4H,) are absent when bias=False,
+W_hr is weight_hr_l{k} (R, H). The peephole weights (p_i, p_f, p_o) are the rows of
+weight_peep_l{k} (3, H) and exist only when peephole=True. The reverse direction (suffix
+"_reverse") runs the same equations from the last step down to the first. Layer k > 0 reads the
+concatenated outputs of both directions of layer k - 1, times dropout_masks[k - 1] when given.
+
+Padded batches (lengths) follow torch's packed sequences: sequence b only runs steps 0..L_b - 1.
+We write that as a masked update: at step t, active = t < L_b; the state moves to the new state
+only where active, and the output is h_t where active, else 0. The reverse direction then starts
+from (h0, c0) at step L_b - 1, since every step above it leaves the state untouched.
+"""
+import numpy as np
+
+ROLES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")
+SUFFIXES = ("", "_reverse")  # direction d = 0, 1
+
+
+def _sigmoid(z):
+    with np.errstate(over="ignore"):  # exp(-z) = inf for z << 0 gives the right limit, 0
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def _cell_forward(x_t, h_prev, c_prev, p):
+    """One step of one direction. x_t (B, I_k), h_prev (B, R), c_prev (B, H); p maps the roles
+    (weight_ih, ...) to arrays. Returns h_t (B, R), c_t (B, H) and what the backward step needs."""
+    gates = x_t @ p["weight_ih"].T + h_prev @ p["weight_hh"].T  # (B, 4H), gate order i, f, g, o
+    gates = gates + p.get("bias_ih", 0.0) + p.get("bias_hh", 0.0)
+    i_pre, f_pre, g_pre, o_pre = np.split(gates, 4, axis=1)
+    if "weight_peep" in p:
+        p_i, p_f, p_o = p["weight_peep"]
+        i_pre = i_pre + p_i * c_prev
+        f_pre = f_pre + p_f * c_prev
+    i, f, g = _sigmoid(i_pre), _sigmoid(f_pre), np.tanh(g_pre)
+    c = f * c_prev + i * g
+    if "weight_peep" in p:
+        o_pre = o_pre + p_o * c  # the output gate looks at c_t, not c_{t-1}
+    o = _sigmoid(o_pre)
+    tanh_c = np.tanh(c)
+    m = o * tanh_c  # the cell output before the projection, (B, H)
+    h = m @ p["weight_hr"].T if "weight_hr" in p else m
+    step = dict(x=x_t, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, c=c, tanh_c=tanh_c, m=m)
+    return h, c, step
+
+
+def _cell_backward(dh, dc, step, p, grads):
+    """Backward of one step. dh (B, R), dc (B, H): the loss gradients reaching h_t and c_t from
+    above and from later steps. Adds the parameter gradients into grads (keyed by role) and returns
+    dx_t (B, I_k), dh_{t-1} (B, R), dc_{t-1} (B, H). dz is the loss gradient w.r.t. z, and z_pre
+    is a gate before its nonlinearity: sigmoid' = s (1 - s), tanh' = 1 - tanh^2."""
+    i, f, g, o, c, c_prev = (step[name] for name in ("i", "f", "g", "o", "c", "c_prev"))
+    tanh_c, m = step["tanh_c"], step["m"]
+    if "weight_hr" in p:  # h = W_hr m
+        grads["weight_hr"] += dh.T @ m
+        dm = dh @ p["weight_hr"]
+    else:
+        dm = dh
+    do = dm * tanh_c
+    do_pre = do * o * (1 - o)
+    dc = dc + dm * o * (1 - tanh_c ** 2)
+    if "weight_peep" in p:
+        p_i, p_f, p_o = p["weight_peep"]
+        dc = dc + do_pre * p_o
+    di = dc * g
+    dg = dc * i
+    df = dc * c_prev
+    di_pre = di * i * (1 - i)
+    df_pre = df * f * (1 - f)
+    dg_pre = dg * (1 - g ** 2)
+    dc_prev = dc * f
+    if "weight_peep" in p:
+        dc_prev = dc_prev + di_pre * p_i + df_pre * p_f
+        grads["weight_peep"] += np.stack([(di_pre * c_prev).sum(axis=0),
+                                          (df_pre * c_prev).sum(axis=0),
+                                          (do_pre * c).sum(axis=0)])
+    dgates = np.concatenate([di_pre, df_pre, dg_pre, do_pre], axis=1)  # (B, 4H)
+    grads["weight_ih"] += dgates.T @ step["x"]
+    grads["weight_hh"] += dgates.T @ step["h_prev"]
+    for bias in ("bias_ih", "bias_hh"):
+        if bias in p:
+            grads[bias] += dgates.sum(axis=0)
+    return dgates @ p["weight_ih"], dgates @ p["weight_hh"], dc_prev
+
+
+def _direction_forward(x, h0, c0, active, p, reverse):
+    """Runs one direction over the sequence. x (T, B, I_k), h0 (B, R), c0 (B, H), active (T, B, 1).
+    Returns y (T, B, R), the final h (B, R) and c (B, H), and the per-step caches indexed by t."""
+    T = x.shape[0]
+    h, c = h0, c0
+    y = np.zeros((T,) + h0.shape)
+    steps = [None] * T
+    for t in (reversed(range(T)) if reverse else range(T)):
+        h_new, c_new, steps[t] = _cell_forward(x[t], h, c, p)
+        h = np.where(active[t], h_new, h)
+        c = np.where(active[t], c_new, c)
+        y[t] = np.where(active[t], h_new, 0.0)
+    return y, h, c, steps
+
+
+def _direction_backward(dy, dh, dc, active, p, steps, reverse):
+    """BPTT through one direction: dy (T, B, R); dh (B, R) and dc (B, H) are the gradients w.r.t.
+    its final state. Returns dx (T, B, I_k), dh0, dc0 and the parameter gradients keyed by role."""
+    T = len(steps)
+    grads = {role: np.zeros_like(value) for role, value in p.items()}
+    dx = np.zeros((T,) + steps[0]["x"].shape)
+    for t in (range(T) if reverse else reversed(range(T))):
+        a = active[t]
+        dx[t], dh_prev, dc_prev = _cell_backward(np.where(a, dy[t] + dh, 0.0),
+                                                 np.where(a, dc, 0.0), steps[t], p, grads)
+        # An inactive step passed the state through unchanged, so its gradient passes through too.
+        dh = np.where(a, dh_prev, dh)
+        dc = np.where(a, dc_prev, dc)
+    return dx, dh, dc, grads
+
+
+def _split_params(params, num_layers, D, proj_size, peephole):
+    """One dict per (layer, direction), in torch's order k*D + d, mapping roles to float64 arrays.
+    The bias keys are optional (bias=False); any other missing or unused key is an error."""
+    required = ["weight_ih", "weight_hh"]
+    required += ["weight_hr"] * (proj_size > 0) + ["weight_peep"] * peephole
+    layers, used = [], set()
+    for k in range(num_layers):
+        for sfx in SUFFIXES[:D]:
+            p = {}
+            for role in ROLES:
+                name = f"{role}_l{k}{sfx}"
+                if name in params and (role in required or role.startswith("bias")):
+                    p[role] = np.asarray(params[name], dtype=np.float64)
+                    used.add(name)
+                elif role in required:
+                    raise ValueError(f"params is missing {name}")
+            layers.append(p)
+    if set(params) != used:
+        unused = sorted(set(params) - used)
+        raise ValueError(f"params has keys this configuration does not use: {unused}")
+    return layers
+
+
+def forward(x, params, *, num_layers=1, bidirectional=False, proj_size=0, peephole=False,
+            state=None, lengths=None, dropout_masks=None):
+    """x: (T, B, I) array (time-major, batched only). Returns (y, (h_n, c_n), cache).
+
+    params: dict with torch.nn.LSTM's state_dict names and shapes: weight_ih_l{k}{sfx} (4H, I_k),
+      weight_hh_l{k}{sfx} (4H, R), bias_ih_l{k}{sfx} (4H,), bias_hh_l{k}{sfx} (4H,) [bias keys
+      may be absent = bias=False], weight_hr_l{k}{sfx} (R, H) when proj_size > 0, and when
+      peephole=True weight_peep_l{k}{sfx} (3, H) with rows (i, f, o). sfx is "" or "_reverse".
+      H is inferred from the shapes; R = proj_size if > 0 else H; D = 2 if bidirectional else 1;
+      I_k = I for k = 0 else D*R.
+    state: None (zeros) or (h0 (num_layers*D, B, R), c0 (num_layers*D, B, H)); layer k direction d
+      is at index k*D + d (torch's order).
+    lengths: None or ints (B,), 1 <= L_b <= T, with torch's packed-sequence semantics (see the
+      module docstring): outputs at t >= L_b are 0, the final state is the one after the last
+      valid step, and the reverse direction starts at step L_b - 1.
+    dropout_masks: None or a list of num_layers - 1 arrays (T, B, D*R), already scaled by
+      1/(1-p): the output of layer k is multiplied by dropout_masks[k] before it becomes the input
+      of layer k + 1.
+    y: (T, B, D*R); h_n (num_layers*D, B, R); c_n (num_layers*D, B, H). The cache is opaque: pass
+      it to backward() unchanged.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (T, B, I), got {x.shape}")
+    T, B, _ = x.shape
+    D = 2 if bidirectional else 1
+    layers = _split_params(params, num_layers, D, proj_size, peephole)
+    H = layers[0]["weight_hh"].shape[0] // 4
+    R = proj_size if proj_size > 0 else H
+
+    h_shape, c_shape = (num_layers * D, B, R), (num_layers * D, B, H)
+    if state is None:
+        h0, c0 = np.zeros(h_shape), np.zeros(c_shape)
+    else:
+        h0, c0 = (np.asarray(s, dtype=np.float64) for s in state)
+        if (h0.shape, c0.shape) != (h_shape, c_shape):
+            raise ValueError(f"state must have shapes {h_shape} and {c_shape}, "
+                             f"got {h0.shape} and {c0.shape}")
+    if dropout_masks is not None:
+        dropout_masks = [np.asarray(mask, dtype=np.float64) for mask in dropout_masks]
+        if [mask.shape for mask in dropout_masks] != [(T, B, D * R)] * (num_layers - 1):
+            raise ValueError(f"dropout_masks must be {num_layers - 1} arrays of shape "
+                             f"{(T, B, D * R)}, got {[mask.shape for mask in dropout_masks]}")
+    lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
+    if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
+        raise ValueError(f"lengths must have shape ({B},) and values in 1..{T}, got {lengths}")
+    active = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
+
+    h_n, c_n, all_steps = np.zeros(h_shape), np.zeros(c_shape), []
+    layer_input = x
+    for k in range(num_layers):
+        if k > 0 and dropout_masks is not None:
+            layer_input = layer_input * dropout_masks[k - 1]
+        outputs = []
+        for d in range(D):
+            j = k * D + d
+            y_d, h_n[j], c_n[j], steps = _direction_forward(
+                layer_input, h0[j], c0[j], active, layers[j], reverse=(d == 1))
+            outputs.append(y_d)
+            all_steps.append(steps)
+        layer_input = np.concatenate(outputs, axis=2)
+    y = layer_input
+
+    cache = dict(layers=layers, steps=all_steps, active=active, names=list(params),
+                 num_layers=num_layers, D=D, R=R, dropout_masks=dropout_masks,
+                 y_shape=y.shape, state_shapes=(h_shape, c_shape))
+    return y, (h_n, c_n), cache
+
+
+def backward(dy, cache, dstate=None):
+    """dy: (T, B, D*R) gradient of the loss w.r.t. y; dstate: None (zeros) or (dh_n, dc_n) shaped
+    like (h_n, c_n). Returns (dx, (dh0, dc0), grads) with dx (T, B, I), dh0/dc0 shaped like h0/c0,
+    and grads a dict with exactly the keys of params."""
+    dy = np.asarray(dy, dtype=np.float64)
+    if dy.shape != cache["y_shape"]:
+        raise ValueError(f"dy must have shape {cache['y_shape']}, got {dy.shape}")
+    h_shape, c_shape = cache["state_shapes"]
+    if dstate is None:
+        dh_n, dc_n = np.zeros(h_shape), np.zeros(c_shape)
+    else:
+        dh_n, dc_n = (np.asarray(s, dtype=np.float64) for s in dstate)
+        if (dh_n.shape, dc_n.shape) != (h_shape, c_shape):
+            raise ValueError(f"dstate must have shapes {h_shape} and {c_shape}, "
+                             f"got {dh_n.shape} and {dc_n.shape}")
+    D, R, masks = cache["D"], cache["R"], cache["dropout_masks"]
+
+    dh0, dc0, grads = np.zeros(h_shape), np.zeros(c_shape), {}
+    d_output = dy  # the gradient w.r.t. the output of layer k
+    for k in reversed(range(cache["num_layers"])):
+        d_input = 0.0
+        for d in range(D):
+            j = k * D + d
+            dx_d, dh0[j], dc0[j], layer_grads = _direction_backward(
+                d_output[:, :, d * R:(d + 1) * R], dh_n[j], dc_n[j], cache["active"],
+                cache["layers"][j], cache["steps"][j], reverse=(d == 1))
+            d_input = d_input + dx_d  # both directions read the same input
+            grads.update({f"{role}_l{k}{SUFFIXES[d]}": g for role, g in layer_grads.items()})
+        if k > 0 and masks is not None:
+            d_input = d_input * masks[k - 1]
+        d_output = d_input
+    return d_output, (dh0, dc0), {name: grads[name] for name in cache["names"]}

@@ -1,0 +1,191 @@
+"""The C++ core against the pure-NumPy reference: outputs, final states and every gradient."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import lstm_fast as lf
+from conftest import assert_close, random_case, reference_run
+
+DTYPES = [np.float64, np.float32]
+
+
+def run_and_compare(model, x, state, lengths, dy, dstate, dtype):
+    y, (h_n, c_n) = model.forward(x, state, lengths)
+    dx, (dh0, dc0) = model.backward(dy, dstate)
+    expected, grads = reference_run(model, x, state, lengths, dy, dstate)
+    actual = dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0)
+    for name in expected:
+        assert actual[name].dtype == np.dtype(dtype), name
+        assert_close(name, actual[name], expected[name], dtype)
+    assert list(model.grads) == list(model.state_dict())
+    for name in grads:
+        assert model.grads[name].dtype == np.dtype(dtype), name
+        assert_close(f"grads[{name}]", model.grads[name], grads[name], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", range(12))
+def test_random_shapes_single_layer(rng, dtype, case):
+    # T from 1 to 50, B from 1 to 8, sizes down to 1.
+    T = int(rng.choice([1, 2, rng.integers(3, 51)]))
+    B, I, H = (int(v) for v in rng.integers(1, [9, 7, 9]))
+    model, x, state, lengths, dy, dstate = random_case(rng, T=T, B=B, I=I, H=H, dtype=dtype, seed=case)
+    run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+
+
+FEATURES = list(itertools.product([1, 2, 3], [False, True], [0, 2], [True, False], [False, True], [False, True]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("num_layers,bidirectional,proj_size,bias,peephole,with_lengths", FEATURES)
+def test_every_feature_combination(rng, dtype, num_layers, bidirectional, proj_size, bias, peephole, with_lengths):
+    model, x, state, lengths, dy, dstate = random_case(
+        rng, T=7, B=4, I=3, H=5, num_layers=num_layers, bidirectional=bidirectional, proj_size=proj_size,
+        bias=bias, peephole=peephole, with_lengths=with_lengths, dtype=dtype)
+    run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+
+
+def test_zero_state_and_no_dstate_mean_zeros(rng):
+    model, x, state, lengths, dy, dstate = random_case(rng, T=5, B=2, I=3, H=4, num_layers=2)
+    zeros = model.initial_state(2)
+    y1, s1 = model.forward(x)
+    g1 = model.backward(dy)
+    y2, s2 = model.forward(x, zeros)
+    g2 = model.backward(dy, (np.zeros_like(s2[0]), np.zeros_like(s2[1])))
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(g1[0], g2[0])
+    np.testing.assert_array_equal(g1[1][0], g2[1][0])
+
+
+def test_padded_outputs_are_zero_and_final_state_is_taken_at_each_length(rng):
+    model, x, state, _, _, _ = random_case(rng, T=9, B=3, I=2, H=4, bidirectional=True)
+    lengths = np.array([9, 3, 6])
+    y, (h_n, c_n) = model(x, state, lengths)
+    for b, L in enumerate(lengths):
+        assert np.all(y[L:, b] == 0)
+        # The same sequence alone, cut at its length, gives the same outputs and final state.
+        yb, (hb, cb) = model(x[:L, b : b + 1], (state[0][:, b : b + 1], state[1][:, b : b + 1]))
+        np.testing.assert_allclose(y[:L, b], yb[:, 0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(h_n[:, b], hb[:, 0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(c_n[:, b], cb[:, 0], rtol=1e-6, atol=1e-6)
+
+
+def test_lengths_all_full_equals_no_lengths(rng):
+    model, x, state, _, dy, _ = random_case(rng, T=6, B=3, I=2, H=3, num_layers=2, bidirectional=True)
+    y1, s1 = model.forward(x, state, lengths=[6, 6, 6])
+    d1 = model.backward(dy)
+    y2, s2 = model.forward(x, state)
+    d2 = model.backward(dy)
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(d1[0], d2[0])
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(num_layers=2, proj_size=2), dict(peephole=True, num_layers=3)])
+def test_step_by_step_equals_whole_sequence(rng, kwargs):
+    model, x, state, _, _, _ = random_case(rng, T=8, B=3, I=4, H=5, **kwargs)
+    y, (h_n, c_n) = model(x, state)
+    s = state
+    for t in range(x.shape[0]):
+        y_t, s = model.step(x[t], s)
+        np.testing.assert_allclose(y_t, y[t], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s[0], h_n, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s[1], c_n, rtol=1e-12, atol=1e-12)
+
+
+def test_step_from_initial_state_unbatched(rng):
+    model = lf.LSTM(3, 4, 2, seed=1)
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    y, (h_n, c_n) = model(x)
+    s = model.initial_state()
+    for t in range(5):
+        y_t, s = model.step(x[t], s)
+        np.testing.assert_allclose(y_t, y[t], rtol=1e-6, atol=1e-6)
+    assert s[0].shape == h_n.shape == (2, 4)
+
+
+def test_batch_first_and_unbatched_layouts(rng):
+    model, x, state, lengths, dy, dstate = random_case(rng, T=5, B=3, I=2, H=4, num_layers=2, bidirectional=True)
+    y, (h_n, c_n) = model.forward(x, state)
+    dx, (dh0, dc0) = model.backward(dy, dstate)
+
+    first = lf.LSTM(2, 4, 2, bidirectional=True, batch_first=True, dtype=np.float64)
+    first.load_state_dict(model.state_dict())
+    yb, (hb, cb) = first.forward(x.transpose(1, 0, 2), state)
+    dxb, (dh0b, dc0b) = first.backward(dy.transpose(1, 0, 2), dstate)
+    np.testing.assert_allclose(yb, y.transpose(1, 0, 2), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dxb, dx.transpose(1, 0, 2), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dh0b, dh0, rtol=1e-13, atol=1e-13)
+    for name, g in model.grads.items():
+        np.testing.assert_allclose(first.grads[name], g, rtol=1e-13, atol=1e-13)
+
+    # Unbatched (T, I): the same as a batch of one.
+    yu, (hu, cu) = model.forward(x[:, 0], (state[0][:, 0], state[1][:, 0]))
+    dxu, (dh0u, _) = model.backward(dy[:, 0], (dstate[0][:, 0], dstate[1][:, 0]))
+    y1, _ = model.forward(x[:, :1], (state[0][:, :1], state[1][:, :1]))
+    dx1, (dh01, _) = model.backward(dy[:, :1], (dstate[0][:, :1], dstate[1][:, :1]))
+    assert yu.shape == (5, 8) and hu.shape == (4, 4)
+    np.testing.assert_allclose(yu, y1[:, 0], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dxu, dx1[:, 0], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dh0u, dh01[:, 0], rtol=1e-13, atol=1e-13)
+
+
+def test_inference_over_many_steps_matches_training_forward(rng):
+    # Inference projects the input a chunk of steps at a time; training all at once.
+    model = lf.LSTM(3, 6, 2, bidirectional=True, dtype=np.float64, seed=2)
+    x = rng.normal(size=(300, 2, 3))
+    lengths = [300, 170]
+    y1, (h1, c1) = model(x, lengths=lengths)
+    y2, (h2, c2) = model.forward(x, lengths=lengths, train=True)
+    np.testing.assert_allclose(y1, y2, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(h1, h2, rtol=1e-13, atol=1e-13)
+
+
+def test_backward_uses_the_weights_of_its_forward(rng):
+    model, x, state, _, dy, _ = random_case(rng, T=4, B=2, I=3, H=3)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    model.forward(x, state)
+    for v in model.state_dict().values():
+        v += 0.5  # an optimizer step between forward and backward
+    model.backward(dy)
+    fresh = lf.LSTM(3, 3, dtype=np.float64)
+    fresh.load_state_dict(before)
+    fresh.forward(x, state)
+    fresh.backward(dy)
+    for name in before:
+        np.testing.assert_array_equal(model.grads[name], fresh.grads[name])
+
+
+def test_dropout_masks_are_seeded_and_backward_uses_them(rng):
+    """Finite differences through a training forward with dropout: two models with the same seed draw
+    the same masks, so the loss is a fixed function of the parameters."""
+    T, B, I, H = 4, 2, 3, 3
+    x = rng.normal(size=(T, B, I))
+    w = rng.normal(size=(T, B, 2 * H))
+
+    def loss_and_grads(params=None):
+        model = lf.LSTM(I, H, 3, bidirectional=True, dropout=0.5, dtype=np.float64, seed=11)
+        if params is not None:
+            model.load_state_dict(params)
+        y, _ = model.forward(x, train=True)
+        model.backward(w)
+        return float(np.sum(y * w)), model
+
+    _, model = loss_and_grads()
+    y_eval, _ = model(x)
+    y_train, _ = model.forward(x)
+    y_train2, _ = model.forward(x)
+    assert not np.allclose(y_eval, y_train)  # dropout applied in training only
+    assert not np.allclose(y_train, y_train2)  # a fresh mask each forward
+    params = {k: v.copy() for k, v in model.state_dict().items()}
+    _, trained = loss_and_grads(params)
+    for name in ["weight_ih_l0", "weight_hh_l1_reverse", "bias_ih_l2"]:
+        idx = (0,) * params[name].ndim
+        eps = 1e-6
+        plus = {**params, name: params[name].copy()}
+        minus = {**params, name: params[name].copy()}
+        plus[name][idx] += eps
+        minus[name][idx] -= eps
+        fd = (loss_and_grads(plus)[0] - loss_and_grads(minus)[0]) / (2 * eps)
+        np.testing.assert_allclose(trained.grads[name][idx], fd, rtol=1e-6, atol=1e-8)
