@@ -1,5 +1,6 @@
-"""lstm_fast against torch.nn.LSTM, side by side in one run: inference, training (forward + backward)
-and the streaming per-step call, at the shapes of the performance issue. Prints medians and the ratio
+"""lstm_fast against torch.nn.LSTM, side by side in one run: inference, training (forward + backward),
+padded batches (half the sequences at half length: lstm_fast's `lengths` against torch's
+pack_padded_sequence) and the streaming per-step call, at the shapes of the performance issue. Prints medians and the ratio
 lstm_fast / torch (below 1 means lstm_fast is faster); --json writes the same rows to a file.
 
     python benchmarks/bench_torch.py [--repeats 7] [--shapes small,long] [--json out.json]
@@ -97,8 +98,19 @@ def main() -> None:
             model.forward(x, train=True)
             model.backward(dy)
 
+        # Padded batch: half the sequences at half length, so 3/4 of the steps are real.
+        lengths = np.where(np.arange(B) % 2 == 0, T, max(T // 2, 1))
+        tlengths = torch.from_numpy(lengths)
+
+        def torch_packed():
+            with torch.no_grad():
+                packed = torch.nn.utils.rnn.pack_padded_sequence(xt, tlengths, enforce_sorted=False)
+                torch.nn.utils.rnn.pad_packed_sequence(module(packed)[0], total_length=T)
+
+        real = float(lengths.sum()) / (T * B)
         for mode, ours, theirs, factor in (("inference", lambda: model(x), torch_infer, 1.0),
-                                           ("training", ours_train, torch_train, 3.0)):
+                                           ("training", ours_train, torch_train, 3.0),
+                                           ("padded", lambda: model(x, lengths=lengths), torch_packed, real)):
             ours_ms = median_ms(ours, args.repeats)
             torch_ms = median_ms(theirs, args.repeats)
             row = dict(shape=name, mode=mode, T=T, B=B, I=I, H=H, layers=layers, bidirectional=bidirectional,
@@ -127,6 +139,7 @@ def main() -> None:
     rows.append(dict(shape="step", mode="streaming", T=1, B=1, I=64, H=256, layers=1, bidirectional=False,
                      lstm_fast_ms=ours_ms, torch_ms=torch_ms, ratio=ours_ms / torch_ms,
                      gflops=gflops(1, 1, 64, 256, 1, False, ours_ms)))
+    print("(padded: inference on a batch whose odd sequences stop at T/2; GFLOP/s counts real steps only)")
     print(f"{'step':8} {'streaming':9} {ours_ms:12.3f} {torch_ms:10.3f} {ours_ms / torch_ms:7.2f} {rows[-1]['gflops']:8.1f}")
     if args.json:
         with open(args.json, "w") as f:

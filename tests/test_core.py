@@ -189,3 +189,53 @@ def test_dropout_masks_are_seeded_and_backward_uses_them(rng):
         minus[name][idx] -= eps
         fd = (loss_and_grads(plus)[0] - loss_and_grads(minus)[0]) / (2 * eps)
         np.testing.assert_allclose(trained.grads[name][idx], fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bidirectional_same_numbers_on_one_or_two_threads(rng, threads):
+    # Big enough that the two directions run on two threads when allowed.
+    model, x, state, lengths, dy, dstate = random_case(rng, T=40, B=8, I=32, H=48, num_layers=2,
+                                                       bidirectional=True, proj_size=16, with_lengths=True)
+    before = lf.get_num_threads()
+    try:
+        lf.set_num_threads(threads)
+        assert lf.get_num_threads() == threads
+        run_and_compare(model, x, state, lengths, dy, dstate, np.float64)
+    finally:
+        lf.set_num_threads(before)
+
+
+def test_set_num_threads_checks_its_argument():
+    with pytest.raises(ValueError, match=r"num_threads must be >= 1, got 0"):
+        lf.set_num_threads(0)
+    with pytest.raises(TypeError, match=r"num_threads must be an int, got float"):
+        lf.set_num_threads(2.0)
+
+
+@pytest.mark.parametrize("kwargs", [dict(num_layers=2, bidirectional=True, proj_size=2, peephole=True),
+                                    dict(bias=False, peephole=True)])
+def test_core_gradients_against_finite_differences(rng, kwargs):
+    """The C++ core's own gradients (not just the reference's) against central differences."""
+    model, x, state, _, dy, dstate = random_case(rng, T=5, B=3, I=2, H=3, **kwargs)
+    lengths = np.array([5, 2, 4])
+
+    def loss():
+        y, (h_n, c_n) = model(x, state, lengths)
+        return np.sum(y * dy) + np.sum(h_n * dstate[0]) + np.sum(c_n * dstate[1])
+
+    model.forward(x, state, lengths)
+    dx, (dh0, dc0) = model.backward(dy, dstate)
+    eps = 1e-6
+    checks = [("x", x, dx), ("h0", state[0], dh0), ("c0", state[1], dc0)]
+    checks += [(name, p, model.grads[name]) for name, p in model.state_dict().items()]
+    for name, array, grad in checks:
+        fd = np.zeros_like(array)
+        for idx in np.ndindex(array.shape):
+            saved = array[idx]
+            array[idx] = saved + eps
+            plus = loss()
+            array[idx] = saved - eps
+            minus = loss()
+            array[idx] = saved
+            fd[idx] = (plus - minus) / (2 * eps)
+        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8, err_msg=name)

@@ -189,6 +189,9 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("bidirectional", &Config::bidirectional)
       .def_readonly("peephole", &Config::peephole);
 
+  m.def("set_num_threads", &lstm_fast::set_num_threads, py::arg("num_threads"));
+  m.def("get_num_threads", &lstm_fast::get_num_threads);
+
   py::class_<Trace<float>>(m, "Trace32", "What a float32 training forward keeps for backward (opaque).");
   py::class_<Trace<double>>(m, "Trace64", "What a float64 training forward keeps for backward (opaque).");
 

@@ -1,6 +1,10 @@
 // The stack: layers one after another, the two directions of a layer side by side in the output
 // ([N, D*R], forward direction in columns 0..R-1), dropout between layers.
+#include <algorithm>
+#include <atomic>
+#include <exception>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "cell.hpp"
@@ -34,7 +38,50 @@ void check_weights(const Config& config, const std::vector<CellWeights<T>>& weig
   }
 }
 
+std::atomic<int> g_num_threads{std::max(1, static_cast<int>(std::thread::hardware_concurrency()))};
+
+// Whether a layer's two directions are worth two threads: starting one costs tens of microseconds,
+// so only when each direction has ~a million flops of work (N * 4H * (I_k + R) multiply-adds).
+bool directions_in_parallel(const Config& config, const detail::CellDims& dims, Index rows) {
+  const double work = double(rows) * 4.0 * double(dims.hidden_size) * double(dims.input_size + dims.output_size);
+  return config.directions() == 2 && g_num_threads.load() >= 2 && work >= 1e6;
+}
+
+// Runs direction(0) here and direction(1) on a second thread when `parallel`, else both here in order;
+// an exception from either is rethrown on the caller's thread.
+template <typename Direction>
+void run_directions(Index directions, bool parallel, Direction direction) {
+  if (!parallel || directions == 1) {
+    for (Index d = 0; d < directions; ++d) direction(d);
+    return;
+  }
+  std::exception_ptr reverse_error;
+  std::thread reverse([&] {
+    try {
+      direction(1);
+    } catch (...) {
+      reverse_error = std::current_exception();
+    }
+  });
+  std::exception_ptr forward_error;
+  try {
+    direction(0);
+  } catch (...) {
+    forward_error = std::current_exception();
+  }
+  reverse.join();
+  if (forward_error) std::rethrow_exception(forward_error);
+  if (reverse_error) std::rethrow_exception(reverse_error);
+}
+
 }  // namespace
+
+void set_num_threads(int num_threads) {
+  if (num_threads < 1) throw Error("num_threads must be >= 1, got " + std::to_string(num_threads));
+  g_num_threads.store(num_threads);
+}
+
+int get_num_threads() { return g_num_threads.load(); }
 
 void Config::validate() const {
   if (input_size < 1) throw Error("input_size must be >= 1, got " + str(input_size));
@@ -96,12 +143,13 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
       layer_out.resize(static_cast<size_t>(N * D * R));
       out = layer_out.data();
     }
-    for (Index d = 0; d < D; ++d) {
+    // The directions write disjoint columns of `out` and their own state and trace.
+    run_directions(D, directions_in_parallel(config, dims, N), [&](Index d) {
       const Index cell = k * D + d;
       detail::cell_forward<T>(dims, weights[cell], schedule, d == 1, in, h0 ? h0 + cell * B * R : nullptr,
                               c0 ? c0 + cell * B * H : nullptr, out + d * R, D * R, h_n + cell * B * R,
                               c_n + cell * B * H, trace ? &trace->cells[cell] : nullptr);
-    }
+    });
     if (k < L - 1) {
       if (dropout_masks && dropout_masks[k]) {
         const T* mask = dropout_masks[k];
@@ -127,6 +175,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
   const Index H = config.hidden_size, B = schedule.batch, N = schedule.rows();
 
   std::vector<T> dlayer_out, dlayer_in;  // [N, D*R]: gradient w.r.t. a hidden layer's output
+  std::vector<T> dx_reverse;             // [N, I_k]: the reverse direction's dX when run on its own thread
   const T* dout = dy;
   for (Index k = L - 1; k >= 0; --k) {
     const detail::CellDims dims = cell_dims(config, k);
@@ -135,14 +184,20 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
       dlayer_in.resize(static_cast<size_t>(N * dims.input_size));
       din = dlayer_in.data();
     }
-    for (Index d = 0; d < D; ++d) {
+    // Both directions read the same input, so dX is the sum of theirs: in sequence the reverse
+    // direction adds into din; in parallel it writes its own buffer, added after the join.
+    const bool parallel = directions_in_parallel(config, dims, N);
+    if (parallel) dx_reverse.resize(static_cast<size_t>(N * dims.input_size));
+    run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
-      // Both directions read the same input: the second adds its dX to the first's.
+      T* dx_cell = (d == 1 && parallel) ? dx_reverse.data() : din;
       detail::cell_backward<T>(dims, weights[cell], schedule, d == 1, trace.cells[cell],
                                trace.layer_inputs[k].data(), dout + d * R, D * R,
                                dh_n ? dh_n + cell * B * R : nullptr, dc_n ? dc_n + cell * B * H : nullptr,
-                               din, d == 1, dh0 + cell * B * R, dc0 + cell * B * H, grads[cell]);
-    }
+                               dx_cell, d == 1 && !parallel, dh0 + cell * B * R, dc0 + cell * B * H, grads[cell]);
+    });
+    if (parallel)
+      for (Index e = 0; e < N * dims.input_size; ++e) din[e] += dx_reverse[e];
     if (k > 0) {
       const std::vector<T>& mask = trace.dropout_masks[k - 1];
       if (!mask.empty())

@@ -111,6 +111,12 @@ struct Trace {
   std::vector<CellTrace<T>> cells;            // [L*D]
 };
 
+// Threads the library may use at once (>= 1). Today a bidirectional layer runs its two directions on
+// two threads when there is enough work; 1 keeps every call on the caller's thread. The default is
+// the number of hardware threads. Process-wide; thread-safe.
+void set_num_threads(int num_threads);
+int get_num_threads();
+
 // Runs the stack over a packed sequence.
 //   weights: [L*D] cells.
 //   x: [N, I];  h0: [L*D, B, R] or null (zeros);  c0: [L*D, B, H] or null (zeros).
