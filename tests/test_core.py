@@ -12,8 +12,11 @@ DTYPES = [np.float64, np.float32]
 
 
 def run_and_compare(model, x, state, lengths, dy, dstate, dtype):
-    y, (h_n, c_n) = model.forward(x, state, lengths)
-    dx, (dh0, dc0) = model.backward(dy, dstate)
+    """x, dy time-major; a batch_first model gets them as (B, T, F) and its outputs are compared back."""
+    swap = (lambda a: a.transpose(1, 0, 2)) if model.batch_first else (lambda a: a)
+    y, (h_n, c_n) = model.forward(swap(x), state, lengths)
+    dx, (dh0, dc0) = model.backward(swap(dy), dstate)
+    y, dx = swap(y), swap(dx)
     expected, grads = reference_run(model, x, state, lengths, dy, dstate)
     actual = dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0)
     for name in expected:
@@ -35,15 +38,17 @@ def test_random_shapes_single_layer(rng, dtype, case):
     run_and_compare(model, x, state, lengths, dy, dstate, dtype)
 
 
-FEATURES = list(itertools.product([1, 2, 3], [False, True], [0, 2], [True, False], [False, True], [False, True]))
+FEATURES = list(itertools.product([1, 2, 3], [False, True], [0, 2], [True, False], [False, True], [False, True],
+                                  [False, True]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("num_layers,bidirectional,proj_size,bias,peephole,with_lengths", FEATURES)
-def test_every_feature_combination(rng, dtype, num_layers, bidirectional, proj_size, bias, peephole, with_lengths):
+@pytest.mark.parametrize("num_layers,bidirectional,proj_size,bias,batch_first,peephole,with_lengths", FEATURES)
+def test_every_feature_combination(rng, dtype, num_layers, bidirectional, proj_size, bias, batch_first, peephole,
+                                   with_lengths):
     model, x, state, lengths, dy, dstate = random_case(
         rng, T=7, B=4, I=3, H=5, num_layers=num_layers, bidirectional=bidirectional, proj_size=proj_size,
-        bias=bias, peephole=peephole, with_lengths=with_lengths, dtype=dtype)
+        bias=bias, batch_first=batch_first, peephole=peephole, with_lengths=with_lengths, dtype=dtype)
     run_and_compare(model, x, state, lengths, dy, dstate, dtype)
 
 
