@@ -1,14 +1,27 @@
 """The C++ core against the pure-NumPy reference: outputs, final states and every gradient."""
 
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import lstm_fast as lf
 from conftest import assert_close, random_case, reference_run
+from lstm_fast import _core
 
 DTYPES = [np.float64, np.float32]
+
+
+@pytest.fixture(autouse=True, params=lf.supported_isas())
+def isa(request):
+    """Every test here runs once per instruction set this build and CPU support."""
+    before = lf.isa()
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(before)
 
 
 def run_and_compare(model, x, state, lengths, dy, dstate, dtype):
@@ -244,3 +257,47 @@ def test_core_gradients_against_finite_differences(rng, kwargs):
             array[idx] = saved
             fd[idx] = (plus - minus) / (2 * eps)
         np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_isa_is_the_best_supported_or_forced_by_the_environment():
+    code = "import lstm_fast as lf; print(lf.isa(), ','.join(lf.supported_isas()))"
+    best = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert best[0] == best[1].split(",")[-1]  # the best is chosen by default
+    for name in best[1].split(","):
+        forced = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                env={**os.environ, "LSTM_FAST_ISA": name}).stdout.split()
+        assert forced[0] == name
+    bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "LSTM_FAST_ISA": "avx9000"})
+    assert bad.returncode != 0
+    assert "LSTM_FAST_ISA must name an instruction set" in bad.stderr and "got 'avx9000'" in bad.stderr
+    with pytest.raises(ValueError, match=r"isa must be one of .* got 'nope'"):
+        _core.set_isa("nope")
+
+
+def misaligned(a, offset_bytes):
+    """A C-contiguous copy of `a` whose data starts `offset_bytes` past a 64-byte boundary."""
+    raw = np.empty(a.nbytes + 128, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset_bytes
+    out = raw[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [dict(B=1, H=3), dict(B=2, H=5), dict(B=3, H=13, proj_size=4, peephole=True)])
+def test_results_do_not_depend_on_where_the_arrays_lie(rng, dtype, shape):
+    """SIMD kernels must not round differently for data at another alignment (bitwise equality)."""
+    model, x, state, lengths, dy, dstate = random_case(rng, T=6, I=7, num_layers=2, dtype=dtype, **shape)
+    x, dy = x.astype(dtype), dy.astype(dtype)
+    state = tuple(s.astype(dtype) for s in state)
+    params = {k: v.copy() for k, v in model.state_dict().items()}
+    results = []
+    for offset in (0, 4, 8, 16, 32):
+        model._params = {k: misaligned(v, offset) for k, v in params.items()}
+        y, (h_n, c_n) = model.forward(misaligned(x, offset), tuple(misaligned(s, offset) for s in state))
+        dx, (dh0, dc0) = model.backward(misaligned(dy, offset))
+        results.append([y, h_n, c_n, dx, dh0, dc0] + [model.grads[k] for k in params])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)

@@ -164,6 +164,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "lstm_fast's compiled core (private: use the lstm_fast package).";
 
   py::register_exception<lstm_fast::Error>(m, "CoreError", PyExc_ValueError);
+  lstm_fast::isa();  // a bad LSTM_FAST_ISA fails the import, with a message naming it
 
   py::class_<Config>(m, "Config", "The shape of an LSTM stack (torch.nn.LSTM's arguments plus peephole).")
       .def(py::init([](Index input_size, Index hidden_size, Index num_layers, Index proj_size, bool bias,
@@ -190,6 +191,9 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("peephole", &Config::peephole);
 
   m.def("set_num_threads", &lstm_fast::set_num_threads, py::arg("num_threads"));
+  m.def("isa", &lstm_fast::isa);
+  m.def("supported_isas", &lstm_fast::supported_isas);
+  m.def("set_isa", &lstm_fast::set_isa, py::arg("name"));
   m.def("get_num_threads", &lstm_fast::get_num_threads);
 
   py::class_<Trace<float>>(m, "Trace32", "What a float32 training forward keeps for backward (opaque).");

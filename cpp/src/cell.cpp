@@ -3,13 +3,25 @@
 //             one recurrent GEMM  Z_t += h_{t-1} W_hh^T  and one fused pointwise kernel;
 //   backward: per step one fused pointwise kernel and one GEMM  dh_{t-1} = dZ_t W_hh;  after the
 //             time loop the weight gradients and dX as single GEMMs over all steps.
+//
+// This file is compiled once per instruction set (CMake sets LSTM_FAST_ISA and the -m flags), and with
+// Eigen's namespace renamed per build (-DEigen=lstm_fast_eigen_<isa>): otherwise the linker would merge
+// the identically named Eigen template instances of different builds and could run AVX2 code on a CPU
+// without it.
 #include "cell.hpp"
+#include "gates.hpp"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 
-namespace lstm_fast::detail {
+#ifndef LSTM_FAST_ISA
+#define LSTM_FAST_ISA baseline
+#endif
+#define LSTM_FAST_STRINGIFY_(x) #x
+#define LSTM_FAST_STRINGIFY(x) LSTM_FAST_STRINGIFY_(x)
+
+namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {
 
 template <typename T>
@@ -23,78 +35,22 @@ using StridedMap = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
 template <typename T>
 using ConstStridedMap = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
 
-template <typename T>
-inline T sigmoid(T v) {
-  return T(1) / (T(1) + std::exp(-v));
-}
-
-// Fused forward pointwise kernel for b rows.
-//   z: [b, 4H] pre-activations in, activated gates (i, f, g, o) out;
-//   c: [b, H] c_{t-1} in, c_t out;  out: [b, H] o * tanh(c_t).
+// The pointwise kernels for b rows of a step (gates.hpp has one row and the accuracy notes).
 template <bool kPeephole, typename T>
 void gates_forward(Index b, Index H, T* z, T* c, T* out, const T* peep) {
-  for (Index r = 0; r < b; ++r) {
-    T* zr = z + r * 4 * H;
-    T* cr = c + r * H;
-    T* outr = out + r * H;
-    for (Index j = 0; j < H; ++j) {
-      const T c_prev = cr[j];
-      T zi = zr[j], zf = zr[H + j], zo = zr[3 * H + j];
-      if constexpr (kPeephole) {
-        zi += peep[j] * c_prev;
-        zf += peep[H + j] * c_prev;
-      }
-      const T input_gate = sigmoid(zi);
-      const T forget_gate = sigmoid(zf);
-      const T candidate = std::tanh(zr[2 * H + j]);
-      const T cell = forget_gate * c_prev + input_gate * candidate;
-      if constexpr (kPeephole) zo += peep[2 * H + j] * cell;
-      const T output_gate = sigmoid(zo);
-      zr[j] = input_gate;
-      zr[H + j] = forget_gate;
-      zr[2 * H + j] = candidate;
-      zr[3 * H + j] = output_gate;
-      cr[j] = cell;
-      outr[j] = output_gate * std::tanh(cell);
-    }
-  }
+  for (Index r = 0; r < b; ++r) gates_forward_row<kPeephole>(H, z + r * 4 * H, c + r * H, out + r * H, peep);
 }
 
-// Fused backward pointwise kernel for b rows, written in terms of the activated gates:
-//   dm: [b, H] gradient w.r.t. m = o * tanh(c_t);  dc: [b, H] dc_t from the later step in,
-//   dc_{t-1} out;  dz: [b, 4H] gradient w.r.t. the pre-activations (i, f, g, o).
 template <bool kPeephole, typename T>
-void gates_backward(Index b, Index H, const T* gates, const T* cell, const T* cell_prev, const T* dm,
-                    T* dc, T* dz, const T* peep) {
-  for (Index r = 0; r < b; ++r) {
-    const T* gr = gates + r * 4 * H;
-    T* dzr = dz + r * 4 * H;
-    for (Index j = 0; j < H; ++j) {
-      const T i = gr[j], f = gr[H + j], g = gr[2 * H + j], o = gr[3 * H + j];
-      const T tanh_c = std::tanh(cell[r * H + j]);
-      const T c_prev = cell_prev[r * H + j];
-      const T dmj = dm[r * H + j];
-      const T dzo = dmj * tanh_c * o * (T(1) - o);                    // do * o(1-o)
-      T dcell = dc[r * H + j] + dmj * o * (T(1) - tanh_c * tanh_c);  // dc_t
-      if constexpr (kPeephole) dcell += dzo * peep[2 * H + j];        // o saw c_t
-      const T dzi = dcell * g * i * (T(1) - i);
-      const T dzf = dcell * c_prev * f * (T(1) - f);
-      const T dzg = dcell * i * (T(1) - g * g);
-      T dcell_prev = dcell * f;
-      if constexpr (kPeephole) dcell_prev += dzi * peep[j] + dzf * peep[H + j];
-      dc[r * H + j] = dcell_prev;
-      dzr[j] = dzi;
-      dzr[H + j] = dzf;
-      dzr[2 * H + j] = dzg;
-      dzr[3 * H + j] = dzo;
-    }
-  }
+void gates_backward(Index b, Index H, const T* gates, const T* cell, const T* cell_prev, const T* dm, T* dc,
+                    T* dz, const T* peep) {
+  for (Index r = 0; r < b; ++r)
+    gates_backward_row<kPeephole>(H, gates + r * 4 * H, cell + r * H, cell_prev + r * H, dm + r * H, dc + r * H,
+                                  dz + r * 4 * H, peep);
 }
 
 // Steps to project at once in inference, so the gate buffer is O(chunk * B * 4H) whatever T is.
 constexpr Index kInferenceChunkSteps = 64;
-
-}  // namespace
 
 template <typename T>
 void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
@@ -224,9 +180,12 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   ConstMap<T> H_prev(trace.hidden_prev.data(), N, R);
   Map<T>(g.weight_ih, G, I).noalias() = dZ.transpose() * X;
   Map<T>(g.weight_hh, G, R).noalias() = dZ.transpose() * H_prev;
+  // Column sums go to an aligned buffer of our own first: Eigen vectorizes a reduction from an
+  // aligned address of its destination, so summing straight into the caller's array would round
+  // differently depending on where that array lies.
   if (w.bias_ih) {
-    Map<T> db(g.bias_ih, 1, G);
-    db = dZ.colwise().sum();
+    const Matrix<T> db = dZ.colwise().sum();  // [1, 4H]
+    Map<T>(g.bias_ih, 1, G) = db;
     Map<T>(g.bias_hh, 1, G) = db;
   }
   if (dims.projection) {
@@ -240,10 +199,11 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
     // dp_i = sum_rows dz_i * c_{t-1};  dp_f = sum_rows dz_f * c_{t-1};  dp_o = sum_rows dz_o * c_t.
     ConstMap<T> C(trace.cell.data(), N, H);
     ConstMap<T> C_prev(trace.cell_prev.data(), N, H);
-    Map<T> dP(g.weight_peep, 3, H);
+    Matrix<T> dP(3, H);  // our own aligned buffer, as for the bias
     dP.row(0) = (dZ.leftCols(H).array() * C_prev.array()).colwise().sum();
     dP.row(1) = (dZ.middleCols(H, H).array() * C_prev.array()).colwise().sum();
     dP.row(2) = (dZ.rightCols(H).array() * C.array()).colwise().sum();
+    Map<T>(g.weight_peep, 3, H) = dP;
   }
   Map<T> dX(dx, N, I);
   if (accumulate_dx)
@@ -252,14 +212,10 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
     dX.noalias() = dZ * W_ih;
 }
 
-#define LSTM_FAST_INSTANTIATE(T)                                                                    \
-  template void cell_forward<T>(const CellDims&, const CellWeights<T>&, const Schedule&, bool,      \
-                                const T*, const T*, const T*, T*, Index, T*, T*, CellTrace<T>*);    \
-  template void cell_backward<T>(const CellDims&, const CellWeights<T>&, const Schedule&, bool,     \
-                                 const CellTrace<T>&, const T*, const T*, Index, const T*, const T*, \
-                                 T*, bool, T*, T*, const CellGrads<T>&);
-LSTM_FAST_INSTANTIATE(float)
-LSTM_FAST_INSTANTIATE(double)
-#undef LSTM_FAST_INSTANTIATE
+}  // namespace
 
-}  // namespace lstm_fast::detail
+const KernelTable kernel_table{LSTM_FAST_STRINGIFY(LSTM_FAST_ISA),
+                               {&cell_forward<float>, &cell_backward<float>},
+                               {&cell_forward<double>, &cell_backward<double>}};
+
+}  // namespace lstm_fast::detail::LSTM_FAST_ISA

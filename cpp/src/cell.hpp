@@ -14,23 +14,45 @@ struct CellDims {
   bool peephole;
 };
 
-// Forward over the schedule, steps in order t = 0..T-1, or T-1..0 when `reverse`.
+// The two cell kernels of one instruction set. cell.cpp is compiled once per ISA, each build in its
+// own namespace (baseline, avx2, avx512) with its own table; network.cpp calls the active table.
+//
+// forward: over the schedule, steps in order t = 0..T-1, or T-1..0 when `reverse`.
 //   x: [N, I];  h0: [B, R] or null;  c0: [B, H] or null.
 //   y: rows of [N, *] with row stride ldy; the cell writes columns 0..R-1 (pass y + d*R for direction d).
 //   h_n: [B, R];  c_n: [B, H];  trace: null for inference.
-template <typename T>
-void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
-                  const T* x, const T* h0, const T* c0, T* y, Index ldy, T* h_n, T* c_n,
-                  CellTrace<T>* trace);
-
-// Backpropagation through time for one cell.
+// backward: backpropagation through time for one cell.
 //   x: [N, I] the input the forward saw;  dy: rows of [N, *] with stride ldy, columns 0..R-1;
 //   dh_n: [B, R] or null;  dc_n: [B, H] or null.
 //   dx: [N, I], overwritten, or incremented when accumulate_dx (the second direction of a layer);
 //   dh0: [B, R];  dc0: [B, H];  g: the cell's weight gradients, overwritten.
 template <typename T>
-void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
-                   const CellTrace<T>& trace, const T* x, const T* dy, Index ldy, const T* dh_n,
-                   const T* dc_n, T* dx, bool accumulate_dx, T* dh0, T* dc0, const CellGrads<T>& g);
+struct CellKernels {
+  void (*forward)(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse, const T* x,
+                  const T* h0, const T* c0, T* y, Index ldy, T* h_n, T* c_n, CellTrace<T>* trace);
+  void (*backward)(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
+                   const CellTrace<T>& trace, const T* x, const T* dy, Index ldy, const T* dh_n, const T* dc_n,
+                   T* dx, bool accumulate_dx, T* dh0, T* dc0, const CellGrads<T>& g);
+};
+
+struct KernelTable {
+  const char* isa;
+  CellKernels<float> f32;
+  CellKernels<double> f64;
+};
+
+namespace baseline { extern const KernelTable kernel_table; }
+namespace avx2 { extern const KernelTable kernel_table; }      // when LSTM_FAST_HAVE_AVX2
+namespace avx512 { extern const KernelTable kernel_table; }    // when LSTM_FAST_HAVE_AVX512
+
+// The table of the ISA in use (dispatch.cpp): the best this CPU runs, or LSTM_FAST_ISA's choice.
+const KernelTable& active_kernels();
+
+template <typename T>
+const CellKernels<T>& cell_kernels();
+template <>
+inline const CellKernels<float>& cell_kernels<float>() { return active_kernels().f32; }
+template <>
+inline const CellKernels<double>& cell_kernels<double>() { return active_kernels().f64; }
 
 }  // namespace lstm_fast::detail

@@ -146,7 +146,7 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
     // The directions write disjoint columns of `out` and their own state and trace.
     run_directions(D, directions_in_parallel(config, dims, N), [&](Index d) {
       const Index cell = k * D + d;
-      detail::cell_forward<T>(dims, weights[cell], schedule, d == 1, in, h0 ? h0 + cell * B * R : nullptr,
+      detail::cell_kernels<T>().forward(dims, weights[cell], schedule, d == 1, in, h0 ? h0 + cell * B * R : nullptr,
                               c0 ? c0 + cell * B * H : nullptr, out + d * R, D * R, h_n + cell * B * R,
                               c_n + cell * B * H, trace ? &trace->cells[cell] : nullptr);
     });
@@ -191,7 +191,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
       T* dx_cell = (d == 1 && parallel) ? dx_reverse.data() : din;
-      detail::cell_backward<T>(dims, weights[cell], schedule, d == 1, trace.cells[cell],
+      detail::cell_kernels<T>().backward(dims, weights[cell], schedule, d == 1, trace.cells[cell],
                                trace.layer_inputs[k].data(), dout + d * R, D * R,
                                dh_n ? dh_n + cell * B * R : nullptr, dc_n ? dc_n + cell * B * H : nullptr,
                                dx_cell, d == 1 && !parallel, dh0 + cell * B * R, dc0 + cell * B * H, grads[cell]);

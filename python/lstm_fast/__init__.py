@@ -11,11 +11,13 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import reference
-from ._lstm import LSTM, get_num_threads, load, set_num_threads
+from ._lstm import LSTM, load
+from ._runtime import get_num_threads, isa, set_num_threads, supported_isas
+from ._cmake import get_cmake_dir
 
 try:
     __version__ = _version("lstm_fast")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["LSTM", "load", "reference", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = ["LSTM", "load", "reference", "set_num_threads", "get_num_threads", "isa", "supported_isas", "__version__"]

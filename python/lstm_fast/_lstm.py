@@ -544,18 +544,6 @@ class LSTM:
         return f"LSTM({', '.join(args)})"
 
 
-def set_num_threads(num_threads: int) -> None:
-    """Threads lstm_fast may use at once (process-wide). Today a bidirectional layer runs its two
-    directions on two threads when the work is large enough; 1 keeps every call on the caller's
-    thread. The default is the number of hardware threads."""
-    _core.set_num_threads(_int_arg("num_threads", num_threads, 1))
-
-
-def get_num_threads() -> int:
-    """The thread count set by set_num_threads (default: the hardware threads)."""
-    return _core.get_num_threads()
-
-
 def load(path: "os.PathLike[str] | str") -> LSTM:
     """Reads a model file written by LSTM.save(). A file that is not one raises ValueError."""
     from safetensors import SafetensorError

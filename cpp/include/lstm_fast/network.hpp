@@ -117,6 +117,14 @@ struct Trace {
 void set_num_threads(int num_threads);
 int get_num_threads();
 
+// The instruction set the kernels run with: "baseline" (what the compiler targets by default: SSE2 on
+// x86-64), "avx2" (AVX2 + FMA) or "avx512" (AVX-512 F, BW, DQ, VL). The best one that is both compiled
+// in and supported by this CPU is chosen on first use, unless the environment variable LSTM_FAST_ISA
+// names another (an unsupported name makes every call throw Error saying so).
+std::string isa();
+std::vector<std::string> supported_isas();  // compiled in and runnable here, worst first
+void set_isa(const std::string& name);      // process-wide; throws Error if not in supported_isas()
+
 // Runs the stack over a packed sequence.
 //   weights: [L*D] cells.
 //   x: [N, I];  h0: [L*D, B, R] or null (zeros);  c0: [L*D, B, H] or null (zeros).

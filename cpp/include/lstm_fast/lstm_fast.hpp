@@ -1,0 +1,122 @@
+// lstm_fast: run a model trained in Python from C++ (no Python, no Eigen in this header).
+//
+//   #include <lstm_fast/lstm_fast.hpp>
+//
+//   lstm_fast::Model m = lstm_fast::Model::load("model.safetensors");  // the file lstm.save() wrote
+//   lstm_fast::State st = m.initial_state(/*batch=*/1);
+//   for (each frame) m.step(x, y, st);  // x: [1, m.input_size()]  ->  y: [1, m.output_size()]
+//
+// Which call to use (haste's Run and Iterate):
+//   - `step`    one time step through every layer, for streaming (audio, control loops): frames arrive
+//               one at a time and the output is needed before the next one. Never allocates.
+//               Unidirectional models only (a reverse direction needs the future).
+//   - `forward` a whole sequence [T, B, I] at once, every configuration including bidirectional. The
+//               input projection of all T steps is one matrix product, so it is faster per step than
+//               `step` when the whole sequence is at hand. Allocates its working memory.
+// Feeding a sequence step by step gives the outputs of one `forward` over it (to rounding).
+//
+// Numbers are float: a model saved in float64 is converted to float32 when loaded.
+// Arrays are dense and row-major; sizes are in elements. Letters as in network.hpp:
+//   I input_size, H hidden_size, L num_layers, D directions (2 when bidirectional, else 1),
+//   R proj_size when > 0 else H (the output size of one direction of a layer), B batch, T steps.
+// The equations and the weight layout are those of torch.nn.LSTM; see network.hpp.
+//
+// Errors (a file that is not a valid model, a state of the wrong model or batch, a step on a
+// bidirectional model) throw lstm_fast::Error, a std::invalid_argument, whose what() names what is
+// wrong. A Model is immutable after load: several threads may run it at once, each on its own State.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "lstm_fast/network.hpp"  // Index, Config, Error, CellWeights, and forward() on raw arrays
+
+namespace lstm_fast {
+
+class Model;
+
+// The recurrent state of every layer and direction for a batch of B independent streams, plus the
+// scratch memory `step` works in (so that `step` never allocates). Get one from
+// Model::initial_state(B); it belongs to that model and that B.
+class State {
+ public:
+  State() = default;
+
+  Index batch() const { return batch_; }  // B
+
+  // h[k*D + d] is layer k, direction d (d = 1 the reverse one), the layout of torch's (h_n, c_n).
+  // Read or set them freely (e.g. to start from a saved state); keep their sizes.
+  std::vector<float> h;  // [L*D, B, R] hidden state (the projected one when proj_size > 0)
+  std::vector<float> c;  // [L*D, B, H] memory cell
+
+  void reset();  // zeros h and c: the start of a new sequence
+
+ private:
+  friend class Model;
+  Index batch_ = 0;
+  std::vector<float> workspace_;  // step's buffers, one batch row at a time: [4H] gates, [H] o * tanh(c)
+};
+
+// An LSTM stack with its weights, as read from a model file.
+class Model {
+ public:
+  Model() = default;  // an empty model; use load()
+
+  // Reads the safetensors file that LSTM.save() (Python) writes: the weights under torch's names
+  // (weight_ih_l{k}[_reverse] [4H, I_k], weight_hh [4H, R], bias_ih / bias_hh [4H] when bias,
+  // weight_hr [R, H] when proj_size > 0, weight_peep [3, H] when peephole), float32 or float64, and
+  // the metadata {"format": "lstm_fast/1", "config": JSON of the constructor arguments}.
+  // The file is treated as untrusted: a bounded, well-formed header, known dtypes, every tensor
+  // inside the file and of its declared size, no overlap, and exactly the tensors and shapes the
+  // config implies. Anything else throws Error naming the problem. float64 weights become float32.
+  static Model load(const std::string& path);
+
+  const Config& config() const { return config_; }
+  Index input_size() const { return config_.input_size; }    // I
+  Index hidden_size() const { return config_.hidden_size; }  // H
+  Index num_layers() const { return config_.num_layers; }    // L
+  Index proj_size() const { return config_.proj_size; }      // 0 or R
+  bool bidirectional() const { return config_.bidirectional; }
+  Index output_size() const { return config_.directions() * config_.output_size(); }  // D*R
+
+  // Zero state for B >= 1 streams, with step's scratch memory allocated here once.
+  State initial_state(Index batch) const;
+
+  // One time step through every layer. Unidirectional models only (throws Error otherwise).
+  //   x: [B, I] this step's input;  y: [B, R] written, the last layer's output;
+  //   state: from initial_state(B), updated in place to the state after this step.
+  // Never allocates memory; it throws (before touching anything) only when the model is
+  // bidirectional or `state` is not one of this model's (wrong sizes).
+  // Tuned for small B (streaming): the weights are read once per row of the batch.
+  void step(const float* x, float* y, State& state) const;
+
+  // A whole dense sequence through every layer and direction.
+  //   x: [T, B, I];  y: [T, B, D*R] written (forward direction in columns 0..R-1);
+  //   state: from initial_state(B); read as (h0, c0) and overwritten with (h_n, c_n).
+  // Every configuration, bidirectional included. Allocates its working memory.
+  void forward(const float* x, Index steps, Index batch, float* y, State& state) const;
+
+  // The constructor arguments saved in the file (the "config" metadata, as JSON text), e.g. to read
+  // batch_first or dtype, which do not change what the C++ API computes.
+  const std::string& config_json() const { return config_json_; }
+
+  // The weights of each cell (layer k, direction d at k*D + d) in network.hpp's raw form, pointing
+  // into this model (valid while it lives and is not moved), for calling lstm_fast::forward<float>.
+  std::vector<CellWeights<float>> cell_weights() const;
+
+ private:
+  // Where each tensor of a cell lives in params_ (an offset in floats), -1 when absent.
+  struct CellOffsets {
+    Index weight_ih = -1, weight_hh = -1, bias_ih = -1, bias_hh = -1, weight_hr = -1, weight_peep = -1;
+    Index bias = -1;  // b_ih + b_hh [4H], summed once for step
+  };
+  void check_state(const State& state, const char* call) const;
+
+  Config config_;
+  std::string config_json_;
+  std::vector<float> params_;        // every tensor, one after another
+  std::vector<CellOffsets> cells_;   // [L*D]
+};
+
+}  // namespace lstm_fast

@@ -1,0 +1,99 @@
+// Runtime ISA dispatch: the cell kernels are compiled for several instruction sets (CMake defines
+// LSTM_FAST_HAVE_AVX2 / LSTM_FAST_HAVE_AVX512 for the builds it made); the best one this CPU runs is
+// chosen on first use, unless the environment variable LSTM_FAST_ISA names another.
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cell.hpp"
+#include "lstm_fast/network.hpp"
+
+namespace lstm_fast {
+namespace {
+
+struct Candidate {
+  const detail::KernelTable* table;
+  bool (*cpu_has)();
+};
+
+bool always() { return true; }
+#if defined(LSTM_FAST_HAVE_AVX2)
+bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#endif
+#if defined(LSTM_FAST_HAVE_AVX512)
+bool cpu_has_avx512() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+}
+#endif
+
+// Compiled instruction sets, worst first.
+const std::vector<Candidate>& compiled() {
+  static const std::vector<Candidate> list = {
+      {&detail::baseline::kernel_table, &always},
+#if defined(LSTM_FAST_HAVE_AVX2)
+      {&detail::avx2::kernel_table, &cpu_has_avx2},
+#endif
+#if defined(LSTM_FAST_HAVE_AVX512)
+      {&detail::avx512::kernel_table, &cpu_has_avx512},
+#endif
+  };
+  return list;
+}
+
+const detail::KernelTable* find_supported(const std::string& name) {
+  for (const Candidate& c : compiled())
+    if (name == c.table->isa && c.cpu_has()) return c.table;
+  return nullptr;
+}
+
+std::string supported_list() {
+  std::string s;
+  for (const std::string& name : supported_isas()) s += (s.empty() ? "" : ", ") + name;
+  return s;
+}
+
+const detail::KernelTable* initial_choice() {
+  if (const char* forced = std::getenv("LSTM_FAST_ISA"); forced && *forced) {
+    if (const detail::KernelTable* table = find_supported(forced)) return table;
+    throw Error(std::string("the environment variable LSTM_FAST_ISA must name an instruction set this build and ") +
+                "CPU support (" + supported_list() + "), got '" + forced + "'");
+  }
+  const detail::KernelTable* best = compiled().front().table;
+  for (const Candidate& c : compiled())
+    if (c.cpu_has()) best = c.table;
+  return best;
+}
+
+std::atomic<const detail::KernelTable*> g_active{nullptr};
+
+}  // namespace
+
+namespace detail {
+const KernelTable& active_kernels() {
+  const KernelTable* table = g_active.load(std::memory_order_acquire);
+  if (!table) {
+    table = initial_choice();  // throws on a bad LSTM_FAST_ISA, every time until it is fixed
+    g_active.store(table, std::memory_order_release);
+  }
+  return *table;
+}
+}  // namespace detail
+
+std::string isa() { return detail::active_kernels().isa; }
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> names;
+  for (const Candidate& c : compiled())
+    if (c.cpu_has()) names.push_back(c.table->isa);
+  return names;
+}
+
+void set_isa(const std::string& name) {
+  const detail::KernelTable* table = find_supported(name);
+  if (!table) throw Error("isa must be one of this build's and CPU's instruction sets (" + supported_list() + "), got '" + name + "'");
+  g_active.store(table, std::memory_order_release);
+}
+
+}  // namespace lstm_fast

@@ -1,0 +1,252 @@
+// lstm_fast::Model: reading the file LSTM.save() writes, and the whole-sequence forward.
+// (The per-step kernel is in step.cpp.)
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "lstm_fast/lstm_fast.hpp"
+#include "safetensors.hpp"
+
+namespace lstm_fast {
+namespace {
+
+using detail::Json;
+
+constexpr const char* kFormat = "lstm_fast/1";  // the "format" entry of a model file's metadata
+
+std::string str(Index v) { return std::to_string(v); }
+
+std::string shape_str(const std::vector<std::int64_t>& shape) {
+  std::string s = "(";
+  for (size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// The constructor arguments of LSTM(...) as saved by LSTM.config(), checked like Python's load does:
+// known keys only, ints as JSON integers, bools as JSON booleans.
+Config parse_config(const std::string& text, const std::string& what) {
+  const std::string where = what + ": metadata config";
+  const Json root = detail::parse_json(text, where);
+  if (root.kind != Json::Kind::Object) throw Error(where + " must be a JSON object");
+  static const char* const known[] = {"input_size", "hidden_size", "num_layers", "bias", "batch_first",
+                                      "dropout", "bidirectional", "proj_size", "peephole", "forget_bias",
+                                      "dtype", "seed"};
+  for (const auto& m : root.members)
+    if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return m.first == k; }) ==
+        std::end(known))
+      throw Error(where + " has an unknown argument \"" + m.first + "\"");
+
+  // Sizes up to 2^31 - 1: the shape checks then compute in 64 bits without overflow.
+  auto integer = [&](const char* key, Index fallback, bool required) -> Index {
+    const Json* v = root.find(key);
+    if (!v) {
+      if (required) throw Error(where + " is missing \"" + key + "\"");
+      return fallback;
+    }
+    if (v->kind != Json::Kind::Number || !v->is_integer)
+      throw Error(where + ": \"" + key + "\" must be an integer, got " + Json::kind_name(v->kind));
+    if (v->integer < 0 || v->integer > 0x7fffffff)
+      throw Error(where + ": \"" + key + "\" must be in [0, 2^31), got " + std::to_string(v->integer));
+    return static_cast<Index>(v->integer);
+  };
+  auto boolean = [&](const char* key, bool fallback) -> bool {
+    const Json* v = root.find(key);
+    if (!v) return fallback;
+    if (v->kind != Json::Kind::Bool)
+      throw Error(where + ": \"" + key + "\" must be true or false, got " + Json::kind_name(v->kind));
+    return v->boolean;
+  };
+  Config c;
+  c.input_size = integer("input_size", 0, true);
+  c.hidden_size = integer("hidden_size", 0, true);
+  c.num_layers = integer("num_layers", 1, false);
+  c.proj_size = integer("proj_size", 0, false);
+  c.bias = boolean("bias", true);
+  c.bidirectional = boolean("bidirectional", false);
+  c.peephole = boolean("peephole", false);
+  boolean("batch_first", false);  // checked for type only: the C++ API is always (T, B, I)
+  for (const char* key : {"dropout", "forget_bias"}) {
+    const Json* v = root.find(key);
+    if (v && v->kind != Json::Kind::Number)
+      throw Error(where + ": \"" + key + "\" must be a number, got " + Json::kind_name(v->kind));
+  }
+  if (const Json* seed = root.find("seed"); seed && seed->kind != Json::Kind::Null) integer("seed", 0, false);
+  if (const Json* dtype = root.find("dtype")) {
+    if (dtype->kind != Json::Kind::String || (dtype->string != "float32" && dtype->string != "float64"))
+      throw Error(where + ": \"dtype\" must be \"float32\" or \"float64\"");
+  }
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
+  return c;
+}
+
+// One expected tensor: its torch name, its shape, and where its offset goes.
+struct Expected {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  size_t cell;    // k*D + d
+  int field;      // which of the cell's offsets: 0 weight_ih .. 5 weight_peep
+};
+
+}  // namespace
+
+void State::reset() {
+  std::fill(h.begin(), h.end(), 0.0f);
+  std::fill(c.begin(), c.end(), 0.0f);
+}
+
+Model Model::load(const std::string& path) {
+  const std::string what = "model file '" + path + "'";
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw Error("cannot open " + what + ": " + std::strerror(errno));
+  file.seekg(0, std::ios::end);
+  const std::streamoff end = file.tellg();
+  if (end < 0) throw Error("cannot read " + what);
+  const auto file_size = static_cast<std::uint64_t>(end);
+  file.seekg(0);
+
+  unsigned char first8[8] = {};
+  if (file_size >= 8 && !file.read(reinterpret_cast<char*>(first8), 8)) throw Error("cannot read " + what);
+  const std::uint64_t header_bytes = detail::header_length(first8, file_size, what);
+  std::string header(static_cast<size_t>(header_bytes), '\0');
+  if (!file.read(header.data(), static_cast<std::streamsize>(header_bytes))) throw Error("cannot read " + what);
+  const std::uint64_t data_start = 8 + header_bytes;
+  const detail::SafetensorsHeader st = detail::parse_header(header, file_size - data_start, what);
+
+  const std::string* format = st.meta("format");
+  const std::string* config_text = st.meta("config");
+  if (!format || *format != kFormat || !config_text)
+    throw Error(what + " is not an lstm_fast model file: its metadata has no format=\"" + std::string(kFormat) +
+                "\" and config");
+  Model m;
+  m.config_ = parse_config(*config_text, what);
+  m.config_json_ = *config_text;
+  const Config& c = m.config_;
+  const Index L = c.num_layers, D = c.directions(), H = c.hidden_size, R = c.output_size();
+
+  // The tensors the config implies, in the cell order k*D + d, with torch's names.
+  std::unordered_map<std::string, const detail::TensorInfo*> by_name;
+  for (const auto& t : st.tensors) by_name.emplace(t.name, &t);
+  std::vector<Expected> expected;
+  for (Index k = 0; k < L; ++k) {
+    for (Index d = 0; d < D; ++d) {
+      // Cells are added as their tensors are found: a huge num_layers in a hostile config stops at
+      // the first missing tensor instead of allocating for all of them.
+      const size_t cell = m.cells_.size(), first = expected.size();
+      m.cells_.emplace_back();
+      const std::string sfx = "_l" + str(k) + (d == 1 ? "_reverse" : "");
+      expected.push_back({"weight_ih" + sfx, {4 * H, c.layer_input_size(k)}, cell, 0});
+      expected.push_back({"weight_hh" + sfx, {4 * H, R}, cell, 1});
+      if (c.bias) {
+        expected.push_back({"bias_ih" + sfx, {4 * H}, cell, 2});
+        expected.push_back({"bias_hh" + sfx, {4 * H}, cell, 3});
+      }
+      if (c.proj_size > 0) expected.push_back({"weight_hr" + sfx, {R, H}, cell, 4});
+      if (c.peephole) expected.push_back({"weight_peep" + sfx, {3, H}, cell, 5});
+      for (size_t n = first; n < expected.size(); ++n)
+        if (const Expected& e = expected[n]; !by_name.count(e.name)) throw Error(what + " is missing tensor " + e.name + " (expected shape " + shape_str(e.shape) + ")");
+    }
+  }
+  if (expected.size() != st.tensors.size()) {
+    std::unordered_set<std::string> names;
+    for (const Expected& e : expected) names.insert(e.name);
+    for (const auto& t : st.tensors)
+      if (!names.count(t.name)) throw Error(what + " has an unexpected tensor \"" + t.name + "\"");
+  }
+
+  // Shapes and dtypes, then the layout of params_: the tensors, then one summed bias per cell.
+  Index total = 0;
+  auto offset_of = [&](const Expected& e) -> Index& {
+    CellOffsets& o = m.cells_[e.cell];
+    Index* fields[] = {&o.weight_ih, &o.weight_hh, &o.bias_ih, &o.bias_hh, &o.weight_hr, &o.weight_peep};
+    return *fields[e.field];
+  };
+  for (const Expected& e : expected) {
+    const detail::TensorInfo& t = *by_name.at(e.name);
+    if (t.dtype != "F32" && t.dtype != "F64")
+      throw Error(what + ": tensor " + e.name + " has dtype " + t.dtype + ", expected F32 or F64");
+    if (t.shape != e.shape)
+      throw Error(what + ": tensor " + e.name + " must have shape " + shape_str(e.shape) + ", got " + shape_str(t.shape));
+    offset_of(e) = total;
+    total += static_cast<Index>(t.elements());
+  }
+  if (c.bias) {
+    for (CellOffsets& o : m.cells_) {
+      o.bias = total;
+      total += 4 * H;
+    }
+  }
+  m.params_.assign(static_cast<size_t>(total), 0.0f);
+
+  std::vector<unsigned char> bytes;
+  for (const Expected& e : expected) {
+    const detail::TensorInfo& t = *by_name.at(e.name);
+    bytes.resize(static_cast<size_t>(t.end - t.begin));
+    file.seekg(static_cast<std::streamoff>(data_start + t.begin));
+    if (!file.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
+      throw Error(what + ": cannot read tensor " + e.name + " (file truncated while reading?)");
+    detail::tensor_to_float(t, bytes.data(), m.params_.data() + offset_of(e), what);
+  }
+  if (c.bias) {
+    for (CellOffsets& o : m.cells_)
+      for (Index j = 0; j < 4 * H; ++j)
+        m.params_[static_cast<size_t>(o.bias + j)] =
+            m.params_[static_cast<size_t>(o.bias_ih + j)] + m.params_[static_cast<size_t>(o.bias_hh + j)];
+  }
+  return m;
+}
+
+std::vector<CellWeights<float>> Model::cell_weights() const {
+  std::vector<CellWeights<float>> cells;
+  auto at = [&](Index offset) -> const float* { return offset < 0 ? nullptr : params_.data() + offset; };
+  for (const CellOffsets& o : cells_)
+    cells.push_back({at(o.weight_ih), at(o.weight_hh), at(o.bias_ih), at(o.bias_hh), at(o.weight_hr), at(o.weight_peep)});
+  return cells;
+}
+
+State Model::initial_state(Index batch) const {
+  if (cells_.empty()) throw Error("initial_state: the model is empty (use Model::load)");
+  if (batch < 1) throw Error("initial_state: batch must be >= 1, got " + str(batch));
+  const Index LD = config_.num_cells(), H = config_.hidden_size, R = config_.output_size();
+  State s;
+  s.batch_ = batch;
+  s.h.assign(static_cast<size_t>(LD * batch * R), 0.0f);
+  s.c.assign(static_cast<size_t>(LD * batch * H), 0.0f);
+  if (!config_.bidirectional) s.workspace_.assign(static_cast<size_t>(5 * H), 0.0f);  // one row at a time
+  return s;
+}
+
+void Model::check_state(const State& state, const char* call) const {
+  if (cells_.empty()) throw Error(std::string(call) + ": the model is empty (use Model::load)");
+  const Index LD = config_.num_cells(), B = state.batch_, H = config_.hidden_size, R = config_.output_size();
+  if (B < 1) throw Error(std::string(call) + ": state must come from initial_state(batch)");
+  if (static_cast<Index>(state.h.size()) != LD * B * R || static_cast<Index>(state.c.size()) != LD * B * H)
+    throw Error(std::string(call) + ": state.h must hold [L*D, B, R] = [" + str(LD) + ", " + str(B) + ", " + str(R) +
+                "] floats and state.c [" + str(LD) + ", " + str(B) + ", " + str(H) + "], got " +
+                str(static_cast<Index>(state.h.size())) + " and " + str(static_cast<Index>(state.c.size())) +
+                " (a state of another model?)");
+}
+
+void Model::forward(const float* x, Index steps, Index batch, float* y, State& state) const {
+  check_state(state, "forward");
+  if (batch != state.batch_)
+    throw Error("forward: batch must equal the state's batch " + str(state.batch_) + ", got " + str(batch));
+  if (!x || !y) throw Error("forward: x and y must not be null");
+  const Schedule schedule = Schedule::dense(steps, batch);
+  std::vector<float> h_n(state.h.size()), c_n(state.c.size());
+  lstm_fast::forward<float>(config_, cell_weights(), schedule, x, state.h.data(), state.c.data(), nullptr, y,
+                            h_n.data(), c_n.data(), nullptr);
+  state.h.swap(h_n);
+  state.c.swap(c_n);
+}
+
+}  // namespace lstm_fast

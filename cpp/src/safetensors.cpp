@@ -1,0 +1,435 @@
+// A small strict JSON parser and the safetensors header checks (see safetensors.hpp).
+#include "safetensors.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <unordered_set>
+
+namespace lstm_fast::detail {
+namespace {
+
+constexpr int kMaxDepth = 64;
+
+class JsonParser {
+ public:
+  JsonParser(std::string_view text, const std::string& what) : s_(text), what_(what) {}
+
+  Json parse_document() {
+    skip_whitespace();
+    Json value = parse_value(0);
+    skip_whitespace();
+    if (pos_ != s_.size()) fail("unexpected text after the JSON value");
+    return value;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& problem) const {
+    throw Error(what_ + ": " + problem + " at byte " + std::to_string(pos_));
+  }
+  bool at_end() const { return pos_ >= s_.size(); }
+  char peek() const { return at_end() ? '\0' : s_[pos_]; }
+
+  void skip_whitespace() {
+    while (!at_end() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) ++pos_;
+  }
+
+  void expect_literal(std::string_view word) {
+    if (s_.substr(pos_, word.size()) != word) fail("invalid literal (expected " + std::string(word) + ")");
+    pos_ += word.size();
+  }
+
+  Json parse_value(int depth) {
+    if (depth > kMaxDepth) fail("JSON nested deeper than " + std::to_string(kMaxDepth));
+    if (at_end()) fail("unexpected end of JSON");
+    Json v;
+    switch (s_[pos_]) {
+      case '{': parse_object(v, depth); break;
+      case '[': parse_array(v, depth); break;
+      case '"': v.kind = Json::Kind::String; v.string = parse_string(); break;
+      case 't': expect_literal("true"); v.kind = Json::Kind::Bool; v.boolean = true; break;
+      case 'f': expect_literal("false"); v.kind = Json::Kind::Bool; v.boolean = false; break;
+      case 'n': expect_literal("null"); v.kind = Json::Kind::Null; break;
+      default:
+        if (s_[pos_] == '-' || (s_[pos_] >= '0' && s_[pos_] <= '9')) parse_number(v);
+        else fail(std::string("unexpected character '") + printable(s_[pos_]) + "'");
+    }
+    return v;
+  }
+
+  static std::string printable(char ch) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (u >= 0x20 && u < 0x7f) return std::string(1, ch);
+    static const char* hex = "0123456789abcdef";
+    return std::string("\\x") + hex[u >> 4] + hex[u & 15];
+  }
+
+  void parse_object(Json& v, int depth) {
+    v.kind = Json::Kind::Object;
+    ++pos_;  // '{'
+    skip_whitespace();
+    if (peek() == '}') { ++pos_; return; }
+    std::unordered_set<std::string> keys;  // a header may hold many tensors: no quadratic search
+    for (;;) {
+      skip_whitespace();
+      if (peek() != '"') fail("expected a string (object key)");
+      std::string key = parse_string();
+      if (!keys.insert(key).second) fail("duplicate key \"" + key + "\"");
+      skip_whitespace();
+      if (peek() != ':') fail("expected ':'");
+      ++pos_;
+      skip_whitespace();
+      v.members.emplace_back(std::move(key), parse_value(depth + 1));
+      skip_whitespace();
+      if (peek() == ',') { ++pos_; continue; }
+      if (peek() == '}') { ++pos_; return; }
+      fail("expected ',' or '}'");
+    }
+  }
+
+  void parse_array(Json& v, int depth) {
+    v.kind = Json::Kind::Array;
+    ++pos_;  // '['
+    skip_whitespace();
+    if (peek() == ']') { ++pos_; return; }
+    for (;;) {
+      skip_whitespace();
+      v.items.push_back(parse_value(depth + 1));
+      skip_whitespace();
+      if (peek() == ',') { ++pos_; continue; }
+      if (peek() == ']') { ++pos_; return; }
+      fail("expected ',' or ']'");
+    }
+  }
+
+  // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+  void parse_number(Json& v) {
+    const size_t start = pos_;
+    auto digits = [&] {
+      const size_t from = pos_;
+      while (!at_end() && s_[pos_] >= '0' && s_[pos_] <= '9') ++pos_;
+      return pos_ - from;
+    };
+    if (peek() == '-') ++pos_;
+    if (peek() == '0') {
+      ++pos_;
+      if (peek() >= '0' && peek() <= '9') fail("invalid number (leading zero)");
+    } else if (digits() == 0) {
+      fail("invalid number");
+    }
+    bool integral = true;
+    if (peek() == '.') {
+      ++pos_;
+      integral = false;
+      if (digits() == 0) fail("invalid number (no digits after '.')");
+    }
+    if (peek() == 'e' || peek() == 'E') {
+      ++pos_;
+      integral = false;
+      if (peek() == '+' || peek() == '-') ++pos_;
+      if (digits() == 0) fail("invalid number (no digits in the exponent)");
+    }
+    const std::string text(s_.substr(start, pos_ - start));
+    v.kind = Json::Kind::Number;
+    v.number = std::strtod(text.c_str(), nullptr);  // the grammar above is a subset of strtod's
+    if (integral) {
+      // Exact int64, or not an integer for our purposes (e.g. 1e30 written out).
+      const bool negative = text[0] == '-';
+      std::uint64_t magnitude = 0;
+      bool fits = true;
+      for (size_t k = negative ? 1 : 0; k < text.size() && fits; ++k) {
+        const std::uint64_t d = static_cast<std::uint64_t>(text[k] - '0');
+        if (magnitude > (std::numeric_limits<std::uint64_t>::max() - d) / 10) fits = false;
+        else magnitude = magnitude * 10 + d;
+      }
+      const std::uint64_t limit = negative ? std::uint64_t(1) << 63 : (std::uint64_t(1) << 63) - 1;
+      if (fits && magnitude <= limit) {
+        v.is_integer = true;
+        v.integer = negative ? static_cast<std::int64_t>(0 - magnitude) : static_cast<std::int64_t>(magnitude);
+      }
+    }
+  }
+
+  unsigned hex4() {
+    if (pos_ + 4 > s_.size()) fail("truncated \\u escape");
+    unsigned value = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char ch = s_[pos_++];
+      value <<= 4;
+      if (ch >= '0' && ch <= '9') value |= static_cast<unsigned>(ch - '0');
+      else if (ch >= 'a' && ch <= 'f') value |= static_cast<unsigned>(ch - 'a' + 10);
+      else if (ch >= 'A' && ch <= 'F') value |= static_cast<unsigned>(ch - 'A' + 10);
+      else fail("invalid \\u escape");
+    }
+    return value;
+  }
+
+  static void append_utf8(std::string& out, unsigned cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+
+  // One well-formed UTF-8 sequence (no overlongs, no surrogates, <= U+10FFFF), copied to out.
+  void copy_utf8_sequence(std::string& out) {
+    const auto b0 = static_cast<unsigned char>(s_[pos_]);
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (b0 >= 0xC2 && b0 <= 0xDF) len = 2;
+    else if (b0 >= 0xE0 && b0 <= 0xEF) { len = 3; if (b0 == 0xE0) lo = 0xA0; if (b0 == 0xED) hi = 0x9F; }
+    else if (b0 >= 0xF0 && b0 <= 0xF4) { len = 4; if (b0 == 0xF0) lo = 0x90; if (b0 == 0xF4) hi = 0x8F; }
+    else fail("invalid UTF-8 in a string");
+    if (pos_ + len > s_.size()) fail("truncated UTF-8 in a string");
+    for (size_t k = 1; k < len; ++k) {
+      const auto b = static_cast<unsigned char>(s_[pos_ + k]);
+      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) fail("invalid UTF-8 in a string");
+    }
+    out.append(s_.data() + pos_, len);
+    pos_ += len;
+  }
+
+  std::string parse_string() {
+    ++pos_;  // opening quote
+    std::string out;
+    for (;;) {
+      if (at_end()) fail("unterminated string");
+      const auto ch = static_cast<unsigned char>(s_[pos_]);
+      if (ch == '"') { ++pos_; return out; }
+      if (ch < 0x20) fail("control character in a string");
+      if (ch >= 0x80) { copy_utf8_sequence(out); continue; }
+      if (ch != '\\') { out += static_cast<char>(ch); ++pos_; continue; }
+      ++pos_;
+      if (at_end()) fail("unterminated string");
+      const char esc = s_[pos_++];
+      switch (esc) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          unsigned cp = hex4();
+          if (cp >= 0xDC00 && cp <= 0xDFFF) fail("unpaired surrogate in a \\u escape");
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (s_.substr(pos_, 2) != "\\u") fail("unpaired surrogate in a \\u escape");
+            pos_ += 2;
+            const unsigned low = hex4();
+            if (low < 0xDC00 || low > 0xDFFF) fail("unpaired surrogate in a \\u escape");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          }
+          append_utf8(out, cp);
+          break;
+        }
+        default:
+          --pos_;
+          fail(std::string("invalid escape '\\") + printable(esc) + "'");
+      }
+    }
+  }
+
+  std::string_view s_;
+  const std::string& what_;
+  size_t pos_ = 0;
+};
+
+struct DtypeInfo {
+  const char* name;
+  std::size_t itemsize;
+};
+// Every dtype of the safetensors format (the model loader then accepts F32 and F64 only).
+constexpr DtypeInfo kDtypes[] = {
+    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2},
+    {"F16", 2},  {"BF16", 2}, {"I32", 4}, {"U32", 4},    {"F32", 4},     {"F64", 8}, {"I64", 8},
+    {"U64", 8},
+};
+
+bool little_endian_host() {
+  const std::uint16_t one = 1;
+  unsigned char first;
+  std::memcpy(&first, &one, 1);
+  return first == 1;
+}
+
+}  // namespace
+
+const Json* Json::find(std::string_view key) const {
+  for (const auto& m : members)
+    if (m.first == key) return &m.second;
+  return nullptr;
+}
+
+const char* Json::kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::Null: return "null";
+    case Kind::Bool: return "a bool";
+    case Kind::Number: return "a number";
+    case Kind::String: return "a string";
+    case Kind::Array: return "an array";
+    case Kind::Object: return "an object";
+  }
+  return "?";
+}
+
+Json parse_json(std::string_view text, const std::string& what) {
+  return JsonParser(text, what).parse_document();
+}
+
+std::uint64_t TensorInfo::elements() const {
+  std::uint64_t n = 1;
+  for (std::int64_t d : shape) n *= static_cast<std::uint64_t>(d);  // checked in parse_header
+  return n;
+}
+
+const TensorInfo* SafetensorsHeader::find(std::string_view name) const {
+  for (const auto& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+const std::string* SafetensorsHeader::meta(std::string_view key) const {
+  for (const auto& m : metadata)
+    if (m.first == key) return &m.second;
+  return nullptr;
+}
+
+std::uint64_t header_length(const unsigned char first8[8], std::uint64_t file_size, const std::string& what) {
+  if (file_size < 8) throw Error(what + ": file too short for a safetensors header (" + std::to_string(file_size) + " bytes)");
+  std::uint64_t n = 0;
+  for (int k = 7; k >= 0; --k) n = (n << 8) | first8[k];
+  if (n < 2 || n > kMaxHeaderBytes)
+    throw Error(what + ": header length " + std::to_string(n) + " is not in [2, " + std::to_string(kMaxHeaderBytes) + "]");
+  if (n > file_size - 8)
+    throw Error(what + ": header length " + std::to_string(n) + " exceeds the file (" + std::to_string(file_size) +
+                " bytes; truncated?)");
+  return n;
+}
+
+SafetensorsHeader parse_header(std::string_view header, std::uint64_t data_size, const std::string& what) {
+  const std::string where = what + ": header";
+  if (header.empty() || header[0] != '{') throw Error(where + " does not start with '{'");
+  const Json root = parse_json(header, where);
+  if (root.kind != Json::Kind::Object) throw Error(where + " is not a JSON object");
+
+  SafetensorsHeader out;
+  for (const auto& [name, entry] : root.members) {
+    if (name == "__metadata__") {
+      if (entry.kind != Json::Kind::Object) throw Error(where + ": __metadata__ must be an object of strings");
+      for (const auto& [key, value] : entry.members) {
+        if (value.kind != Json::Kind::String)
+          throw Error(where + ": __metadata__[\"" + key + "\"] must be a string, got " + Json::kind_name(value.kind));
+        out.metadata.emplace_back(key, value.string);
+      }
+      continue;
+    }
+    const std::string tw = where + ": tensor \"" + name + "\"";
+    if (entry.kind != Json::Kind::Object) throw Error(tw + " must be an object");
+    for (const auto& member : entry.members)
+      if (member.first != "dtype" && member.first != "shape" && member.first != "data_offsets")
+        throw Error(tw + " has an unknown field \"" + member.first + "\"");
+    const Json* dtype = entry.find("dtype");
+    const Json* shape = entry.find("shape");
+    const Json* offsets = entry.find("data_offsets");
+    if (!dtype || !shape || !offsets) throw Error(tw + " must have dtype, shape and data_offsets");
+
+    TensorInfo t;
+    t.name = name;
+    if (dtype->kind != Json::Kind::String) throw Error(tw + ": dtype must be a string");
+    for (const DtypeInfo& d : kDtypes)
+      if (dtype->string == d.name) t.itemsize = d.itemsize;
+    if (t.itemsize == 0) throw Error(tw + " has an unknown dtype \"" + dtype->string + "\"");
+    t.dtype = dtype->string;
+
+    if (shape->kind != Json::Kind::Array) throw Error(tw + ": shape must be an array of integers");
+    std::uint64_t bytes = t.itemsize;  // shape * itemsize, checked against overflow via data_size
+    bool overflow = false;
+    for (const Json& d : shape->items) {
+      if (d.kind != Json::Kind::Number || !d.is_integer || d.integer < 0)
+        throw Error(tw + ": shape must be an array of integers >= 0");
+      t.shape.push_back(d.integer);
+      const auto du = static_cast<std::uint64_t>(d.integer);
+      if (du != 0 && bytes > std::numeric_limits<std::uint64_t>::max() / du) overflow = true;
+      else bytes *= du;
+    }
+    if (overflow) bytes = std::numeric_limits<std::uint64_t>::max();
+    for (std::int64_t d : t.shape)
+      if (d == 0) bytes = 0;
+
+    if (offsets->kind != Json::Kind::Array || offsets->items.size() != 2)
+      throw Error(tw + ": data_offsets must be [begin, end]");
+    for (const Json& o : offsets->items)
+      if (o.kind != Json::Kind::Number || !o.is_integer || o.integer < 0)
+        throw Error(tw + ": data_offsets must be two integers >= 0");
+    t.begin = static_cast<std::uint64_t>(offsets->items[0].integer);
+    t.end = static_cast<std::uint64_t>(offsets->items[1].integer);
+    if (t.end < t.begin) throw Error(tw + ": data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] end before begin");
+    if (t.end > data_size)
+      throw Error(tw + ": data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
+                  "] lie outside the data buffer of " + std::to_string(data_size) + " bytes (truncated file?)");
+    if (t.end - t.begin != bytes)
+      throw Error(tw + ": data_offsets span " + std::to_string(t.end - t.begin) + " bytes but shape and dtype " +
+                  t.dtype + " need " + (overflow ? std::string("more than 2^64") : std::to_string(bytes)));
+    out.tensors.push_back(std::move(t));
+  }
+
+  // The byte ranges, in order, must tile the data buffer exactly: no overlap, no gap, no tail.
+  std::vector<const TensorInfo*> sorted;
+  for (const auto& t : out.tensors) sorted.push_back(&t);
+  std::sort(sorted.begin(), sorted.end(), [](const TensorInfo* a, const TensorInfo* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  for (size_t k = 1; k < sorted.size(); ++k)  // overlaps first: they are the dangerous kind
+    if (sorted[k]->begin < sorted[k - 1]->end)
+      throw Error(where + ": tensor \"" + sorted[k]->name + "\" overlaps tensor \"" + sorted[k - 1]->name + "\"");
+  std::uint64_t expected = 0;
+  for (const TensorInfo* t : sorted) {
+    if (t->begin > expected) throw Error(where + ": the data buffer has a gap before tensor \"" + t->name + "\"");
+    expected = t->end;
+  }
+  if (expected != data_size)
+    throw Error(where + ": the tensors cover " + std::to_string(expected) + " bytes of a data buffer of " +
+                std::to_string(data_size));
+  return out;
+}
+
+void tensor_to_float(const TensorInfo& t, const unsigned char* bytes, float* out, const std::string& what) {
+  const std::uint64_t n = t.elements();
+  const bool swap = !little_endian_host();
+  if (t.dtype == "F32") {
+    for (std::uint64_t k = 0; k < n; ++k) {
+      unsigned char b[4];
+      std::memcpy(b, bytes + 4 * k, 4);
+      if (swap) { std::swap(b[0], b[3]); std::swap(b[1], b[2]); }
+      std::memcpy(out + k, b, 4);
+    }
+  } else if (t.dtype == "F64") {
+    for (std::uint64_t k = 0; k < n; ++k) {
+      unsigned char b[8];
+      std::memcpy(b, bytes + 8 * k, 8);
+      if (swap) std::reverse(b, b + 8);
+      double v;
+      std::memcpy(&v, b, 8);
+      out[k] = static_cast<float>(v);
+    }
+  } else {
+    throw Error(what + ": tensor \"" + t.name + "\" has dtype " + t.dtype + ", expected F32 or F64");
+  }
+}
+
+}  // namespace lstm_fast::detail

@@ -1,0 +1,72 @@
+// The safetensors container, read strictly: the file is untrusted input (the reliability work fuzzes
+// these functions, which take bytes in memory and never read outside them).
+//
+// File layout (https://github.com/huggingface/safetensors):
+//   [8 bytes]  N, little-endian u64: the header length
+//   [N bytes]  JSON object {name: {"dtype": "F32", "shape": [d0, d1, ...], "data_offsets": [b, e]},
+//                           "__metadata__": {str: str}}   (padded with trailing spaces)
+//   [rest]     the data buffer; tensor `name` is bytes [b, e) of it, little-endian, row-major.
+// Internal header: not installed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "lstm_fast/network.hpp"
+
+namespace lstm_fast::detail {
+
+// A JSON value. Objects keep their members in file order (duplicate names are rejected).
+struct Json {
+  enum class Kind { Null, Bool, Number, String, Array, Object };
+  Kind kind = Kind::Null;
+  bool boolean = false;
+  double number = 0.0;
+  bool is_integer = false;  // the number was written without fraction or exponent and fits int64
+  std::int64_t integer = 0;
+  std::string string;  // UTF-8
+  std::vector<Json> items;
+  std::vector<std::pair<std::string, Json>> members;
+
+  const Json* find(std::string_view key) const;  // the member named key, or null
+  static const char* kind_name(Kind kind);
+};
+
+// Parses one JSON text (RFC 8259; trailing whitespace allowed, nothing else after the value; UTF-8
+// validated; nesting at most 64 deep). Errors throw Error("<what>: <problem> at byte <n>").
+Json parse_json(std::string_view text, const std::string& what);
+
+struct TensorInfo {
+  std::string name;
+  std::string dtype;                // "F32", "F64", ...
+  std::size_t itemsize = 0;         // bytes per element
+  std::vector<std::int64_t> shape;  // each >= 0
+  std::uint64_t begin = 0, end = 0; // offsets into the data buffer
+  std::uint64_t elements() const;
+};
+
+struct SafetensorsHeader {
+  std::vector<TensorInfo> tensors;  // in the order the header lists them
+  std::vector<std::pair<std::string, std::string>> metadata;
+  const TensorInfo* find(std::string_view name) const;
+  const std::string* meta(std::string_view key) const;
+};
+
+// Upper bound on N (the header length), as in the reference implementation.
+constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
+
+// The header length N from the first 8 bytes of a file of `file_size` bytes, checked against the
+// bound above and the file size.
+std::uint64_t header_length(const unsigned char first8[8], std::uint64_t file_size, const std::string& what);
+
+// Parses and checks the header: every entry well-formed, known dtype, shape * itemsize equal to
+// its byte range, ranges inside the data buffer of `data_size` bytes, covering it without overlap.
+SafetensorsHeader parse_header(std::string_view header, std::uint64_t data_size, const std::string& what);
+
+// Converts one tensor's bytes (exactly end - begin of them, little-endian F32 or F64) to float.
+void tensor_to_float(const TensorInfo& t, const unsigned char* bytes, float* out, const std::string& what);
+
+}  // namespace lstm_fast::detail

@@ -1,0 +1,30 @@
+"""Process-wide settings of the compiled core: threads and the instruction set of the kernels."""
+
+from __future__ import annotations
+
+from . import _core
+from ._lstm import _int_arg
+
+
+def set_num_threads(num_threads: int) -> None:
+    """Threads lstm_fast may use at once (process-wide). Today a bidirectional layer runs its two
+    directions on two threads when the work is large enough; 1 keeps every call on the caller's
+    thread. The default is the number of hardware threads."""
+    _core.set_num_threads(_int_arg("num_threads", num_threads, 1))
+
+
+def get_num_threads() -> int:
+    """The thread count set by set_num_threads (default: the hardware threads)."""
+    return _core.get_num_threads()
+
+
+def isa() -> str:
+    """The instruction set the kernels run with: "baseline" (SSE2 on x86-64), "avx2" (AVX2 + FMA) or
+    "avx512". The best one this build and CPU support is chosen at import; the environment variable
+    LSTM_FAST_ISA, set before the import, forces another."""
+    return _core.isa()
+
+
+def supported_isas() -> list:
+    """The instruction sets this build has kernels for and this CPU runs, worst first."""
+    return list(_core.supported_isas())
