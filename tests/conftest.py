@@ -37,6 +37,20 @@ def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None):
     return dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0), grads
 
 
+def finite_difference(loss, array, eps=1e-6):
+    """Central differences of loss() w.r.t. every entry of array, which loss() reads in place."""
+    grad = np.zeros_like(array)
+    for index in np.ndindex(array.shape):
+        saved = array[index]
+        array[index] = saved + eps
+        up = loss()
+        array[index] = saved - eps
+        down = loss()
+        array[index] = saved
+        grad[index] = (up - down) / (2 * eps)
+    return grad
+
+
 def assert_close(name, actual, expected, dtype):
     tol = TOLERANCE[np.dtype(dtype).type]
     np.testing.assert_allclose(actual, expected, err_msg=name, **tol)

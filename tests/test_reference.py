@@ -3,6 +3,7 @@ finite differences, its outputs and gradients against torch.nn.LSTM, and its pad
 import numpy as np
 import pytest
 
+from conftest import finite_difference
 from lstm_fast import reference as ref
 
 T, B, I, H = 5, 3, 2, 3
@@ -70,20 +71,6 @@ FD_CONFIGS = {
     "everything_no_bias": dict(num_layers=2, bidirectional=True, proj_size=1, peephole=True,
                                lengths=[5, 1], dropout=True, bias=False, B=2),
 }
-
-
-def finite_difference(loss, array, eps=1e-6):
-    """Central differences of loss() w.r.t. every entry of array, which loss() reads in place."""
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + eps
-        up = loss()
-        array[index] = saved - eps
-        down = loss()
-        array[index] = saved
-        grad[index] = (up - down) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("config", FD_CONFIGS.values(), ids=FD_CONFIGS.keys())
