@@ -101,3 +101,20 @@ def test_from_torch_rejects_other_modules():
         lf.LSTM.from_torch(torch.nn.GRU(3, 4))
     with pytest.raises(TypeError, match=r"float32 or float64, got torch.float16"):
         lf.LSTM.from_torch(torch.nn.LSTM(3, 4).half())
+
+
+@pytest.mark.parametrize("kwargs", [dict(num_layers=3, bidirectional=True, proj_size=2),
+                                    dict(num_layers=2, bias=False, batch_first=True)])
+def test_from_torch_then_save_and_load_keeps_torch_numbers(rng, tmp_path, kwargs):
+    torch.manual_seed(3)
+    module = torch.nn.LSTM(3, 5, **kwargs).double()
+    path = tmp_path / "from_torch.safetensors"
+    lf.LSTM.from_torch(module).save(path)
+    model = lf.load(path)
+    x = rng.normal(size=(4, 6, 3))
+    with torch.no_grad():
+        expected, (h_t, c_t) = module(torch.tensor(x))
+    y, (h, c) = model(x)
+    np.testing.assert_allclose(y, expected.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h, h_t.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c, c_t.numpy(), rtol=1e-12, atol=1e-12)
