@@ -55,8 +55,10 @@ def test_cmakedir_is_printed_and_holds_the_package_config():
     assert (folder / "lstm_fastTargets.cmake").is_file()
 
 
-def test_cpp_unit_tests_pass(programs):
-    out = _run([programs["test_model"]])
+@pytest.mark.parametrize("isa", lf.supported_isas())
+def test_cpp_unit_tests_pass(programs, isa):
+    # Under every instruction set this CPU runs (the C++ library reads LSTM_FAST_ISA too).
+    out = _run([programs["test_model"]], env={**os.environ, "LSTM_FAST_ISA": isa})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "all C++ model tests passed" in out.stdout
 
@@ -70,12 +72,13 @@ def _frames(x: np.ndarray) -> str:
     dict(num_layers=2, dtype=np.float64),
     dict(bias=False, batch_first=True),
 ])
-def test_streaming_program_reproduces_python(tmp_path, rng, programs, kwargs):
+@pytest.mark.parametrize("isa", lf.supported_isas())
+def test_streaming_program_reproduces_python(tmp_path, rng, programs, kwargs, isa):
     model = lf.LSTM(5, 8, seed=3, **kwargs)
     path = tmp_path / "model.safetensors"
     model.save(path)
     x = rng.normal(size=(40, 5)).astype(np.float32)  # 40 frames; unbatched (T, I)
-    out = _run([programs["stream"], path], input=_frames(x))
+    out = _run([programs["stream"], path], input=_frames(x), env={**os.environ, "LSTM_FAST_ISA": isa})
     assert out.returncode == 0, out.stderr
     y_cpp = np.loadtxt(out.stdout.splitlines(), ndmin=2)
     y_python, _ = model(x)

@@ -212,10 +212,37 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
     dX.noalias() = dZ * W_ih;
 }
 
+void step_rows(const CellDims& dims, const CellWeights<float>& w, const float* bias, Index B, const float* x,
+               float* h, float* c, float* workspace) {
+  using Vector = Eigen::Matrix<float, Eigen::Dynamic, 1>;
+  const Index I = dims.input_size, H = dims.hidden_size, R = dims.output_size, G = 4 * H;
+  ConstMap<float> W_ih(w.weight_ih, G, I);
+  ConstMap<float> W_hh(w.weight_hh, G, R);
+  float* z = workspace;  // [4H]
+  float* m = z + G;      // [H], with a projection
+  Eigen::Map<Vector> zv(z, G);
+  for (Index r = 0; r < B; ++r) {
+    float* hr = h + r * R;
+    float* cr = c + r * H;
+    // GEMVs on contiguous vectors work in place, without temporaries.
+    zv.noalias() = W_ih * Eigen::Map<const Vector>(x + r * I, I);
+    zv.noalias() += W_hh * Eigen::Map<const Vector>(hr, R);
+    if (bias) zv += Eigen::Map<const Vector>(bias, G);
+    float* out = dims.projection ? m : hr;  // h is overwritten only after W_hh h was read
+    if (dims.peephole)
+      gates_forward_row<true>(H, z, cr, out, w.weight_peep);
+    else
+      gates_forward_row<false>(H, z, cr, out, w.weight_peep);
+    if (dims.projection)
+      Eigen::Map<Vector>(hr, R).noalias() = ConstMap<float>(w.weight_hr, R, H) * Eigen::Map<const Vector>(m, H);
+  }
+}
+
 }  // namespace
 
 const KernelTable kernel_table{LSTM_FAST_STRINGIFY(LSTM_FAST_ISA),
                                {&cell_forward<float>, &cell_backward<float>},
-                               {&cell_forward<double>, &cell_backward<double>}};
+                               {&cell_forward<double>, &cell_backward<double>},
+                               &step_rows};
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

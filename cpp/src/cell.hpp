@@ -35,10 +35,18 @@ struct CellKernels {
                    T* dx, bool accumulate_dx, T* dh0, T* dc0, const CellGrads<T>& g);
 };
 
+// One time step of one unidirectional layer for B rows, in place (Model::step, float only). Per row:
+// z = W_ih x + W_hh h + bias (two GEMVs), the gates kernel, then h = W_hr m or h = m.
+//   x: [B, I_k];  h: [B, R] in/out;  c: [B, H] in/out;  bias: [4H] b_ih + b_hh, or null;
+//   workspace: [5H] (the gates of one row, then m). Never allocates.
+using StepRows = void (*)(const CellDims& dims, const CellWeights<float>& w, const float* bias, Index B,
+                          const float* x, float* h, float* c, float* workspace);
+
 struct KernelTable {
   const char* isa;
   CellKernels<float> f32;
   CellKernels<double> f64;
+  StepRows step_rows;
 };
 
 namespace baseline { extern const KernelTable kernel_table; }
