@@ -152,6 +152,16 @@ def _split_params(params, num_layers, D, proj_size, peephole):
     return layers
 
 
+def _state_pair(name, pair, h_shape, c_shape):
+    """(h, c) as float64 arrays of the given shapes; zeros for None."""
+    if pair is None:
+        return np.zeros(h_shape), np.zeros(c_shape)
+    h, c = (np.asarray(s, dtype=np.float64) for s in pair)
+    if (h.shape, c.shape) != (h_shape, c_shape):
+        raise ValueError(f"{name} must have shapes {h_shape} and {c_shape}, got {h.shape} and {c.shape}")
+    return h, c
+
+
 def forward(x, params, *, num_layers=1, bidirectional=False, proj_size=0, peephole=False,
             state=None, lengths=None, dropout_masks=None):
     """x: (T, B, I) array (time-major, batched only). Returns (y, (h_n, c_n), cache).
@@ -183,13 +193,7 @@ def forward(x, params, *, num_layers=1, bidirectional=False, proj_size=0, peepho
     R = proj_size if proj_size > 0 else H
 
     h_shape, c_shape = (num_layers * D, B, R), (num_layers * D, B, H)
-    if state is None:
-        h0, c0 = np.zeros(h_shape), np.zeros(c_shape)
-    else:
-        h0, c0 = (np.asarray(s, dtype=np.float64) for s in state)
-        if (h0.shape, c0.shape) != (h_shape, c_shape):
-            raise ValueError(f"state must have shapes {h_shape} and {c_shape}, "
-                             f"got {h0.shape} and {c0.shape}")
+    h0, c0 = _state_pair("state", state, h_shape, c_shape)
     if dropout_masks is not None:
         dropout_masks = [np.asarray(mask, dtype=np.float64) for mask in dropout_masks]
         if [mask.shape for mask in dropout_masks] != [(T, B, D * R)] * (num_layers - 1):
@@ -229,13 +233,7 @@ def backward(dy, cache, dstate=None):
     if dy.shape != cache["y_shape"]:
         raise ValueError(f"dy must have shape {cache['y_shape']}, got {dy.shape}")
     h_shape, c_shape = cache["state_shapes"]
-    if dstate is None:
-        dh_n, dc_n = np.zeros(h_shape), np.zeros(c_shape)
-    else:
-        dh_n, dc_n = (np.asarray(s, dtype=np.float64) for s in dstate)
-        if (dh_n.shape, dc_n.shape) != (h_shape, c_shape):
-            raise ValueError(f"dstate must have shapes {h_shape} and {c_shape}, "
-                             f"got {dh_n.shape} and {dc_n.shape}")
+    dh_n, dc_n = _state_pair("dstate", dstate, h_shape, c_shape)
     D, R, masks = cache["D"], cache["R"], cache["dropout_masks"]
 
     dh0, dc0, grads = np.zeros(h_shape), np.zeros(c_shape), {}
