@@ -291,3 +291,23 @@ def test_results_do_not_depend_on_where_the_arrays_lie(rng, dtype, shape):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=12, peephole=True), dict(bidirectional=True, num_layers=2)])
+def test_steps_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
+    # Big enough per step (B * 4H * R >= 32k multiply-adds) that a team shares each step; H = 44 is
+    # not a multiple of the SIMD width, so a slice ends in a partial packet. With 4 threads a
+    # bidirectional layer runs two teams of two, one per direction.
+    model, x, state, lengths, dy, dstate = random_case(rng, T=30, B=24, I=9, H=44, with_lengths=True, dtype=dtype,
+                                                       **kwargs)
+    before = lf.get_num_threads()
+    try:
+        lf.set_num_threads(threads)
+        run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+        y_inference, _ = model(x, state, lengths)  # inference projects 64 steps at a time
+        y_training, _ = model.forward(x, state, lengths)
+        np.testing.assert_allclose(y_inference, y_training, rtol=1e-6, atol=1e-6)
+    finally:
+        lf.set_num_threads(before)

@@ -13,7 +13,10 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <thread>
+#include <vector>
 
 #ifndef LSTM_FAST_ISA
 #define LSTM_FAST_ISA baseline
@@ -35,10 +38,35 @@ using StridedMap = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
 template <typename T>
 using ConstStridedMap = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
 
-// The pointwise kernels for b rows of a step (gates.hpp has one row and the accuracy notes).
-template <bool kPeephole, typename T>
-void gates_forward(Index b, Index H, T* z, T* c, T* out, const T* peep) {
-  for (Index r = 0; r < b; ++r) gates_forward_row<kPeephole>(H, z + r * 4 * H, c + r * H, out + r * H, peep);
+// A barrier for a team of threads that meet once or twice per time step: spins briefly (a step is
+// microseconds), then yields so an oversubscribed machine still makes progress.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int parties) : parties_(parties) {}
+  void wait() {
+    if (parties_ == 1) return;
+    const int generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == parties_ - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins)
+      if (spins > 4000) std::this_thread::yield();
+  }
+
+ private:
+  const int parties_;
+  std::atomic<int> arrived_{0};
+  std::atomic<int> generation_{0};
+};
+
+// Member k of a team of `parts` gets [split(n, k), split(n, k + 1)): boundaries on multiples of
+// `align` (a SIMD width) so that only the last slice has a partial packet.
+inline Index split(Index n, int parts, int k, Index align) {
+  if (k >= parts) return n;
+  const Index units = (n + align - 1) / align;
+  return std::min(n, units * k / parts * align);
 }
 
 template <bool kPeephole, typename T>
@@ -55,9 +83,10 @@ constexpr Index kInferenceChunkSteps = 64;
 template <typename T>
 void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
                   const T* x, const T* h0, const T* c0, T* y, Index ldy, T* h_n, T* c_n,
-                  CellTrace<T>* trace) {
+                  CellTrace<T>* trace, int threads) {
   const Index I = dims.input_size, H = dims.hidden_size, R = dims.output_size, G = 4 * H;
   const Index B = s.batch, N = s.rows(), steps = s.steps();
+  constexpr Index kWidth = Simd<T>::kWidth;
 
   ConstMap<T> W_ih(w.weight_ih, G, I);
   ConstMap<T> W_hh(w.weight_hh, G, R);
@@ -66,16 +95,17 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
   if (w.bias_hh) bias += ConstMap<T>(w.bias_hh, 1, G);
 
-  // The running state: row r holds its sequence's latest h and c. Rows not active at a step keep
-  // their values, which gives packed-sequence semantics in both directions.
-  Matrix<T> h(B, R), c(B, H);
-  if (h0) h = ConstMap<T>(h0, B, R); else h.setZero();
+  // The running state. h is double-buffered: step p reads hidden[p % 2] and writes hidden[(p+1) % 2],
+  // so a thread never overwrites the h another thread's recurrent product is still reading. Rows not
+  // active at a step carry their values over (packed-sequence semantics in both directions); c is
+  // updated in place, each thread touching only its own units.
+  Matrix<T> hidden[2] = {Matrix<T>(B, R), Matrix<T>(B, R)};
+  Matrix<T> c(B, H);
+  if (h0) hidden[0] = ConstMap<T>(h0, B, R); else hidden[0].setZero();
   if (c0) c = ConstMap<T>(c0, B, H); else c.setZero();
   Matrix<T> m;  // [B, H] o * tanh(c) before the projection
   if (dims.projection) m.resize(B, H);
-  T* pointwise_out = dims.projection ? m.data() : h.data();
 
-  Matrix<T> z_chunk;  // inference: pre-activations of one chunk of steps
   if (trace) {
     trace->gates.resize(static_cast<size_t>(N * G));
     trace->cell.resize(static_cast<size_t>(N * H));
@@ -83,47 +113,70 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
     trace->hidden_prev.resize(static_cast<size_t>(N * R));
   }
   const Index chunk = trace ? std::max<Index>(steps, 1) : kInferenceChunkSteps;
+  Matrix<T> z_chunk;  // inference: pre-activations of one chunk of steps (allocated once, here)
+  if (!trace) z_chunk.resize(std::min(chunk, steps) * B, G);
 
-  for (Index first = 0; first < steps; first += chunk) {
-    const Index count = std::min(chunk, steps - first);
-    // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
-    const Index t_lo = reverse ? steps - first - count : first;
-    const Index row0 = s.offsets[t_lo], rows = s.offsets[t_lo + count] - row0;
-    T* z = nullptr;
-    if (trace) {
-      z = trace->gates.data() + row0 * G;
-    } else {
-      z_chunk.resize(rows, G);
-      z = z_chunk.data();
-    }
-    // Input projection: Z = X W_ih^T + b_ih + b_hh, one GEMM for all steps of the chunk.
-    Map<T> Z(z, rows, G);
-    Z.noalias() = X.middleRows(row0, rows) * W_ih.transpose();
-    Z.rowwise() += bias;
+  // The team: member k owns hidden units [u0, u1) (all four gates of them, so its rows of W_hh stay
+  // in its core's cache: the "persistent RNN" idea) and, with a projection, outputs [r0, r1).
+  // Everything is allocated above: nothing in the team allocates or throws.
+  const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
+  SpinBarrier barrier(team);
+  auto member = [&](int k) {
+    const Index u0 = split(H, team, k, kWidth), u1 = split(H, team, k + 1, kWidth), n = u1 - u0;
+    const Index r0 = dims.projection ? split(R, team, k, 1) : u0;
+    const Index r1 = dims.projection ? split(R, team, k + 1, 1) : u1;
+    for (Index first = 0; first < steps; first += chunk) {
+      const Index count = std::min(chunk, steps - first);
+      // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
+      const Index t_lo = reverse ? steps - first - count : first;
+      const Index row0 = s.offsets[t_lo], rows = s.offsets[t_lo + count] - row0;
+      T* z = trace ? trace->gates.data() + row0 * G : z_chunk.data();
+      // Input projection: Z = X W_ih^T + b_ih + b_hh, one GEMM for the chunk, its rows shared out.
+      const Index q0 = rows * k / team, q1 = rows * (k + 1) / team;
+      Map<T> Z(z + q0 * G, q1 - q0, G);
+      Z.noalias() = X.middleRows(row0 + q0, q1 - q0) * W_ih.transpose();
+      Z.rowwise() += bias;
+      barrier.wait();
 
-    for (Index p = first; p < first + count; ++p) {
-      const Index t = reverse ? steps - 1 - p : p;
-      const Index b = s.batch_sizes[t], row = s.offsets[t];
-      T* zt = z + (row - row0) * G;
-      Map<T> Zt(zt, b, G);
-      Zt.noalias() += h.topRows(b) * W_hh.transpose();  // the recurrent GEMM
-      if (trace) {
-        Map<T>(trace->hidden_prev.data() + row * R, b, R) = h.topRows(b);
-        Map<T>(trace->cell_prev.data() + row * H, b, H) = c.topRows(b);
+      for (Index p = first; p < first + count; ++p) {
+        const Index t = reverse ? steps - 1 - p : p;
+        const Index b = s.batch_sizes[t], row = s.offsets[t];
+        const Matrix<T>& h = hidden[p & 1];
+        Matrix<T>& h_next = hidden[(p + 1) & 1];
+        if (b < B) h_next.block(b, r0, B - b, r1 - r0) = h.block(b, r0, B - b, r1 - r0);
+        T* zt = z + (row - row0) * G;
+        Map<T> Zt(zt, b, G);
+        for (Index gate = 0; gate < 4; ++gate)  // the recurrent GEMM, this member's units of each gate
+          Zt.middleCols(gate * H + u0, n).noalias() += h.topRows(b) * W_hh.middleRows(gate * H + u0, n).transpose();
+        if (trace) {
+          Map<T>(trace->hidden_prev.data() + row * R, b, R).middleCols(r0, r1 - r0) = h.block(0, r0, b, r1 - r0);
+          Map<T>(trace->cell_prev.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
+        }
+        T* out = dims.projection ? m.data() : h_next.data();  // [B, H]: o * tanh(c)
+        for (Index r = 0; r < b; ++r) {
+          T* zr = zt + r * G + u0;
+          if (dims.peephole)
+            gates_forward_units<true>(n, H, zr, c.data() + r * H + u0, out + r * H + u0, w.weight_peep + u0);
+          else
+            gates_forward_units<false>(n, H, zr, c.data() + r * H + u0, out + r * H + u0, w.weight_peep);
+        }
+        if (trace) Map<T>(trace->cell.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
+        if (dims.projection) {
+          barrier.wait();  // every unit of m is needed for h_t = W_hr m_t
+          ConstMap<T> W_hr(w.weight_hr, R, H);
+          h_next.block(0, r0, b, r1 - r0).noalias() = m.topRows(b) * W_hr.middleRows(r0, r1 - r0).transpose();
+        }
+        StridedMap<T>(y + row * ldy, b, R, Eigen::OuterStride<>(ldy)).middleCols(r0, r1 - r0) =
+            h_next.block(0, r0, b, r1 - r0);
+        barrier.wait();  // h_t complete before the next step reads it
       }
-      if (dims.peephole)
-        gates_forward<true>(b, H, zt, c.data(), pointwise_out, w.weight_peep);
-      else
-        gates_forward<false>(b, H, zt, c.data(), pointwise_out, w.weight_peep);
-      if (trace) Map<T>(trace->cell.data() + row * H, b, H) = c.topRows(b);
-      if (dims.projection) {
-        ConstMap<T> W_hr(w.weight_hr, R, H);
-        h.topRows(b).noalias() = m.topRows(b) * W_hr.transpose();  // h_t = W_hr m_t
-      }
-      StridedMap<T>(y + row * ldy, b, R, Eigen::OuterStride<>(ldy)) = h.topRows(b);
     }
-  }
-  Map<T>(h_n, B, R) = h;
+  };
+  std::vector<std::thread> helpers;
+  for (int k = 1; k < team; ++k) helpers.emplace_back(member, k);
+  member(0);
+  for (std::thread& helper : helpers) helper.join();
+  Map<T>(h_n, B, R) = hidden[steps & 1];
   Map<T>(c_n, B, H) = c;
 }
 

@@ -21,6 +21,7 @@ struct CellDims {
 //   x: [N, I];  h0: [B, R] or null;  c0: [B, H] or null.
 //   y: rows of [N, *] with row stride ldy; the cell writes columns 0..R-1 (pass y + d*R for direction d).
 //   h_n: [B, R];  c_n: [B, H];  trace: null for inference.
+//   threads: how many threads share each step (the hidden units split between them), >= 1.
 // backward: backpropagation through time for one cell.
 //   x: [N, I] the input the forward saw;  dy: rows of [N, *] with stride ldy, columns 0..R-1;
 //   dh_n: [B, R] or null;  dc_n: [B, H] or null.
@@ -29,7 +30,7 @@ struct CellDims {
 template <typename T>
 struct CellKernels {
   void (*forward)(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse, const T* x,
-                  const T* h0, const T* c0, T* y, Index ldy, T* h_n, T* c_n, CellTrace<T>* trace);
+                  const T* h0, const T* c0, T* y, Index ldy, T* h_n, T* c_n, CellTrace<T>* trace, int threads);
   void (*backward)(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
                    const CellTrace<T>& trace, const T* x, const T* dy, Index ldy, const T* dh_n, const T* dc_n,
                    T* dx, bool accumulate_dx, T* dh0, T* dc0, const CellGrads<T>& g);

@@ -84,27 +84,35 @@ inline void forward_packet(const ForwardRow<T>& r, Index j) {
   S::store(r.m + j, S::mul(output_gate, S::tanh(cell)));
 }
 
-// One row of the forward pointwise kernel.
-//   z: [4H] pre-activations in, activated gates (i, f, g, o) out;  cell: [H] c_{t-1} in, c_t out;
-//   m: [H] o * tanh(c_t) out;  peep: [3, H] rows (i, f, o), read only when kPeephole.
+// The forward pointwise kernel for `count` units of one row, the gate blocks `stride` apart (a slice
+// of the hidden units when a team of threads shares a step; count == stride == H for a whole row).
+//   z: gate i of the first unit, pre-activations in, activated gates (i, f, g, o) out;
+//   cell: c_{t-1} in, c_t out;  m: o * tanh(c_t) out;  peep: p_i of the first unit, rows `stride`
+//   apart, read only when kPeephole.
 template <bool kPeephole, typename T>
-inline void gates_forward_row(Index H, T* z, T* cell, T* m, const T* peep) {
+inline void gates_forward_units(Index count, Index stride, T* z, T* cell, T* m, const T* peep) {
   constexpr Index W = Simd<T>::kWidth;
-  const Index body = H - H % W;
-  const ForwardRow<T> row{z, cell, m, peep, H};
+  const Index body = count - count % W;
+  const ForwardRow<T> row{z, cell, m, peep, stride};
   for (Index j = 0; j < body; j += W) forward_packet<kPeephole>(row, j);
-  if (body == H) return;
+  if (body == count) return;
   // The tail: one full packet of zero-padded copies (gates W apart in the copy).
-  const Index n = H - body;
+  const Index n = count - body;
   T tz[4 * W] = {}, tcell[W] = {}, tm[W] = {}, tpeep[3 * W] = {};
-  for (Index k = 0; k < 4; ++k) std::copy_n(z + k * H + body, n, tz + k * W);
+  for (Index k = 0; k < 4; ++k) std::copy_n(z + k * stride + body, n, tz + k * W);
   std::copy_n(cell + body, n, tcell);
   if constexpr (kPeephole)
-    for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * H + body, n, tpeep + k * W);
+    for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * stride + body, n, tpeep + k * W);
   forward_packet<kPeephole>(ForwardRow<T>{tz, tcell, tm, tpeep, W}, 0);
-  for (Index k = 0; k < 4; ++k) std::copy_n(tz + k * W, n, z + k * H + body);
+  for (Index k = 0; k < 4; ++k) std::copy_n(tz + k * W, n, z + k * stride + body);
   std::copy_n(tcell, n, cell + body);
   std::copy_n(tm, n, m + body);
+}
+
+// One whole row: z [4H], cell [H], m [H], peep [3, H].
+template <bool kPeephole, typename T>
+inline void gates_forward_row(Index H, T* z, T* cell, T* m, const T* peep) {
+  gates_forward_units<kPeephole>(H, H, z, cell, m, peep);
 }
 
 template <typename T>

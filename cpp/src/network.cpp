@@ -47,6 +47,18 @@ bool directions_in_parallel(const Config& config, const detail::CellDims& dims, 
   return config.directions() == 2 && g_num_threads.load() >= 2 && work >= 1e6;
 }
 
+// Threads to share each time step of one cell (its hidden units split between them): the thread
+// budget, halved when the layer's two directions already run side by side. A barrier per step costs
+// about a microsecond and starting a thread tens of microseconds, so a team needs ~32k
+// multiply-adds in each step's recurrent product (B * 4H * R) and ~1e6 in all.
+int step_threads(const detail::CellDims& dims, const Schedule& schedule, bool directions_parallel) {
+  const double per_step = double(schedule.batch) * 4.0 * double(dims.hidden_size) * double(dims.output_size);
+  const double total = double(schedule.rows()) * 4.0 * double(dims.hidden_size) *
+                       double(dims.input_size + dims.output_size);
+  if (per_step < 32768.0 || total < 1e6) return 1;
+  return std::max(1, g_num_threads.load() / (directions_parallel ? 2 : 1));
+}
+
 // Runs direction(0) here and direction(1) on a second thread when `parallel`, else both here in order;
 // an exception from either is rethrown on the caller's thread.
 template <typename Direction>
@@ -144,11 +156,13 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
       out = layer_out.data();
     }
     // The directions write disjoint columns of `out` and their own state and trace.
-    run_directions(D, directions_in_parallel(config, dims, N), [&](Index d) {
+    const bool parallel = directions_in_parallel(config, dims, N);
+    const int threads = step_threads(dims, schedule, parallel);
+    run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
       detail::cell_kernels<T>().forward(dims, weights[cell], schedule, d == 1, in, h0 ? h0 + cell * B * R : nullptr,
                               c0 ? c0 + cell * B * H : nullptr, out + d * R, D * R, h_n + cell * B * R,
-                              c_n + cell * B * H, trace ? &trace->cells[cell] : nullptr);
+                              c_n + cell * B * H, trace ? &trace->cells[cell] : nullptr, threads);
     });
     if (k < L - 1) {
       if (dropout_masks && dropout_masks[k]) {

@@ -111,9 +111,10 @@ struct Trace {
   std::vector<CellTrace<T>> cells;            // [L*D]
 };
 
-// Threads the library may use at once (>= 1). Today a bidirectional layer runs its two directions on
-// two threads when there is enough work; 1 keeps every call on the caller's thread. The default is
-// the number of hardware threads. Process-wide; thread-safe.
+// Threads the library may use at once (>= 1). A cell's time steps are shared by a team of threads
+// (each owning a slice of the hidden units, with a barrier per step) when each step has enough work,
+// and a bidirectional layer runs its two directions side by side; 1 keeps every call on the
+// caller's thread. The default is the number of hardware threads. Process-wide; thread-safe.
 void set_num_threads(int num_threads);
 int get_num_threads();
 
