@@ -69,14 +69,6 @@ inline Index split(Index n, int parts, int k, Index align) {
   return std::min(n, units * k / parts * align);
 }
 
-template <bool kPeephole, typename T>
-void gates_backward(Index b, Index H, const T* gates, const T* cell, const T* cell_prev, const T* dm, T* dc,
-                    T* dz, const T* peep) {
-  for (Index r = 0; r < b; ++r)
-    gates_backward_row<kPeephole>(H, gates + r * 4 * H, cell + r * H, cell_prev + r * H, dm + r * H, dc + r * H,
-                                  dz + r * 4 * H, peep);
-}
-
 // Steps to project at once in inference, so the gate buffer is O(chunk * B * 4H) whatever T is.
 constexpr Index kInferenceChunkSteps = 64;
 
@@ -183,12 +175,15 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
 template <typename T>
 void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
                    const CellTrace<T>& trace, const T* x, const T* dy, Index ldy, const T* dh_n,
-                   const T* dc_n, T* dx, bool accumulate_dx, T* dh0, T* dc0, const CellGrads<T>& g) {
+                   const T* dc_n, T* dx, bool accumulate_dx, T* dh0, T* dc0, const CellGrads<T>& g, int threads) {
   const Index I = dims.input_size, H = dims.hidden_size, R = dims.output_size, G = 4 * H;
   const Index B = s.batch, N = s.rows(), steps = s.steps();
+  constexpr Index kWidth = Simd<T>::kWidth;
 
   ConstMap<T> W_ih(w.weight_ih, G, I);
   ConstMap<T> W_hh(w.weight_hh, G, R);
+  ConstMap<T> X(x, N, I);
+  ConstMap<T> H_prev(trace.hidden_prev.data(), N, R);
 
   // Running gradients w.r.t. each row's latest state; a row not active at a step keeps its value,
   // mirroring the forward's running state.
@@ -198,71 +193,99 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   Matrix<T> dZ(N, G);  // gradient w.r.t. the gate pre-activations, all steps
   Matrix<T> dm;        // [B, H] gradient w.r.t. m = o * tanh(c) (projection only)
   Matrix<T> dH_total;  // [N, R] dh_t of every row (projection only, for dW_hr)
+  Matrix<T> M;         // [N, H] m_t = o * tanh(c_t) recomputed (projection only, for dW_hr)
   if (dims.projection) {
     dm.resize(B, H);
     dH_total.resize(N, R);
+    M.resize(N, H);
   }
-
-  // Steps in the reverse of the forward's processing order.
-  for (Index q = steps - 1; q >= 0; --q) {
-    const Index t = reverse ? steps - 1 - q : q;
-    const Index b = s.batch_sizes[t], row = s.offsets[t];
-    dh.topRows(b) += ConstStridedMap<T>(dy + row * ldy, b, R, Eigen::OuterStride<>(ldy));
-    const T* dm_t = dh.data();
-    if (dims.projection) {
-      ConstMap<T> W_hr(w.weight_hr, R, H);
-      dH_total.middleRows(row, b) = dh.topRows(b);
-      dm.topRows(b).noalias() = dh.topRows(b) * W_hr;  // dm = dh W_hr
-      dm_t = dm.data();
-    }
-    const T* gates = trace.gates.data() + row * G;
-    const T* cell = trace.cell.data() + row * H;
-    const T* cell_prev = trace.cell_prev.data() + row * H;
-    T* dz = dZ.data() + row * G;
-    if (dims.peephole)
-      gates_backward<true>(b, H, gates, cell, cell_prev, dm_t, dc.data(), dz, w.weight_peep);
-    else
-      gates_backward<false>(b, H, gates, cell, cell_prev, dm_t, dc.data(), dz, w.weight_peep);
-    dh.topRows(b).noalias() = dZ.middleRows(row, b) * W_hh;  // dh_{t-1} = dZ_t W_hh
-  }
-  Map<T>(dh0, B, R) = dh;
-  Map<T>(dc0, B, H) = dc;
-
-  // Weight gradients and dX: single GEMMs over all steps.
-  ConstMap<T> X(x, N, I);
-  ConstMap<T> H_prev(trace.hidden_prev.data(), N, R);
-  Map<T>(g.weight_ih, G, I).noalias() = dZ.transpose() * X;
-  Map<T>(g.weight_hh, G, R).noalias() = dZ.transpose() * H_prev;
-  // Column sums go to an aligned buffer of our own first: Eigen vectorizes a reduction from an
+  // Column sums go to aligned buffers of our own first: Eigen vectorizes a reduction from an
   // aligned address of its destination, so summing straight into the caller's array would round
   // differently depending on where that array lies.
+  Matrix<T> db(1, G), dP(3, H);
+
+  // The team, as in cell_forward: member k owns hidden units [u0, u1) for the gate kernel and
+  // columns [r0, r1) of dh for the recurrent product dh_{t-1} = dZ_t W_hh. Without a projection the
+  // two slices coincide, so a member reads only its own part of dh and one barrier per step
+  // suffices (dZ_t complete before the product); a projection's dm = dh W_hr needs all of dh.
+  // Everything is allocated above: nothing in the team allocates or throws.
+  const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
+  SpinBarrier barrier(team);
+  auto member = [&](int k) {
+    const Index u0 = split(H, team, k, kWidth), u1 = split(H, team, k + 1, kWidth), n = u1 - u0;
+    const Index r0 = dims.projection ? split(R, team, k, 1) : u0;
+    const Index r1 = dims.projection ? split(R, team, k + 1, 1) : u1;
+    const T* dm_all = dims.projection ? dm.data() : dh.data();  // [B, H]
+    // Steps in the reverse of the forward's processing order.
+    for (Index q = steps - 1; q >= 0; --q) {
+      const Index t = reverse ? steps - 1 - q : q;
+      const Index b = s.batch_sizes[t], row = s.offsets[t];
+      dh.block(0, r0, b, r1 - r0) +=
+          ConstStridedMap<T>(dy + row * ldy, b, R, Eigen::OuterStride<>(ldy)).middleCols(r0, r1 - r0);
+      if (dims.projection) {
+        dH_total.block(row, r0, b, r1 - r0) = dh.block(0, r0, b, r1 - r0);
+        barrier.wait();  // all of dh for dm = dh W_hr
+        ConstMap<T> W_hr(w.weight_hr, R, H);
+        dm.block(0, u0, b, n).noalias() = dh.topRows(b) * W_hr.middleCols(u0, n);
+      }
+      for (Index r = 0; r < b; ++r) {
+        const Index at = (row + r) * G + u0;
+        const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;
+        const T* cell = trace.cell.data() + (row + r) * H + u0;
+        const T* cell_prev = trace.cell_prev.data() + (row + r) * H + u0;
+        if (dims.peephole)
+          gates_backward_units<true>(n, H, trace.gates.data() + at, cell, cell_prev, dm_all + r * H + u0,
+                                     dc.data() + r * H + u0, dZ.data() + at, peep);
+        else
+          gates_backward_units<false>(n, H, trace.gates.data() + at, cell, cell_prev, dm_all + r * H + u0,
+                                      dc.data() + r * H + u0, dZ.data() + at, peep);
+      }
+      barrier.wait();  // dZ_t complete (and, with a projection, every dm read of dh done)
+      dh.block(0, r0, b, r1 - r0).noalias() = dZ.middleRows(row, b) * W_hh.middleCols(r0, r1 - r0);
+    }
+    barrier.wait();  // dZ of every step complete
+
+    // Weight gradients and dX: single GEMMs over all steps, their outputs shared out by rows.
+    const Index g0 = split(G, team, k, kWidth), g1 = split(G, team, k + 1, kWidth);
+    Map<T>(g.weight_ih, G, I).middleRows(g0, g1 - g0).noalias() = dZ.middleCols(g0, g1 - g0).transpose() * X;
+    Map<T>(g.weight_hh, G, R).middleRows(g0, g1 - g0).noalias() = dZ.middleCols(g0, g1 - g0).transpose() * H_prev;
+    db.middleCols(g0, g1 - g0) = dZ.middleCols(g0, g1 - g0).colwise().sum();
+    const Index n0 = N * k / team, n1 = N * (k + 1) / team;
+    Map<T> dX(dx + n0 * I, n1 - n0, I);
+    if (accumulate_dx)
+      dX.noalias() += dZ.middleRows(n0, n1 - n0) * W_ih;
+    else
+      dX.noalias() = dZ.middleRows(n0, n1 - n0) * W_ih;
+    if (dims.projection) {
+      // m_t = o * tanh(c_t), recomputed from the trace: dW_hr = dH^T M.
+      ConstStridedMap<T> O(trace.gates.data() + 3 * H, N, H, Eigen::OuterStride<>(G));
+      ConstMap<T> C(trace.cell.data(), N, H);
+      M.middleRows(n0, n1 - n0) = O.middleRows(n0, n1 - n0).array() * C.middleRows(n0, n1 - n0).array().tanh();
+      barrier.wait();
+      const Index p0 = split(R, team, k, 1), p1 = split(R, team, k + 1, 1);
+      Map<T>(g.weight_hr, R, H).middleRows(p0, p1 - p0).noalias() = dH_total.middleCols(p0, p1 - p0).transpose() * M;
+    }
+    if (dims.peephole) {
+      // dp_i = sum_rows dz_i * c_{t-1};  dp_f = sum_rows dz_f * c_{t-1};  dp_o = sum_rows dz_o * c_t.
+      ConstMap<T> C(trace.cell.data(), N, H);
+      ConstMap<T> C_prev(trace.cell_prev.data(), N, H);
+      dP.block(0, u0, 1, n) = (dZ.middleCols(u0, n).array() * C_prev.middleCols(u0, n).array()).colwise().sum();
+      dP.block(1, u0, 1, n) = (dZ.middleCols(H + u0, n).array() * C_prev.middleCols(u0, n).array()).colwise().sum();
+      dP.block(2, u0, 1, n) = (dZ.middleCols(3 * H + u0, n).array() * C.middleCols(u0, n).array()).colwise().sum();
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (int k = 1; k < team; ++k) helpers.emplace_back(member, k);
+  member(0);
+  for (std::thread& helper : helpers) helper.join();
+
+  Map<T>(dh0, B, R) = dh;
+  Map<T>(dc0, B, H) = dc;
   if (w.bias_ih) {
-    const Matrix<T> db = dZ.colwise().sum();  // [1, 4H]
     Map<T>(g.bias_ih, 1, G) = db;
     Map<T>(g.bias_hh, 1, G) = db;
   }
-  if (dims.projection) {
-    // m_t = o * tanh(c_t), recomputed from the trace: dW_hr = dH^T M.
-    ConstStridedMap<T> O(trace.gates.data() + 3 * H, N, H, Eigen::OuterStride<>(G));
-    ConstMap<T> C(trace.cell.data(), N, H);
-    Matrix<T> M = O.array() * C.array().tanh();
-    Map<T>(g.weight_hr, R, H).noalias() = dH_total.transpose() * M;
-  }
-  if (dims.peephole) {
-    // dp_i = sum_rows dz_i * c_{t-1};  dp_f = sum_rows dz_f * c_{t-1};  dp_o = sum_rows dz_o * c_t.
-    ConstMap<T> C(trace.cell.data(), N, H);
-    ConstMap<T> C_prev(trace.cell_prev.data(), N, H);
-    Matrix<T> dP(3, H);  // our own aligned buffer, as for the bias
-    dP.row(0) = (dZ.leftCols(H).array() * C_prev.array()).colwise().sum();
-    dP.row(1) = (dZ.middleCols(H, H).array() * C_prev.array()).colwise().sum();
-    dP.row(2) = (dZ.rightCols(H).array() * C.array()).colwise().sum();
-    Map<T>(g.weight_peep, 3, H) = dP;
-  }
-  Map<T> dX(dx, N, I);
-  if (accumulate_dx)
-    dX.noalias() += dZ * W_ih;
-  else
-    dX.noalias() = dZ * W_ih;
+  if (dims.peephole) Map<T>(g.weight_peep, 3, H) = dP;
 }
 
 void step_rows(const CellDims& dims, const CellWeights<float>& w, const float* bias, Index B, const float* x,

@@ -33,7 +33,7 @@ struct CellKernels {
                   const T* h0, const T* c0, T* y, Index ldy, T* h_n, T* c_n, CellTrace<T>* trace, int threads);
   void (*backward)(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
                    const CellTrace<T>& trace, const T* x, const T* dy, Index ldy, const T* dh_n, const T* dc_n,
-                   T* dx, bool accumulate_dx, T* dh0, T* dc0, const CellGrads<T>& g);
+                   T* dx, bool accumulate_dx, T* dh0, T* dc0, const CellGrads<T>& g, int threads);
 };
 
 // One time step of one unidirectional layer for B rows, in place (Model::step, float only). Per row:

@@ -153,27 +153,28 @@ inline void backward_packet(const BackwardRow<T>& r, Index j) {
   S::store(r.dz + 3 * H + j, dzo);
 }
 
-// One row of the backward pointwise kernel, in terms of the activated gates (see BackwardRow).
+// The backward pointwise kernel for `count` units of one row, in terms of the activated gates, the
+// gate blocks (and peephole rows) `stride` apart; pointers at the first unit (see BackwardRow).
 template <bool kPeephole, typename T>
-inline void gates_backward_row(Index H, const T* gates, const T* cell, const T* cell_prev, const T* dm, T* dc,
-                               T* dz, const T* peep) {
+inline void gates_backward_units(Index count, Index stride, const T* gates, const T* cell, const T* cell_prev,
+                                 const T* dm, T* dc, T* dz, const T* peep) {
   constexpr Index W = Simd<T>::kWidth;
-  const Index body = H - H % W;
-  const BackwardRow<T> row{gates, cell, cell_prev, dm, dc, dz, peep, H};
+  const Index body = count - count % W;
+  const BackwardRow<T> row{gates, cell, cell_prev, dm, dc, dz, peep, stride};
   for (Index j = 0; j < body; j += W) backward_packet<kPeephole>(row, j);
-  if (body == H) return;
-  const Index n = H - body;
+  if (body == count) return;
+  const Index n = count - body;
   T tgates[4 * W] = {}, tcell[W] = {}, tprev[W] = {}, tdm[W] = {}, tdc[W] = {}, tdz[4 * W] = {}, tpeep[3 * W] = {};
-  for (Index k = 0; k < 4; ++k) std::copy_n(gates + k * H + body, n, tgates + k * W);
+  for (Index k = 0; k < 4; ++k) std::copy_n(gates + k * stride + body, n, tgates + k * W);
   std::copy_n(cell + body, n, tcell);
   std::copy_n(cell_prev + body, n, tprev);
   std::copy_n(dm + body, n, tdm);
   std::copy_n(dc + body, n, tdc);
   if constexpr (kPeephole)
-    for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * H + body, n, tpeep + k * W);
+    for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * stride + body, n, tpeep + k * W);
   backward_packet<kPeephole>(BackwardRow<T>{tgates, tcell, tprev, tdm, tdc, tdz, tpeep, W}, 0);
   std::copy_n(tdc, n, dc + body);
-  for (Index k = 0; k < 4; ++k) std::copy_n(tdz + k * W, n, dz + k * H + body);
+  for (Index k = 0; k < 4; ++k) std::copy_n(tdz + k * W, n, dz + k * stride + body);
 }
 
 }  // namespace

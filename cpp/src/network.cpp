@@ -201,6 +201,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     // Both directions read the same input, so dX is the sum of theirs: in sequence the reverse
     // direction adds into din; in parallel it writes its own buffer, added after the join.
     const bool parallel = directions_in_parallel(config, dims, N);
+    const int threads = step_threads(dims, schedule, parallel);
     if (parallel) dx_reverse.resize(static_cast<size_t>(N * dims.input_size));
     run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
@@ -208,7 +209,8 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
       detail::cell_kernels<T>().backward(dims, weights[cell], schedule, d == 1, trace.cells[cell],
                                trace.layer_inputs[k].data(), dout + d * R, D * R,
                                dh_n ? dh_n + cell * B * R : nullptr, dc_n ? dc_n + cell * B * H : nullptr,
-                               dx_cell, d == 1 && !parallel, dh0 + cell * B * R, dc0 + cell * B * H, grads[cell]);
+                               dx_cell, d == 1 && !parallel, dh0 + cell * B * R, dc0 + cell * B * H, grads[cell],
+                               threads);
     });
     if (parallel)
       for (Index e = 0; e < N * dims.input_size; ++e) din[e] += dx_reverse[e];
