@@ -7,9 +7,10 @@ from ._lstm import _int_arg
 
 
 def set_num_threads(num_threads: int) -> None:
-    """Threads lstm_fast may use at once (process-wide). Today a bidirectional layer runs its two
-    directions on two threads when the work is large enough; 1 keeps every call on the caller's
-    thread. The default is the number of hardware threads."""
+    """Threads lstm_fast may use at once (process-wide). When a time step has enough work, a team of
+    threads shares it, each owning a slice of the hidden units; a bidirectional layer runs its two
+    directions side by side. 1 keeps every call on the caller's thread. The default is the number of
+    hardware threads."""
     _core.set_num_threads(_int_arg("num_threads", num_threads, 1))
 
 
