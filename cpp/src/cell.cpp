@@ -69,6 +69,40 @@ inline Index split(Index n, int parts, int k, Index align) {
   return std::min(n, units * k / parts * align);
 }
 
+// Runs member(k, team, barrier) for k = 0 .. team-1, members 1.. on threads of their own. The helpers
+// wait at a start gate: if one cannot be started (std::system_error when the system has no thread to
+// give), the started ones leave without working and the whole job runs on the caller's thread as a
+// team of one, so the work is done either way and no barrier waits for a member that never came.
+template <typename Member>
+void run_team(int team, const Member& member) {
+  if (team > 1) {
+    SpinBarrier barrier(team);
+    std::atomic<int> gate{0};  // 0: wait, 1: work, -1: leave
+    std::vector<std::thread> helpers;
+    try {
+      helpers.reserve(static_cast<size_t>(team - 1));
+      for (int k = 1; k < team; ++k)
+        helpers.emplace_back([&member, &barrier, &gate, k, team] {
+          int state;
+          while ((state = gate.load(std::memory_order_acquire)) == 0) std::this_thread::yield();
+          if (state == 1) member(k, team, barrier);
+        });
+    } catch (...) {
+      gate.store(-1, std::memory_order_release);
+      for (std::thread& helper : helpers) helper.join();
+      helpers.clear();
+    }
+    if (!helpers.empty()) {
+      gate.store(1, std::memory_order_release);
+      member(0, team, barrier);
+      for (std::thread& helper : helpers) helper.join();
+      return;
+    }
+  }
+  SpinBarrier alone(1);
+  member(0, 1, alone);
+}
+
 // Steps to project at once in inference, so the gate buffer is O(chunk * B * 4H) whatever T is.
 constexpr Index kInferenceChunkSteps = 64;
 
@@ -112,8 +146,7 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   // in its core's cache: the "persistent RNN" idea) and, with a projection, outputs [r0, r1).
   // Everything is allocated above: nothing in the team allocates or throws.
   const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
-  SpinBarrier barrier(team);
-  auto member = [&](int k) {
+  auto member = [&](int k, int team, SpinBarrier& barrier) {
     const Index u0 = split(H, team, k, kWidth), u1 = split(H, team, k + 1, kWidth), n = u1 - u0;
     const Index r0 = dims.projection ? split(R, team, k, 1) : u0;
     const Index r1 = dims.projection ? split(R, team, k + 1, 1) : u1;
@@ -164,10 +197,7 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
       }
     }
   };
-  std::vector<std::thread> helpers;
-  for (int k = 1; k < team; ++k) helpers.emplace_back(member, k);
-  member(0);
-  for (std::thread& helper : helpers) helper.join();
+  run_team(team, member);
   Map<T>(h_n, B, R) = hidden[steps & 1];
   Map<T>(c_n, B, H) = c;
 }
@@ -210,8 +240,7 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   // suffices (dZ_t complete before the product); a projection's dm = dh W_hr needs all of dh.
   // Everything is allocated above: nothing in the team allocates or throws.
   const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
-  SpinBarrier barrier(team);
-  auto member = [&](int k) {
+  auto member = [&](int k, int team, SpinBarrier& barrier) {
     const Index u0 = split(H, team, k, kWidth), u1 = split(H, team, k + 1, kWidth), n = u1 - u0;
     const Index r0 = dims.projection ? split(R, team, k, 1) : u0;
     const Index r1 = dims.projection ? split(R, team, k + 1, 1) : u1;
@@ -274,10 +303,7 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
       dP.block(2, u0, 1, n) = (dZ.middleCols(3 * H + u0, n).array() * C.middleCols(u0, n).array()).colwise().sum();
     }
   };
-  std::vector<std::thread> helpers;
-  for (int k = 1; k < team; ++k) helpers.emplace_back(member, k);
-  member(0);
-  for (std::thread& helper : helpers) helper.join();
+  run_team(team, member);
 
   Map<T>(dh0, B, R) = dh;
   Map<T>(dc0, B, H) = dc;
