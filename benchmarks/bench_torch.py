@@ -1,7 +1,9 @@
 """lstm_fast against torch.nn.LSTM, side by side in one run: inference, training (forward + backward),
 padded batches (half the sequences at half length: lstm_fast's `lengths` against torch's
-pack_padded_sequence) and the streaming per-step call, at the shapes of the performance issue. Prints medians and the ratio
-lstm_fast / torch (below 1 means lstm_fast is faster); --json writes the same rows to a file.
+pack_padded_sequence) and the streaming per-step call, at the shapes of the performance issue. Prints medians, the ratio
+lstm_fast / torch (below 1 means lstm_fast is faster), GFLOP/s (forward 2*T*B*4H*(I+H) per layer and
+direction, training 3x) and its fraction of this machine's FP32 peak (measured: FMA throughput on
+lstm_fast's threads); --json writes the same to a file.
 
     python benchmarks/bench_torch.py [--repeats 7] [--shapes small,long] [--json out.json]
 
@@ -68,10 +70,16 @@ def main() -> None:
 
     import torch
 
+    from lstm_fast import _core
+
+    # The machine's FP32 peak: independent FMA chains of the active ISA on lstm_fast's threads.
+    peak = _core.fma_peak_gflops(1.0, lf.get_num_threads())
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads); lstm_fast {lf.__version__}")
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads); lstm_fast {lf.__version__} "
+          f"({lf.isa()}, {lf.get_num_threads()} threads); FP32 peak {peak:.0f} GFLOP/s (measured FMA throughput)")
     rows = []
-    header = f"{'shape':8} {'mode':9} {'lstm_fast ms':>12} {'torch ms':>10} {'ratio':>7} {'GFLOP/s':>8}"
+    header = (f"{'shape':8} {'mode':9} {'lstm_fast ms':>12} {'torch ms':>10} {'ratio':>7} {'GFLOP/s':>8} "
+              f"{'of peak':>7}")
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(0)
@@ -117,7 +125,9 @@ def main() -> None:
                        lstm_fast_ms=ours_ms, torch_ms=torch_ms, ratio=ours_ms / torch_ms,
                        gflops=gflops(T, B, I, H, layers, bidirectional, ours_ms, factor))
             rows.append(row)
-            print(f"{name:8} {mode:9} {ours_ms:12.2f} {torch_ms:10.2f} {row['ratio']:7.2f} {row['gflops']:8.1f}")
+            row["fraction_of_peak"] = row["gflops"] / peak
+            print(f"{name:8} {mode:9} {ours_ms:12.2f} {torch_ms:10.2f} {row['ratio']:7.2f} {row['gflops']:8.1f} "
+                  f"{row['fraction_of_peak']:7.0%}")
 
     # Streaming: one step per call, the state carried (B = 1, I = 64, H = 256).
     torch.manual_seed(0)
@@ -143,7 +153,7 @@ def main() -> None:
     print(f"{'step':8} {'streaming':9} {ours_ms:12.3f} {torch_ms:10.3f} {ours_ms / torch_ms:7.2f} {rows[-1]['gflops']:8.1f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(dict(fp32_peak_gflops=peak, isa=lf.isa(), threads=lf.get_num_threads(), rows=rows), f, indent=1)
 
 
 if __name__ == "__main__":

@@ -179,3 +179,13 @@ def test_core_rejects_arrays_that_do_not_match_the_config():
     with pytest.raises(ValueError, match=r"proj_size must be >= 0 and < hidden_size"):
         _core.Config(input_size=3, hidden_size=4, num_layers=1, proj_size=4, bias=True,
                      bidirectional=False, peephole=False)
+
+
+def test_fma_peak_checks_its_arguments():
+    from lstm_fast import _core
+
+    assert _core.fma_peak_gflops(0.01, 1) > 0
+    with pytest.raises(ValueError, match=r"seconds must be in \(0, 60\], got 0"):
+        _core.fma_peak_gflops(0.0, 1)
+    with pytest.raises(ValueError, match=r"threads must be in \[1, 1024\], got 0"):
+        _core.fma_peak_gflops(0.1, 0)

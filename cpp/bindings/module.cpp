@@ -194,6 +194,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("isa", &lstm_fast::isa);
   m.def("supported_isas", &lstm_fast::supported_isas);
   m.def("set_isa", &lstm_fast::set_isa, py::arg("name"));
+  m.def("fma_peak_gflops", &lstm_fast::fma_peak_gflops, py::arg("seconds"), py::arg("threads"),
+        py::call_guard<py::gil_scoped_release>(),
+        "The float32 peak (GFLOP/s) `threads` threads sustain for `seconds` with the active ISA's FMA.");
   m.def("get_num_threads", &lstm_fast::get_num_threads);
 
   py::class_<Trace<float>>(m, "Trace32", "What a float32 training forward keeps for backward (opaque).");

@@ -43,11 +43,17 @@ struct CellKernels {
 using StepRows = void (*)(const CellDims& dims, const CellWeights<float>& w, const float* bias, Index B,
                           const float* x, float* h, float* c, float* workspace);
 
+// Float multiply-adds per second one thread sustains for about `seconds` with this ISA's widest
+// packets (independent accumulator chains, so FMA throughput, not latency, is the limit), in GFLOP/s
+// counting a multiply-add as 2. The benchmark's measure of the machine's peak.
+using FmaThroughput = double (*)(double seconds);
+
 struct KernelTable {
   const char* isa;
   CellKernels<float> f32;
   CellKernels<double> f64;
   StepRows step_rows;
+  FmaThroughput fma_throughput;
 };
 
 namespace baseline { extern const KernelTable kernel_table; }

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cell.hpp"
@@ -94,6 +95,20 @@ void set_isa(const std::string& name) {
   const detail::KernelTable* table = find_supported(name);
   if (!table) throw Error("isa must be one of this build's and CPU's instruction sets (" + supported_list() + "), got '" + name + "'");
   g_active.store(table, std::memory_order_release);
+}
+
+double fma_peak_gflops(double seconds, int threads) {
+  if (!(seconds > 0.0 && seconds <= 60.0)) throw Error("seconds must be in (0, 60], got " + std::to_string(seconds));
+  if (threads < 1 || threads > 1024) throw Error("threads must be in [1, 1024], got " + std::to_string(threads));
+  const detail::FmaThroughput measure = detail::active_kernels().fma_throughput;
+  std::vector<double> rates(static_cast<size_t>(threads), 0.0);
+  std::vector<std::thread> others;
+  for (int k = 1; k < threads; ++k) others.emplace_back([&, k] { rates[k] = measure(seconds); });
+  rates[0] = measure(seconds);
+  for (std::thread& t : others) t.join();
+  double total = 0.0;
+  for (double r : rates) total += r;
+  return total;
 }
 
 }  // namespace lstm_fast

@@ -126,6 +126,11 @@ std::string isa();
 std::vector<std::string> supported_isas();  // compiled in and runnable here, worst first
 void set_isa(const std::string& name);      // process-wide; throws Error if not in supported_isas()
 
+// The machine's float32 peak as the benchmark measures it: GFLOP/s (a multiply-add counts 2) that
+// `threads` threads sustain together for `seconds` in independent chains of the active ISA's widest
+// FMA. A diagnostic, not part of a model's work.
+double fma_peak_gflops(double seconds, int threads);
+
 // Runs the stack over a packed sequence.
 //   weights: [L*D] cells.
 //   x: [N, I];  h0: [L*D, B, R] or null (zeros);  c0: [L*D, B, H] or null (zeros).
