@@ -70,6 +70,20 @@ inline Index split(Index n, int parts, int k, Index align) {
   return std::min(n, units * k / parts * align);
 }
 
+// What member k of a team owns: hidden units [u0, u1) (their four gates), on SIMD-width boundaries,
+// and outputs [r0, r1) of h; without a projection (R == H) the two ranges coincide.
+struct MemberSlice {
+  Index u0, u1, r0, r1;
+};
+
+template <typename T>
+MemberSlice member_slice(const CellDims& dims, int team, int k) {
+  const Index H = dims.hidden_size, R = dims.output_size, W = Simd<T>::kWidth;
+  const Index u0 = split(H, team, k, W), u1 = split(H, team, k + 1, W);
+  if (!dims.projection) return {u0, u1, u0, u1};
+  return {u0, u1, split(R, team, k, 1), split(R, team, k + 1, 1)};
+}
+
 // Runs member(k, team, barrier) for k = 0 .. team-1, members 1.. on threads of their own. The helpers
 // wait at a start gate: if one cannot be started (std::system_error when the system has no thread to
 // give), the started ones leave without working and the whole job runs on the caller's thread as a
@@ -148,9 +162,8 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   // Everything is allocated above: nothing in the team allocates or throws.
   const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
   auto member = [&](int k, int team, SpinBarrier& barrier) {
-    const Index u0 = split(H, team, k, kWidth), u1 = split(H, team, k + 1, kWidth), n = u1 - u0;
-    const Index r0 = dims.projection ? split(R, team, k, 1) : u0;
-    const Index r1 = dims.projection ? split(R, team, k + 1, 1) : u1;
+    const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
+    const Index n = u1 - u0;
     for (Index first = 0; first < steps; first += chunk) {
       const Index count = std::min(chunk, steps - first);
       // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
@@ -242,9 +255,8 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   // Everything is allocated above: nothing in the team allocates or throws.
   const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
   auto member = [&](int k, int team, SpinBarrier& barrier) {
-    const Index u0 = split(H, team, k, kWidth), u1 = split(H, team, k + 1, kWidth), n = u1 - u0;
-    const Index r0 = dims.projection ? split(R, team, k, 1) : u0;
-    const Index r1 = dims.projection ? split(R, team, k + 1, 1) : u1;
+    const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
+    const Index n = u1 - u0;
     const T* dm_all = dims.projection ? dm.data() : dh.data();  // [B, H]
     // Steps in the reverse of the forward's processing order.
     for (Index q = steps - 1; q >= 0; --q) {
