@@ -164,6 +164,7 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   auto member = [&](int k, int team, SpinBarrier& barrier) {
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
     const Index n = u1 - u0;
+    const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
     for (Index first = 0; first < steps; first += chunk) {
       const Index count = std::min(chunk, steps - first);
       // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
@@ -195,9 +196,9 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
         for (Index r = 0; r < b; ++r) {
           T* zr = zt + r * G + u0;
           if (dims.peephole)
-            gates_forward_units<true>(n, H, zr, c.data() + r * H + u0, out + r * H + u0, w.weight_peep + u0);
+            gates_forward_units<true>(n, H, zr, c.data() + r * H + u0, out + r * H + u0, peep);
           else
-            gates_forward_units<false>(n, H, zr, c.data() + r * H + u0, out + r * H + u0, w.weight_peep);
+            gates_forward_units<false>(n, H, zr, c.data() + r * H + u0, out + r * H + u0, peep);
         }
         if (trace) Map<T>(trace->cell.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
         if (dims.projection) {
@@ -258,6 +259,7 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
     const Index n = u1 - u0;
     const T* dm_all = dims.projection ? dm.data() : dh.data();  // [B, H]
+    const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
     // Steps in the reverse of the forward's processing order.
     for (Index q = steps - 1; q >= 0; --q) {
       const Index t = reverse ? steps - 1 - q : q;
@@ -272,7 +274,6 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
       }
       for (Index r = 0; r < b; ++r) {
         const Index at = (row + r) * G + u0;
-        const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;
         const T* cell = trace.cell.data() + (row + r) * H + u0;
         const T* cell_prev = trace.cell_prev.data() + (row + r) * H + u0;
         if (dims.peephole)
@@ -303,9 +304,8 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
       ConstStridedMap<T> O(trace.gates.data() + 3 * H, N, H, Eigen::OuterStride<>(G));
       ConstMap<T> C(trace.cell.data(), N, H);
       M.middleRows(n0, n1 - n0) = O.middleRows(n0, n1 - n0).array() * C.middleRows(n0, n1 - n0).array().tanh();
-      barrier.wait();
-      const Index p0 = split(R, team, k, 1), p1 = split(R, team, k + 1, 1);
-      Map<T>(g.weight_hr, R, H).middleRows(p0, p1 - p0).noalias() = dH_total.middleCols(p0, p1 - p0).transpose() * M;
+      barrier.wait();  // all of M; each member takes its own outputs [r0, r1) of W_hr
+      Map<T>(g.weight_hr, R, H).middleRows(r0, r1 - r0).noalias() = dH_total.middleCols(r0, r1 - r0).transpose() * M;
     }
     if (dims.peephole) {
       // dp_i = sum_rows dz_i * c_{t-1};  dp_f = sum_rows dz_f * c_{t-1};  dp_o = sum_rows dz_o * c_t.

@@ -40,23 +40,26 @@ void check_weights(const Config& config, const std::vector<CellWeights<T>>& weig
 
 std::atomic<int> g_num_threads{std::max(1, static_cast<int>(std::thread::hardware_concurrency()))};
 
-// Whether a layer's two directions are worth two threads: starting one costs tens of microseconds,
-// so only when each direction has ~a million flops of work (N * 4H * (I_k + R) multiply-adds).
-bool directions_in_parallel(const Config& config, const detail::CellDims& dims, Index rows) {
-  const double work = double(rows) * 4.0 * double(dims.hidden_size) * double(dims.input_size + dims.output_size);
-  return config.directions() == 2 && g_num_threads.load() >= 2 && work >= 1e6;
-}
+// How a layer uses the thread budget. Starting a thread costs tens of microseconds and a barrier about
+// a microsecond, so:
+//   - a bidirectional layer runs its directions side by side when each has ~1e6 multiply-adds of work
+//     in all (N * 4H * (I_k + R));
+//   - a cell's time steps are shared by a team (its hidden units split between the members) when each
+//     step's recurrent product has ~32k (B * 4H * R) and the cell ~1e6 in all; the team gets the
+//     budget, halved when the directions already run side by side.
+struct LayerThreads {
+  bool directions_parallel;
+  int step_threads;
+};
 
-// Threads to share each time step of one cell (its hidden units split between them): the thread
-// budget, halved when the layer's two directions already run side by side. A barrier per step costs
-// about a microsecond and starting a thread tens of microseconds, so a team needs ~32k
-// multiply-adds in each step's recurrent product (B * 4H * R) and ~1e6 in all.
-int step_threads(const detail::CellDims& dims, const Schedule& schedule, bool directions_parallel) {
-  const double per_step = double(schedule.batch) * 4.0 * double(dims.hidden_size) * double(dims.output_size);
-  const double total = double(schedule.rows()) * 4.0 * double(dims.hidden_size) *
-                       double(dims.input_size + dims.output_size);
-  if (per_step < 32768.0 || total < 1e6) return 1;
-  return std::max(1, g_num_threads.load() / (directions_parallel ? 2 : 1));
+LayerThreads layer_threads(const Config& config, const detail::CellDims& dims, const Schedule& schedule) {
+  const double gates = 4.0 * double(dims.hidden_size);
+  const double total = double(schedule.rows()) * gates * double(dims.input_size + dims.output_size);
+  const double per_step = double(schedule.batch) * gates * double(dims.output_size);
+  const int budget = g_num_threads.load();
+  const bool parallel = config.directions() == 2 && budget >= 2 && total >= 1e6;
+  const int team = (per_step >= 32768.0 && total >= 1e6) ? std::max(1, budget / (parallel ? 2 : 1)) : 1;
+  return {parallel, team};
 }
 
 // Runs direction(0) here and direction(1) on a second thread when `parallel`, else both here in order;
@@ -156,8 +159,7 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
       out = layer_out.data();
     }
     // The directions write disjoint columns of `out` and their own state and trace.
-    const bool parallel = directions_in_parallel(config, dims, N);
-    const int threads = step_threads(dims, schedule, parallel);
+    const auto [parallel, threads] = layer_threads(config, dims, schedule);
     run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
       detail::cell_kernels<T>().forward(dims, weights[cell], schedule, d == 1, in, h0 ? h0 + cell * B * R : nullptr,
@@ -200,8 +202,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     }
     // Both directions read the same input, so dX is the sum of theirs: in sequence the reverse
     // direction adds into din; in parallel it writes its own buffer, added after the join.
-    const bool parallel = directions_in_parallel(config, dims, N);
-    const int threads = step_threads(dims, schedule, parallel);
+    const auto [parallel, threads] = layer_threads(config, dims, schedule);
     if (parallel) dx_reverse.resize(static_cast<size_t>(N * dims.input_size));
     run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
