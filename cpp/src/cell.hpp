@@ -14,6 +14,12 @@ struct CellDims {
   bool peephole;
 };
 
+// The dims of any cell of layer `layer` of a stack (both directions of a layer have the same).
+inline CellDims cell_dims(const Config& config, Index layer) {
+  return {config.layer_input_size(layer), config.hidden_size, config.output_size(), config.proj_size > 0,
+          config.peephole};
+}
+
 // The two cell kernels of one instruction set. cell.cpp is compiled once per ISA, each build in its
 // own namespace (baseline, avx2, avx512) with its own table; network.cpp calls the active table.
 //

@@ -15,11 +15,6 @@ namespace {
 
 std::string str(Index v) { return std::to_string(v); }
 
-detail::CellDims cell_dims(const Config& config, Index layer) {
-  return {config.layer_input_size(layer), config.hidden_size, config.output_size(),
-          config.proj_size > 0, config.peephole};
-}
-
 template <typename T>
 void check_weights(const Config& config, const std::vector<CellWeights<T>>& weights) {
   if (static_cast<Index>(weights.size()) != config.num_cells())
@@ -151,7 +146,7 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
   std::vector<T> layer_in, layer_out;  // [N, D*R] between layers
   const T* in = x;
   for (Index k = 0; k < L; ++k) {
-    const detail::CellDims dims = cell_dims(config, k);
+    const detail::CellDims dims = detail::cell_dims(config, k);
     if (trace) trace->layer_inputs[k].assign(in, in + N * dims.input_size);
     T* out = y;
     if (k < L - 1) {
@@ -194,7 +189,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
   std::vector<T> dx_reverse;             // [N, I_k]: the reverse direction's dX when run on its own thread
   const T* dout = dy;
   for (Index k = L - 1; k >= 0; --k) {
-    const detail::CellDims dims = cell_dims(config, k);
+    const detail::CellDims dims = detail::cell_dims(config, k);
     T* din = dx;
     if (k > 0) {
       dlayer_in.resize(static_cast<size_t>(N * dims.input_size));

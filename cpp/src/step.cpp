@@ -22,7 +22,7 @@ void Model::step(const float* x, float* y, State& state) const {
   if (config_.bidirectional)
     throw Error("step: runs unidirectional models only; this model is bidirectional (use forward)");
   check_state(state, "step");
-  const Index B = state.batch_, I = config_.input_size, H = config_.hidden_size, R = config_.output_size();
+  const Index B = state.batch_, H = config_.hidden_size, R = config_.output_size();
   const Index L = config_.num_layers;
   if (static_cast<Index>(state.workspace_.size()) < 5 * H)
     throw Error("step: state has no workspace (make it with initial_state)");
@@ -34,7 +34,7 @@ void Model::step(const float* x, float* y, State& state) const {
 
   for (Index k = 0; k < L; ++k) {
     const CellOffsets& o = cells_[static_cast<size_t>(k)];
-    const detail::CellDims dims{k == 0 ? I : R, H, R, config_.proj_size > 0, config_.peephole};
+    const detail::CellDims dims = detail::cell_dims(config_, k);
     CellWeights<float> w;
     w.weight_ih = at(o.weight_ih);
     w.weight_hh = at(o.weight_hh);

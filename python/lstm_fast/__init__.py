@@ -20,4 +20,5 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["LSTM", "load", "reference", "set_num_threads", "get_num_threads", "isa", "supported_isas", "__version__"]
+__all__ = ["LSTM", "load", "reference", "set_num_threads", "get_num_threads", "isa", "supported_isas",
+           "get_cmake_dir", "__version__"]
