@@ -1,3 +1,4 @@
+import contextlib
 import zlib
 
 import numpy as np
@@ -56,6 +57,17 @@ def finite_difference(loss, array, eps=1e-6):
 def assert_close(name, actual, expected, dtype):
     tol = TOLERANCE[np.dtype(dtype).type]
     np.testing.assert_allclose(actual, expected, err_msg=name, **tol)
+
+
+@contextlib.contextmanager
+def num_threads(threads):
+    """lf.set_num_threads(threads) for the block, the previous count restored after."""
+    before = lf.get_num_threads()
+    lf.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        lf.set_num_threads(before)
 
 
 @pytest.fixture

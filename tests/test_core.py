@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import lstm_fast as lf
-from conftest import assert_close, finite_difference, random_case, reference_run
+from conftest import assert_close, finite_difference, num_threads, random_case, reference_run
 from lstm_fast import _core
 
 DTYPES = [np.float64, np.float32]
@@ -214,13 +214,9 @@ def test_bidirectional_same_numbers_on_one_or_two_threads(rng, threads):
     # Big enough that the two directions run on two threads when allowed.
     model, x, state, lengths, dy, dstate = random_case(rng, T=40, B=8, I=32, H=48, num_layers=2,
                                                        bidirectional=True, proj_size=16, with_lengths=True)
-    before = lf.get_num_threads()
-    try:
-        lf.set_num_threads(threads)
+    with num_threads(threads):
         assert lf.get_num_threads() == threads
         run_and_compare(model, x, state, lengths, dy, dstate, np.float64)
-    finally:
-        lf.set_num_threads(before)
 
 
 def test_set_num_threads_checks_its_argument():
@@ -302,12 +298,8 @@ def test_steps_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
     # bidirectional layer runs two teams of two, one per direction.
     model, x, state, lengths, dy, dstate = random_case(rng, T=30, B=24, I=9, H=44, with_lengths=True, dtype=dtype,
                                                        **kwargs)
-    before = lf.get_num_threads()
-    try:
-        lf.set_num_threads(threads)
+    with num_threads(threads):
         run_and_compare(model, x, state, lengths, dy, dstate, dtype)
         y_inference, _ = model(x, state, lengths)  # inference projects 64 steps at a time
         y_training, _ = model.forward(x, state, lengths)
         np.testing.assert_allclose(y_inference, y_training, rtol=1e-6, atol=1e-6)
-    finally:
-        lf.set_num_threads(before)
