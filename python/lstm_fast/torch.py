@@ -1,0 +1,286 @@
+"""``lstm_fast.torch.LSTM``: torch.nn.LSTM's module, with forward and backward run by lstm_fast's kernels.
+
+    from lstm_fast.torch import LSTM          # instead of torch.nn.LSTM
+    lstm = LSTM(input_size, hidden_size, num_layers=2, batch_first=True)
+    y, (h_n, c_n) = lstm(x)                   # x: a tensor or a PackedSequence
+    y.sum().backward()                        # gradients land in lstm.weight_ih_l0.grad, ...
+
+Same constructor, forward signature, outputs and parameter names as torch.nn.LSTM, plus ``peephole``
+and ``forget_bias``. It trains with any torch optimizer and under DistributedDataParallel (the gradients
+arrive through torch's autograd like any module's). Autograd runs through :class:`_LSTMFunction`, which
+hands the C++ core the tensors' own memory: contiguous float32 / float64 CPU tensors are not copied
+(the core writes its outputs into fresh NumPy arrays that become the returned tensors, also without a
+copy). Only CPU tensors are supported.
+
+torch is an optional dependency (``pip install "lstm_fast[torch]"``); only this module imports it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+from torch.nn.utils.rnn import PackedSequence
+
+from . import _core
+from ._lstm import LSTM as _NumpyLSTM
+from ._lstm import _bool_arg, _float_arg, _int_arg
+
+__all__ = ["LSTM"]
+
+# Each cell's parameters as the core takes them; absent ones (no bias, no projection, no peephole) are None.
+_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")
+_DTYPES = (torch.float32, torch.float64)
+
+
+def _numpy(t: Optional[Tensor]) -> Optional[np.ndarray]:
+    """The NumPy view of a CPU tensor's memory (no copy; the core re-checks C-contiguity)."""
+    return None if t is None else t.detach().numpy()
+
+
+class _LSTMFunction(torch.autograd.Function):
+    """One call of the core on a packed sequence, and its backpropagation through time.
+
+    Inputs: x [N, I] packed (rows of step t follow those of step t-1, longest sequences first, as in a
+    PackedSequence), h0 [L*D, B, R] and c0 [L*D, B, H] (None for zeros) in that sorted batch order, and
+    the 6 parameters of every cell in the core's order (layer k, direction d at k*D + d). Outputs y
+    [N, D*R], h_n, c_n. The training forward keeps the core's trace (gates, cells, layer inputs) on ctx;
+    the parameters are saved through save_for_backward, so an in-place update between forward and
+    backward raises torch's usual version error instead of skewing the gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, config, batch_sizes: List[int], batch: int, masks: list, train: bool,
+                x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], *params: Optional[Tensor]):
+        cells = [tuple(_numpy(p) for p in params[k:k + 6]) for k in range(0, len(params), 6)]
+        y, h_n, c_n, trace = _core.forward(config, cells, batch_sizes, batch, _numpy(x), _numpy(h0),
+                                           _numpy(c0), [_numpy(m) for m in masks], train)
+        ctx.set_materialize_grads(False)
+        ctx.trace = trace
+        ctx.present = [p is not None for p in params]
+        ctx.y_shape, ctx.state_given = y.shape, (h0 is not None, c0 is not None)
+        ctx.save_for_backward(*(p for p in params if p is not None))
+        return torch.from_numpy(y), torch.from_numpy(h_n), torch.from_numpy(c_n)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: Optional[Tensor], dh_n: Optional[Tensor], dc_n: Optional[Tensor]):
+        if ctx.trace is None:
+            raise RuntimeError("lstm_fast.torch.LSTM: backward through a forward run without gradients")
+        saved = iter(ctx.saved_tensors)
+        params = [next(saved) if present else None for present in ctx.present]
+        cells = [tuple(_numpy(p) for p in params[k:k + 6]) for k in range(0, len(params), 6)]
+        if dy is None:  # only the final state was used
+            dy = torch.zeros(ctx.y_shape, dtype=params[0].dtype)
+        dx, dh0, dc0, grads = _core.backward(cells, ctx.trace, _numpy(dy.contiguous()),
+                                             _numpy(None if dh_n is None else dh_n.contiguous()),
+                                             _numpy(None if dc_n is None else dc_n.contiguous()))
+        flat = [None if g is None else torch.from_numpy(g) for cell in grads for g in cell]
+        dh0 = torch.from_numpy(dh0) if ctx.state_given[0] else None
+        dc0 = torch.from_numpy(dc0) if ctx.state_given[1] else None
+        return (None, None, None, None, None, torch.from_numpy(dx), dh0, dc0, *flat)
+
+
+class LSTM(nn.Module):
+    """torch.nn.LSTM on lstm_fast's kernels: same arguments, parameters, inputs and outputs.
+
+    Args (as torch.nn.LSTM): input_size I, hidden_size H, num_layers L, bias, batch_first, dropout,
+    bidirectional (D = 2), proj_size R (0 means R = H), device (CPU only), dtype (float32 or float64;
+    default torch.get_default_dtype()). Extra, keyword-only:
+        peephole: diagonal weights from the cell into the gates, ``weight_peep_l{k}`` of shape (3, H),
+            rows (i, f, o) (Gers & Schmidhuber 2000).
+        forget_bias: added to the forget-gate block of ``bias_ih`` at initialisation (1.0 as in Gers et
+            al. 2000; 0.0 is torch's initialisation).
+
+    Forward: ``output, (h_n, c_n) = lstm(input, hx=None)``.
+        input: (T, B, I), (B, T, I) when batch_first, (T, I) unbatched, or a PackedSequence.
+        hx: (h_0, c_0) of shapes (L*D, B, R) and (L*D, B, H) ((L*D, R), (L*D, H) unbatched); None = zeros.
+        output: (T, B, D*R) in input's layout, or a PackedSequence for a PackedSequence input.
+        h_n, c_n: shaped like h_0, c_0; for packed input, each sequence's state after its last step.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 proj_size: int = 0, device: Any = None, dtype: Optional[torch.dtype] = None, *,
+                 peephole: bool = False, forget_bias: float = 0.0) -> None:
+        super().__init__()
+        self.input_size = _int_arg("input_size", input_size, 1)
+        self.hidden_size = _int_arg("hidden_size", hidden_size, 1)
+        self.num_layers = _int_arg("num_layers", num_layers, 1)
+        self.proj_size = _int_arg("proj_size", proj_size, 0)
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be < hidden_size ({self.hidden_size}), got {self.proj_size}")
+        self.bias = _bool_arg("bias", bias)
+        self.batch_first = _bool_arg("batch_first", batch_first)
+        self.bidirectional = _bool_arg("bidirectional", bidirectional)
+        self.peephole = _bool_arg("peephole", peephole)
+        self.dropout = _float_arg("dropout", dropout)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        self.forget_bias = _float_arg("forget_bias", forget_bias)
+        if self.forget_bias != 0.0 and not self.bias:
+            raise ValueError(f"forget_bias needs bias=True, got forget_bias={self.forget_bias} with bias=False")
+        if device is not None and torch.device(device).type != "cpu":
+            raise ValueError(f"device must be the CPU (lstm_fast runs on CPUs), got {device!r}")
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        if dtype not in _DTYPES:
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        self._config = _core.Config(
+            input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+            proj_size=self.proj_size, bias=self.bias, bidirectional=self.bidirectional, peephole=self.peephole)
+        # torch.nn.LSTM's parameters, names and registration order, then the peephole weights.
+        shapes = _NumpyLSTM._param_shapes(self)
+        for name, shape in shapes.items():
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=dtype)))
+        self.reset_parameters()
+
+    # Sizes, named as in lstm_fast.LSTM (both classes share _param_shapes and _cell_names).
+    num_directions = _NumpyLSTM.num_directions
+    output_size = _NumpyLSTM.output_size
+    _cell_names = _NumpyLSTM._cell_names
+    _param_shapes = _NumpyLSTM._param_shapes
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation: uniform in [-1/sqrt(H), 1/sqrt(H)]; then forget_bias is added."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                p.uniform_(-bound, bound)
+                if name.startswith("bias_ih"):
+                    p[self.hidden_size:2 * self.hidden_size] += self.forget_bias
+
+    def flatten_parameters(self) -> None:
+        """A no-op, for code written for torch.nn.LSTM (the kernels read the parameters as they are)."""
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("proj_size", 0), ("peephole", False),
+                              ("forget_bias", 0.0)):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
+        return s
+
+    def _cell_params(self) -> List[Optional[Tensor]]:
+        """The 6 parameters of every cell in the core's order, None where absent."""
+        params = dict(self.named_parameters())
+        return [params.get(f"{kind}_l{k}{sfx}") for k, sfx in self._cell_names() for kind in _KINDS]
+
+    # -- forward -------------------------------------------------------------------------------------
+
+    def forward(self, input: Any, hx: Optional[Tuple[Tensor, Tensor]] = None):
+        dtype = self.weight_ih_l0.dtype
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            x, batch_sizes = input.data, input.batch_sizes
+            self._check_tensor("input.data", x, dtype)
+            if x.dim() != 2 or x.shape[1] != self.input_size:
+                raise ValueError(f"input.data must have shape (N, {self.input_size}), got {tuple(x.shape)}")
+            batch_sizes = [int(b) for b in batch_sizes]
+            batch, unbatched = batch_sizes[0], False
+        else:
+            x = input
+            self._check_tensor("input", x, dtype)
+            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+            if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
+                raise ValueError(f"input must have shape {layout.replace('I', str(self.input_size))} or "
+                                 f"(T, {self.input_size}), got {tuple(x.shape)}")
+            if 0 in x.shape:
+                raise ValueError(f"input must have >= 1 step and >= 1 sequence, got shape {tuple(x.shape)}")
+            unbatched = x.dim() == 2
+            if unbatched:
+                x = x.unsqueeze(1)
+            elif self.batch_first:
+                x = x.transpose(0, 1)
+            steps, batch = x.shape[0], x.shape[1]
+            x = x.contiguous().view(steps * batch, self.input_size)
+            batch_sizes = [batch] * steps
+
+        h0, c0 = self._check_state(hx, batch, unbatched, dtype)
+        if packed and input.sorted_indices is not None and h0 is not None:
+            h0, c0 = h0.index_select(1, input.sorted_indices), c0.index_select(1, input.sorted_indices)
+
+        params = self._cell_params()
+        train = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in [x, h0, c0, *params])
+        masks = self._dropout_masks(len(x), dtype) if self.training else []
+        y, h_n, c_n = _LSTMFunction.apply(
+            self._config, batch_sizes, batch, masks, train, x.contiguous(),
+            None if h0 is None else h0.contiguous(), None if c0 is None else c0.contiguous(), *params)
+
+        if packed:
+            if input.unsorted_indices is not None:
+                h_n, c_n = h_n.index_select(1, input.unsorted_indices), c_n.index_select(1, input.unsorted_indices)
+            return PackedSequence(y, input.batch_sizes, input.sorted_indices, input.unsorted_indices), (h_n, c_n)
+        y = y.view(len(batch_sizes), batch, y.shape[-1])
+        if unbatched:
+            return y.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
+        return (y.transpose(0, 1) if self.batch_first else y), (h_n, c_n)
+
+    def _dropout_masks(self, rows: int, dtype: torch.dtype) -> List[Tensor]:
+        """Inter-layer dropout masks [rows, D*R], scaled by 1/(1-p), drawn from torch's generator."""
+        if self.dropout == 0.0 or self.num_layers == 1:
+            return []
+        keep = 1.0 - self.dropout
+        shape = (rows, self.num_directions * self.output_size)
+        return [torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep) for _ in range(self.num_layers - 1)]
+
+    @staticmethod
+    def _check_tensor(name: str, t: Any, dtype: torch.dtype) -> None:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor or PackedSequence, got {type(t).__name__}")
+        if t.device.type != "cpu":
+            raise ValueError(f"{name} must be on the CPU (lstm_fast runs on CPUs), got device {t.device}")
+        if t.dtype != dtype:
+            raise TypeError(f"{name} must have the parameters' dtype {dtype}, got {t.dtype}")
+
+    def _check_state(self, hx: Any, batch: int, unbatched: bool, dtype: torch.dtype):
+        if hx is None:
+            return None, None
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"hx must be a pair (h_0, c_0) or None, got {type(hx).__name__}")
+        LD = self.num_layers * self.num_directions
+        out = []
+        for name, t, size in (("hx[0] (h_0)", hx[0], self.output_size), ("hx[1] (c_0)", hx[1], self.hidden_size)):
+            self._check_tensor(name, t, dtype)
+            expected = (LD, size) if unbatched else (LD, batch, size)
+            if tuple(t.shape) != expected:
+                raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
+            out.append(t.unsqueeze(1) if unbatched else t)
+        return tuple(out)
+
+    # -- other libraries -----------------------------------------------------------------------------
+
+    def to_numpy(self) -> _NumpyLSTM:
+        """An lstm_fast.LSTM (NumPy in and out) with a copy of these parameters."""
+        dtype = np.float32 if self.weight_ih_l0.dtype == torch.float32 else np.float64
+        model = _NumpyLSTM(self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
+                           batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
+                           proj_size=self.proj_size, peephole=self.peephole, forget_bias=self.forget_bias,
+                           dtype=dtype)
+        model.load_state_dict({k: v.detach().numpy() for k, v in self.state_dict().items()})
+        return model
+
+    @classmethod
+    def from_numpy(cls, model: _NumpyLSTM) -> "LSTM":
+        """A module with a copy of an lstm_fast.LSTM's parameters and arguments."""
+        if not isinstance(model, _NumpyLSTM):
+            raise TypeError(f"model must be an lstm_fast.LSTM, got {type(model).__name__}")
+        module = cls(model.input_size, model.hidden_size, model.num_layers, bias=model.bias,
+                     batch_first=model.batch_first, dropout=model.dropout, bidirectional=model.bidirectional,
+                     proj_size=model.proj_size, peephole=model.peephole, forget_bias=model.forget_bias,
+                     dtype=torch.float32 if model.dtype == np.float32 else torch.float64)
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                p.copy_(torch.from_numpy(model.state_dict()[name]))
+        return module
+
+    def to_onnx(self, path: Any, **kwargs: Any) -> None:
+        """Writes an ONNX graph of this model's inference; see lstm_fast.LSTM.to_onnx."""
+        self.to_numpy().to_onnx(path, **kwargs)
