@@ -1,13 +1,17 @@
-"""lstm_fast against torch.nn.LSTM, side by side in one run: inference, training (forward + backward),
-padded batches (half the sequences at half length: lstm_fast's `lengths` against torch's
-pack_padded_sequence) and the streaming per-step call, at the shapes of the performance issue. Prints medians, the ratio
-lstm_fast / torch (below 1 means lstm_fast is faster), GFLOP/s (forward 2*T*B*4H*(I+H) per layer and
-direction, training 3x) and its fraction of this machine's FP32 peak (measured: FMA throughput on
-lstm_fast's threads); --json writes the same to a file.
+"""lstm_fast against torch.nn.LSTM and ONNX Runtime, side by side in one run: inference, training
+(forward + backward), training through the torch module (lstm_fast.torch.LSTM against torch.nn.LSTM,
+both driven by torch autograd), padded batches (half the sequences at half length: lstm_fast's
+`lengths` against torch's pack_padded_sequence) and the streaming per-step call, at the shapes of the
+performance issue. Prints medians, the ratio lstm_fast / best peer (below 1 means lstm_fast is faster),
+GFLOP/s (forward 2*T*B*4H*(I+H) per layer and direction, training 3x) and its fraction of this
+machine's FP32 peak (measured: FMA throughput on lstm_fast's threads); --json writes the same to a file.
 
     python benchmarks/bench_torch.py [--repeats 7] [--shapes small,long] [--json out.json]
 
-torch is a benchmark-only dependency: install the CPU build with `pip install torch==2.13.0`.
+torch and ONNX Runtime are benchmark-only dependencies: `pip install torch==2.13.0 onnx onnxruntime`.
+The ONNX graph is the standard ONNX LSTM operator (the one torch.onnx emits for nn.LSTM), written by
+lstm_fast's to_onnx from the same parameters; ONNX Runtime runs it with as many threads as lstm_fast.
+Without onnxruntime the ORT column is left empty.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import os
 import platform
 import statistics
 import time
+
+import tempfile
 
 import numpy as np
 
@@ -70,7 +76,14 @@ def main() -> None:
 
     import torch
 
+    import lstm_fast.torch as lft
     from lstm_fast import _core
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+    tmp = tempfile.mkdtemp()
 
     # The machine's FP32 peak: independent FMA chains of the active ISA on lstm_fast's threads.
     peak = _core.fma_peak_gflops(1.0, lf.get_num_threads())
@@ -78,8 +91,8 @@ def main() -> None:
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); lstm_fast {lf.__version__} "
           f"({lf.isa()}, {lf.get_num_threads()} threads); FP32 peak {peak:.0f} GFLOP/s (measured FMA throughput)")
     rows = []
-    header = (f"{'shape':8} {'mode':9} {'lstm_fast ms':>12} {'torch ms':>10} {'ratio':>7} {'GFLOP/s':>8} "
-              f"{'of peak':>7}")
+    header = (f"{'shape':8} {'mode':9} {'lstm_fast ms':>12} {'torch ms':>10} {'ORT ms':>8} {'ratio':>7} "
+              f"{'GFLOP/s':>8} {'of peak':>7}")
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(0)
@@ -106,6 +119,26 @@ def main() -> None:
             model.forward(x, train=True)
             model.backward(dy)
 
+        # The same training step through torch autograd, with lstm_fast's module in torch's place.
+        twin = lft.LSTM(I, H, layers, bidirectional=bidirectional)
+        twin.load_state_dict(module.state_dict())
+
+        def twin_train():
+            twin.zero_grad(set_to_none=True)
+            y, _ = twin(xt)
+            y.backward(dyt)
+
+        ort_infer = None
+        if ort is not None:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = lf.get_num_threads()
+            path = os.path.join(tmp, f"{name}.onnx")
+            model.to_onnx(path, with_state=False)
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+            def ort_infer():
+                session.run(None, {"x": x})
+
         # Padded batch: half the sequences at half length, so 3/4 of the steps are real.
         lengths = np.where(np.arange(B) % 2 == 0, T, max(T // 2, 1))
         tlengths = torch.from_numpy(lengths)
@@ -116,18 +149,23 @@ def main() -> None:
                 torch.nn.utils.rnn.pad_packed_sequence(module(packed)[0], total_length=T)
 
         real = float(lengths.sum()) / (T * B)
-        for mode, ours, theirs, factor in (("inference", lambda: model(x), torch_infer, 1.0),
-                                           ("training", ours_train, torch_train, 3.0),
-                                           ("padded", lambda: model(x, lengths=lengths), torch_packed, real)):
+        for mode, ours, theirs, onnx_rt, factor in (
+                ("inference", lambda: model(x), torch_infer, ort_infer, 1.0),
+                ("training", ours_train, torch_train, None, 3.0),
+                ("torch-api", twin_train, torch_train, None, 3.0),
+                ("padded", lambda: model(x, lengths=lengths), torch_packed, None, real)):
             ours_ms = median_ms(ours, args.repeats)
             torch_ms = median_ms(theirs, args.repeats)
+            ort_ms = median_ms(onnx_rt, args.repeats) if onnx_rt else None
+            best = min(torch_ms, ort_ms) if ort_ms else torch_ms
             row = dict(shape=name, mode=mode, T=T, B=B, I=I, H=H, layers=layers, bidirectional=bidirectional,
-                       lstm_fast_ms=ours_ms, torch_ms=torch_ms, ratio=ours_ms / torch_ms,
+                       lstm_fast_ms=ours_ms, torch_ms=torch_ms, ort_ms=ort_ms, ratio=ours_ms / best,
                        gflops=gflops(T, B, I, H, layers, bidirectional, ours_ms, factor))
             rows.append(row)
             row["fraction_of_peak"] = row["gflops"] / peak
-            print(f"{name:8} {mode:9} {ours_ms:12.2f} {torch_ms:10.2f} {row['ratio']:7.2f} {row['gflops']:8.1f} "
-                  f"{row['fraction_of_peak']:7.0%}")
+            ort_text = f"{ort_ms:8.2f}" if ort_ms else f"{'':8}"
+            print(f"{name:8} {mode:9} {ours_ms:12.2f} {torch_ms:10.2f} {ort_text} {row['ratio']:7.2f} "
+                  f"{row['gflops']:8.1f} {row['fraction_of_peak']:7.0%}")
 
     # Streaming: one step per call, the state carried (B = 1, I = 64, H = 256).
     torch.manual_seed(0)
@@ -149,8 +187,11 @@ def main() -> None:
     rows.append(dict(shape="step", mode="streaming", T=1, B=1, I=64, H=256, layers=1, bidirectional=False,
                      lstm_fast_ms=ours_ms, torch_ms=torch_ms, ratio=ours_ms / torch_ms,
                      gflops=gflops(1, 1, 64, 256, 1, False, ours_ms)))
-    print("(padded: inference on a batch whose odd sequences stop at T/2; GFLOP/s counts real steps only)")
-    print(f"{'step':8} {'streaming':9} {ours_ms:12.3f} {torch_ms:10.3f} {ours_ms / torch_ms:7.2f} {rows[-1]['gflops']:8.1f}")
+    print(f"{'step':8} {'streaming':9} {ours_ms:12.3f} {torch_ms:10.3f} {'':8} {ours_ms / torch_ms:7.2f} "
+          f"{rows[-1]['gflops']:8.1f}")
+    print("ratio: lstm_fast / the best peer measured on the row (ORT runs inference only). torch-api: training "
+          "through lstm_fast.torch.LSTM against torch.nn.LSTM, both under torch autograd. padded: inference on a "
+          "batch whose odd sequences stop at T/2; GFLOP/s counts real steps only.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(fp32_peak_gflops=peak, isa=lf.isa(), threads=lf.get_num_threads(), rows=rows), f, indent=1)

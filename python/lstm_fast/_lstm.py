@@ -531,6 +531,37 @@ class LSTM:
         lstm.load_state_dict(module.state_dict())
         return lstm
 
+    def to_onnx(self, path: "os.PathLike[str] | str", *, with_state: bool = True, with_lengths: bool = False) -> None:
+        """Writes this model's inference as an ONNX graph of the standard LSTM operator (one node per
+        layer; needs the ``onnx`` package). Inputs ``x`` (this model's layout; T and B free), then
+        ``h0``, ``c0`` ((L*D, B, H)) when with_state and ``lengths`` ((B,) int32) when with_lengths;
+        outputs ``y``, ``h_n``, ``c_n``. ONNX Runtime reproduces ``lstm(x, state, lengths)``. The ONNX
+        operator has no projection: proj_size > 0 raises ValueError."""
+        from ._exchange import to_onnx
+
+        to_onnx(self, path, with_state=_bool_arg("with_state", with_state),
+                with_lengths=_bool_arg("with_lengths", with_lengths))
+
+    @classmethod
+    def from_keras_weights(cls, kernel: Any, recurrent_kernel: Any, bias: Any = None, **kwargs: Any) -> "LSTM":
+        """An LSTM equal to a Keras LSTM layer (tanh activation, sigmoid recurrent_activation, the
+        defaults) with these weights, as ``layer.get_weights()`` returns them: kernel (I, 4H),
+        recurrent_kernel (H, 4H), bias (4H,) or None (use_bias=False); gate order i, f, c, o.
+        kwargs go to the constructor (batch_first=True matches Keras's (B, T, I) layout; dtype)."""
+        from ._exchange import keras_to_state_dict
+
+        input_size, hidden_size, state = keras_to_state_dict(kernel, recurrent_kernel, bias)
+        lstm = cls(input_size, hidden_size, bias=bias is not None, **kwargs)
+        lstm.load_state_dict(state)
+        return lstm
+
+    def to_keras_weights(self) -> list:
+        """[kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,)] for a Keras LSTM layer's set_weights()
+        (no bias when bias=False); one unidirectional layer without projection or peepholes only."""
+        from ._exchange import to_keras_weights
+
+        return to_keras_weights(self)
+
     def __repr__(self) -> str:
         args = [f"{self.input_size}", f"{self.hidden_size}"]
         if self.num_layers != 1:
