@@ -235,15 +235,18 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   Matrix<T> dh(B, R), dc(B, H);
   if (dh_n) dh = ConstMap<T>(dh_n, B, R); else dh.setZero();
   if (dc_n) dc = ConstMap<T>(dc_n, B, H); else dc.setZero();
-  Matrix<T> dZ(N, G);  // gradient w.r.t. the gate pre-activations, all steps
-  Matrix<T> dm;        // [B, H] gradient w.r.t. m = o * tanh(c) (projection only)
-  Matrix<T> dH_total;  // [N, R] dh_t of every row (projection only, for dW_hr)
-  Matrix<T> M;         // [N, H] m_t = o * tanh(c_t) recomputed (projection only, for dW_hr)
+  // The [N, *] workspaces come from the library's recycled blocks (no page faults call after call).
+  Buffer<T> dZ_buffer(static_cast<size_t>(N * G));
+  Map<T> dZ(dZ_buffer.data(), N, G);  // gradient w.r.t. the gate pre-activations, all steps
+  Matrix<T> dm;                       // [B, H] gradient w.r.t. m = o * tanh(c) (projection only)
+  Buffer<T> dH_buffer, M_buffer;
   if (dims.projection) {
     dm.resize(B, H);
-    dH_total.resize(N, R);
-    M.resize(N, H);
+    dH_buffer.resize(static_cast<size_t>(N * R));
+    M_buffer.resize(static_cast<size_t>(N * H));
   }
+  Map<T> dH_total(dH_buffer.data(), dims.projection ? N : 0, R);  // [N, R] dh_t of every row (for dW_hr)
+  Map<T> M(M_buffer.data(), dims.projection ? N : 0, H);          // [N, H] m_t = o * tanh(c_t) (for dW_hr)
   // Column sums go to aligned buffers of our own first: Eigen vectorizes a reduction from an
   // aligned address of its destination, so summing straight into the caller's array would round
   // differently depending on where that array lies.

@@ -143,7 +143,7 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
     trace->dropout_masks.assign(static_cast<size_t>(L - 1), {});
     trace->cells.assign(static_cast<size_t>(L * D), {});
   }
-  std::vector<T> layer_in, layer_out;  // [N, D*R] between layers
+  Buffer<T> layer_in, layer_out;  // [N, D*R] between layers
   const T* in = x;
   for (Index k = 0; k < L; ++k) {
     const detail::CellDims dims = detail::cell_dims(config, k);
@@ -185,8 +185,8 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();
   const Index H = config.hidden_size, B = schedule.batch, N = schedule.rows();
 
-  std::vector<T> dlayer_out, dlayer_in;  // [N, D*R]: gradient w.r.t. a hidden layer's output
-  std::vector<T> dx_reverse;             // [N, I_k]: the reverse direction's dX when run on its own thread
+  Buffer<T> dlayer_out, dlayer_in;  // [N, D*R]: gradient w.r.t. a hidden layer's output
+  Buffer<T> dx_reverse;             // [N, I_k]: the reverse direction's dX when run on its own thread
   const T* dout = dy;
   for (Index k = L - 1; k >= 0; --k) {
     const detail::CellDims dims = detail::cell_dims(config, k);
@@ -211,7 +211,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     if (parallel)
       for (Index e = 0; e < N * dims.input_size; ++e) din[e] += dx_reverse[e];
     if (k > 0) {
-      const std::vector<T>& mask = trace.dropout_masks[k - 1];
+      const Buffer<T>& mask = trace.dropout_masks[k - 1];
       if (!mask.empty())
         for (Index e = 0; e < N * D * R; ++e) din[e] *= mask[e];
       std::swap(dlayer_out, dlayer_in);
