@@ -154,7 +154,11 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
       out = layer_out.data();
     }
     // The directions write disjoint columns of `out` and their own state and trace.
-    const auto [parallel, threads] = layer_threads(config, dims, schedule);
+    // Plain variables, not a structured binding: C++17 does not let the lambda below capture one
+    // (GCC accepts it, clang rejects it).
+    const LayerThreads plan = layer_threads(config, dims, schedule);
+    const bool parallel = plan.directions_parallel;
+    const int threads = plan.step_threads;
     run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
       detail::cell_kernels<T>().forward(dims, weights[cell], schedule, d == 1, in, h0 ? h0 + cell * B * R : nullptr,
@@ -197,7 +201,11 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     }
     // Both directions read the same input, so dX is the sum of theirs: in sequence the reverse
     // direction adds into din; in parallel it writes its own buffer, added after the join.
-    const auto [parallel, threads] = layer_threads(config, dims, schedule);
+    // Plain variables, not a structured binding: C++17 does not let the lambda below capture one
+    // (GCC accepts it, clang rejects it).
+    const LayerThreads plan = layer_threads(config, dims, schedule);
+    const bool parallel = plan.directions_parallel;
+    const int threads = plan.step_threads;
     if (parallel) dx_reverse.resize(static_cast<size_t>(N * dims.input_size));
     run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
