@@ -36,6 +36,13 @@ class Error : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// Limits on sizes, so that every product of them the library forms fits an Index: each of input_size,
+// hidden_size and num_layers at most kMaxSize, and any one array (the parameters of a stack, a
+// sequence's [N, F] arrays) at most kMaxElements numbers. Larger ones throw Error before allocating.
+constexpr Index kMaxSize = 0x7fffffff;  // 2^31 - 1
+constexpr int kMaxElementsLog2 = 48;    // 2^48 numbers: 1 PiB of float, beyond any machine
+constexpr Index kMaxElements = Index(1) << kMaxElementsLog2;
+
 // The shape of an LSTM stack: the constructor arguments of torch.nn.LSTM plus `peephole`.
 struct Config {
   Index input_size = 0;   // I
@@ -52,7 +59,9 @@ struct Config {
     return layer == 0 ? input_size : directions() * output_size();
   }
   Index num_cells() const { return num_layers * directions(); }        // one cell per layer and direction
-  void validate() const;  // throws Error naming the offending field
+  // Throws Error naming the offending field: sizes >= 1 and <= kMaxSize, 0 <= proj_size < hidden_size,
+  // and at most kMaxElements parameters in all.
+  void validate() const;
 };
 
 // The weights of one layer in one direction, in torch.nn.LSTM's layout. Cell k*D + d is layer k,
