@@ -92,6 +92,7 @@ def test_bad_state(model, state, error, match):
         ([0, 5], ValueError, r"lengths must be in \[1, 5\] \(the sequence length\), got 0"),
         ([5], ValueError, r"lengths must have shape \(2,\), got \(1,\)"),
         ([5.0, 2.0], TypeError, r"lengths must hold integers, got dtype float64"),
+        ([[5], [2, 3]], TypeError, r"lengths must be an array of integers, got list"),
     ],
 )
 def test_bad_lengths(model, lengths, error, match):

@@ -143,7 +143,10 @@ def _packing(steps: int, batch: int, lengths: Any) -> _Packing:
         return _Packing(steps, batch, [batch] * steps, None, None, None)
     if hasattr(lengths, "detach") and hasattr(lengths, "cpu"):
         lengths = lengths.detach().cpu().numpy()
-    lengths = np.asarray(lengths)
+    try:
+        lengths = np.asarray(lengths)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"lengths must be an array of integers, got {type(lengths).__name__}") from exc
     if lengths.dtype.kind not in "iu":
         raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
     _check_shape("lengths", lengths, (batch,))
