@@ -59,6 +59,16 @@ def test_a_config_claiming_gigabytes_fails_on_its_tensors_before_allocating(tmp_
     assert peak < 16 * 2**20
 
 
+def test_a_config_of_millions_of_layers_fails_on_the_tensor_count(tmp_path):
+    # LSTM(1, 1, num_layers=10**7) fits in memory (1.6e8 numbers), but listing its 4e7 expected
+    # tensors would take a minute and gigabytes: the count of the file's tensors refutes it first.
+    model = lf.LSTM(1, 1)
+    path = tmp_path / "m.safetensors"
+    _save_with(path, model, config={**model.config(), "num_layers": 10**7})
+    with pytest.raises(ValueError, match=r"40000000 expected, 4 found"):
+        lf.load(path)
+
+
 @pytest.mark.parametrize("dtype", [np.int32, np.float16, bool])
 def test_tensors_of_other_dtypes_are_refused_like_the_cpp_loader_does(tmp_path, dtype):
     model = lf.LSTM(3, 4)

@@ -637,6 +637,12 @@ def load(path: "os.PathLike[str] | str") -> LSTM:
         lstm._configure(**config)
     except (ValueError, TypeError, RecursionError) as exc:
         raise ValueError(f"path {path!r} has an invalid config in its metadata: {exc}") from exc
+    # The count first: a config of 10**7 tiny layers must not make us list 4 * 10**7 expected names.
+    per_cell = 2 + 2 * lstm.bias + (lstm.proj_size > 0) + lstm.peephole
+    count = lstm.num_layers * lstm.num_directions * per_cell
+    if count != len(tensors):
+        raise ValueError(f"path {path!r} does not hold the tensors its config implies: {count} expected, "
+                         f"{len(tensors)} found")
     expected = lstm._param_shapes()
     unexpected = [k for k in tensors if k not in expected]
     missing = [k for k in expected if k not in tensors]
