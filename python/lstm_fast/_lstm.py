@@ -87,7 +87,14 @@ def _as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
         raise TypeError(f"{name} must be an array of real numbers, got {type(value).__name__}") from exc
     if array.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=dtype)
+    return _core_ready(array, dtype)
+
+
+def _core_ready(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`array` itself when it is C-contiguous, of `dtype` and aligned to it, else such a copy. (A view
+    into a byte buffer at an odd offset is contiguous but not aligned: the core must not read a double
+    at an address that is not a multiple of 8, which is undefined behaviour in C++.)"""
+    return np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
 def _shape(shape: Tuple[int, ...]) -> str:
@@ -339,8 +346,10 @@ class LSTM:
         """The core's per-cell 6-tuples."""
         cells = []
         for k, sfx in self._cell_names():
-            cells.append(tuple(params.get(f"{kind}_l{k}{sfx}") for kind in
-                               ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")))
+            arrays = (params.get(f"{kind}_l{k}{sfx}") for kind in
+                      ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep"))
+            # The model's own arrays are aligned; a copy only if someone swapped in an unaligned view.
+            cells.append(tuple(None if a is None else _core_ready(a, self.dtype) for a in arrays))
         return cells
 
     # -- parameters ----------------------------------------------------------------------------------
