@@ -101,7 +101,10 @@ void run_directions(Index directions, bool parallel, Direction direction) {
 }  // namespace
 
 void set_num_threads(int num_threads) {
-  if (num_threads < 1) throw Error("num_threads must be >= 1, got " + std::to_string(num_threads));
+  // At most kMaxThreads: a team is started per layer call, and a typo like 10**6 would otherwise
+  // have every call try to start thousands of threads.
+  if (num_threads < 1 || num_threads > kMaxThreads)
+    throw Error("num_threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(num_threads));
   g_num_threads.store(num_threads);
 }
 

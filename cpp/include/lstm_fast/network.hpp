@@ -124,7 +124,8 @@ struct Trace {
 // (each owning a slice of the hidden units, with a barrier per step) when each step has enough work,
 // and a bidirectional layer runs its two directions side by side; 1 keeps every call on the
 // caller's thread. The default is the number of hardware threads. Process-wide; thread-safe.
-void set_num_threads(int num_threads);
+constexpr int kMaxThreads = 1024;
+void set_num_threads(int num_threads);  // throws Error unless 1 <= num_threads <= kMaxThreads
 int get_num_threads();
 
 // The instruction set the kernels run with: "baseline" (what the compiler targets by default: SSE2 on
