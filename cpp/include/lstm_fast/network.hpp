@@ -11,7 +11,9 @@
 //   h_t = o * tanh(c_t)                 or, with a projection (LSTMP):  h_t = W_hr (o * tanh(c_t))
 // The peephole weights p (Gers & Schmidhuber 2000) are present only when Config::peephole is set.
 //
-// Layout. Every array is dense and row-major. Sequences are *packed* like torch's PackedSequence:
+// Layout. Every array is dense and row-major, and aligned to its element type like any T* in C++
+// (UBSan flags a double read at an address that is not a multiple of 8; the Python layer copies such
+// NumPy views). Sequences are *packed* like torch's PackedSequence:
 // the batch is sorted by length (longest first), so the rows active at step t are rows
 // 0 .. batch_sizes[t]-1, and the rows of all steps are stored one step after another:
 //   x: [N, I] with N = sum_t batch_sizes[t]; step t starts at row offsets[t].
