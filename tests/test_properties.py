@@ -155,8 +155,10 @@ def test_forward_takes_any_input(model, x, state, lengths, train):
     except Exception as exc:  # noqa: BLE001
         assert is_refusal(exc), repr(exc)
         return
-    x = np.asarray(x)
-    assert y.shape == x.shape[:-1] + (4,) and np.all(np.isfinite(y) | ~np.isfinite(x).all())
+    x = np.asarray(x, dtype=np.float32)  # what the float32 model computed on
+    assert y.shape == x.shape[:-1] + (4,)
+    if state is None and np.all(np.abs(x) < 1e30):  # beyond, W x may overflow: inf - inf is NaN
+        assert np.isfinite(y).all() and np.isfinite(h_n).all() and np.isfinite(c_n).all()
     if train is True:  # a successful training forward can be backpropagated
         dx, _ = model.backward(np.ones_like(y))
         assert dx.shape == x.shape
