@@ -24,7 +24,7 @@ from conftest import reference_run
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("explore", max_examples=2000, deadline=None,
+settings.register_profile("explore", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 
@@ -130,6 +130,10 @@ ARGUMENTS = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "
 @profile(max_examples=300)
 @given(name=st.sampled_from(ARGUMENTS), value=st.one_of(garbage(), st.integers(-3, 12)))
 def test_constructor_takes_any_value_of_any_argument(name, value):
+    # A valid but large size (LSTM(3, 20000) is 6.4 GB that fits in RAM) is no garbage: it would just
+    # make the test slow and hungry.
+    assume(not (name in ("input_size", "hidden_size", "num_layers") and isinstance(value, int)
+                and 1000 < value < 2**31))
     args = dict(input_size=3, hidden_size=4)
     args[name] = value
     try:
