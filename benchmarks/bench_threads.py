@@ -6,8 +6,9 @@ lstm_fast releases the GIL while the C++ core runs, so two Python threads callin
 run on two cores at once. With the library's own threading off (lf.set_num_threads(1): each call on
 its caller's thread) the work is N independent calls; it prints the time of all N on one thread,
 then split over two threads, and the ratio (the speedup; about 2 on two idle cores, 1 if the GIL
-were held). It also checks that the threaded results equal the serial ones bit for bit.
-The machine is shared and noisy: the medians of R repeats are shown.
+were held). "cores busy" is the process's CPU time over wall time: with the GIL held it could not
+exceed 1; on a machine other work shares it shows how much of the second core the threads got. It
+also checks that the threaded results equal the serial ones bit for bit. Medians of R repeats.
 """
 
 from __future__ import annotations
@@ -43,26 +44,29 @@ def main() -> None:
         out = [None] * args.calls
         chunks = [range(t, args.calls, threads) for t in range(threads)]
         workers = [threading.Thread(target=run, args=(c, out)) for c in chunks]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for w in workers:
             w.start()
         for w in workers:
             w.join()
-        return time.perf_counter() - start, out
+        wall = time.perf_counter() - start
+        return wall, (time.process_time() - cpu) / wall, out
 
-    one, two = [], []
-    serial_out = None
+    one, two, cores1, cores2 = [], [], [], []
     for _ in range(args.repeats):
-        t1, serial_out = timed(1)
-        t2, threaded_out = timed(2)
+        t1, c1, serial_out = timed(1)
+        t2, c2, threaded_out = timed(2)
         one.append(t1)
         two.append(t2)
+        cores1.append(c1)
+        cores2.append(c2)
         assert all(np.array_equal(a, b) for a, b in zip(serial_out, threaded_out)), "threaded != serial"
     m1, m2 = statistics.median(one), statistics.median(two)
-    print(f"cores: {os.cpu_count()}, ISA: {lf.isa()}, lf.set_num_threads(1)")
+    print(f"cores: {os.cpu_count()}, ISA: {lf.isa()}, lf.set_num_threads(1), load average {os.getloadavg()[0]:.2f}")
     print(f"{args.calls} calls of LSTM(64, 256) on x (100, 16, 64) float32, median of {args.repeats}")
-    print(f"  1 Python thread : {m1 * 1e3:8.1f} ms")
-    print(f"  2 Python threads: {m2 * 1e3:8.1f} ms")
+    # Cores busy = process CPU time / wall time: with the GIL held it could not exceed 1.
+    print(f"  1 Python thread : {m1 * 1e3:8.1f} ms, {statistics.median(cores1):.2f} cores busy")
+    print(f"  2 Python threads: {m2 * 1e3:8.1f} ms, {statistics.median(cores2):.2f} cores busy")
     print(f"  speedup 1 -> 2 threads: {m1 / m2:.2f}x  (results bitwise equal to serial)")
 
 
