@@ -10,6 +10,7 @@ import json
 import math
 import numbers
 import os
+import struct
 import tempfile
 from typing import Any, Mapping, NamedTuple, Optional, Tuple
 
@@ -618,6 +619,19 @@ class LSTM:
         return f"LSTM({', '.join(args)})"
 
 
+def _check_header_fields(path: str) -> None:
+    """Refuses unknown fields in a tensor's header entry, as the C++ loader does (the safetensors
+    package ignores them). Called after safetensors validated the header, so its length is sane."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    for name, entry in header.items():
+        if name != "__metadata__":
+            unknown = sorted(set(entry) - {"dtype", "shape", "data_offsets"})
+            if unknown:
+                raise ValueError(f"path {path!r}: tensor {name!r} has unknown header field(s) {unknown}")
+
+
 def load(path: "os.PathLike[str] | str") -> LSTM:
     """Reads a model file written by LSTM.save(). A file that is not one raises ValueError."""
     from safetensors import SafetensorError
@@ -633,6 +647,7 @@ def load(path: "os.PathLike[str] | str") -> LSTM:
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"path {path!r} is not a valid lstm_fast model file: {exc}") from exc
+    _check_header_fields(path)
     if metadata.get("format") != _FORMAT or "config" not in metadata:
         raise ValueError(f"path {path!r} is not an lstm_fast model file: its metadata has no "
                          f"format={_FORMAT!r} and config")

@@ -74,6 +74,7 @@ def cases() -> dict:
         "dtype_unknown": {"dtype": "F128", "shape": [12, 2], "data_offsets": [0, 96]},
         "dtype_bool": {"dtype": "BOOL", "shape": [12, 8], "data_offsets": [0, 96]},
         "dtype_int32": {"dtype": "I32", "shape": [12, 2], "data_offsets": [0, 96]},
+        "entry_extra_field": {"dtype": "F32", "shape": [12, 2], "data_offsets": [0, 96], "x": 1},
         "entry_not_object": [1, 2, 3],
     }.items():
         out[name] = file(*model(weight_ih_l0=entry))
