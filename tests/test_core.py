@@ -224,6 +224,10 @@ def test_set_num_threads_checks_its_argument():
         lf.set_num_threads(0)
     with pytest.raises(TypeError, match=r"num_threads must be an int, got float"):
         lf.set_num_threads(2.0)
+    with pytest.raises(ValueError, match=r"num_threads must be <= 1024, got 100000000000000000000"):
+        lf.set_num_threads(10**20)
+    with pytest.raises(ValueError, match=r"num_threads must be in \[1, 1024\], got 1025"):
+        _core.set_num_threads(1025)
 
 
 @pytest.mark.parametrize("kwargs", [dict(num_layers=2, bidirectional=True, proj_size=2, peephole=True),

@@ -165,3 +165,19 @@ def test_load_refuses_bad_files(tmp_path, programs, case):
     assert message in out.stdout, out.stdout
     with pytest.raises(ValueError):  # Python refuses the same file
         lf.load(bad)
+
+
+# ---- the hostile files of tests/fuzz/regressions (tests/test_untrusted_files.py loads them in Python) ----
+
+REGRESSIONS = sorted((ROOT / "tests" / "fuzz" / "regressions").iterdir())
+
+
+def test_cpp_loader_refuses_every_regression_file(programs):
+    # One process per file: a crash, an abort or a non-Error exception fails the file that caused it.
+    assert len(REGRESSIONS) >= 40
+    failures = []
+    for path in REGRESSIONS:
+        out = _run([programs["test_model"], "--load", path])
+        if out.returncode != 1 or not out.stdout.startswith("error: model file '"):
+            failures.append(f"{path.name}: exit {out.returncode}, {out.stdout[:200]!r} {out.stderr[-500:]!r}")
+    assert not failures, "\n".join(failures)

@@ -61,6 +61,31 @@ def test_batch_first_names_its_layout():
         model(np.zeros((2, 5, 4)))
 
 
+def _unaligned_copy(a):
+    """A C-contiguous copy of `a` whose data starts 4 bytes past an 8-byte boundary."""
+    raw = np.empty(a.nbytes + 12, np.uint8)
+    start = (-raw.ctypes.data) % 8 + 4
+    out = raw[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def test_unaligned_inputs_are_copied_not_read_in_place(rng):
+    # A float64 view at an odd byte offset is C-contiguous but not aligned: reading it in place would
+    # be undefined behaviour in the core (UBSan flagged it), so the Python layer copies it.
+    model = lf.LSTM(3, 4, dtype=np.float64, seed=0)
+    x = rng.normal(size=(5, 2, 3))
+    h0, c0 = rng.normal(size=(1, 2, 4)), rng.normal(size=(1, 2, 4))
+    ux, uh0, uc0 = _unaligned_copy(x), _unaligned_copy(h0), _unaligned_copy(c0)
+    assert ux.flags.c_contiguous and not ux.flags.aligned
+    y, (h_n, c_n) = model.forward(ux, (uh0, uc0))
+    dx, _ = model.backward(_unaligned_copy(np.ones_like(y)))
+    y2, (h_n2, c_n2) = model.forward(x, (h0, c0))
+    dx2, _ = model.backward(np.ones_like(y))
+    for a, b in ((y, y2), (h_n, h_n2), (c_n, c_n2), (dx, dx2)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_non_contiguous_and_integer_inputs_are_converted(model):
     x = np.arange(5 * 2 * 6, dtype=np.float64).reshape(5, 2, 6)[:, :, ::2] / 50  # strided float64
     y1, _ = model(x)
@@ -92,6 +117,7 @@ def test_bad_state(model, state, error, match):
         ([0, 5], ValueError, r"lengths must be in \[1, 5\] \(the sequence length\), got 0"),
         ([5], ValueError, r"lengths must have shape \(2,\), got \(1,\)"),
         ([5.0, 2.0], TypeError, r"lengths must hold integers, got dtype float64"),
+        ([[5], [2, 3]], TypeError, r"lengths must be an array of integers, got list"),
     ],
 )
 def test_bad_lengths(model, lengths, error, match):
@@ -174,6 +200,10 @@ def test_core_rejects_arrays_that_do_not_match_the_config():
         _core.forward(config, [(w[0], w[0]) + w[2:]], [2] * 5, 2, x, None, None, [], False)
     with pytest.raises(TypeError, match=r"cell 0 bias_ih must be a C-contiguous float32 array"):
         _core.forward(config, [w[:2] + (np.zeros(16),) + w[3:]], [2] * 5, 2, x, None, None, [], False)
+    unaligned = np.empty(10 * 3 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(10, 3)
+    assert unaligned.flags.c_contiguous and not unaligned.flags.aligned
+    with pytest.raises(TypeError, match=r"x must be aligned to its dtype"):
+        _core.forward(config, [w], [2] * 5, 2, unaligned, None, None, [], False)
     with pytest.raises(ValueError, match=r"batch_sizes must be >= 1 and non-increasing, got 2 at step 2"):
         _core.forward(config, [w], [2, 1, 2], 2, x[:5], None, None, [], False)
     with pytest.raises(ValueError, match=r"proj_size must be >= 0 and < hidden_size"):

@@ -41,6 +41,10 @@ T* array_data(const py::handle& obj, const std::vector<Index>& shape, const std:
     throw py::type_error(name + " must be a C-contiguous " + py::str(py::dtype::of<T>()).cast<std::string>() +
                          " array, got " + py::str(py::type::of(obj)).cast<std::string>());
   auto a = py::reinterpret_borrow<py::array>(obj);
+  // Contiguous is not enough: a view at an odd byte offset is unaligned, and reading a double there
+  // is undefined behaviour (the Python layer copies such arrays; this catches a bug upstream).
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::type_error(name + " must be aligned to its dtype (an unaligned view was passed)");
   std::vector<Index> got(a.shape(), a.shape() + a.ndim());
   if (got != shape) throw py::value_error(name + " must have shape " + shape_str(shape) + ", got " + shape_str(got));
   return static_cast<T*>(a.mutable_data());

@@ -6,6 +6,13 @@
 
 namespace lstm_fast::detail {
 
+// a * b for a, b >= 0, or -1 when the product exceeds `limit`: size products are checked before
+// anything is allocated or indexed with them.
+inline Index checked_mul(Index a, Index b, Index limit) {
+  if (a != 0 && b > limit / a) return -1;
+  return a * b;
+}
+
 struct CellDims {
   Index input_size;   // I_k
   Index hidden_size;  // H

@@ -5,11 +5,13 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "cell.hpp"  // checked_mul
 #include "lstm_fast/lstm_fast.hpp"
 #include "safetensors.hpp"
 
@@ -108,17 +110,31 @@ Model Model::load(const std::string& path) {
   const std::string what = "model file '" + path + "'";
   std::ifstream file(path, std::ios::binary);
   if (!file) throw Error("cannot open " + what + ": " + std::strerror(errno));
-  file.seekg(0, std::ios::end);
-  const std::streamoff end = file.tellg();
-  if (end < 0) throw Error("cannot read " + what);
-  const auto file_size = static_cast<std::uint64_t>(end);
-  file.seekg(0);
+  // The whole file, then the parser works on bytes in memory (the code path the fuzzer exercises).
+  // Read in chunks to the end rather than sized by seek/tell, which is meaningless for a directory,
+  // a pipe or a file that changes meanwhile: a read error is an Error, never a huge allocation.
+  std::string bytes;
+  std::vector<char> chunk(1 << 20);
+  while (file) {
+    file.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    bytes.append(chunk.data(), static_cast<size_t>(file.gcount()));
+  }
+  if (file.bad() || !file.eof()) throw Error("cannot read " + what + ": " + std::strerror(errno));
+  return from_bytes(bytes.data(), bytes.size(), what);
+}
 
+Model Model::load_from_bytes(const void* data, std::size_t size, const std::string& name) {
+  if (!data && size > 0) throw Error("load_from_bytes: data must not be null when size > 0");
+  return from_bytes(static_cast<const unsigned char*>(data), size, "model bytes '" + name + "'");
+}
+
+Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::string& what) {
+  const auto* bytes = static_cast<const unsigned char*>(data_ptr);
+  const auto file_size = static_cast<std::uint64_t>(size);
   unsigned char first8[8] = {};
-  if (file_size >= 8 && !file.read(reinterpret_cast<char*>(first8), 8)) throw Error("cannot read " + what);
+  if (file_size >= 8) std::memcpy(first8, bytes, 8);
   const std::uint64_t header_bytes = detail::header_length(first8, file_size, what);
-  std::string header(static_cast<size_t>(header_bytes), '\0');
-  if (!file.read(header.data(), static_cast<std::streamsize>(header_bytes))) throw Error("cannot read " + what);
+  const std::string_view header(reinterpret_cast<const char*>(bytes) + 8, static_cast<size_t>(header_bytes));
   const std::uint64_t data_start = 8 + header_bytes;
   const detail::SafetensorsHeader st = detail::parse_header(header, file_size - data_start, what);
 
@@ -187,14 +203,9 @@ Model Model::load(const std::string& path) {
   }
   m.params_.assign(static_cast<size_t>(total), 0.0f);
 
-  std::vector<unsigned char> bytes;
-  for (const Expected& e : expected) {
+  for (const Expected& e : expected) {  // parse_header checked that [begin, end) lies inside the data
     const detail::TensorInfo& t = *by_name.at(e.name);
-    bytes.resize(static_cast<size_t>(t.end - t.begin));
-    file.seekg(static_cast<std::streamoff>(data_start + t.begin));
-    if (!file.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
-      throw Error(what + ": cannot read tensor " + e.name + " (file truncated while reading?)");
-    detail::tensor_to_float(t, bytes.data(), m.params_.data() + offset_of(e), what);
+    detail::tensor_to_float(t, bytes + data_start + t.begin, m.params_.data() + offset_of(e), what);
   }
   if (c.bias) {
     for (CellOffsets& o : m.cells_)
@@ -217,6 +228,9 @@ State Model::initial_state(Index batch) const {
   if (cells_.empty()) throw Error("initial_state: the model is empty (use Model::load)");
   if (batch < 1) throw Error("initial_state: batch must be >= 1, got " + str(batch));
   const Index LD = config_.num_cells(), H = config_.hidden_size, R = config_.output_size();
+  if (detail::checked_mul(detail::checked_mul(LD, batch, kMaxElements), H, kMaxElements) < 0)
+    throw Error("initial_state: batch " + str(batch) + " needs a state of more than 2^" +
+                std::to_string(kMaxElementsLog2) + " numbers (L*D * batch * hidden_size)");
   State s;
   s.batch_ = batch;
   s.h.assign(static_cast<size_t>(LD * batch * R), 0.0f);

@@ -33,6 +33,20 @@ void check_weights(const Config& config, const std::vector<CellWeights<T>>& weig
   }
 }
 
+// The arrays of one call are [N, F] with F one of I, D*R, 4H (and the state [L*D, B, H or R]): each
+// must have a size that Index arithmetic and the allocator can hold.
+void check_schedule(const Config& config, const Schedule& schedule) {
+  if (schedule.batch < 1 || schedule.steps() < 1 || static_cast<Index>(schedule.offsets.size()) != schedule.steps() + 1)
+    throw Error("the schedule must come from Schedule::dense or Schedule::packed, with >= 1 step and row");
+  const Index widest = std::max({config.input_size, config.directions() * config.output_size(),
+                                 4 * config.hidden_size});
+  if (detail::checked_mul(schedule.rows(), widest, kMaxElements) < 0 ||
+      detail::checked_mul(detail::checked_mul(schedule.batch, config.num_cells(), kMaxElements),
+                          config.hidden_size, kMaxElements) < 0)
+    throw Error("a sequence of " + str(schedule.rows()) + " rows (batch " + str(schedule.batch) +
+                ") needs arrays of more than 2^" + str(kMaxElementsLog2) + " numbers for this model");
+}
+
 std::atomic<int> g_num_threads{std::max(1, static_cast<int>(std::thread::hardware_concurrency()))};
 
 // How a layer uses the thread budget. Starting a thread costs tens of microseconds and a barrier about
@@ -87,7 +101,10 @@ void run_directions(Index directions, bool parallel, Direction direction) {
 }  // namespace
 
 void set_num_threads(int num_threads) {
-  if (num_threads < 1) throw Error("num_threads must be >= 1, got " + std::to_string(num_threads));
+  // At most kMaxThreads: a team is started per layer call, and a typo like 10**6 would otherwise
+  // have every call try to start thousands of threads.
+  if (num_threads < 1 || num_threads > kMaxThreads)
+    throw Error("num_threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(num_threads));
   g_num_threads.store(num_threads);
 }
 
@@ -100,11 +117,37 @@ void Config::validate() const {
   if (proj_size < 0 || proj_size >= hidden_size)
     throw Error("proj_size must be >= 0 and < hidden_size (" + str(hidden_size) + "), got " +
                 str(proj_size));
+  // Each size below 2^31 and the whole parameter count below kMaxElements: then no product of sizes
+  // the library forms (4H * I_k, L*D * B * H, ...) wraps around, and an absurd configuration fails
+  // here with its numbers instead of as a failed allocation (or a wrapped one) later.
+  for (const auto& [name, value] : {std::pair<const char*, Index>{"input_size", input_size},
+                                    {"hidden_size", hidden_size}, {"num_layers", num_layers}})
+    if (value > kMaxSize) throw Error(std::string(name) + " must be <= 2^31 - 1, got " + str(value));
+  const Index H = hidden_size, R = output_size();
+  auto layer_params = [&](Index k) -> Index {  // -1 past kMaxElements
+    // Per cell: W_ih [4H, I_k], W_hh [4H, R], two biases [4H]; W_hr [R, H]; peepholes [3, H].
+    const Index gates = detail::checked_mul(4 * H, layer_input_size(k) + R + 2, kMaxElements);
+    return gates < 0 ? -1 : detail::checked_mul(gates + R * H + 3 * H, directions(), kMaxElements);
+  };
+  Index total = layer_params(0);
+  if (total >= 0 && num_layers > 1) {  // layers 1.. are alike
+    const Index one = layer_params(1);
+    const Index rest = one < 0 ? -1 : detail::checked_mul(one, num_layers - 1, kMaxElements);
+    total = (rest < 0 || rest > kMaxElements - total) ? -1 : total + rest;
+  }
+  if (total < 0)
+    throw Error("the parameters of input_size=" + str(input_size) + ", hidden_size=" + str(hidden_size) +
+                ", num_layers=" + str(num_layers) + ", proj_size=" + str(proj_size) +
+                (bidirectional ? ", bidirectional" : "") + " number more than 2^" + str(kMaxElementsLog2) +
+                ": too many to allocate");
 }
 
 Schedule Schedule::dense(Index steps, Index batch) {
   if (steps < 1) throw Error("the sequence must have >= 1 steps, got " + str(steps));
   if (batch < 1) throw Error("the batch must have >= 1 rows, got " + str(batch));
+  if (detail::checked_mul(steps, batch, kMaxElements) < 0)
+    throw Error("steps * batch = " + str(steps) + " * " + str(batch) + " rows are more than 2^" +
+                str(kMaxElementsLog2) + ": no such input fits in memory");
   return packed(std::vector<Index>(static_cast<size_t>(steps), batch), batch);
 }
 
@@ -122,6 +165,8 @@ Schedule Schedule::packed(std::vector<Index> batch_sizes, Index batch) {
     if (b < 1 || (t > 0 && b > batch_sizes[t - 1]))
       throw Error("batch_sizes must be >= 1 and non-increasing, got " + str(b) + " at step " +
                   str(static_cast<Index>(t)));
+    if (s.offsets[t] > kMaxElements - b)
+      throw Error("batch_sizes add up to more than 2^" + str(kMaxElementsLog2) + " rows");
     s.offsets[t + 1] = s.offsets[t] + b;
   }
   s.batch_sizes = std::move(batch_sizes);
@@ -134,6 +179,7 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
              Trace<T>* trace) {
   config.validate();
   check_weights(config, weights);
+  check_schedule(config, schedule);
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();
   const Index H = config.hidden_size, B = schedule.batch, N = schedule.rows();
   if (trace) {
@@ -154,7 +200,11 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
       out = layer_out.data();
     }
     // The directions write disjoint columns of `out` and their own state and trace.
-    const auto [parallel, threads] = layer_threads(config, dims, schedule);
+    // Plain variables, not a structured binding: C++17 does not let the lambda below capture one
+    // (GCC accepts it, clang rejects it).
+    const LayerThreads plan = layer_threads(config, dims, schedule);
+    const bool parallel = plan.directions_parallel;
+    const int threads = plan.step_threads;
     run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
       detail::cell_kernels<T>().forward(dims, weights[cell], schedule, d == 1, in, h0 ? h0 + cell * B * R : nullptr,
@@ -178,6 +228,12 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
               const T* dh_n, const T* dc_n, T* dx, T* dh0, T* dc0, const std::vector<CellGrads<T>>& grads) {
   const Config& config = trace.config;
   const Schedule& schedule = trace.schedule;
+  // A Trace that no training forward filled (default-constructed, or from an inference call) has
+  // nothing to backpropagate through: refuse it rather than index its empty vectors.
+  if (trace.cells.empty() || static_cast<Index>(trace.cells.size()) != config.num_cells() ||
+      static_cast<Index>(trace.layer_inputs.size()) != config.num_layers || schedule.steps() < 1)
+    throw Error("backward needs the trace of a training forward (forward with a non-null trace) first");
+  config.validate();
   check_weights(config, weights);
   if (static_cast<Index>(grads.size()) != config.num_cells())
     throw Error("grads must hold " + str(config.num_cells()) + " cells, got " +
@@ -197,7 +253,11 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     }
     // Both directions read the same input, so dX is the sum of theirs: in sequence the reverse
     // direction adds into din; in parallel it writes its own buffer, added after the join.
-    const auto [parallel, threads] = layer_threads(config, dims, schedule);
+    // Plain variables, not a structured binding: C++17 does not let the lambda below capture one
+    // (GCC accepts it, clang rejects it).
+    const LayerThreads plan = layer_threads(config, dims, schedule);
+    const bool parallel = plan.directions_parallel;
+    const int threads = plan.step_threads;
     if (parallel) dx_reverse.resize(static_cast<size_t>(N * dims.input_size));
     run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;

@@ -10,6 +10,7 @@ import json
 import math
 import numbers
 import os
+import struct
 import tempfile
 from typing import Any, Mapping, NamedTuple, Optional, Tuple
 
@@ -51,6 +52,32 @@ def _float_arg(name: str, value: Any) -> float:
     return value
 
 
+# Sizes the C++ core accepts (cpp/include/lstm_fast/network.hpp: kMaxSize, kMaxElements). Checked here
+# first so that the error names the Python argument.
+_MAX_SIZE = 2**31 - 1
+_MAX_ELEMENTS = 2**48
+
+
+def _physical_memory() -> Optional[int]:
+    """Bytes of RAM of this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_fits(what: str, numbers: int, dtype: np.dtype) -> None:
+    """Refuses, before anything is allocated, `numbers` of `dtype` that could never be held: more than
+    the core's limit, or more bytes than this machine has RAM. (NumPy would raise MemoryError only
+    after trying, or the OS would start swapping.)"""
+    nbytes = numbers * np.dtype(dtype).itemsize
+    memory = _physical_memory()
+    if numbers > _MAX_ELEMENTS or (memory is not None and nbytes > memory):
+        limit = f"this machine's memory ({memory / 2**30:.1f} GiB)" if memory is not None else "2^48 numbers"
+        raise ValueError(f"{what}: {numbers} numbers ({nbytes / 2**30:.3g} GiB of {np.dtype(dtype)}) are "
+                         f"more than {limit}")
+
+
 def _as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
     """`value` as a C-contiguous array of `dtype`; real numbers of any dtype are converted."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
@@ -61,7 +88,14 @@ def _as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
         raise TypeError(f"{name} must be an array of real numbers, got {type(value).__name__}") from exc
     if array.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=dtype)
+    return _core_ready(array, dtype)
+
+
+def _core_ready(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`array` itself when it is C-contiguous, of `dtype` and aligned to it, else such a copy. (A view
+    into a byte buffer at an odd offset is contiguous but not aligned: the core must not read a double
+    at an address that is not a multiple of 8, which is undefined behaviour in C++.)"""
+    return np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
 def _shape(shape: Tuple[int, ...]) -> str:
@@ -117,7 +151,10 @@ def _packing(steps: int, batch: int, lengths: Any) -> _Packing:
         return _Packing(steps, batch, [batch] * steps, None, None, None)
     if hasattr(lengths, "detach") and hasattr(lengths, "cpu"):
         lengths = lengths.detach().cpu().numpy()
-    lengths = np.asarray(lengths)
+    try:
+        lengths = np.asarray(lengths)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"lengths must be an array of integers, got {type(lengths).__name__}") from exc
     if lengths.dtype.kind not in "iu":
         raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
     _check_shape("lengths", lengths, (batch,))
@@ -198,6 +235,17 @@ class LSTM:
         dtype: Any = np.float32,
         seed: Optional[int] = None,
     ) -> None:
+        self._configure(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                        dropout=dropout, bidirectional=bidirectional, proj_size=proj_size, peephole=peephole,
+                        forget_bias=forget_bias, dtype=dtype, seed=seed)
+        self._params = self._init_params()
+
+    def _configure(self, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
+                   batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                   proj_size: int = 0, peephole: bool = False, forget_bias: float = 0.0,
+                   dtype: Any = np.float32, seed: Optional[int] = None) -> None:
+        """Checks the constructor arguments and sets everything but the parameters (lf.load checks a
+        file's tensors against the configuration before any parameter is allocated)."""
         input_size = _int_arg("input_size", input_size, 1)
         hidden_size = _int_arg("hidden_size", hidden_size, 1)
         num_layers = _int_arg("num_layers", num_layers, 1)
@@ -222,15 +270,20 @@ class LSTM:
             raise TypeError(f"dtype must be np.float32 or np.float64, got {self.dtype}")
         if seed is not None:
             seed = _int_arg("seed", seed, 0)
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if value > _MAX_SIZE:
+                raise ValueError(f"{name} must be <= {_MAX_SIZE}, got {value}")
 
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.proj_size, self.dropout, self.forget_bias, self.seed = proj_size, dropout, forget_bias, seed
+        # Python ints: no overflow however absurd the sizes (LSTM(10**9, 10**9) is 4e18 numbers).
+        _check_fits(f"the parameters of {self!r}", self._num_params(), self.dtype)
         self._config = _core.Config(
             input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, proj_size=proj_size,
             bias=self.bias, bidirectional=self.bidirectional, peephole=self.peephole,
         )
         self._rng = np.random.default_rng(seed)
-        self._params = self._init_params()
+        self._params: dict = {}
         self.grads: dict = {}
         self._training_run: Optional[_TrainingRun] = None
 
@@ -251,6 +304,16 @@ class LSTM:
         for k in range(self.num_layers):
             for suffix in ("", "_reverse")[: self.num_directions]:
                 yield k, suffix
+
+    def _num_params(self) -> int:
+        """The number of parameters, from the sizes alone (_param_shapes would list 2^31 layers)."""
+        H, R, D = self.hidden_size, self.output_size, self.num_directions
+
+        def layer(input_size: int) -> int:
+            return D * (4 * H * (input_size + R) + 8 * H * self.bias + R * H * (self.proj_size > 0)
+                        + 3 * H * self.peephole)
+
+        return layer(self.input_size) + (self.num_layers - 1) * layer(D * R)
 
     def _param_shapes(self) -> dict:
         """torch.nn.LSTM's state_dict keys and shapes in its order, then the peephole weights."""
@@ -284,8 +347,10 @@ class LSTM:
         """The core's per-cell 6-tuples."""
         cells = []
         for k, sfx in self._cell_names():
-            cells.append(tuple(params.get(f"{kind}_l{k}{sfx}") for kind in
-                               ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")))
+            arrays = (params.get(f"{kind}_l{k}{sfx}") for kind in
+                      ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep"))
+            # The model's own arrays are aligned; a copy only if someone swapped in an unaligned view.
+            cells.append(tuple(None if a is None else _core_ready(a, self.dtype) for a in arrays))
         return cells
 
     # -- parameters ----------------------------------------------------------------------------------
@@ -325,6 +390,8 @@ class LSTM:
         """Zero (h, c): h (L*D, B, R), c (L*D, B, H); without the B axis when batch_size is None."""
         LD = self.num_layers * self.num_directions
         batch = () if batch_size is None else (_int_arg("batch_size", batch_size, 1),)
+        _check_fits(f"the state of initial_state(batch_size={batch_size})",
+                    LD * math.prod(batch) * (self.output_size + self.hidden_size), self.dtype)
         return (np.zeros((LD,) + batch + (self.output_size,), self.dtype),
                 np.zeros((LD,) + batch + (self.hidden_size,), self.dtype))
 
@@ -351,6 +418,14 @@ class LSTM:
             raise ValueError("lengths needs batched input (T, B, I); got unbatched input (T, I)")
         packing = _packing(T, B, lengths)
         h0, c0 = self._check_state("state", state, B, unbatched)
+        # What the call allocates beyond x: y, and in training each cell's trace (gates, c, c_prev,
+        # h_prev) and each layer's input. A small x can ask for a huge y when D*R >> I.
+        rows, H, DR = sum(packing.batch_sizes), self.hidden_size, self.num_directions * self.output_size
+        numbers = rows * DR
+        if train:
+            cells = self.num_layers * self.num_directions
+            numbers += rows * (cells * (6 * H + self.output_size) + self.input_size + (self.num_layers - 1) * DR * 2)
+        _check_fits(f"the output{' and trace' if train else ''} of x of shape {_shape(x.shape)}", numbers, self.dtype)
         masks = self._dropout_masks(sum(packing.batch_sizes)) if train else []
         weights = self._weights(self._params)
         y, h_n, c_n, trace = _core.forward(
@@ -575,6 +650,19 @@ class LSTM:
         return f"LSTM({', '.join(args)})"
 
 
+def _check_header_fields(path: str) -> None:
+    """Refuses unknown fields in a tensor's header entry, as the C++ loader does (the safetensors
+    package ignores them). Called after safetensors validated the header, so its length is sane."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    for name, entry in header.items():
+        if name != "__metadata__":
+            unknown = sorted(set(entry) - {"dtype", "shape", "data_offsets"})
+            if unknown:
+                raise ValueError(f"path {path!r}: tensor {name!r} has unknown header field(s) {unknown}")
+
+
 def load(path: "os.PathLike[str] | str") -> LSTM:
     """Reads a model file written by LSTM.save(). A file that is not one raises ValueError."""
     from safetensors import SafetensorError
@@ -590,15 +678,38 @@ def load(path: "os.PathLike[str] | str") -> LSTM:
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"path {path!r} is not a valid lstm_fast model file: {exc}") from exc
+    _check_header_fields(path)
     if metadata.get("format") != _FORMAT or "config" not in metadata:
         raise ValueError(f"path {path!r} is not an lstm_fast model file: its metadata has no "
                          f"format={_FORMAT!r} and config")
     try:
         config = json.loads(metadata["config"])
         if not isinstance(config, dict):
-            raise ValueError("config is not an object")
-        lstm = LSTM(**config)
-    except (ValueError, TypeError) as exc:
+            raise ValueError(f"config must be a JSON object, got {type(config).__name__}")
+        # Configured but not initialised: a hostile config (huge sizes) must fail on the tensors it
+        # does not match, not allocate first.
+        lstm = LSTM.__new__(LSTM)
+        lstm._configure(**config)
+    except (ValueError, TypeError, RecursionError) as exc:
         raise ValueError(f"path {path!r} has an invalid config in its metadata: {exc}") from exc
-    lstm.load_state_dict(tensors)
+    # The count first: a config of 10**7 tiny layers must not make us list 4 * 10**7 expected names.
+    per_cell = 2 + 2 * lstm.bias + (lstm.proj_size > 0) + lstm.peephole
+    count = lstm.num_layers * lstm.num_directions * per_cell
+    if count != len(tensors):
+        raise ValueError(f"path {path!r} does not hold the tensors its config implies: {count} expected, "
+                         f"{len(tensors)} found")
+    expected = lstm._param_shapes()
+    unexpected = [k for k in tensors if k not in expected]
+    missing = [k for k in expected if k not in tensors]
+    if unexpected or missing:
+        raise ValueError(f"path {path!r} does not hold the tensors its config implies: "
+                         f"missing {missing}, unexpected {unexpected}")
+    for name, shape in expected.items():
+        array = tensors[name]
+        if array.dtype not in _DTYPES:  # what the C++ loader reads too
+            raise ValueError(f"path {path!r}: tensor {name!r} must be float32 or float64, got {array.dtype}")
+        if array.shape != shape:
+            raise ValueError(f"path {path!r}: state_dict[{name!r}] must have shape {_shape(shape)}, "
+                             f"got {_shape(array.shape)}")
+        lstm._params[name] = np.ascontiguousarray(array, dtype=lstm.dtype)
     return lstm

@@ -11,7 +11,10 @@ def set_num_threads(num_threads: int) -> None:
     threads shares it, each owning a slice of the hidden units; a bidirectional layer runs its two
     directions side by side. 1 keeps every call on the caller's thread. The default is the number of
     hardware threads."""
-    _core.set_num_threads(_int_arg("num_threads", num_threads, 1))
+    num_threads = _int_arg("num_threads", num_threads, 1)
+    if num_threads > 1024:  # the core's kMaxThreads; checked here so that 10**20 is no overflow error
+        raise ValueError(f"num_threads must be <= 1024, got {num_threads}")
+    _core.set_num_threads(num_threads)
 
 
 def get_num_threads() -> int:

@@ -72,6 +72,11 @@ class Model {
   // config implies. Anything else throws Error naming the problem. float64 weights become float32.
   static Model load(const std::string& path);
 
+  // The same checks and result as load, on the bytes of a model file already in memory (embedded in
+  // the program, read from an archive or a socket). `name` only labels error messages. The bytes are
+  // copied and converted: they need not outlive the call, nor be aligned.
+  static Model load_from_bytes(const void* data, std::size_t size, const std::string& name = "<memory>");
+
   const Config& config() const { return config_; }
   Index input_size() const { return config_.input_size; }    // I
   Index hidden_size() const { return config_.hidden_size; }  // H
@@ -112,6 +117,7 @@ class Model {
     Index bias = -1;  // b_ih + b_hh [4H], summed once for step
   };
   void check_state(const State& state, const char* call) const;
+  static Model from_bytes(const void* data, std::size_t size, const std::string& what);
 
   Config config_;
   std::string config_json_;

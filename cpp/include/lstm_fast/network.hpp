@@ -11,7 +11,9 @@
 //   h_t = o * tanh(c_t)                 or, with a projection (LSTMP):  h_t = W_hr (o * tanh(c_t))
 // The peephole weights p (Gers & Schmidhuber 2000) are present only when Config::peephole is set.
 //
-// Layout. Every array is dense and row-major. Sequences are *packed* like torch's PackedSequence:
+// Layout. Every array is dense and row-major, and aligned to its element type like any T* in C++
+// (UBSan flags a double read at an address that is not a multiple of 8; the Python layer copies such
+// NumPy views). Sequences are *packed* like torch's PackedSequence:
 // the batch is sorted by length (longest first), so the rows active at step t are rows
 // 0 .. batch_sizes[t]-1, and the rows of all steps are stored one step after another:
 //   x: [N, I] with N = sum_t batch_sizes[t]; step t starts at row offsets[t].
@@ -38,6 +40,13 @@ class Error : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// Limits on sizes, so that every product of them the library forms fits an Index: each of input_size,
+// hidden_size and num_layers at most kMaxSize, and any one array (the parameters of a stack, a
+// sequence's [N, F] arrays) at most kMaxElements numbers. Larger ones throw Error before allocating.
+constexpr Index kMaxSize = 0x7fffffff;  // 2^31 - 1
+constexpr int kMaxElementsLog2 = 48;    // 2^48 numbers: 1 PiB of float, beyond any machine
+constexpr Index kMaxElements = Index(1) << kMaxElementsLog2;
+
 // The shape of an LSTM stack: the constructor arguments of torch.nn.LSTM plus `peephole`.
 struct Config {
   Index input_size = 0;   // I
@@ -54,7 +63,9 @@ struct Config {
     return layer == 0 ? input_size : directions() * output_size();
   }
   Index num_cells() const { return num_layers * directions(); }        // one cell per layer and direction
-  void validate() const;  // throws Error naming the offending field
+  // Throws Error naming the offending field: sizes >= 1 and <= kMaxSize, 0 <= proj_size < hidden_size,
+  // and at most kMaxElements parameters in all.
+  void validate() const;
 };
 
 // The weights of one layer in one direction, in torch.nn.LSTM's layout. Cell k*D + d is layer k,
@@ -153,7 +164,8 @@ struct Trace {
 // (each owning a slice of the hidden units, with a barrier per step) when each step has enough work,
 // and a bidirectional layer runs its two directions side by side; 1 keeps every call on the
 // caller's thread. The default is the number of hardware threads. Process-wide; thread-safe.
-void set_num_threads(int num_threads);
+constexpr int kMaxThreads = 1024;
+void set_num_threads(int num_threads);  // throws Error unless 1 <= num_threads <= kMaxThreads
 int get_num_threads();
 
 // The instruction set the kernels run with: "baseline" (what the compiler targets by default: SSE2 on

@@ -1,0 +1,116 @@
+"""Threads: one model shared for inference, separate models trained side by side, all equal to serial.
+
+The GIL is released while the core works; how much that buys is measured by
+benchmarks/bench_threads.py, not here (no timing in tests).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import lstm_fast as lf
+
+THREADS = 8
+
+
+def run_in_threads(jobs):
+    """Runs every job on its own thread, all released at once; returns their results in order."""
+    results = [None] * len(jobs)
+    errors = []
+    start = threading.Barrier(len(jobs))
+
+    def worker(k):
+        try:
+            start.wait()
+            results[k] = jobs[k]()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(num_layers=2, bidirectional=True),  # directions side by side, within each call
+    dict(proj_size=16, peephole=True),       # a team of threads shares each step (B*4H*R is large)
+])
+def test_one_model_from_eight_threads_equals_serial(rng, kwargs):
+    model = lf.LSTM(16, 64, seed=0, **kwargs)
+    inputs = [rng.normal(size=(20, 8, 16)).astype(np.float32) for _ in range(THREADS)]
+    lengths = [None if k % 2 else rng.integers(1, 21, size=8) for k in range(THREADS)]
+    serial = [model(x, lengths=n) for x, n in zip(inputs, lengths)]
+    for _ in range(3):  # several rounds: interleavings differ
+        concurrent = run_in_threads([lambda x=x, n=n: model(x, lengths=n) for x, n in zip(inputs, lengths)])
+        for (y, (h, c)), (y_s, (h_s, c_s)) in zip(concurrent, serial):
+            np.testing.assert_array_equal(y, y_s)
+            np.testing.assert_array_equal(h, h_s)
+            np.testing.assert_array_equal(c, c_s)
+
+
+def test_one_model_streamed_from_eight_threads_equals_serial(rng):
+    model = lf.LSTM(4, 32, num_layers=2, seed=1)
+    inputs = [rng.normal(size=(30, 2, 4)) for _ in range(THREADS)]
+
+    def stream(x):
+        state, ys = model.initial_state(2), []
+        for x_t in x:
+            y_t, state = model.step(x_t, state)
+            ys.append(y_t)
+        return np.stack(ys), state
+
+    serial = [stream(x) for x in inputs]
+    concurrent = run_in_threads([lambda x=x: stream(x) for x in inputs])
+    for (y, (h, c)), (y_s, (h_s, c_s)) in zip(concurrent, serial):
+        np.testing.assert_array_equal(y, y_s)
+        np.testing.assert_array_equal(h, h_s)
+        np.testing.assert_array_equal(c, c_s)
+
+
+def train(seed, steps=15):
+    """A few SGD steps of a fresh model on its own data: the final weights and loss."""
+    rng = np.random.default_rng(seed)
+    model = lf.LSTM(8, 32, num_layers=2, dropout=0.2, seed=seed)
+    x, target = rng.normal(size=(25, 4, 8)), rng.normal(size=(25, 4, 32))
+    for _ in range(steps):
+        y, _ = model.forward(x, train=True)
+        model.backward(2 * (y - target) / y.size)
+        for name, p in model.state_dict().items():
+            p -= 0.1 * model.grads[name]
+    return {k: v.copy() for k, v in model.state_dict().items()}, float(np.mean((model(x)[0] - target) ** 2))
+
+
+def test_separate_models_train_concurrently_like_serially():
+    serial = [train(seed) for seed in range(4)]
+    concurrent = run_in_threads([lambda seed=seed: train(seed) for seed in range(4)])
+    for (weights, loss), (weights_s, loss_s) in zip(concurrent, serial):
+        assert loss == loss_s
+        for name in weights_s:
+            np.testing.assert_array_equal(weights[name], weights_s[name])
+
+
+def test_set_num_threads_from_another_thread_while_models_run(rng):
+    # The thread budget is read once per layer: changing it mid-flight is safe, and results agree with
+    # serial ones to rounding (a different team splits the products differently).
+    model = lf.LSTM(16, 64, num_layers=2, bidirectional=True, seed=2, dtype=np.float64)
+    x = rng.normal(size=(30, 8, 16))
+    expected, _ = model(x)
+    before = lf.get_num_threads()
+    try:
+        def flip():
+            for k in range(200):
+                lf.set_num_threads(1 + k % 3)
+
+        results = run_in_threads([flip] + [lambda: model(x)[0] for _ in range(4)])
+    finally:
+        lf.set_num_threads(before)
+    for y in results[1:]:
+        np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
