@@ -204,26 +204,38 @@ def report(run: Run, args, *, ylabel: str = "training loss (moving average)") ->
         print(f"Test: {run.test_wrong} wrong of {run.test_size} fresh sequences.")
     print("| task | model | sequences to criterion | wrong of test | wall time | threads |")
     print(run.row())
+    if plot_curve(run.__dict__, stem + ".png", ylabel=ylabel):
+        print(f"Wrote {stem}.png and {stem}.json")
+    else:
+        print(f"Wrote {stem}.json (matplotlib is not installed: no plot; "
+              f"pip install \"lstm_fast[examples]\")")
+
+
+def plot_curve(run: dict, path: str, *, ylabel: str = "training loss (moving average)") -> bool:
+    """The learning curve of a run (a Run's __dict__, or its JSON) as a small PNG; False without
+    matplotlib."""
     try:
         import matplotlib  # optional: pip install "lstm_fast[examples]"
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
-        print("(matplotlib is not installed: no plot; pip install \"lstm_fast[examples]\")")
-        return
-    seqs = np.array([c[0] for c in run.curve], dtype=float)
+        return False
+    curve = run["curve"]
+    seqs = np.array([c[0] for c in curve], dtype=float)
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.semilogy(seqs, [max(c[1], 1e-12) for c in run.curve], color="tab:blue")
+    ax.semilogy(seqs, [max(c[1], 1e-12) for c in curve], color="tab:blue")
     ax.set_xlabel("training sequences")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
     ax.set_ylabel(ylabel, color="tab:blue")
     ax2 = ax.twinx()
-    ax2.plot(seqs, [c[2] for c in run.curve], color="tab:orange")
+    ax2.plot(seqs, [c[2] for c in curve], color="tab:orange")
     ax2.set_ylim(-0.02, 1.02)
     ax2.set_ylabel("recent sequences correct", color="tab:orange")
-    title = f"{run.task}, {run.model}: " + (f"criterion at {run.sequences:,}" if run.solved
-                                             else f"not solved in {run.sequences:,}")
+    title = f"{run['task']}, {run['model']}: " + (f"criterion at {run['sequences']:,}" if run["solved"]
+                                                  else f"not solved in {run['sequences']:,}")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(stem + ".png", dpi=80)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
-    print(f"Wrote {stem}.png and {stem}.json")
+    return True
