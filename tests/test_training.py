@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import lstm_fast as lf
-from lstm_fast import nn, optim, training
+from lstm_fast import nn, optim, tasks, training
 from lstm_fast.rnn import RNN
 
 
@@ -121,3 +121,50 @@ def test_recent_criterion_needs_a_full_window_all_correct_and_a_low_error():
     assert not crit.update([True] * 5, [0.02] * 5)          # average error too high
     assert crit.update([False] * 3 + [True] * 5, [1.0] * 3 + [0.0] * 5)  # a batch larger than the window
     assert crit.seen == 24 and crit.accuracy() == 1.0
+
+
+def test_short_training_runs_reach_a_loss_threshold_within_a_step_budget():
+    """End to end with the package's pieces: an LSTM learns a short temporal order task, and
+    truncated BPTT trains on a stream (echo the input 3 steps later) chunk by chunk."""
+    rng = np.random.default_rng(0)
+    lstm = lf.LSTM(8, 16, seed=0)
+    training.chrono_init(lstm, 20, rng=0)
+    head = nn.Linear(16, 4, seed=1)
+    opt = optim.Adam(optim.combine(lstm=lstm.state_dict(), head=head.params), lr=1e-2)
+    losses = []
+    for _ in range(200):  # step budget, not wall clock
+        x, labels, lengths = tasks.temporal_order(32, rng, min_len=20, max_len=22, t1_range=(2, 4),
+                                                  t2_range=(10, 12))
+        y, (h_n, _) = lstm.forward(x, lengths=lengths, train=True)
+        loss, dlogits = nn.softmax_cross_entropy(head(h_n[0]), labels)
+        dy = np.zeros_like(y)
+        dy[lengths - 1, np.arange(32)] = head.backward(dlogits)
+        lstm.backward(dy)
+        grads = optim.combine(lstm=lstm.grads, head=head.grads)
+        optim.clip_grad_norm(grads, 1.0)
+        opt.step(grads)
+        losses.append(loss)
+    assert np.mean(losses[:20]) > 1.2 and np.mean(losses[-20:]) < 0.1
+
+    lstm = lf.LSTM(1, 16, seed=0)
+    head = nn.Linear(16, 1, seed=1)
+    opt = optim.Adam(optim.combine(lstm=lstm.state_dict(), head=head.params), lr=1e-2)
+    state, losses = None, []
+    for _ in range(60):  # 60 stream segments of 100 steps, 10 chunks of 10 each
+        x = rng.choice([-1.0, 1.0], size=(100, 16, 1)).astype(np.float32)
+        target = np.concatenate([np.zeros((3, 16, 1), np.float32), x[:-3]])
+
+        def loss_and_grad(y, t0):
+            pred = head(y)
+            loss, dpred = nn.mse_loss(pred, target[t0:t0 + y.shape[0]])
+            return loss, head.backward(dpred)
+
+        def step(g):
+            optim.clip_grad_norm(g, 1.0)
+            opt.step(g)
+
+        result = training.truncated_bptt(lstm, x, 10, loss_and_grad, state=state, step=step,
+                                         grads=lambda: optim.combine(lstm=lstm.grads, head=head.grads))
+        state = result.state
+        losses.append(result.loss / result.chunks)
+    assert losses[0] > 0.5 and np.mean(losses[-5:]) < 0.1  # guessing gives 1.0

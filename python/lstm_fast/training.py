@@ -95,8 +95,7 @@ def truncated_bptt(model, x, chunk_len: int, loss_and_grad: Callable, *, state=N
         if step is not None:
             step(g)
         elif summed is None:
-            summed = {name: np.array(a, dtype=np.float64 if a.dtype == np.float64 else a.dtype)
-                      for name, a in g.items()}
+            summed = {name: np.array(a, copy=True) for name, a in g.items()}
         else:
             for name, a in g.items():
                 summed[name] += a
