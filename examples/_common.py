@@ -144,6 +144,7 @@ class Run:
     threads: int = 1
     notes: str = ""
     curve: list = field(default_factory=list)  # (sequences, loss, recent accuracy)
+    plot_title: str = ""  # default: task, model and the outcome
 
     def row(self) -> str:
         reached = (f"{self.sequences:,}" if self.solved
@@ -232,8 +233,9 @@ def plot_curve(run: dict, path: str, *, ylabel: str = "training loss (moving ave
     ax2.plot(seqs, [c[2] for c in curve], color="tab:orange")
     ax2.set_ylim(-0.02, 1.02)
     ax2.set_ylabel("recent sequences correct", color="tab:orange")
-    title = f"{run['task']}, {run['model']}: " + (f"criterion at {run['sequences']:,}" if run["solved"]
-                                                  else f"not solved in {run['sequences']:,}")
+    title = run.get("plot_title") or (
+        f"{run['task']}, {run['model']}: " + (f"criterion at {run['sequences']:,}" if run["solved"]
+                                             else f"not solved in {run['sequences']:,}"))
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)

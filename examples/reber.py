@@ -94,7 +94,10 @@ def main(argv=None) -> int:
                           solved=len(solved) == len(runs), sequences=max(r.sequences for r in runs),
                           seconds=sum(r.seconds for r in runs), test_size=args.test_size,
                           test_wrong=max(r.test_wrong for r in runs), threads=args.threads,
-                          curve=runs[0].curve)
+                          curve=runs[0].curve,
+                          plot_title=f"embedded Reber, {args.model}, trial 1 of {len(runs)}: "
+                                     + (f"criterion at {runs[0].sequences:,}" if runs[0].solved
+                                        else f"not solved in {runs[0].sequences:,}"))
     counts = sorted(r.sequences for r in solved)
     summary.notes = (f"{len(solved)} of {len(runs)} trials solved"
                      + (f", strings to criterion min {counts[0]:,} / median {int(np.median(counts)):,} "
