@@ -39,3 +39,13 @@ def test_example_rejects_bad_flags(tmp_path):
     out = subprocess.run([sys.executable, str(EXAMPLES / "adding.py"), "--seq-len", "5"],
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 2 and "--seq-len must be >= 10" in out.stderr
+
+
+def test_vanishing_gradient_example_prints_its_table(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = subprocess.run([sys.executable, str(EXAMPLES / "vanishing_gradient.py"), "--quick", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in out.stdout.splitlines() if line.startswith("| ")}
+    assert "tanh RNN" in rows and "LSTM, chrono t_max 1000" in rows
+    assert (tmp_path / "vanishing_gradient.png").read_bytes().startswith(b"\x89PNG")
