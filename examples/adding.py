@@ -29,7 +29,7 @@ from lstm_fast import nn, optim, tasks, training
 
 
 def main(argv=None) -> int:
-    p = _common.parser(__doc__.split("\n")[0], hidden=64, batch=8, lr=3e-3, max_sequences=900_000,
+    p = _common.parser(__doc__.split("\n")[0], hidden=32, batch=8, lr=3e-3, max_sequences=900_000,
                        rnn_max_sequences=100_000)
     p.add_argument("--seq-len", type=int, default=100, help="T, the minimal sequence length")
     p.add_argument("--no-chrono", action="store_true",

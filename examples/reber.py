@@ -27,10 +27,6 @@ import _common
 from lstm_fast import nn, optim, tasks
 
 
-def encode(strings):
-    return tasks.reber_batch(strings)
-
-
 def one_trial(args, seed, trial_label):
     rng = np.random.default_rng(seed)
     train_strings = tasks.reber_strings(256, rng)
@@ -40,7 +36,7 @@ def one_trial(args, seed, trial_label):
         s = tasks.reber_strings(1, rng)[0]
         if s not in train_set:
             test_strings.append(s)
-    check = encode(train_strings + test_strings)
+    check = tasks.reber_batch(train_strings + test_strings)
     model = _common.Model(args.model, len(tasks.REBER_SYMBOLS), args.hidden, len(tasks.REBER_SYMBOLS),
                           seed, forget_bias=1.0)
     opt = optim.Adam(model.params(), lr=args.lr)
@@ -60,7 +56,7 @@ def one_trial(args, seed, trial_label):
 
     def step():
         picked = [train_strings[i] for i in rng.integers(0, len(train_strings), args.batch)]
-        x, targets, _, lengths = encode(picked)
+        x, targets, _, lengths = tasks.reber_batch(picked)
         loss, _ = model.train_all(x, lengths, loss_fn(targets, lengths), opt, args.clip)
         xc, _, possible, lc = check
         correct = tasks.reber_correct(model.predict_all(xc, lc), possible, lc)
@@ -70,7 +66,7 @@ def one_trial(args, seed, trial_label):
 
     run.task = f"embedded Reber{trial_label}"
     _common.train_loop(run, args, step, lambda: state["ok"])
-    x, _, possible, lengths = encode(tasks.reber_strings(args.test_size, rng))
+    x, _, possible, lengths = tasks.reber_batch(tasks.reber_strings(args.test_size, rng))
     run.test_wrong = int((~tasks.reber_correct(model.predict_all(x, lengths), possible, lengths)).sum())
     return run
 
