@@ -128,3 +128,102 @@ def test_temporal_order_is_reproducible_and_checks_ranges():
         tasks.temporal_order(4, 0, t1_range=(50, 55))
     with pytest.raises(ValueError, match="max_len"):
         tasks.temporal_order(4, 0, min_len=100, max_len=90)
+
+
+def test_adding_problem_paper_lengths_end_markers_and_targets():
+    T, batch = 100, 4000
+    x, target, lengths = tasks.adding_problem_paper(T, batch, np.random.default_rng(0))
+    assert x.dtype == np.float32 and x.shape == (lengths.max(), batch, 2)
+    assert lengths.min() == T and lengths.max() == T + T // 10  # both ends reached
+    columns = np.arange(batch)
+    markers, values = x[..., 1], x[..., 0]
+    steps = np.arange(x.shape[0])[:, None]
+    assert np.all(x[steps >= lengths[None, :]] == 0.0)
+    assert np.all((markers[0] == -1.0) | (markers[0] == 1.0))
+    assert np.all(markers[lengths - 1, columns] == -1.0)
+    ones = markers == 1.0
+    assert np.all(ones.sum(axis=0) == 2)
+    t = np.nonzero(ones.T)[1].reshape(batch, 2)
+    assert np.all(t[:, 1] < T // 2 - 1) and np.all(t[:, 0] < 10)
+    minus = (markers == -1.0).sum(axis=0)
+    np.testing.assert_array_equal(minus, np.where(t[:, 0] == 0, 1, 2))
+    # X1 on the first step is set to zero; the target is 0.5 + (X1 + X2) / 4.
+    assert np.all(values[0, t[:, 0] == 0] == 0.0) and np.any(t[:, 0] == 0)
+    expected = 0.5 + (values[t[:, 0], columns].astype(np.float64) + values[t[:, 1], columns]) / 4
+    np.testing.assert_allclose(target[:, 0], expected, atol=1e-7)
+    again = tasks.adding_problem_paper(T, batch, 0)
+    for u, v in zip((x, target, lengths), again):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_temporal_order_3_follows_experiment_6b():
+    batch = 4000
+    x, labels, lengths = tasks.temporal_order_3(batch, np.random.default_rng(0))
+    name = {s: i for i, s in enumerate(tasks.TEMPORAL_ORDER_SYMBOLS)}
+    assert x.shape == (lengths.max(), batch, 8) and lengths.min() == 100 and lengths.max() == 110
+    ids = x.argmax(axis=-1)
+    valid = np.arange(x.shape[0])[:, None] < lengths[None, :]
+    relevant = valid & ((ids == name["X"]) | (ids == name["Y"]))
+    assert np.all(relevant.sum(axis=0) == 3)
+    t = np.nonzero(relevant.T)[1].reshape(batch, 3)
+    for k, (lo, hi) in enumerate([(10, 20), (33, 43), (66, 76)]):
+        assert set(np.unique(t[:, k])) == set(range(lo, hi + 1))
+    columns = np.arange(batch)
+    is_y = [ids[t[:, k], columns] == name["Y"] for k in range(3)]
+    np.testing.assert_array_equal(labels, 4 * is_y[0] + 2 * is_y[1] + is_y[2])
+    assert tasks.TEMPORAL_ORDER_CLASSES_3[labels[0]] == "".join("Y" if y[0] else "X" for y in is_y)
+    assert np.bincount(labels, minlength=8).min() > 400  # eight equally likely classes (500 each)
+    assert np.all(ids[0] == name["B"]) and np.all(ids[lengths - 1, columns] == name["E"])
+    for u, v in zip(tasks.temporal_order_3(6, 5), tasks.temporal_order_3(6, np.random.default_rng(5))):
+        np.testing.assert_array_equal(u, v)
+    with pytest.raises(ValueError, match="t3_range"):
+        tasks.temporal_order_3(4, 0, t3_range=(40, 50))
+
+
+def test_temporal_order_correct_is_the_papers_0_3_rule():
+    probs = np.array([[0.75, 0.1, 0.1, 0.05], [0.69, 0.31, 0.0, 0.0], [0.2, 0.8, 0.0, 0.0]])
+    np.testing.assert_array_equal(tasks.temporal_order_correct(probs, np.array([0, 0, 0])),
+                                  [True, False, False])
+
+
+def test_reber_strings_follow_the_embedded_grammar():
+    strings = tasks.reber_strings(2000, np.random.default_rng(0))
+    assert strings == tasks.reber_strings(2000, 0)
+    assert "BTBTXSETE" in strings and "BPBPVVEPE" in strings  # the shortest ones are common
+    assert {s[1] for s in strings} == {"T", "P"}
+    for s in strings:
+        assert s[0] == "B" and s[-1] == "E" and s[1] == s[-2] and s[2] == "B" and s[-3] == "E"
+        sets = tasks.reber_next_symbols(s)
+        assert len(sets) == len(s) - 1
+        assert all(s[t + 1] in sets[t] for t in range(len(s) - 1))
+        assert sets[-2] == s[1]  # the long-lag prediction: only the remembered branch is possible
+    # Known strings of the inner grammar and their possible continuations.
+    assert tasks.reber_next_symbols("BTSSXXTVVE", embedded=False) == \
+        ["TP", "SX", "SX", "SX", "SX", "TV", "TV", "PV", "E"]
+    assert tasks.reber_next_symbols("BPVVE", embedded=False) == ["TP", "TV", "PV", "E"]
+    assert tasks.reber_next_symbols("BPBPVVEPE") == ["TP", "B", "TP", "TV", "PV", "E", "P", "E"]
+    for bad in ("BTBPVVEPE", "BTBPVSETE", "BTBPVVE", "XTBPVVETE", "BTBPVVEETE"):
+        with pytest.raises(ValueError, match="Reber"):
+            tasks.reber_next_symbols(bad)
+    inner = tasks.reber_strings(500, 1, embedded=False)
+    assert all(s[0] == "B" and s[-1] == "E" for s in inner)
+    assert 0.4 < np.mean([s[1] == "T" for s in inner]) < 0.6
+
+
+def test_reber_batch_encoding_and_criterion():
+    strings = ["BPBPVVEPE", "BTBTSSXSETE"]
+    x, targets, possible, lengths = tasks.reber_batch(strings)
+    sym = {s: i for i, s in enumerate(tasks.REBER_SYMBOLS)}
+    np.testing.assert_array_equal(lengths, [8, 10])
+    assert x.shape == (10, 2, 7) and targets.shape == (10, 2) and possible.shape == (10, 2, 7)
+    assert np.all(x[:8, 0].argmax(-1) == [sym[c] for c in strings[0][:-1]])
+    assert np.all(x[8:, 0] == 0.0) and not possible[8:, 0].any()
+    np.testing.assert_array_equal(targets[:10, 1], [sym[c] for c in strings[1][1:]])
+    assert possible[0, 0, sym["T"]] and possible[0, 0, sym["P"]] and possible[0, 0].sum() == 2
+    # Outputs that put exactly the possible symbols on top are correct; a miss at one step is not.
+    outputs = np.where(possible, 1.0, 0.0) + 0.01 * np.random.default_rng(0).random(possible.shape)
+    np.testing.assert_array_equal(tasks.reber_correct(outputs, possible, lengths), [True, True])
+    outputs[6, 0, sym["T"]] = 5.0  # after the inner E, T is wrong: the branch was P
+    np.testing.assert_array_equal(tasks.reber_correct(outputs, possible, lengths), [False, True])
+    outputs[9, 0, :] = 100.0  # padding is ignored
+    np.testing.assert_array_equal(tasks.reber_correct(outputs, possible, lengths), [False, True])
