@@ -293,6 +293,18 @@ def test_results_do_not_depend_on_where_the_arrays_lie(rng, dtype, shape):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=131)])
+def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, kwargs):
+    # The packed recurrent kernel (cpp/src/recurrent.hpp) sums K in blocks of 128: forward K = R and
+    # backward K = 4H both exceed it here, and B = 7 leaves a tail of 3 rows after the 4-row tiles.
+    model, x, state, lengths, dy, dstate = random_case(rng, T=6, B=7, I=5, H=150, with_lengths=True, dtype=dtype,
+                                                       **kwargs)
+    with num_threads(threads):
+        run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 4])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=12, peephole=True), dict(bidirectional=True, num_layers=2)])

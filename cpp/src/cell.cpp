@@ -3,6 +3,8 @@
 //             one recurrent GEMM  Z_t += h_{t-1} W_hh^T  and one fused pointwise kernel;
 //   backward: per step one fused pointwise kernel and one GEMM  dh_{t-1} = dZ_t W_hh;  after the
 //             time loop the weight gradients and dX as single GEMMs over all steps.
+// The per-step recurrent products read W_hh packed once per call (recurrent.hpp); the big GEMMs
+// over all steps are Eigen's.
 //
 // This file is compiled once per instruction set (CMake sets LSTM_FAST_ISA and the -m flags), and with
 // Eigen's namespace renamed per build (-DEigen=lstm_fast_eigen_<isa>): otherwise the linker would merge
@@ -10,6 +12,7 @@
 // without it.
 #include "cell.hpp"
 #include "gates.hpp"
+#include "recurrent.hpp"
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -130,7 +133,6 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   constexpr Index kWidth = Simd<T>::kWidth;
 
   ConstMap<T> W_ih(w.weight_ih, G, I);
-  ConstMap<T> W_hh(w.weight_hh, G, R);
   ConstMap<T> X(x, N, I);
   Eigen::Matrix<T, 1, Eigen::Dynamic> bias = Eigen::Matrix<T, 1, Eigen::Dynamic>::Zero(G);
   if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
@@ -161,10 +163,16 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   // in its core's cache: the "persistent RNN" idea) and, with a projection, outputs [r0, r1).
   // Everything is allocated above: nothing in the team allocates or throws.
   const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
+  // W_hh packed once per call, member by member (their u0 are on packet boundaries, so member k's
+  // panels start at 4 R u0): for each gate, P[k][j] = W_hh[gate H + u0 + j][k], j padded to packets.
+  Buffer<T> packed(static_cast<size_t>(4 * R * round_up(H, kWidth)));
   auto member = [&](int k, int team, SpinBarrier& barrier) {
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
-    const Index n = u1 - u0;
+    const Index n = u1 - u0, ldp = round_up(n, kWidth);
     const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
+    T* panels = packed.data() + 4 * R * u0;
+    for (Index gate = 0; gate < 4; ++gate)
+      pack_transposed(w.weight_hh, R, gate * H + u0, 0, n, R, ldp, panels + gate * R * ldp);
     for (Index first = 0; first < steps; first += chunk) {
       const Index count = std::min(chunk, steps - first);
       // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
@@ -185,9 +193,8 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
         Matrix<T>& h_next = hidden[(p + 1) & 1];
         if (b < B) h_next.block(b, r0, B - b, r1 - r0) = h.block(b, r0, B - b, r1 - r0);
         T* zt = z + (row - row0) * G;
-        Map<T> Zt(zt, b, G);
         for (Index gate = 0; gate < 4; ++gate)  // the recurrent GEMM, this member's units of each gate
-          Zt.middleCols(gate * H + u0, n).noalias() += h.topRows(b) * W_hh.middleRows(gate * H + u0, n).transpose();
+          panel_product<true>(b, n, R, h.data(), R, panels + gate * R * ldp, ldp, zt + gate * H + u0, G);
         if (trace) {
           Map<T>(trace->hidden_prev.data() + row * R, b, R).middleCols(r0, r1 - r0) = h.block(0, r0, b, r1 - r0);
           Map<T>(trace->cell_prev.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
@@ -226,7 +233,6 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   constexpr Index kWidth = Simd<T>::kWidth;
 
   ConstMap<T> W_ih(w.weight_ih, G, I);
-  ConstMap<T> W_hh(w.weight_hh, G, R);
   ConstMap<T> X(x, N, I);
   ConstMap<T> H_prev(trace.hidden_prev.data(), N, R);
 
@@ -258,9 +264,14 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   // suffices (dZ_t complete before the product); a projection's dm = dh W_hr needs all of dh.
   // Everything is allocated above: nothing in the team allocates or throws.
   const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
+  // W_hh's columns packed once per call, member by member: P[k][j] = W_hh[k][r0 + j] for the
+  // member's outputs [r0, r1), j padded to packets; member k's panel starts at 4H (r0 + k W).
+  Buffer<T> packed(static_cast<size_t>(G * (R + team * kWidth)));
   auto member = [&](int k, int team, SpinBarrier& barrier) {
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
-    const Index n = u1 - u0;
+    const Index n = u1 - u0, nr = r1 - r0, ldp = round_up(nr, kWidth);
+    T* panel = packed.data() + G * (r0 + k * kWidth);
+    pack_columns(w.weight_hh, R, r0, nr, G, ldp, panel);
     const T* dm_all = dims.projection ? dm.data() : dh.data();  // [B, H]
     const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
     // Steps in the reverse of the forward's processing order.
@@ -287,7 +298,7 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
                                       dc.data() + r * H + u0, dZ.data() + at, peep);
       }
       barrier.wait();  // dZ_t complete (and, with a projection, every dm read of dh done)
-      dh.block(0, r0, b, r1 - r0).noalias() = dZ.middleRows(row, b) * W_hh.middleCols(r0, r1 - r0);
+      panel_product<false>(b, nr, G, dZ.data() + row * G, G, panel, ldp, dh.data() + r0, R);
     }
     barrier.wait();  // dZ of every step complete
 

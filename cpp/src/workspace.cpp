@@ -16,6 +16,24 @@
 
 #include "lstm_fast/network.hpp"
 
+// Under AddressSanitizer a cached block is poisoned, and a reused one unpoisoned only up to the
+// request: a use after free, or a read past the request inside a larger block, is still reported.
+#if defined(__SANITIZE_ADDRESS__)
+#define LSTM_FAST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LSTM_FAST_ASAN 1
+#endif
+#endif
+#ifdef LSTM_FAST_ASAN
+#include <sanitizer/asan_interface.h>
+#define LSTM_FAST_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define LSTM_FAST_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define LSTM_FAST_POISON(p, n) ((void)(p), (void)(n))
+#define LSTM_FAST_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace lstm_fast {
 namespace {
 
@@ -38,7 +56,10 @@ Cache& cache() {
 
 std::size_t capacity(const unsigned char* block) { return *reinterpret_cast<const std::size_t*>(block); }
 
-void release(unsigned char* block) { ::operator delete(block, std::align_val_t(kAlign)); }
+void release(unsigned char* block) {
+  LSTM_FAST_UNPOISON(block + kHeader, capacity(block));
+  ::operator delete(block, std::align_val_t(kAlign));
+}
 
 }  // namespace
 
@@ -59,6 +80,7 @@ void* workspace_allocate(std::size_t bytes) {
       unsigned char* block = *best;
       c.bytes -= capacity(block);
       c.blocks.erase(best);
+      LSTM_FAST_UNPOISON(block + kHeader, bytes);
       return block + kHeader;
     }
   }
@@ -82,6 +104,7 @@ void workspace_free(void* payload, std::size_t) noexcept {
       return;
     }
     c.bytes += cap;
+    LSTM_FAST_POISON(payload, cap);
     while (c.bytes > kMaxCachedBytes || c.blocks.size() > kMaxCachedBlocks) {  // oldest out
       c.bytes -= capacity(c.blocks.front());
       release(c.blocks.front());
