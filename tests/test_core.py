@@ -295,12 +295,13 @@ def test_results_do_not_depend_on_where_the_arrays_lie(rng, dtype, shape):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B", [7, 13])
 @pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=131)])
-def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, kwargs):
-    # The packed recurrent kernel (cpp/src/recurrent.hpp) sums K in blocks of 128: forward K = R and
-    # backward K = 4H both exceed it here, and B = 7 leaves a tail of 3 rows after the 4-row tiles.
-    model, x, state, lengths, dy, dstate = random_case(rng, T=6, B=7, I=5, H=150, with_lengths=True, dtype=dtype,
-                                                       **kwargs)
+def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, B, kwargs):
+    # The packed recurrent kernel (cpp/src/recurrent.hpp, used from 64 rows on) sums K in blocks of
+    # 128: forward K = R and backward K = 4H both exceed it here. B = 7 and 13 leave tails of 3, 4
+    # and 1 rows after the 4- or 8-row tiles; H = 150 ends each slice in a partial panel block.
+    model, x, state, lengths, dy, dstate = random_case(rng, T=10, B=B, I=5, H=150, dtype=dtype, **kwargs)
     with num_threads(threads):
         run_and_compare(model, x, state, lengths, dy, dstate, dtype)
 

@@ -121,6 +121,12 @@ void run_team(int team, const Member& member) {
   member(0, 1, alone);
 }
 
+// Rows (sum of the steps' batch sizes) from which packing W_hh once per call (recurrent.hpp) beats
+// Eigen's product on W_hh itself. Packing costs about four single-row steps (measured at H = 256);
+// Eigen re-packs its operand on every step when a step has several rows, so B = 32 gains from
+// T = 4, while B = 1 breaks even near T = 64.
+constexpr Index kPackMinRows = 64;
+
 // Steps to project at once in inference, so the gate buffer is O(chunk * B * 4H) whatever T is.
 constexpr Index kInferenceChunkSteps = 64;
 
@@ -163,16 +169,21 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   // in its core's cache: the "persistent RNN" idea) and, with a projection, outputs [r0, r1).
   // Everything is allocated above: nothing in the team allocates or throws.
   const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
-  // W_hh packed once per call, member by member (their u0 are on packet boundaries, so member k's
-  // panels start at 4 R u0): for each gate, P[k][j] = W_hh[gate H + u0 + j][k], j padded to packets.
-  Buffer<T> packed(static_cast<size_t>(4 * R * round_up(H, kWidth)));
+  // W_hh packed once per call, member by member: for each gate the panel of W_hh[gate H + u0 + j][k]
+  // (recurrent.hpp). A member's panels take less than 4 R (n + kPanel), so member k's start at
+  // 4 R (u0 + k kPanel). Worth it only over enough rows (see kPackMinRows); otherwise Eigen's
+  // product on W_hh itself.
+  const bool packing = N >= kPackMinRows;
+  Buffer<T> packed(packing ? static_cast<size_t>(4 * R * (H + team * kPanel<T>)) : 0);
+  ConstMap<T> W_hh(w.weight_hh, G, R);
   auto member = [&](int k, int team, SpinBarrier& barrier) {
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
-    const Index n = u1 - u0, ldp = round_up(n, kWidth);
+    const Index n = u1 - u0, panel = panel_size<T>(n, R);
     const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
-    T* panels = packed.data() + 4 * R * u0;
-    for (Index gate = 0; gate < 4; ++gate)
-      pack_transposed(w.weight_hh, R, gate * H + u0, 0, n, R, ldp, panels + gate * R * ldp);
+    T* panels = packing ? packed.data() + 4 * R * (u0 + k * kPanel<T>) : nullptr;
+    if (packing)
+      for (Index gate = 0; gate < 4; ++gate)
+        pack_transposed(w.weight_hh, R, gate * H + u0, 0, n, R, panels + gate * panel);
     for (Index first = 0; first < steps; first += chunk) {
       const Index count = std::min(chunk, steps - first);
       // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
@@ -193,8 +204,13 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
         Matrix<T>& h_next = hidden[(p + 1) & 1];
         if (b < B) h_next.block(b, r0, B - b, r1 - r0) = h.block(b, r0, B - b, r1 - r0);
         T* zt = z + (row - row0) * G;
-        for (Index gate = 0; gate < 4; ++gate)  // the recurrent GEMM, this member's units of each gate
-          panel_product<true>(b, n, R, h.data(), R, panels + gate * R * ldp, ldp, zt + gate * H + u0, G);
+        for (Index gate = 0; gate < 4; ++gate) {  // the recurrent GEMM, this member's units of each gate
+          if (packing)
+            panel_product<true>(b, n, R, h.data(), R, panels + gate * panel, zt + gate * H + u0, G);
+          else
+            Map<T>(zt, b, G).middleCols(gate * H + u0, n).noalias() +=
+                h.topRows(b) * W_hh.middleRows(gate * H + u0, n).transpose();
+        }
         if (trace) {
           Map<T>(trace->hidden_prev.data() + row * R, b, R).middleCols(r0, r1 - r0) = h.block(0, r0, b, r1 - r0);
           Map<T>(trace->cell_prev.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
@@ -264,14 +280,16 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   // suffices (dZ_t complete before the product); a projection's dm = dh W_hr needs all of dh.
   // Everything is allocated above: nothing in the team allocates or throws.
   const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
-  // W_hh's columns packed once per call, member by member: P[k][j] = W_hh[k][r0 + j] for the
-  // member's outputs [r0, r1), j padded to packets; member k's panel starts at 4H (r0 + k W).
-  Buffer<T> packed(static_cast<size_t>(G * (R + team * kWidth)));
+  // W_hh's columns packed once per call, member by member: the panel of W_hh[k][r0 + j] for the
+  // member's outputs [r0, r1) (recurrent.hpp); member k's starts at 4H (r0 + k kPanel).
+  const bool packing = N >= kPackMinRows;
+  Buffer<T> packed(packing ? static_cast<size_t>(G * (R + team * kPanel<T>)) : 0);
+  ConstMap<T> W_hh(w.weight_hh, G, R);
   auto member = [&](int k, int team, SpinBarrier& barrier) {
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
-    const Index n = u1 - u0, nr = r1 - r0, ldp = round_up(nr, kWidth);
-    T* panel = packed.data() + G * (r0 + k * kWidth);
-    pack_columns(w.weight_hh, R, r0, nr, G, ldp, panel);
+    const Index n = u1 - u0, nr = r1 - r0;
+    T* panel = packing ? packed.data() + G * (r0 + k * kPanel<T>) : nullptr;
+    if (packing) pack_columns(w.weight_hh, R, r0, nr, G, panel);
     const T* dm_all = dims.projection ? dm.data() : dh.data();  // [B, H]
     const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
     // Steps in the reverse of the forward's processing order.
@@ -298,7 +316,10 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
                                       dc.data() + r * H + u0, dZ.data() + at, peep);
       }
       barrier.wait();  // dZ_t complete (and, with a projection, every dm read of dh done)
-      panel_product<false>(b, nr, G, dZ.data() + row * G, G, panel, ldp, dh.data() + r0, R);
+      if (packing)
+        panel_product<false>(b, nr, G, dZ.data() + row * G, G, panel, dh.data() + r0, R);
+      else
+        dh.block(0, r0, b, nr).noalias() = dZ.middleRows(row, b) * W_hh.middleCols(r0, nr);
     }
     barrier.wait();  // dZ of every step complete
 

@@ -4,15 +4,17 @@
 // Each time step multiplies a few rows (the batch, often 1 to 64) by a member's slice of W_hh:
 //   forward:   Z_t[:, gate*H + u0 + j] += h_{t-1} W_hh[gate*H + u0 + j, :]^T      (K = R)
 //   backward:  dh[:, r0 + j]            = dZ_t W_hh[:, r0 + j]                     (K = 4H)
-// A general GEMM re-packs the weight operand on every call, i.e. on every step, and its blocking is
-// tuned for large operands. Here the weights are packed once per call into panels P[k][j] (j the
-// output column, contiguous, zero-padded to whole SIMD packets), and a register-blocked kernel keeps
-// an MR x NV-packet tile of outputs in registers while it streams K: per k, NV packet loads of P, MR
-// broadcasts of the left operand, MR*NV FMAs. The panel slice of one column block is reused by every
-// row block while it is still in L1.
+// A general GEMM re-packs the weight operand on every call, i.e. on every time step. Here the weights
+// are packed once per call into panels: the output columns cut into blocks of kPanel = 3 packets, each
+// block stored contiguously as P[k][0 .. kPanel) (zero-padded past the last column), so that a block's
+// rows of P are one stream with no cache-set aliasing. A register-blocked kernel keeps a tile of
+// MR rows x NB blocks of outputs in registers while it streams K: per k, 3 NB packet loads of P, MR
+// broadcasts of the left operand, 3 MR NB FMAs. K is cut into fixed blocks of kDepth, so that a
+// block's slice of P stays in L1 while every row block reads it.
 //
-// Every element is summed over k in the same order whatever the slice bounds or memory alignment
-// (unaligned loads, padded tails), so results depend on the values alone.
+// Every element is summed over k in the same order whatever the slice bounds, the row count or memory
+// alignment (unaligned loads, padded tails, K blocks fixed by K alone), so results depend on the
+// values alone.
 #pragma once
 
 #include <algorithm>
@@ -24,55 +26,78 @@ namespace {
 
 inline Index round_up(Index n, Index multiple) { return (n + multiple - 1) / multiple * multiple; }
 
-// Rows of W (row-major, leading dimension ldw) -> panel P[k][j] = W[row0 + j][col0 + k] for
-// j < n, k < K; P's rows are `ldp` long (ldp >= n, a multiple of the packet width), zeros past n.
 template <typename T>
-void pack_transposed(const T* W, Index ldw, Index row0, Index col0, Index n, Index K, Index ldp, T* P) {
-  for (Index k = 0; k < K; ++k) {
-    T* p = P + k * ldp;
-    for (Index j = 0; j < n; ++j) p[j] = W[(row0 + j) * ldw + col0 + k];
-    std::fill(p + n, p + ldp, T(0));
+constexpr Index kPanel = 3 * Simd<T>::kWidth;  // output columns per packed block
+constexpr Index kDepth = 128;                  // k per pass over the outputs
+
+// Numbers in the packed panel of n output columns over depth K.
+template <typename T>
+Index panel_size(Index n, Index K) {
+  return round_up(n, kPanel<T>) * K;
+}
+
+// Rows [row0, row0 + n) of W (row-major, leading dimension ldw), columns [col0, col0 + K) ->
+// the panel of W^T: block jb holds P[k][j] = W[row0 + jb kPanel + j][col0 + k]. Each row of W is
+// read in order and written down one column of its block (the block, K x kPanel, stays in cache).
+template <typename T>
+void pack_transposed(const T* W, Index ldw, Index row0, Index col0, Index n, Index K, T* P) {
+  constexpr Index PW = kPanel<T>;
+  for (Index j0 = 0; j0 < n; j0 += PW) {
+    T* block = P + j0 * K;  // = (j0 / PW) * K * PW
+    const Index width = std::min(PW, n - j0);
+    for (Index j = 0; j < width; ++j) {
+      const T* w = W + (row0 + j0 + j) * ldw + col0;
+      for (Index k = 0; k < K; ++k) block[k * PW + j] = w[k];
+    }
+    for (Index k = 0; k < K; ++k) std::fill(block + k * PW + width, block + (k + 1) * PW, T(0));
   }
 }
 
-// Columns [col0, col0 + n) of W's rows 0..K-1 -> panel P[k][j] = W[k][col0 + j], zero-padded to ldp.
+// Columns [col0, col0 + n) of W's rows 0 .. K-1 -> the panel: block jb holds P[k][j] = W[k][col0 + jb kPanel + j].
 template <typename T>
-void pack_columns(const T* W, Index ldw, Index col0, Index n, Index K, Index ldp, T* P) {
-  for (Index k = 0; k < K; ++k) {
-    std::copy(W + k * ldw + col0, W + k * ldw + col0 + n, P + k * ldp);
-    std::fill(P + k * ldp + n, P + (k + 1) * ldp, T(0));
+void pack_columns(const T* W, Index ldw, Index col0, Index n, Index K, T* P) {
+  constexpr Index PW = kPanel<T>;
+  for (Index j0 = 0; j0 < n; j0 += PW) {
+    T* block = P + j0 * K;
+    const Index width = std::min(PW, n - j0);
+    for (Index k = 0; k < K; ++k) {
+      const T* w = W + k * ldw + col0 + j0;
+      std::copy(w, w + width, block + k * PW);
+      std::fill(block + k * PW + width, block + (k + 1) * PW, T(0));
+    }
   }
 }
 
-// C[r][j] (+)= sum_k A[r][k] P[k][j] for r < MR, j < cols <= NV * W. Reads P up to NV whole packets
-// per row (the padding makes that safe); writes only the `cols` valid columns of C.
-template <typename T, int MR, int NV, bool kAccumulate>
-void tile(Index K, const T* A, Index lda, const T* P, Index ldp, T* C, Index ldc, Index cols) {
+// C[r][j] (+)= sum_{k < K} A[r][k] P[k][j] for r < MR and the NB blocks from P on (block_stride apart),
+// j < cols <= NB kPanel. Reads whole blocks (the padding makes that safe); writes only the `cols`
+// valid columns of C. Every loop over r, b and v is unrolled so that acc lives in registers: a loop
+// the compiler keeps rolled indexes acc at run time, puts the array on the stack and stores it every k.
+template <typename T, int MR, int NB, bool kAccumulate>
+void tile(Index K, const T* A, Index lda, const T* P, Index block_stride, T* C, Index ldc, Index cols) {
   using S = Simd<T>;
   using Packet = typename S::Packet;
-  constexpr Index W = S::kWidth;
-  // Every loop over r and v is unrolled, so that acc lives in registers: a loop the compiler keeps
-  // rolled indexes acc at run time, which puts the array on the stack and stores it every k.
+  constexpr Index W = S::kWidth, PW = kPanel<T>;
+  constexpr int NV = 3 * NB;  // packets per row of the tile
   Packet acc[MR][NV];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int v = 0; v < NV; ++v) acc[r][v] = S::set1(T(0));
   for (Index k = 0; k < K; ++k) {
     Packet b[NV];
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) b[v] = S::load(P + k * ldp + v * W);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
+    for (int v = 0; v < NV; ++v) b[v] = S::load(P + (v / 3) * block_stride + k * PW + (v % 3) * W);
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
       const Packet a = S::set1(A[r * lda + k]);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) acc[r][v] = S::madd(a, b[v], acc[r][v]);
     }
   }
   if (cols == NV * W) {  // a whole tile
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
+#pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) {
         T* c = C + r * ldc + v * W;
         S::store(c, kAccumulate ? S::add(S::load(c), acc[r][v]) : acc[r][v]);
@@ -81,9 +106,9 @@ void tile(Index K, const T* A, Index lda, const T* P, Index ldp, T* C, Index ldc
   }
   // The last, partial block of a slice: through a buffer, only the valid columns written.
   T lanes[MR][NV * W];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int v = 0; v < NV; ++v) S::store(&lanes[r][v * W], acc[r][v]);
   for (int r = 0; r < MR; ++r) {
     T* c = C + r * ldc;
@@ -91,55 +116,60 @@ void tile(Index K, const T* A, Index lda, const T* P, Index ldp, T* C, Index ldc
   }
 }
 
-// Rows [0, rows) of C, columns [0, cols): column blocks of NV packets, each swept by row blocks of MR.
-template <typename T, int MR, int NV, bool kAccumulate>
-void tiles(Index rows, Index cols, Index K, const T* A, Index lda, const T* P, Index ldp, T* C, Index ldc) {
-  constexpr Index W = Simd<T>::kWidth, kBlock = NV * W;
-  for (Index j0 = 0; j0 < cols; j0 += kBlock) {
-    const Index nc = std::min(kBlock, cols - j0);
-    const Index packets = (nc + W - 1) / W;
-    for (Index r0 = 0; r0 < rows; r0 += MR) {
-      const T* a = A + r0 * lda;
-      T* c = C + r0 * ldc + j0;
-      // A narrower last column block uses a tile with as many packets as it needs.
-      if (packets == NV)
-        tile<T, MR, NV, kAccumulate>(K, a, lda, P + j0, ldp, c, ldc, nc);
-      else if constexpr (NV > 1)
-        tiles<T, MR, NV - 1, kAccumulate>(MR, nc, K, a, lda, P + j0, ldp, c, ldc);
+// Rows [0, rows) of C (a multiple of MR), columns [0, cols): NB blocks at a time, each group swept by
+// row blocks of MR while its slice of P is in L1; a last group of fewer blocks takes a narrower tile.
+template <typename T, int MR, int NB, bool kAccumulate>
+void tiles(Index rows, Index cols, Index K, const T* A, Index lda, const T* P, Index block_stride, T* C,
+           Index ldc) {
+  constexpr Index PW = kPanel<T>;
+  for (Index j0 = 0; j0 < cols; j0 += NB * PW) {
+    const Index nc = std::min(NB * PW, cols - j0);
+    const T* p = P + (j0 / PW) * block_stride;
+    if (nc > (NB - 1) * PW) {
+      for (Index r0 = 0; r0 < rows; r0 += MR)
+        tile<T, MR, NB, kAccumulate>(K, A + r0 * lda, lda, p, block_stride, C + r0 * ldc + j0, ldc, nc);
+    } else if constexpr (NB > 1) {
+      tiles<T, MR, NB - 1, kAccumulate>(rows, nc, K, A, lda, p, block_stride, C + j0, ldc);
     }
   }
 }
 
-// C[rows, cols] (+)= A[rows, K] P[K, cols]; P a packed panel (leading dimension ldp, zero-padded).
-// Row blocks of 4 (4 x 3 packets: 12 accumulators, within 16 vector registers), then the last 1 to
-// 3 rows with more packets per row so that enough independent FMA chains stay in flight. K is cut
-// into blocks of kDepth so that a column block's rows of P (kDepth x 3 packets) stay in L1 while
-// every row block reads them; the blocks are fixed by K alone, so the order of the sums is too.
-constexpr Index kDepth = 128;
-
+// Tiles for rows whatever their count: as many rows per tile as the registers allow (8 with 32
+// vector registers, else 4: MR x 3 accumulators plus 3 packets of P), then the last 1 to 3 rows over
+// more blocks, so that at least 9 independent FMA chains stay in flight (latency 4 x 2 ports).
 template <bool kAccumulate, typename T>
-void panel_product_block(Index rows, Index cols, Index K, const T* A, Index lda, const T* P, Index ldp, T* C,
-                         Index ldc) {
-  const Index main = rows / 4 * 4;
-  if (main) tiles<T, 4, 3, kAccumulate>(main, cols, K, A, lda, P, ldp, C, ldc);
-  const T* a = A + main * lda;
-  T* c = C + main * ldc;
-  switch (rows - main) {
-    case 3: tiles<T, 3, 3, kAccumulate>(3, cols, K, a, lda, P, ldp, c, ldc); break;
-    case 2: tiles<T, 2, 4, kAccumulate>(2, cols, K, a, lda, P, ldp, c, ldc); break;
-    case 1: tiles<T, 1, 8, kAccumulate>(1, cols, K, a, lda, P, ldp, c, ldc); break;
+void panel_product_depth(Index rows, Index cols, Index K, const T* A, Index lda, const T* P, Index block_stride,
+                         T* C, Index ldc) {
+  constexpr int kRows = Simd<T>::kWidth * sizeof(T) == 64 ? 8 : 4;  // AVX-512: 32 registers
+  Index done = rows / kRows * kRows;
+  if (done) tiles<T, kRows, 1, kAccumulate>(done, cols, K, A, lda, P, block_stride, C, ldc);
+  if constexpr (kRows == 8) {
+    if (rows - done >= 4) {
+      tiles<T, 4, 1, kAccumulate>(4, cols, K, A + done * lda, lda, P, block_stride, C + done * ldc, ldc);
+      done += 4;
+    }
+  }
+  const T* a = A + done * lda;
+  T* c = C + done * ldc;
+  switch (rows - done) {
+    case 3: tiles<T, 3, 1, kAccumulate>(3, cols, K, a, lda, P, block_stride, c, ldc); break;
+    case 2: tiles<T, 2, 2, kAccumulate>(2, cols, K, a, lda, P, block_stride, c, ldc); break;
+    case 1: tiles<T, 1, 3, kAccumulate>(1, cols, K, a, lda, P, block_stride, c, ldc); break;
     default: break;
   }
 }
 
+// C[rows, cols] (+)= A[rows, K] P[K, cols], P a panel packed by pack_transposed or pack_columns.
 template <bool kAccumulate, typename T>
-void panel_product(Index rows, Index cols, Index K, const T* A, Index lda, const T* P, Index ldp, T* C, Index ldc) {
+void panel_product(Index rows, Index cols, Index K, const T* A, Index lda, const T* P, T* C, Index ldc) {
+  constexpr Index PW = kPanel<T>;
+  const Index block_stride = K * PW;
   for (Index k0 = 0; k0 < K; k0 += kDepth) {
     const Index depth = std::min(kDepth, K - k0);
     if (kAccumulate || k0 > 0)
-      panel_product_block<true>(rows, cols, depth, A + k0, lda, P + k0 * ldp, ldp, C, ldc);
+      panel_product_depth<true>(rows, cols, depth, A + k0, lda, P + k0 * PW, block_stride, C, ldc);
     else
-      panel_product_block<false>(rows, cols, depth, A + k0, lda, P + k0 * ldp, ldp, C, ldc);
+      panel_product_depth<false>(rows, cols, depth, A + k0, lda, P + k0 * PW, block_stride, C, ldc);
   }
 }
 
