@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import sys
 
 import numpy as np
 import torch
@@ -67,7 +68,17 @@ def train(rank: int, world_size: int, args: argparse.Namespace) -> None:
         module = model.module if world_size > 1 else model
         save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, args.out)
     if world_size > 1:
+        # Every process waits here until rank 0 has saved, then all leave together.
+        dist.barrier()
+        del model  # DDP's reducer holds the process group
         dist.destroy_process_group()
+        # torch 2.13's gloo can abort a process while the interpreter shuts down ("terminate called
+        # without an active exception"; pytorch/pytorch#190489, #179291): seen here in about 1 run of
+        # 20, with torch.nn.LSTM in lstm_fast's place too. The work is saved and the group destroyed,
+        # so the process leaves without the interpreter's teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _spawned(rank: int, world_size: int, args: argparse.Namespace) -> None:

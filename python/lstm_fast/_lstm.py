@@ -95,6 +95,9 @@ def _core_ready(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """`array` itself when it is C-contiguous, of `dtype` and aligned to it, else such a copy. (A view
     into a byte buffer at an odd offset is contiguous but not aligned: the core must not read a double
     at an address that is not a multiple of 8, which is undefined behaviour in C++.)"""
+    flags = array.flags
+    if array.dtype == dtype and flags.c_contiguous and flags.aligned:  # the common case, without np.require's cost
+        return array
     return np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
