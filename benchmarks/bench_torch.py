@@ -42,7 +42,13 @@ SHAPES = {
 
 def median_ms(fn, repeats: int, min_seconds: float = 0.2) -> float:
     """Median wall time of fn() in milliseconds, after one warm-up call; each sample runs fn enough
-    times to last about min_seconds / repeats."""
+    times to last about min_seconds / repeats.
+
+    Starts with a pause: the previous measurement's library may still have threads spinning for work
+    (OpenMP's and ONNX Runtime's pools spin a while after a call), which would take the cores from
+    the next one. Measured here: lstm_fast's long inference right after ONNX Runtime's took 13.6 ms,
+    alone 7.5 ms."""
+    time.sleep(0.3)
     fn()
     start = time.perf_counter()
     fn()
