@@ -10,6 +10,7 @@
 // Eigen's namespace renamed per build (-DEigen=lstm_fast_eigen_<isa>): otherwise the linker would merge
 // the identically named Eigen template instances of different builds and could run AVX2 code on a CPU
 // without it.
+#include "affinity.hpp"
 #include "cell.hpp"
 #include "gates.hpp"
 #include "recurrent.hpp"
@@ -21,11 +22,6 @@
 #include <cmath>
 #include <thread>
 #include <vector>
-
-#ifdef __linux__
-#include <pthread.h>
-#include <sched.h>
-#endif
 
 #ifndef LSTM_FAST_ISA
 #define LSTM_FAST_ISA baseline
@@ -96,36 +92,7 @@ MemberSlice member_slice(const CellDims& dims, int team, int k) {
 // wait at a start gate: if one cannot be started (std::system_error when the system has no thread to
 // give), the started ones leave without working and the whole job runs on the caller's thread as a
 // team of one, so the work is done either way and no barrier waits for a member that never came.
-//
-// Each helper is pinned to an allowed CPU other than the one the caller runs on (Linux): left to the
-// scheduler, a new thread often starts on its parent's CPU and stays there while both spin at the
-// barrier, and the team then runs at half the speed of one thread (measured: B = 1, H = 256,
-// T = 1000 took 4.2 or 12.5 ms from run to run; 8.7 ms on one thread). The helpers end with the
-// call, so the pinning does too; the caller's own affinity is never touched.
-std::vector<int> helper_cpus() {
-  std::vector<int> cpus;
-#ifdef __linux__
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return cpus;
-  const int here = sched_getcpu();
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
-    if (CPU_ISSET(cpu, &allowed) && cpu != here) cpus.push_back(cpu);
-#endif
-  return cpus;
-}
-
-void pin_this_thread(int cpu) {
-#ifdef __linux__
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);  // best effort: a refusal leaves it unpinned
-#else
-  (void)cpu;
-#endif
-}
-
+// Each helper runs on a CPU other than the caller's (affinity.hpp).
 template <typename Member>
 void run_team(int team, const Member& member) {
   if (team > 1) {
@@ -133,12 +100,11 @@ void run_team(int team, const Member& member) {
     std::atomic<int> gate{0};  // 0: wait, 1: work, -1: leave
     std::vector<std::thread> helpers;
     try {
-      const std::vector<int> cpus = helper_cpus();
+      const HelperCpus cpus = helper_cpus();
       helpers.reserve(static_cast<size_t>(team - 1));
       for (int k = 1; k < team; ++k) {
-        const int cpu = cpus.empty() ? -1 : cpus[static_cast<size_t>(k - 1) % cpus.size()];
-        helpers.emplace_back([&member, &barrier, &gate, k, team, cpu] {
-          if (cpu >= 0) pin_this_thread(cpu);
+        helpers.emplace_back([&member, &barrier, &gate, cpus, k, team] {
+          pin_this_thread(cpus);
           int state;
           while ((state = gate.load(std::memory_order_acquire)) == 0) std::this_thread::yield();
           if (state == 1) member(k, team, barrier);

@@ -7,6 +7,7 @@
 #include <thread>
 #include <utility>
 
+#include "affinity.hpp"
 #include "cell.hpp"
 #include "lstm_fast/network.hpp"
 
@@ -80,7 +81,9 @@ void run_directions(Index directions, bool parallel, Direction direction) {
     return;
   }
   std::exception_ptr reverse_error;
+  const detail::HelperCpus cpus = detail::helper_cpus();  // the second direction off this CPU
   std::thread reverse([&] {
+    detail::pin_this_thread(cpus);
     try {
       direction(1);
     } catch (...) {
