@@ -8,10 +8,10 @@
 // are packed once per call into panels: the output columns cut into blocks of kPanel = 3 packets (the
 // last one as narrow as its columns allow), each block stored contiguously as P[k][0 .. width)
 // (zero-padded past the last column), so that a block's rows of P are one stream with no cache-set
-// aliasing. A register-blocked kernel keeps a tile of
-// MR rows x NB blocks of outputs in registers while it streams K: per k, 3 NB packet loads of P, MR
-// broadcasts of the left operand, 3 MR NB FMAs. K is cut into fixed blocks of kDepth, so that a
-// block's slice of P stays in L1 while every row block reads it.
+// aliasing. A register-blocked kernel keeps a tile of MR rows x NV packets of outputs in registers
+// while it streams K: per k, NV packet loads of P, MR broadcasts of the left operand, MR NV FMAs.
+// K is cut into fixed blocks of kDepth, so that a block's slice of P stays in L1 while every row
+// block reads it.
 //
 // Every element is summed over k in the same order whatever the slice bounds, the row count or memory
 // alignment (unaligned loads, padded tails, K blocks fixed by K alone), so results depend on the
