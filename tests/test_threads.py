@@ -6,6 +6,9 @@ benchmarks/bench_threads.py, not here (no timing in tests).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -114,3 +117,36 @@ def test_set_num_threads_from_another_thread_while_models_run(rng):
         lf.set_num_threads(before)
     for y in results[1:]:
         np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+_ONE_CPU_SCRIPT = r"""
+import os, sys
+import numpy as np
+import lstm_fast as lf
+os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+rng = np.random.default_rng(0)
+x = rng.standard_normal((40, 24, 16)).astype(np.float32)
+dy = rng.standard_normal((40, 24, 2 * 64)).astype(np.float32)
+results = []
+for threads in (1, 2, 4):
+    lf.set_num_threads(threads)
+    # A team per step (B * 4H * R >= 32k) and the two directions side by side, all on one CPU.
+    model = lf.LSTM(16, 64, 2, bidirectional=True, dtype=np.float32, seed=1)
+    y, _ = model.forward(x)
+    dx, _ = model.backward(dy)
+    results.append((y, dx, model.grads["weight_hh_l0"]))
+for other in results[1:]:
+    for a, b in zip(results[0], other):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_teams_on_a_process_restricted_to_one_cpu_finish_and_agree():
+    # Helper threads are kept off their caller's CPU when the affinity mask allows it
+    # (cpp/src/affinity.hpp). With a single allowed CPU there is nowhere else: the team must still
+    # finish (its barrier yields) and give the one-thread answer.
+    done = subprocess.run([sys.executable, "-c", _ONE_CPU_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "ok"
