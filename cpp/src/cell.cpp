@@ -175,17 +175,17 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   // Everything is allocated above: nothing in the team allocates or throws.
   const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
   // W_hh packed once per call, member by member: for each gate the panel of W_hh[gate H + u0 + j][k]
-  // (recurrent.hpp). A member's panels take less than 4 R (n + kPanel), so member k's start at
-  // 4 R (u0 + k kPanel). Worth it only over enough rows (see kPackMinRows); otherwise Eigen's
+  // (recurrent.hpp), 4 panel_size(n, R) numbers. The members' u0 are on packet boundaries, so member
+  // k's panels start at 4 R u0. Worth it only over enough rows (see kPackMinRows); otherwise Eigen's
   // product on W_hh itself.
   const bool packing = N >= kPackMinRows;
-  Buffer<T> packed(packing ? static_cast<size_t>(4 * R * (H + team * kPanel<T>)) : 0);
+  Buffer<T> packed(packing ? static_cast<size_t>(4 * panel_size<T>(H, R)) : 0);
   ConstMap<T> W_hh(w.weight_hh, G, R);
   auto member = [&](int k, int team, SpinBarrier& barrier) {
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
     const Index n = u1 - u0, panel = panel_size<T>(n, R);
     const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
-    T* panels = packing ? packed.data() + 4 * R * (u0 + k * kPanel<T>) : nullptr;
+    T* panels = packing ? packed.data() + 4 * R * u0 : nullptr;
     if (packing)
       for (Index gate = 0; gate < 4; ++gate)
         pack_transposed(w.weight_hh, R, gate * H + u0, 0, n, R, panels + gate * panel);
@@ -286,14 +286,15 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   // Everything is allocated above: nothing in the team allocates or throws.
   const int team = static_cast<int>(std::max<Index>(1, std::min<Index>(threads, H / kWidth)));
   // W_hh's columns packed once per call, member by member: the panel of W_hh[k][r0 + j] for the
-  // member's outputs [r0, r1) (recurrent.hpp); member k's starts at 4H (r0 + k kPanel).
+  // member's outputs [r0, r1) (recurrent.hpp), panel_size(nr, 4H) < 4H (nr + W) numbers. With a
+  // projection r0 need not be on a packet boundary, so member k's panel starts at 4H (r0 + k W).
   const bool packing = N >= kPackMinRows;
-  Buffer<T> packed(packing ? static_cast<size_t>(G * (R + team * kPanel<T>)) : 0);
+  Buffer<T> packed(packing ? static_cast<size_t>(G * (R + team * kWidth)) : 0);
   ConstMap<T> W_hh(w.weight_hh, G, R);
   auto member = [&](int k, int team, SpinBarrier& barrier) {
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
     const Index n = u1 - u0, nr = r1 - r0;
-    T* panel = packing ? packed.data() + G * (r0 + k * kPanel<T>) : nullptr;
+    T* panel = packing ? packed.data() + G * (r0 + k * kWidth) : nullptr;
     if (packing) pack_columns(w.weight_hh, R, r0, nr, G, panel);
     const T* dm_all = dims.projection ? dm.data() : dh.data();  // [B, H]
     const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart

@@ -39,6 +39,12 @@ Index last_block_width(Index n) {
   return round_up(n % kPanel<T>, Simd<T>::kWidth);
 }
 
+// The width of the block of a panel of n columns that starts at column j0.
+template <typename T>
+Index block_width(Index n, Index j0) {
+  return n - j0 >= kPanel<T> ? kPanel<T> : last_block_width<T>(n);
+}
+
 // Numbers in the packed panel of n output columns over depth K.
 template <typename T>
 Index panel_size(Index n, Index K) {
@@ -53,7 +59,7 @@ template <typename T>
 void pack_transposed(const T* W, Index ldw, Index row0, Index col0, Index n, Index K, T* P) {
   for (Index j0 = 0; j0 < n; j0 += kPanel<T>) {
     const Index cols = std::min(kPanel<T>, n - j0);
-    const Index width = cols == kPanel<T> ? cols : last_block_width<T>(n);
+    const Index width = block_width<T>(n, j0);
     T* block = P + j0 * K;
     for (Index j = 0; j < cols; ++j) {
       const T* w = W + (row0 + j0 + j) * ldw + col0;
@@ -69,7 +75,7 @@ template <typename T>
 void pack_columns(const T* W, Index ldw, Index col0, Index n, Index K, T* P) {
   for (Index j0 = 0; j0 < n; j0 += kPanel<T>) {
     const Index cols = std::min(kPanel<T>, n - j0);
-    const Index width = cols == kPanel<T> ? cols : last_block_width<T>(n);
+    const Index width = block_width<T>(n, j0);
     T* block = P + j0 * K;
     for (Index k = 0; k < K; ++k) {
       const T* w = W + k * ldw + col0 + j0;
@@ -132,7 +138,7 @@ void tile(Index K, const T* A, Index lda, const T* P, Index block_stride, const 
   }
 }
 
-// The last group of a slice: `blocks` (< NF + 1) full blocks and the narrow block of `narrow` packets,
+// The last group of a slice: `blocks` (<= NF) full blocks and the narrow block of `narrow` packets,
 // as one tile, for rows [0, rows) in steps of MR.
 template <typename T, int MR, int NF, bool kAccumulate>
 void last_group(Index blocks, Index narrow, Index rows, Index depth, const T* A, Index lda, const T* P,
@@ -166,22 +172,16 @@ void tiles(Index rows, Index cols, Index K, Index k0, Index depth, const T* A, I
   const Index blocks = cols / PW, stride = K * PW;
   const T* a = A + k0;
   Index b0 = 0;
-  for (; b0 + NB <= blocks && (b0 + NB < blocks || cols % PW == 0); b0 += NB)
+  for (; b0 + NB <= blocks; b0 += NB)
     for (Index r0 = 0; r0 < rows; r0 += MR)
       tile<T, MR, NB, 0, kAccumulate>(depth, a + r0 * lda, lda, P + b0 * stride + k0 * PW, stride, nullptr,
                                       C + r0 * ldc + b0 * PW, ldc, NB * PW);
   if (b0 * PW == cols) return;
-  // What is left: blocks - b0 <= NB full blocks, then the narrow one (its rows last_width long).
+  // What is left: fewer than NB full blocks, then the narrow one (its rows last_block_width long).
   const Index narrow = last_block_width<T>(cols) / W;
   const T* last = P + blocks * stride + k0 * narrow * W;
-  if (blocks - b0 == NB && narrow > 0) {  // NB full blocks and a narrow one: more than one tile holds
-    for (Index r0 = 0; r0 < rows; r0 += MR)
-      tile<T, MR, NB, 0, kAccumulate>(depth, a + r0 * lda, lda, P + b0 * stride + k0 * PW, stride, nullptr,
-                                      C + r0 * ldc + b0 * PW, ldc, NB * PW);
-    b0 += NB;
-  }
-  last_group<T, MR, NB, kAccumulate>(blocks - b0, narrow, rows, depth, a, lda, P + b0 * stride + k0 * PW, stride,
-                                     last, C + b0 * PW, ldc, cols - b0 * PW);
+  last_group<T, MR, NB - 1, kAccumulate>(blocks - b0, narrow, rows, depth, a, lda, P + b0 * stride + k0 * PW,
+                                         stride, last, C + b0 * PW, ldc, cols - b0 * PW);
 }
 
 // Tiles for rows whatever their count: as many rows per tile as the registers allow (8 with 32
