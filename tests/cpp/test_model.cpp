@@ -18,7 +18,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <iostream>
 #include <new>
 #include <random>
@@ -304,6 +303,23 @@ void test_float64_file_is_converted() {
   CHECK(max_abs_diff(y64, y32) == 0.0);  // float64 -> float32 rounds exactly as writing float32 does
 }
 
+// Whether f throws lstm_fast::Error with `expected` in its message; says on stderr what came instead.
+template <typename F>
+bool throws_error(F f, const std::string& expected) {
+  try {
+    f();
+  } catch (const lstm_fast::Error& e) {
+    if (std::string(e.what()).find(expected) != std::string::npos) return true;
+    std::fprintf(stderr, "message \"%s\" lacks \"%s\"\n", e.what(), expected.c_str());
+    return false;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "a non-Error exception (expected \"%s\"): %s\n", expected.c_str(), e.what());
+    return false;
+  }
+  std::fprintf(stderr, "no Error thrown (expected \"%s\")\n", expected.c_str());
+  return false;
+}
+
 // forward runs bidirectional models; step refuses them; states of other shapes are refused.
 void test_bidirectional_and_misuse() {
   const ModelSpec spec{3, 4, 2, 2, true, true, true, "float32"};
@@ -317,25 +333,14 @@ void test_bidirectional_and_misuse() {
   m.forward(x.data(), T, B, y.data(), st);
   for (float v : y) CHECK(std::isfinite(v));
 
-  auto throws = [](const std::function<void()>& f, const std::string& expected) {
-    try {
-      f();
-    } catch (const lstm_fast::Error& e) {
-      if (std::string(e.what()).find(expected) != std::string::npos) return true;
-      std::fprintf(stderr, "message \"%s\" lacks \"%s\"\n", e.what(), expected.c_str());
-      return false;
-    }
-    std::fprintf(stderr, "no Error thrown (expected \"%s\")\n", expected.c_str());
-    return false;
-  };
-  CHECK(throws([&] { m.step(x.data(), y.data(), st); }, "bidirectional"));
-  CHECK(throws([&] { m.forward(x.data(), T, B + 1, y.data(), st); }, "batch"));
-  CHECK(throws([&] { m.initial_state(0); }, "batch must be >= 1"));
+  CHECK(throws_error([&] { m.step(x.data(), y.data(), st); }, "bidirectional"));
+  CHECK(throws_error([&] { m.forward(x.data(), T, B + 1, y.data(), st); }, "batch"));
+  CHECK(throws_error([&] { m.initial_state(0); }, "batch must be >= 1"));
   const lstm_fast::Model other = write_and_load(ModelSpec{3, 5}, 2);
   lstm_fast::State wrong = other.initial_state(B);
-  CHECK(throws([&] { m.forward(x.data(), T, B, y.data(), wrong); }, "state.h"));
-  CHECK(throws([&] { lstm_fast::Model().initial_state(1); }, "empty"));
-  CHECK(throws([&] { lstm_fast::Model::load("/nonexistent/model.safetensors"); }, "cannot open"));
+  CHECK(throws_error([&] { m.forward(x.data(), T, B, y.data(), wrong); }, "state.h"));
+  CHECK(throws_error([&] { lstm_fast::Model().initial_state(1); }, "empty"));
+  CHECK(throws_error([&] { lstm_fast::Model::load("/nonexistent/model.safetensors"); }, "cannot open"));
 }
 
 // Every kind of malformed file is refused with a message naming the problem.
@@ -414,21 +419,6 @@ void test_integer_dtype_refused() {
   expect_load_error("I32 tensor", bytes, "expected F32 or F64");
 }
 
-template <typename F>
-bool throws_error(F f, const std::string& expected) {
-  try {
-    f();
-  } catch (const lstm_fast::Error& e) {
-    if (std::string(e.what()).find(expected) != std::string::npos) return true;
-    std::fprintf(stderr, "message \"%s\" lacks \"%s\"\n", e.what(), expected.c_str());
-    return false;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "a non-Error exception (expected \"%s\"): %s\n", expected.c_str(), e.what());
-    return false;
-  }
-  std::fprintf(stderr, "no Error thrown (expected \"%s\")\n", expected.c_str());
-  return false;
-}
 
 // load_from_bytes: the same model as load from the same bytes, the same checks on bad ones.
 void test_load_from_bytes() {
