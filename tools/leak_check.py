@@ -18,13 +18,7 @@ import tempfile
 import numpy as np
 
 import lstm_fast as lf
-
-
-def rss_mib() -> float:
-    """Resident set size now (not the peak), from /proc (Linux)."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+from _memory import rss_mib  # tools/ is on sys.path when a script here runs
 
 
 def main() -> int:

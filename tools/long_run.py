@@ -12,19 +12,13 @@ after the first chunk, or the state stopped being finite.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
 import numpy as np
 
 import lstm_fast as lf
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+from _memory import rss_mib  # tools/ is on sys.path when a script here runs
 
 
 def main() -> int:
