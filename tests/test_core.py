@@ -297,11 +297,15 @@ def test_results_do_not_depend_on_where_the_arrays_lie(rng, dtype, shape):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B", [7, 13])
 @pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=131)])
-def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, B, kwargs):
-    # The packed recurrent kernel (cpp/src/recurrent.hpp, used from 64 rows on) sums K in blocks of
-    # 128: forward K = R and backward K = 4H both exceed it here. B = 7 and 13 leave tails of 3, 4
-    # and 1 rows after the 4- or 8-row tiles; H = 150 ends each slice in a partial panel block.
-    model, x, state, lengths, dy, dstate = random_case(rng, T=10, B=B, I=5, H=150, dtype=dtype, **kwargs)
+@pytest.mark.parametrize("I", [5, 150])
+def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, B, kwargs, I):
+    # The packed kernel (cpp/src/recurrent.hpp, used from 64 rows on) sums K in blocks of 128:
+    # forward K = R and backward K = 4H both exceed it here, and with I = 150 so do the input
+    # projection's K = I and the columns of dX = dZ W_ih (three full panel blocks and a narrow one).
+    # B = 7 and 13 leave tails of 3, 4 and 1 rows after the 4- or 8-row tiles; with B = 13 the
+    # N = 130 rows of the projection are a 128-row block and 2 rows; H = 150 ends each slice in a
+    # partial panel block.
+    model, x, state, lengths, dy, dstate = random_case(rng, T=10, B=B, I=I, H=150, dtype=dtype, **kwargs)
     with num_threads(threads):
         run_and_compare(model, x, state, lengths, dy, dstate, dtype)
 
@@ -317,6 +321,6 @@ def test_steps_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
                                                        **kwargs)
     with num_threads(threads):
         run_and_compare(model, x, state, lengths, dy, dstate, dtype)
-        y_inference, _ = model(x, state, lengths)  # inference projects 64 steps at a time
+        y_inference, _ = model(x, state, lengths)  # inference projects a few steps at a time
         y_training, _ = model.forward(x, state, lengths)
         np.testing.assert_allclose(y_inference, y_training, rtol=1e-6, atol=1e-6)

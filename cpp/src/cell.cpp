@@ -132,8 +132,11 @@ void run_team(int team, const Member& member) {
 // T = 4, while B = 1 breaks even near T = 64.
 constexpr Index kPackMinRows = 64;
 
-// Steps to project at once in inference, so the gate buffer is O(chunk * B * 4H) whatever T is.
-constexpr Index kInferenceChunkSteps = 64;
+// Inference projects a chunk of steps at a time, so the gate buffer is O(chunk * B * 4H) whatever T
+// is: as many steps as keep it near kInferenceChunkNumbers (64 KiB in float, so the projection's
+// output is still in L2 when the steps read it back), at least one, at most 64.
+constexpr Index kInferenceChunkNumbers = 16384;
+constexpr Index kInferenceChunkMaxSteps = 64;
 
 template <typename T>
 void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
@@ -166,9 +169,10 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
     trace->cell_prev.resize(static_cast<size_t>(N * H));
     trace->hidden_prev.resize(static_cast<size_t>(N * R));
   }
-  const Index chunk = trace ? std::max<Index>(steps, 1) : kInferenceChunkSteps;
-  Matrix<T> z_chunk;  // inference: pre-activations of one chunk of steps (allocated once, here)
-  if (!trace) z_chunk.resize(std::min(chunk, steps) * B, G);
+  const Index chunk = trace ? std::max<Index>(steps, 1)
+                            : std::clamp<Index>(kInferenceChunkNumbers / (B * G), 1, kInferenceChunkMaxSteps);
+  Buffer<T> z_chunk;  // inference: pre-activations of one chunk of steps (allocated once, here)
+  if (!trace) z_chunk.resize(static_cast<size_t>(std::min(chunk, steps) * B * G));
 
   // The team: member k owns hidden units [u0, u1) (all four gates of them, so its rows of W_hh stay
   // in its core's cache: the "persistent RNN" idea) and, with a projection, outputs [r0, r1).
@@ -178,17 +182,24 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   // (recurrent.hpp), 4 panel_size(n, R) numbers. The members' u0 are on packet boundaries, so member
   // k's panels start at 4 R u0. Worth it only over enough rows (see kPackMinRows); otherwise Eigen's
   // product on W_hh itself.
+  // W_ih too, as one panel of all 4H columns for the input projection (panel_gemm), each member
+  // packing its share of the column blocks; below kPackMinRows, Eigen's GEMM.
   const bool packing = N >= kPackMinRows;
   Buffer<T> packed(packing ? static_cast<size_t>(4 * panel_size<T>(H, R)) : 0);
+  Buffer<T> packed_ih(packing ? static_cast<size_t>(panel_size<T>(G, I)) : 0);
   ConstMap<T> W_hh(w.weight_hh, G, R);
   auto member = [&](int k, int team, SpinBarrier& barrier) {
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
     const Index n = u1 - u0, panel = panel_size<T>(n, R);
     const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
     T* panels = packing ? packed.data() + 4 * R * u0 : nullptr;
-    if (packing)
+    if (packing) {
       for (Index gate = 0; gate < 4; ++gate)
         pack_transposed(w.weight_hh, R, gate * H + u0, 0, n, R, panels + gate * panel);
+      const Index j0 = split(G, team, k, kPanel<T>), j1 = split(G, team, k + 1, kPanel<T>);
+      pack_transposed(w.weight_ih, I, j0, 0, j1 - j0, I, packed_ih.data() + j0 * I);
+      barrier.wait();  // all of W_ih's panel before any member's projection
+    }
     for (Index first = 0; first < steps; first += chunk) {
       const Index count = std::min(chunk, steps - first);
       // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
@@ -198,7 +209,10 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
       // Input projection: Z = X W_ih^T + b_ih + b_hh, one GEMM for the chunk, its rows shared out.
       const Index q0 = rows * k / team, q1 = rows * (k + 1) / team;
       Map<T> Z(z + q0 * G, q1 - q0, G);
-      Z.noalias() = X.middleRows(row0 + q0, q1 - q0) * W_ih.transpose();
+      if (packing)
+        panel_gemm<false>(q1 - q0, G, I, x + (row0 + q0) * I, I, packed_ih.data(), Z.data(), G);
+      else
+        Z.noalias() = X.middleRows(row0 + q0, q1 - q0) * W_ih.transpose();
       Z.rowwise() += bias;
       barrier.wait();
 
@@ -288,14 +302,21 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   // W_hh's columns packed once per call, member by member: the panel of W_hh[k][r0 + j] for the
   // member's outputs [r0, r1) (recurrent.hpp), panel_size(nr, 4H) < 4H (nr + W) numbers. With a
   // projection r0 need not be on a packet boundary, so member k's panel starts at 4H (r0 + k W).
+  // W_ih too, as one panel of its I columns for dX = dZ W_ih (panel_gemm), each member packing its
+  // share of the column blocks (the barrier after the time loop orders the packing before the use).
   const bool packing = N >= kPackMinRows;
   Buffer<T> packed(packing ? static_cast<size_t>(G * (R + team * kWidth)) : 0);
+  Buffer<T> packed_ih(packing ? static_cast<size_t>(panel_size<T>(I, G)) : 0);
   ConstMap<T> W_hh(w.weight_hh, G, R);
   auto member = [&](int k, int team, SpinBarrier& barrier) {
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
     const Index n = u1 - u0, nr = r1 - r0;
     T* panel = packing ? packed.data() + G * (r0 + k * kWidth) : nullptr;
-    if (packing) pack_columns(w.weight_hh, R, r0, nr, G, panel);
+    if (packing) {
+      pack_columns(w.weight_hh, R, r0, nr, G, panel);
+      const Index j0 = split(I, team, k, kPanel<T>), j1 = split(I, team, k + 1, kPanel<T>);
+      pack_columns(w.weight_ih, I, j0, j1 - j0, G, packed_ih.data() + j0 * G);
+    }
     const T* dm_all = dims.projection ? dm.data() : dh.data();  // [B, H]
     const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
     // Steps in the reverse of the forward's processing order.
@@ -336,7 +357,11 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
     db.middleCols(g0, g1 - g0) = dZ.middleCols(g0, g1 - g0).colwise().sum();
     const Index n0 = N * k / team, n1 = N * (k + 1) / team;
     Map<T> dX(dx + n0 * I, n1 - n0, I);
-    if (accumulate_dx)
+    if (packing && accumulate_dx)
+      panel_gemm<true>(n1 - n0, I, G, dZ.data() + n0 * G, G, packed_ih.data(), dX.data(), I);
+    else if (packing)
+      panel_gemm<false>(n1 - n0, I, G, dZ.data() + n0 * G, G, packed_ih.data(), dX.data(), I);
+    else if (accumulate_dx)
       dX.noalias() += dZ.middleRows(n0, n1 - n0) * W_ih;
     else
       dX.noalias() = dZ.middleRows(n0, n1 - n0) * W_ih;
