@@ -120,24 +120,41 @@ def test_set_num_threads_from_another_thread_while_models_run(rng):
 
 
 _ONE_CPU_SCRIPT = r"""
-import os, sys
+import glob, os, sys
 import numpy as np
 import lstm_fast as lf
-os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 rng = np.random.default_rng(0)
 x = rng.standard_normal((40, 24, 16)).astype(np.float32)
 dy = rng.standard_normal((40, 24, 2 * 64)).astype(np.float32)
-results = []
-for threads in (1, 2, 4):
-    lf.set_num_threads(threads)
-    # A team per step (B * 4H * R >= 32k) and the two directions side by side, all on one CPU.
+
+def run():
+    # A team per step (B * 4H * R >= 32k) and the two directions side by side.
     model = lf.LSTM(16, 64, 2, bidirectional=True, dtype=np.float32, seed=1)
     y, _ = model.forward(x)
     dx, _ = model.backward(dy)
-    results.append((y, dx, model.grads["weight_hh_l0"]))
+    return y, dx, model.grads["weight_hh_l0"]
+
+# The pool's workers start on the whole machine, pinned off this thread's CPU ...
+lf.set_num_threads(4)
+run()
+# ... then this thread (the one that calls) is held to one CPU: the workers must follow it there.
+cpu = sorted(os.sched_getaffinity(0))[0]
+os.sched_setaffinity(0, {cpu})
+results = []
+for threads in (1, 2, 4):
+    lf.set_num_threads(threads)
+    results.append(run())
 for other in results[1:]:
     for a, b in zip(results[0], other):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+# The workers (named lstm_fast): kept for reuse, so three in all (a pair of directions, each with a
+# team of two), and every one now on the caller's CPU.
+workers = []
+for status in glob.glob(f"/proc/{os.getpid()}/task/*/status"):
+    fields = dict(line.split(":", 1) for line in open(status).read().splitlines() if ":" in line)
+    if fields["Name"].strip() == "lstm_fast":
+        workers.append(fields["Cpus_allowed_list"].strip())
+assert workers == [str(cpu)] * 3, workers
 print("ok")
 """
 
@@ -146,7 +163,73 @@ print("ok")
 def test_teams_on_a_process_restricted_to_one_cpu_finish_and_agree():
     # Helper threads are kept off their caller's CPU when the affinity mask allows it
     # (cpp/src/affinity.hpp). With a single allowed CPU there is nowhere else: the team must still
-    # finish (its barrier yields) and give the one-thread answer.
+    # finish (its barrier yields) and give the one-thread answer, and the pool's workers, started
+    # before the restriction, must move to that CPU with their next job.
     done = subprocess.run([sys.executable, "-c", _ONE_CPU_SCRIPT], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "ok"
+
+
+_FORK_SCRIPT = r"""
+import os, signal, sys
+import numpy as np
+import lstm_fast as lf
+lf.set_num_threads(2)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((40, 24, 16)).astype(np.float32)
+model = lf.LSTM(16, 64, 2, bidirectional=True, dtype=np.float32, seed=1)
+expected, _ = model(x)  # the parent's pool has workers now
+pid = os.fork()
+if pid == 0:
+    # The child has none of the parent's threads: its first call must start workers of its own.
+    signal.alarm(60)
+    y, _ = model(x)
+    os._exit(0 if np.array_equal(y, expected) else 3)
+_, status = os.waitpid(pid, 0)
+assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+y, _ = model(x)  # and the parent's pool still works
+np.testing.assert_array_equal(y, expected)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_workers_of_its_own():
+    # The workers persist between calls (cpp/src/team.hpp); fork() copies only the calling thread.
+    done = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def _workers() -> set[str]:
+    """Thread ids of this process's lstm_fast workers (cpp/src/team.cpp names them)."""
+    tids = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as comm:
+                if comm.read().strip() == "lstm_fast":
+                    tids.add(tid)
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return tids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc (Linux)")
+def test_calls_reuse_the_workers_instead_of_starting_threads(rng):
+    model = lf.LSTM(16, 64, 2, bidirectional=True, dtype=np.float32, seed=1)
+    x = rng.standard_normal((40, 24, 16)).astype(np.float32)
+    dy = np.ones((40, 24, 128), np.float32)
+    before = lf.get_num_threads()
+    try:
+        lf.set_num_threads(4)  # a pair of directions, each with a team of two: three workers at once
+        model.forward(x)
+        model.backward(dy)
+        workers = _workers()
+        assert len(workers) >= 3
+        for _ in range(20):
+            model.forward(x)
+            model.backward(dy)
+            model(x)
+        assert _workers() == workers  # the same threads, none started since
+    finally:
+        lf.set_num_threads(before)

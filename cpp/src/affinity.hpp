@@ -1,12 +1,12 @@
-// Where the library's short-lived helper threads run (team members in cell.cpp, the second direction
-// in network.cpp).
+// Where the library's helper threads run (the workers of team.hpp: team members in cell.cpp, the
+// second direction in network.cpp).
 //
-// Left to the scheduler, a new thread often starts on its parent's CPU and stays there while both
-// spin at a barrier: the pair then runs at half the speed of one thread. Measured on the 2-core
-// machine, B = 1, H = 256, T = 1000 inference on 2 threads took 4.2 or 12.5 ms from one process to
-// the next (8.7 ms on one thread); a bidirectional stack 10 or 18 ms. A helper is therefore kept off
-// the CPU its caller runs on (Linux; best effort). The helpers end with the
-// call, so the pinning does too; the caller's own affinity is never touched.
+// Left to the scheduler, a helper often ran on its caller's CPU and stayed there while both spun
+// at a barrier: the pair then ran at half the speed of one thread. Measured on the 2-core machine,
+// B = 1, H = 256, T = 1000 inference on 2 threads took 4.2 or 12.5 ms from one process to the next
+// (8.7 ms on one thread); a bidirectional stack 10 or 18 ms. A helper is therefore kept off the CPU
+// its caller runs on (Linux; best effort). Workers are pinned per job, to the CPUs of the caller
+// that hands it over; the caller's own affinity is never touched.
 #pragma once
 
 #ifdef __linux__
@@ -17,9 +17,9 @@
 namespace lstm_fast::detail {
 
 // Where a helper of the calling thread may run: the CPUs the caller may run on, without the one it
-// runs on now. `valid` is false when that leaves none (or off Linux): the helper then keeps the
-// caller's affinity. Not a single CPU: helpers of several callers (two directions, each with a
-// team) are left to the scheduler within the set.
+// runs on now, or all of the caller's CPUs when that one is all it has. `valid` is false when the
+// mask cannot be read (or off Linux): the helper then stays where it is. Not a single CPU: helpers
+// of several callers (two directions, each with a team) are left to the scheduler within the set.
 struct HelperCpus {
   bool valid = false;
 #ifdef __linux__
@@ -33,8 +33,8 @@ inline HelperCpus helper_cpus() {
   CPU_ZERO(&cpus.set);
   if (sched_getaffinity(0, sizeof(cpus.set), &cpus.set) != 0) return cpus;
   const int here = sched_getcpu();
-  if (here >= 0 && here < CPU_SETSIZE) CPU_CLR(here, &cpus.set);
-  cpus.valid = CPU_COUNT(&cpus.set) > 0;
+  if (here >= 0 && here < CPU_SETSIZE && CPU_COUNT(&cpus.set) > 1) CPU_CLR(here, &cpus.set);
+  cpus.valid = true;
 #endif
   return cpus;
 }

@@ -10,10 +10,10 @@
 // Eigen's namespace renamed per build (-DEigen=lstm_fast_eigen_<isa>): otherwise the linker would merge
 // the identically named Eigen template instances of different builds and could run AVX2 code on a CPU
 // without it.
-#include "affinity.hpp"
 #include "cell.hpp"
 #include "gates.hpp"
 #include "recurrent.hpp"
+#include "team.hpp"
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -88,42 +88,14 @@ MemberSlice member_slice(const CellDims& dims, int team, int k) {
   return {u0, u1, split(R, team, k, 1), split(R, team, k + 1, 1)};
 }
 
-// Runs member(k, team, barrier) for k = 0 .. team-1, members 1.. on threads of their own. The helpers
-// wait at a start gate: if one cannot be started (std::system_error when the system has no thread to
-// give), the started ones leave without working and the whole job runs on the caller's thread as a
-// team of one, so the work is done either way and no barrier waits for a member that never came.
-// Each helper runs on a CPU other than the caller's (affinity.hpp).
+// Runs member(k, n, barrier) for k = 0 .. n-1 on a Team (team.hpp): k = 0 on the caller's thread,
+// the others on the pool's workers. n = team unless the system could not start enough threads;
+// the members share the work whatever n is, so it is done either way.
 template <typename Member>
 void run_team(int team, const Member& member) {
-  if (team > 1) {
-    SpinBarrier barrier(team);
-    std::atomic<int> gate{0};  // 0: wait, 1: work, -1: leave
-    std::vector<std::thread> helpers;
-    try {
-      const HelperCpus cpus = helper_cpus();
-      helpers.reserve(static_cast<size_t>(team - 1));
-      for (int k = 1; k < team; ++k) {
-        helpers.emplace_back([&member, &barrier, &gate, cpus, k, team] {
-          pin_this_thread(cpus);
-          int state;
-          while ((state = gate.load(std::memory_order_acquire)) == 0) std::this_thread::yield();
-          if (state == 1) member(k, team, barrier);
-        });
-      }
-    } catch (...) {
-      gate.store(-1, std::memory_order_release);
-      for (std::thread& helper : helpers) helper.join();
-      helpers.clear();
-    }
-    if (!helpers.empty()) {
-      gate.store(1, std::memory_order_release);
-      member(0, team, barrier);
-      for (std::thread& helper : helpers) helper.join();
-      return;
-    }
-  }
-  SpinBarrier alone(1);
-  member(0, 1, alone);
+  Team workers(team);
+  SpinBarrier barrier(workers.size());
+  workers.run([&](int k) { member(k, workers.size(), barrier); });
 }
 
 // Rows (sum of the steps' batch sizes) from which packing W_hh once per call (recurrent.hpp) beats

@@ -7,9 +7,9 @@
 #include <thread>
 #include <utility>
 
-#include "affinity.hpp"
 #include "cell.hpp"
 #include "lstm_fast/network.hpp"
+#include "team.hpp"
 
 namespace lstm_fast {
 namespace {
@@ -50,8 +50,8 @@ void check_schedule(const Config& config, const Schedule& schedule) {
 
 std::atomic<int> g_num_threads{std::max(1, static_cast<int>(std::thread::hardware_concurrency()))};
 
-// How a layer uses the thread budget. Starting a thread costs tens of microseconds and a barrier about
-// a microsecond, so:
+// How a layer uses the thread budget. Handing work to a pooled worker costs microseconds (tens when
+// it has gone to sleep) and a barrier about a microsecond, so:
 //   - a bidirectional layer runs its directions side by side when each has ~1e6 multiply-adds of work
 //     in all (N * 4H * (I_k + R));
 //   - a cell's time steps are shared by a team (its hidden units split between the members) when each
@@ -72,40 +72,32 @@ LayerThreads layer_threads(const Config& config, const detail::CellDims& dims, c
   return {parallel, team};
 }
 
-// Runs direction(0) here and direction(1) on a second thread when `parallel`, else both here in order;
-// an exception from either is rethrown on the caller's thread.
+// Runs direction(0) here and direction(1) on a worker (team.hpp) when `parallel`, else both here in
+// order (also when no worker can be had); an exception from either is rethrown on the caller's thread.
 template <typename Direction>
 void run_directions(Index directions, bool parallel, Direction direction) {
-  if (!parallel || directions == 1) {
+  detail::Team pair(parallel && directions == 2 ? 2 : 1);
+  if (pair.size() == 1) {
     for (Index d = 0; d < directions; ++d) direction(d);
     return;
   }
-  std::exception_ptr reverse_error;
-  const detail::HelperCpus cpus = detail::helper_cpus();  // the second direction off this CPU
-  std::thread reverse([&] {
-    detail::pin_this_thread(cpus);
+  std::exception_ptr errors[2];
+  pair.run([&](int d) {
     try {
-      direction(1);
+      direction(d);
     } catch (...) {
-      reverse_error = std::current_exception();
+      errors[d] = std::current_exception();
     }
   });
-  std::exception_ptr forward_error;
-  try {
-    direction(0);
-  } catch (...) {
-    forward_error = std::current_exception();
-  }
-  reverse.join();
-  if (forward_error) std::rethrow_exception(forward_error);
-  if (reverse_error) std::rethrow_exception(reverse_error);
+  for (const std::exception_ptr& error : errors)
+    if (error) std::rethrow_exception(error);
 }
 
 }  // namespace
 
 void set_num_threads(int num_threads) {
-  // At most kMaxThreads: a team is started per layer call, and a typo like 10**6 would otherwise
-  // have every call try to start thousands of threads.
+  // At most kMaxThreads: a layer call leases a team of that many workers, and a typo like 10**6
+  // would otherwise have the pool start thousands of threads.
   if (num_threads < 1 || num_threads > kMaxThreads)
     throw Error("num_threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(num_threads));
   g_num_threads.store(num_threads);

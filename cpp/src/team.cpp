@@ -1,0 +1,192 @@
+// The worker pool behind Team (team.hpp).
+#include "team.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "affinity.hpp"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LSTM_FAST_PAUSE() _mm_pause()
+#else
+#define LSTM_FAST_PAUSE() ((void)0)
+#endif
+
+#ifdef __unix__
+#include <pthread.h>
+#include <unistd.h>
+#endif
+
+namespace lstm_fast::detail {
+
+// One worker: a thread that waits for `epoch` to move, then runs job(context, k) and counts
+// itself off `pending`. The fields of a job are written before the epoch is bumped (release) and
+// read after it is seen (acquire).
+struct Worker {
+  std::atomic<std::uint64_t> epoch{0};
+  std::mutex mutex;
+  std::condition_variable wake;
+  void (*job)(const void*, int) = nullptr;
+  const void* context = nullptr;
+  int k = 0;
+  std::atomic<int>* pending = nullptr;
+  HelperCpus cpus;
+
+  void loop() {
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), "lstm_fast");  // as top, perf and /proc show it
+#endif
+    std::uint64_t seen = 0;
+    HelperCpus pinned;  // where this thread is pinned now (valid = false: nowhere yet)
+    for (;;) {
+      seen = wait_for_job(seen);
+      if (cpus.valid && !(pinned.valid && same_cpus(pinned, cpus))) {  // a syscall only on a change
+        pin_this_thread(cpus);
+        pinned = cpus;
+      }
+      std::atomic<int>* done = pending;
+      job(context, k);
+      done->fetch_sub(1, std::memory_order_release);  // the last touch of the caller's run
+    }
+  }
+
+  // Spins for kSpinMicroseconds, then sleeps until the epoch moves past `seen`; returns the new one.
+  std::uint64_t wait_for_job(std::uint64_t seen) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int spins = 0;; ++spins) {
+      const std::uint64_t now = epoch.load(std::memory_order_acquire);
+      if (now != seen) return now;
+      LSTM_FAST_PAUSE();
+      if ((spins & 255) == 255 &&
+          std::chrono::steady_clock::now() - start > std::chrono::microseconds(kSpinMicroseconds))
+        break;
+    }
+    std::unique_lock<std::mutex> lock(mutex);
+    wake.wait(lock, [&] { return epoch.load(std::memory_order_acquire) != seen; });
+    return epoch.load(std::memory_order_acquire);
+  }
+
+  void hand_over(void (*j)(const void*, int), const void* c, int member, std::atomic<int>* p,
+                 const HelperCpus& where) {
+    job = j;
+    context = c;
+    k = member;
+    pending = p;
+    cpus = where;
+    {
+      // Under the mutex, so that a worker between its last check and its wait cannot miss it.
+      std::lock_guard<std::mutex> lock(mutex);
+      epoch.fetch_add(1, std::memory_order_release);
+    }
+    wake.notify_one();
+  }
+
+  static bool same_cpus(const HelperCpus& a, const HelperCpus& b) {
+#ifdef __linux__
+    return CPU_EQUAL(&a.set, &b.set);
+#else
+    (void)a, (void)b;
+    return true;
+#endif
+  }
+};
+
+namespace {
+
+// The idle workers. Workers are never destroyed: at exit the process ends them, and nothing of
+// theirs (they hold no job between runs) is left to clean up.
+struct Pool {
+  std::mutex mutex;
+  std::vector<Worker*> idle;
+  int started = 0;
+};
+
+// At most this many workers in all: beyond it a team gets fewer members (the work is the same).
+constexpr int kMaxWorkers = 1024;
+
+Pool* g_pool = nullptr;
+
+#ifdef __unix__
+// fork() copies only the calling thread: the child's pool must not hand jobs to workers that do
+// not exist there, nor find the mutex held by a thread that was mid-lease in the parent.
+void before_fork() { g_pool->mutex.lock(); }
+void after_fork_parent() { g_pool->mutex.unlock(); }
+void after_fork_child() { g_pool = new Pool; }  // the parent's workers are gone; the old Pool leaks
+#endif
+
+Pool& pool() {
+  static const bool created = [] {
+    g_pool = new Pool;
+#ifdef __unix__
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+#endif
+    return true;
+  }();
+  (void)created;
+  return *g_pool;
+}
+
+}  // namespace
+
+Team::Team(int members) {
+  if (members <= 1) return;
+  Pool& p = pool();
+  workers_.reserve(static_cast<size_t>(members - 1));  // before any worker is taken: may throw
+  std::lock_guard<std::mutex> lock(p.mutex);
+  while (size() < members && !p.idle.empty()) {
+    workers_.push_back(p.idle.back());
+    p.idle.pop_back();
+  }
+  while (size() < members && p.started < kMaxWorkers) {
+    Worker* worker = nullptr;
+    try {
+      worker = new Worker;
+      std::thread(&Worker::loop, worker).detach();
+    } catch (...) {  // std::system_error or bad_alloc: no thread to give; the team stays smaller
+      delete worker;
+      break;
+    }
+    ++p.started;
+    workers_.push_back(worker);
+  }
+}
+
+Team::~Team() {
+  if (workers_.empty()) return;
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mutex);
+  p.idle.insert(p.idle.end(), workers_.begin(), workers_.end());
+}
+
+void Team::run(void (*job)(const void*, int), const void* context) {
+  if (workers_.empty()) {
+    job(context, 0);
+    return;
+  }
+  std::atomic<int> pending{static_cast<int>(workers_.size())};
+  const HelperCpus cpus = helper_cpus();  // the helpers off the caller's CPU
+  for (size_t i = 0; i < workers_.size(); ++i)
+    workers_[i]->hand_over(job, context, static_cast<int>(i) + 1, &pending, cpus);
+  job(context, 0);
+  // The helpers end at about the same time (their jobs end at a barrier): spin, then yield.
+  for (int spins = 0; pending.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < 4096)
+      LSTM_FAST_PAUSE();
+    else
+      std::this_thread::yield();
+  }
+}
+
+int pool_size() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mutex);
+  return p.started;
+}
+
+}  // namespace lstm_fast::detail
