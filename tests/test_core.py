@@ -310,6 +310,26 @@ def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, B, kwargs
         run_and_compare(model, x, state, lengths, dy, dstate, dtype)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=12, peephole=True)])
+def test_few_rows_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
+    # Under 64 rows per call nothing is packed, and a team projects the columns of its own units
+    # (cpp/src/cell.cpp): N = 2 * 16 = 32 rows, but B * 4H * R and N * 4H * (I + R) are big enough for a
+    # team; H = 100 ends a slice in a partial packet.
+    model, x, state, lengths, dy, dstate = random_case(rng, T=2, B=16, I=9, H=100, dtype=dtype, **kwargs)
+    with num_threads(threads):
+        run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+        # The streaming step too: one row per call, a team for H = 100 with I = 400.
+        stepper = lf.LSTM(400, 100, dtype=dtype, seed=3, **kwargs)
+        xs = rng.normal(size=(3, 1, 400)).astype(dtype)
+        expected, _ = stepper(xs)
+        state_t = None
+        for t in range(3):
+            y_t, state_t = stepper.step(xs[t], state_t)
+            assert_close("y_t", y_t, expected[t], dtype)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 4])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=12, peephole=True), dict(bidirectional=True, num_layers=2)])

@@ -178,15 +178,24 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
       const Index t_lo = reverse ? steps - first - count : first;
       const Index row0 = s.offsets[t_lo], rows = s.offsets[t_lo + count] - row0;
       T* z = trace ? trace->gates.data() + row0 * G : z_chunk.data();
-      // Input projection: Z = X W_ih^T + b_ih + b_hh, one GEMM for the chunk, its rows shared out.
-      const Index q0 = rows * k / team, q1 = rows * (k + 1) / team;
-      Map<T> Z(z + q0 * G, q1 - q0, G);
-      if (packing)
+      // Input projection: Z = X W_ih^T + b_ih + b_hh, one GEMM for the chunk.
+      if (packing) {  // its rows shared out, all 4H columns of each
+        const Index q0 = rows * k / team, q1 = rows * (k + 1) / team;
+        Map<T> Z(z + q0 * G, q1 - q0, G);
         panel_gemm<false>(q1 - q0, G, I, x + (row0 + q0) * I, I, packed_ih.data(), Z.data(), G);
-      else
-        Z.noalias() = X.middleRows(row0 + q0, q1 - q0) * W_ih.transpose();
-      Z.rowwise() += bias;
-      barrier.wait();
+        Z.rowwise() += bias;
+        barrier.wait();
+      } else {
+        // Few rows (a streaming step): each member projects the columns of its own units, reading
+        // only its rows of W_ih (which stay in its core's cache from call to call); it is the only
+        // one to read them, so no barrier.
+        for (Index gate = 0; gate < 4; ++gate) {
+          const Index col = gate * H + u0;
+          StridedMap<T> Z(z + col, rows, n, Eigen::OuterStride<>(G));
+          Z.noalias() = X.middleRows(row0, rows) * W_ih.middleRows(col, n).transpose();
+          Z.rowwise() += bias.middleCols(col, n);
+        }
+      }
 
       for (Index p = first; p < first + count; ++p) {
         const Index t = reverse ? steps - 1 - p : p;

@@ -55,8 +55,9 @@ std::atomic<int> g_num_threads{std::max(1, static_cast<int>(std::thread::hardwar
 //   - a bidirectional layer runs its directions side by side when each has ~1e6 multiply-adds of work
 //     in all (N * 4H * (I_k + R));
 //   - a cell's time steps are shared by a team (its hidden units split between the members) when each
-//     step's recurrent product has ~32k (B * 4H * R) and the cell ~1e6 in all; the team gets the
-//     budget, halved when the directions already run side by side.
+//     step's recurrent product has ~32k (B * 4H * R) and the cell ~2e5 in all (a single streaming
+//     step of H = 256: each member's slice of the weights then stays in its own core's L2 from step
+//     to step); the team gets the budget, halved when the directions already run side by side.
 struct LayerThreads {
   bool directions_parallel;
   int step_threads;
@@ -68,7 +69,7 @@ LayerThreads layer_threads(const Config& config, const detail::CellDims& dims, c
   const double per_step = double(schedule.batch) * gates * double(dims.output_size);
   const int budget = g_num_threads.load();
   const bool parallel = config.directions() == 2 && budget >= 2 && total >= 1e6;
-  const int team = (per_step >= 32768.0 && total >= 1e6) ? std::max(1, budget / (parallel ? 2 : 1)) : 1;
+  const int team = (per_step >= 32768.0 && total >= 2e5) ? std::max(1, budget / (parallel ? 2 : 1)) : 1;
   return {parallel, team};
 }
 

@@ -57,15 +57,18 @@ struct Worker {
   }
 
   // Spins for kSpinMicroseconds, then sleeps until the epoch moves past `seen`; returns the new one.
+  // The spin yields now and then, so that on a busy machine (more runnable threads than CPUs) it
+  // gives its CPU to them.
   std::uint64_t wait_for_job(std::uint64_t seen) {
     const auto start = std::chrono::steady_clock::now();
     for (int spins = 0;; ++spins) {
       const std::uint64_t now = epoch.load(std::memory_order_acquire);
       if (now != seen) return now;
       LSTM_FAST_PAUSE();
-      if ((spins & 255) == 255 &&
-          std::chrono::steady_clock::now() - start > std::chrono::microseconds(kSpinMicroseconds))
-        break;
+      if ((spins & 255) == 255) {
+        if (std::chrono::steady_clock::now() - start > std::chrono::microseconds(kSpinMicroseconds)) break;
+        std::this_thread::yield();
+      }
     }
     std::unique_lock<std::mutex> lock(mutex);
     wake.wait(lock, [&] { return epoch.load(std::memory_order_acquire) != seen; });
