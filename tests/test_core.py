@@ -344,3 +344,24 @@ def test_steps_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
         y_inference, _ = model(x, state, lengths)  # inference projects a few steps at a time
         y_training, _ = model.forward(x, state, lengths)
         np.testing.assert_allclose(y_inference, y_training, rtol=1e-6, atol=1e-6)
+
+
+def test_recycled_outputs_are_never_shared_between_live_arrays(rng):
+    # Outputs of 64 KiB and more live in the library's recycled blocks (cpp/bindings/module.cpp):
+    # a block goes back to the cache only when its array dies, and comes out for the next output.
+    model = lf.LSTM(16, 64, dtype=np.float32, seed=0)
+    x1 = rng.normal(size=(50, 32, 16)).astype(np.float32)
+    x2 = rng.normal(size=(50, 32, 16)).astype(np.float32)
+    y1, _ = model(x1)
+    assert y1.nbytes >= 64 << 10
+    kept = y1.copy()
+    y2, _ = model(x2)
+    assert not np.shares_memory(y1, y2)
+    np.testing.assert_array_equal(y1, kept)  # the second call did not write into the first output
+    view = y2[3:7]  # a view keeps its base's block alive
+    expected_view = view.copy()
+    del y1, y2
+    for _ in range(3):  # reuses the freed blocks
+        y3, _ = model(x1)
+        np.testing.assert_array_equal(y3, kept)
+    np.testing.assert_array_equal(view, expected_view)
