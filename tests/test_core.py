@@ -365,3 +365,25 @@ def test_recycled_outputs_are_never_shared_between_live_arrays(rng):
         y3, _ = model(x1)
         np.testing.assert_array_equal(y3, kept)
     np.testing.assert_array_equal(view, expected_view)
+
+
+def test_parameters_changed_in_place_or_replaced_are_seen_by_the_next_call(rng):
+    # The model keeps the list of weight arrays it hands the core between calls (_lstm.py _weights).
+    model = lf.LSTM(5, 7, dtype=np.float64, seed=0)
+    x = rng.normal(size=(4, 3, 5))
+    y0, _ = model(x)
+
+    def fresh():  # the same parameters in a model that never ran
+        other = lf.LSTM(5, 7, dtype=np.float64, seed=1)
+        other.load_state_dict({k: v.copy() for k, v in model.state_dict().items()})
+        return other(x)[0]
+
+    model.state_dict()["weight_hh_l0"][...] *= 2.0  # in place, as an optimizer does
+    y1, _ = model(x)
+    assert not np.allclose(y1, y0)
+    np.testing.assert_array_equal(y1, fresh())
+    model.load_state_dict({k: v * 0.5 for k, v in model.state_dict().items()})
+    y2, _ = model(x)
+    np.testing.assert_array_equal(y2, fresh())
+    y_t, _ = model.step(x[0], None)
+    np.testing.assert_allclose(y_t, y2[0], rtol=1e-12, atol=1e-12)
