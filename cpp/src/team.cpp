@@ -5,7 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <cstring>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -20,6 +20,7 @@
 
 #ifdef __unix__
 #include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 #endif
 
@@ -37,6 +38,8 @@ struct Worker {
   int k = 0;
   std::atomic<int>* pending = nullptr;
   HelperCpus cpus;
+  bool stop = false;  // a job that says: return (at exit)
+  std::thread thread;
 
   void loop() {
 #ifdef __linux__
@@ -46,6 +49,7 @@ struct Worker {
     HelperCpus pinned;  // where this thread is pinned now (valid = false: nowhere yet)
     for (;;) {
       seen = wait_for_job(seen);
+      if (stop) return;
       if (cpus.valid && !(pinned.valid && same_cpus(pinned, cpus))) {  // a syscall only on a change
         pin_this_thread(cpus);
         pinned = cpus;
@@ -90,6 +94,16 @@ struct Worker {
     wake.notify_one();
   }
 
+  void stop_and_join() {
+    stop = true;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      epoch.fetch_add(1, std::memory_order_release);
+    }
+    wake.notify_one();
+    thread.join();
+  }
+
   static bool same_cpus(const HelperCpus& a, const HelperCpus& b) {
 #ifdef __linux__
     return CPU_EQUAL(&a.set, &b.set);
@@ -102,8 +116,9 @@ struct Worker {
 
 namespace {
 
-// The idle workers. Workers are never destroyed: at exit the process ends them, and nothing of
-// theirs (they hold no job between runs) is left to clean up.
+// The idle workers. At exit they are stopped and joined (so that nothing is left running for
+// valgrind or a sanitizer to report); a worker still leased then, by a thread that computes while
+// another calls exit(), is left to the process's end.
 struct Pool {
   std::mutex mutex;
   std::vector<Worker*> idle;
@@ -123,9 +138,20 @@ void after_fork_parent() { g_pool->mutex.unlock(); }
 void after_fork_child() { g_pool = new Pool; }  // the parent's workers are gone; the old Pool leaks
 #endif
 
+void stop_idle_workers() {
+  std::unique_lock<std::mutex> lock(g_pool->mutex, std::try_to_lock);
+  if (!lock.owns_lock()) return;  // another thread is leasing: leave the workers to the process's end
+  for (Worker* worker : g_pool->idle) {
+    worker->stop_and_join();
+    delete worker;
+  }
+  g_pool->idle.clear();
+}
+
 Pool& pool() {
   static const bool created = [] {
     g_pool = new Pool;
+    std::atexit(stop_idle_workers);
 #ifdef __unix__
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 #endif
@@ -148,13 +174,25 @@ Team::Team(int members) {
   }
   while (size() < members && p.started < kMaxWorkers) {
     Worker* worker = nullptr;
+#ifdef __unix__
+    // A worker starts with every signal blocked (it inherits this thread's mask for the moment), so
+    // that signals go to the application's own threads, never to a worker between jobs.
+    sigset_t all, mask;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &mask);
+#endif
+    bool started = false;
     try {
       worker = new Worker;
-      std::thread(&Worker::loop, worker).detach();
+      worker->thread = std::thread(&Worker::loop, worker);
+      started = true;
     } catch (...) {  // std::system_error or bad_alloc: no thread to give; the team stays smaller
       delete worker;
-      break;
     }
+#ifdef __unix__
+    pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+#endif
+    if (!started) break;
     ++p.started;
     workers_.push_back(worker);
   }

@@ -9,8 +9,9 @@
 // Workers are leased, not shared: a Team takes idle workers from the pool (starting new ones when
 // none is idle) and gives them back when it ends, so concurrent callers (several Python threads,
 // a direction's team inside a layer's pair of directions) never wait for one another. Each job
-// runs pinned off the CPU of the thread that handed it over (affinity.hpp). After fork() the child
-// starts a pool of its own.
+// runs pinned off the CPU of the thread that handed it over (affinity.hpp). Workers start with every
+// signal blocked, so signals reach the application's threads. After fork() the child starts a pool
+// of its own; at exit the idle workers are stopped and joined.
 #pragma once
 
 #include <vector>
