@@ -10,7 +10,8 @@ def set_num_threads(num_threads: int) -> None:
     """Threads lstm_fast may use at once (process-wide). When a time step has enough work, a team of
     threads shares it, each owning a slice of the hidden units; a bidirectional layer runs its two
     directions side by side. 1 keeps every call on the caller's thread. The default is the number of
-    hardware threads."""
+    hardware threads. The helper threads are a pool started on first use and kept (named lstm_fast):
+    between calls they spin for 200 us, then sleep."""
     num_threads = _int_arg("num_threads", num_threads, 1)
     if num_threads > 1024:  # the core's kMaxThreads; checked here so that 10**20 is no overflow error
         raise ValueError(f"num_threads must be <= 1024, got {num_threads}")

@@ -163,7 +163,9 @@ struct Trace {
 // Threads the library may use at once (>= 1). A cell's time steps are shared by a team of threads
 // (each owning a slice of the hidden units, with a barrier per step) when each step has enough work,
 // and a bidirectional layer runs its two directions side by side; 1 keeps every call on the
-// caller's thread. The default is the number of hardware threads. Process-wide; thread-safe.
+// caller's thread. The default is the number of hardware threads. Process-wide; thread-safe. The
+// helpers are a pool of worker threads started on first use and kept: between calls they spin for
+// 200 us, then sleep; idle ones are joined at exit.
 constexpr int kMaxThreads = 1024;
 void set_num_threads(int num_threads);  // throws Error unless 1 <= num_threads <= kMaxThreads
 int get_num_threads();
