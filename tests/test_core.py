@@ -310,6 +310,31 @@ def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, B, kwargs
         run_and_compare(model, x, state, lengths, dy, dstate, dtype)
 
 
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs", [dict(), dict(peephole=True, with_lengths=True),
+                                    dict(bidirectional=True, num_layers=2, with_lengths=True)])
+def test_batch_rows_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
+    # With B >= 8 per member and small weights a team splits the batch rows instead of the hidden
+    # units (cpp/src/cell.cpp split_rows): member k runs rows k, k + team, ... with no barrier per
+    # step. B = 41 is not a multiple of the team; lengths end rows at different steps; H = 44 ends
+    # the gates in a partial packet. The outputs and the gradients of the input and the state must
+    # be bitwise those of one thread (the same FMA chains), and all must match the reference.
+    model, x, state, lengths, dy, dstate = random_case(rng, T=12, B=41, I=9, H=44, dtype=dtype, **kwargs)
+    with num_threads(1):
+        y1, (h1, c1) = model.forward(x, state, lengths)
+        dx1, (dh1, dc1) = model.backward(dy, dstate)
+        inference1, _ = model(x, state, lengths)
+    with num_threads(threads):
+        run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+        y, (h, c) = model.forward(x, state, lengths)
+        dx, (dh, dc) = model.backward(dy, dstate)
+        inference, _ = model(x, state, lengths)
+    if not kwargs.get("bidirectional"):  # (with two directions a second one adds its dX on its own thread)
+        for a, b in [(y, y1), (h, h1), (c, c1), (dx, dx1), (dh, dh1), (dc, dc1), (inference, inference1)]:
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=12, peephole=True)])
