@@ -19,6 +19,14 @@ import lstm_fast as lf
 THREADS = 8
 
 
+def run_script(script: str) -> None:
+    """Runs `script` in a fresh interpreter (threads and CPU affinity of its own); it must exit 0
+    and print "ok"."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "ok"
+
+
 def run_in_threads(jobs):
     """Runs every job on its own thread, all released at once; returns their results in order."""
     results = [None] * len(jobs)
@@ -165,9 +173,7 @@ def test_teams_on_a_process_restricted_to_one_cpu_finish_and_agree():
     # (cpp/src/affinity.hpp). With a single allowed CPU there is nowhere else: the team must still
     # finish (its barrier yields) and give the one-thread answer, and the pool's workers, started
     # before the restriction, must move to that CPU with their next job.
-    done = subprocess.run([sys.executable, "-c", _ONE_CPU_SCRIPT], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip() == "ok"
+    run_script(_ONE_CPU_SCRIPT)
 
 
 _FORK_SCRIPT = r"""
@@ -196,9 +202,7 @@ print("ok")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_gets_workers_of_its_own():
     # The workers persist between calls (cpp/src/team.hpp); fork() copies only the calling thread.
-    done = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip() == "ok"
+    run_script(_FORK_SCRIPT)
 
 
 def _workers() -> set[str]:
