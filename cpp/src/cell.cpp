@@ -3,8 +3,8 @@
 //             one recurrent GEMM  Z_t += h_{t-1} W_hh^T  and one fused pointwise kernel;
 //   backward: per step one fused pointwise kernel and one GEMM  dh_{t-1} = dZ_t W_hh;  after the
 //             time loop the weight gradients and dX as single GEMMs over all steps.
-// The per-step recurrent products read W_hh packed once per call (recurrent.hpp); the big GEMMs
-// over all steps are Eigen's.
+// The recurrent products, the input projection and dX read their weights packed once per call
+// (recurrent.hpp); the weight gradients are Eigen's GEMMs.
 //
 // This file is compiled once per instruction set (CMake sets LSTM_FAST_ISA and the -m flags), and with
 // Eigen's namespace renamed per build (-DEigen=lstm_fast_eigen_<isa>): otherwise the linker would merge
@@ -183,6 +183,11 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   Buffer<T> packed(packing ? static_cast<size_t>(4 * panel_size<T>(H, R)) : 0);
   Buffer<T> packed_ih(packing ? static_cast<size_t>(panel_size<T>(G, I)) : 0);
   ConstMap<T> W_hh(w.weight_hh, G, R);
+  // Member k's share of the column blocks of a panel of all 4H columns of W^T (W: [4H, K]) at P.
+  auto pack_share = [&](int k, int team, const T* W, Index K, T* P) {
+    const Index j0 = split(G, team, k, kPanel<T>), j1 = split(G, team, k + 1, kPanel<T>);
+    pack_transposed(W, K, j0, 0, j1 - j0, K, P + j0 * K);
+  };
   auto member = [&](int k, int team, SpinBarrier& barrier) {
     const auto [u0, u1, r0, r1] = member_slice<T>(dims, team, k);
     const Index n = u1 - u0, panel = panel_size<T>(n, R);
@@ -191,8 +196,7 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
     if (packing) {
       for (Index gate = 0; gate < 4; ++gate)
         pack_transposed(w.weight_hh, R, gate * H + u0, 0, n, R, panels + gate * panel);
-      const Index j0 = split(G, team, k, kPanel<T>), j1 = split(G, team, k + 1, kPanel<T>);
-      pack_transposed(w.weight_ih, I, j0, 0, j1 - j0, I, packed_ih.data() + j0 * I);
+      pack_share(k, team, w.weight_ih, I, packed_ih.data());
       barrier.wait();  // all of W_ih's panel before any member's projection
     }
     for (Index first = 0; first < steps; first += chunk) {
@@ -262,9 +266,9 @@ void cell_forward(const CellDims& dims, const CellWeights<T>& w, const Schedule&
   // W_ih and W_hh are each one panel of all 4H columns (in `packed_ih` and `packed`), packed by the
   // members together. No projection here (split_rows excludes it).
   auto member_rows = [&](int k, int team, SpinBarrier& barrier) {
-    const Index j0 = split(G, team, k, kPanel<T>), j1 = split(G, team, k + 1, kPanel<T>);
-    pack_transposed(w.weight_hh, R, j0, 0, j1 - j0, R, packed.data() + j0 * R);
-    pack_transposed(w.weight_ih, I, j0, 0, j1 - j0, I, packed_ih.data() + j0 * I);
+    // One panel of all 4H columns: panel_size(4H, R) <= the 4 panel_size(H, R) the buffer holds.
+    pack_share(k, team, w.weight_hh, R, packed.data());
+    pack_share(k, team, w.weight_ih, I, packed_ih.data());
     barrier.wait();  // both panels whole before any member reads them; the only wait
     const Index stride = team;  // between a member's rows
     for (Index p = 0; p < steps; ++p) {
@@ -354,6 +358,11 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   Buffer<T> packed(packing ? static_cast<size_t>(G * (R + team * kWidth)) : 0);
   Buffer<T> packed_ih(packing ? static_cast<size_t>(panel_size<T>(I, G)) : 0);
   ConstMap<T> W_hh(w.weight_hh, G, R);
+  // Member k's share of the column blocks of a panel of all `cols` columns of W ([4H, cols]) at P.
+  auto pack_share = [&](int k, int team, const T* W, Index cols, T* P) {
+    const Index j0 = split(cols, team, k, kPanel<T>), j1 = split(cols, team, k + 1, kPanel<T>);
+    pack_columns(W, cols, j0, j1 - j0, G, P + j0 * G);
+  };
   // After the time loop (every dZ complete): the weight gradients and dX, single products over all
   // steps, their outputs shared out by rows; W_ih's panel for dX is packed by the members before.
   auto gradients = [&](int k, int team, SpinBarrier& barrier) {
@@ -396,8 +405,7 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
     T* panel = packing ? packed.data() + G * (r0 + k * kWidth) : nullptr;
     if (packing) {
       pack_columns(w.weight_hh, R, r0, nr, G, panel);
-      const Index j0 = split(I, team, k, kPanel<T>), j1 = split(I, team, k + 1, kPanel<T>);
-      pack_columns(w.weight_ih, I, j0, j1 - j0, G, packed_ih.data() + j0 * G);
+      pack_share(k, team, w.weight_ih, I, packed_ih.data());
     }
     const T* dm_all = dims.projection ? dm.data() : dh.data();  // [B, H]
     const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
@@ -437,10 +445,9 @@ void cell_backward(const CellDims& dims, const CellWeights<T>& w, const Schedule
   // The row split (see split_rows; no projection): member k runs rows k, k + team, ... of every
   // step, all units, on one panel of all R columns of W_hh (in `packed`). The time loop has no wait.
   auto member_rows = [&](int k, int team, SpinBarrier& barrier) {
-    const Index j0 = split(R, team, k, kPanel<T>), j1 = split(R, team, k + 1, kPanel<T>);
-    pack_columns(w.weight_hh, R, j0, j1 - j0, G, packed.data() + j0 * G);
-    const Index i0 = split(I, team, k, kPanel<T>), i1 = split(I, team, k + 1, kPanel<T>);
-    pack_columns(w.weight_ih, I, i0, i1 - i0, G, packed_ih.data() + i0 * G);
+    // One panel of all R columns: panel_size(R, 4H) <= the 4H (R + team W) the buffer holds.
+    pack_share(k, team, w.weight_hh, R, packed.data());
+    pack_share(k, team, w.weight_ih, I, packed_ih.data());
     barrier.wait();  // W_hh's panel whole before any member's first product
     const Index stride = team;  // between a member's rows
     for (Index q = steps - 1; q >= 0; --q) {

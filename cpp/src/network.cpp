@@ -54,10 +54,11 @@ std::atomic<int> g_num_threads{std::max(1, static_cast<int>(std::thread::hardwar
 // it has gone to sleep) and a barrier about a microsecond, so:
 //   - a bidirectional layer runs its directions side by side when each has ~1e6 multiply-adds of work
 //     in all (N * 4H * (I_k + R));
-//   - a cell's time steps are shared by a team (its hidden units split between the members) when each
-//     step's recurrent product has ~32k (B * 4H * R) and the cell ~2e5 in all (a single streaming
-//     step of H = 256: each member's slice of the weights then stays in its own core's L2 from step
-//     to step); the team gets the budget, halved when the directions already run side by side.
+//   - a cell's time steps are shared by a team (its hidden units, or its batch rows, split between the
+//     members: cell.cpp) when each step's recurrent product has ~32k (B * 4H * R) and the cell ~2e5
+//     in all (a single streaming step of H = 256: each member's slice of the weights then stays in
+//     its own core's L2 from step to step); the team gets the budget, halved when the directions
+//     already run side by side.
 struct LayerThreads {
   bool directions_parallel;
   int step_threads;
