@@ -63,7 +63,7 @@ py::array_t<T> empty(const std::vector<Index>& shape) {
     if (d < 0 || (d > 0 && bytes > std::size_t(-1) / static_cast<std::size_t>(d))) throw std::bad_alloc();
     bytes *= static_cast<std::size_t>(d);
   }
-  if (bytes < (std::size_t(64) << 10)) return py::array_t<T>(dims);
+  if (bytes < lstm_fast::detail::kRecycledMinBytes) return py::array_t<T>(dims);
   void* block = lstm_fast::detail::workspace_allocate(bytes);
   py::capsule owner;
   try {

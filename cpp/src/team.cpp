@@ -21,7 +21,6 @@
 #ifdef __unix__
 #include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 #endif
 
 namespace lstm_fast::detail {

@@ -6,7 +6,8 @@
 // blocks makes the next call's memory already mapped.
 //
 // Each block carries a 64-byte header with its capacity, so a block can serve any request up to
-// its size. Blocks under kPooledMin go straight back to the system (malloc serves those well).
+// its size. Blocks under kRecycledMinBytes (network.hpp) go straight back to the system (malloc serves
+// those well).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -39,7 +40,6 @@ namespace {
 
 constexpr std::size_t kAlign = 64;                  // a cache line, and AVX-512's packet
 constexpr std::size_t kHeader = kAlign;             // keeps the payload aligned
-constexpr std::size_t kPooledMin = 64 << 10;        // smaller blocks are not cached
 constexpr std::size_t kMaxCachedBytes = std::size_t(1) << 30;
 constexpr std::size_t kMaxCachedBlocks = 16;
 
@@ -67,7 +67,7 @@ namespace detail {
 
 void* workspace_allocate(std::size_t bytes) {
   if (bytes > (std::size_t(-1) >> 1)) throw std::bad_alloc();
-  if (bytes >= kPooledMin) {
+  if (bytes >= detail::kRecycledMinBytes) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
     // Best fit among blocks no more than twice the request (a huge block is not spent on a small need).
@@ -93,7 +93,7 @@ void workspace_free(void* payload, std::size_t) noexcept {
   if (!payload) return;
   unsigned char* block = static_cast<unsigned char*>(payload) - kHeader;
   const std::size_t cap = capacity(block);
-  if (cap < kPooledMin || cap > kMaxCachedBytes) return release(block);
+  if (cap < detail::kRecycledMinBytes || cap > kMaxCachedBytes) return release(block);
   {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);

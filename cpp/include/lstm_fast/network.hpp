@@ -110,6 +110,8 @@ struct Schedule {
 // cache (at most 16 blocks, 1 GiB) that later calls take from, best fit. Memory comes uninitialised,
 // 64-byte aligned. Thread-safe. workspace_release() returns the cached blocks to the system.
 namespace detail {
+// Blocks from this size on are cached (workspace.cpp); the bindings' outputs from this size on use them.
+constexpr std::size_t kRecycledMinBytes = std::size_t(64) << 10;
 void* workspace_allocate(std::size_t bytes);             // throws std::bad_alloc
 void workspace_free(void* block, std::size_t bytes) noexcept;
 }  // namespace detail
