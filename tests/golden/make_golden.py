@@ -1,0 +1,36 @@
+"""Writes tests/golden/golden_<isa>.npz: every case of cases.py run at one thread with each instruction
+set this machine runs, with the inputs and parameters used. Run once on the build before a redesign;
+test_golden.py then holds later builds to these bits. Usage: python tests/golden/make_golden.py
+"""
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import lstm_fast as lf  # noqa: E402
+from lstm_fast import _core  # noqa: E402
+from cases import CASES, inputs, run  # noqa: E402
+
+
+def main():
+    lf.set_num_threads(1)
+    folder = os.path.dirname(os.path.abspath(__file__))
+    for isa in lf.supported_isas():
+        _core.set_isa(isa)
+        arrays = {}
+        for name in CASES:
+            model, x, state, lengths, dy, dstate = inputs(name)
+            arrays.update({f"{name}/param/{k}": v for k, v in model.state_dict().items()})
+            arrays.update({f"{name}/in/x": x, f"{name}/in/h0": state[0], f"{name}/in/c0": state[1],
+                           f"{name}/in/dy": dy, f"{name}/in/dh_n": dstate[0], f"{name}/in/dc_n": dstate[1]})
+            if lengths is not None:
+                arrays[f"{name}/in/lengths"] = lengths
+            arrays.update({f"{name}/out/{k}": v for k, v in run(model, x, state, lengths, dy, dstate).items()})
+        np.savez_compressed(os.path.join(folder, f"golden_{isa}.npz"), **arrays)
+        print(isa, len(arrays), "arrays")
+
+
+if __name__ == "__main__":
+    main()
