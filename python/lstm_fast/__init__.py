@@ -24,19 +24,23 @@ try:
 except _PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-# Imported by __getattr__ on first use (PEP 562). torch is not in __all__: `from lstm_fast import *`
-# must not import torch.
-_SUBMODULES = ("nn", "optim", "reference", "rnn", "tasks", "training", "torch")
+# Imported by __getattr__ on first use (PEP 562). lstm_fast.torch is not in __all__: `from lstm_fast
+# import *` must not import torch.
+_SUBMODULES = ("nn", "optim", "reference", "rnn", "tasks", "training")
+_TORCH = "torch"
 
 __all__ = ["LSTM", "State", "load", "set_num_threads", "get_num_threads", "isa", "supported_isas",
            "get_cmake_dir", "__version__", "nn", "optim", "reference", "rnn", "tasks", "training"]
 
 
 def __getattr__(name: str) -> _Any:
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or name == _TORCH:
         return _import_module(f"{__name__}.{name}")  # the import system also binds it here
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list:
-    return sorted(set(__all__) | set(_SUBMODULES))
+    # lstm_fast.torch only where torch is installed, so that getattr on every name dir() lists works.
+    from importlib.util import find_spec
+
+    return sorted(set(__all__) | ({_TORCH} if find_spec("torch") else set()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -114,6 +114,18 @@ def check_shape(name: str, array: Any, expected: Tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have shape {shape_str(expected)}, got {shape_str(tuple(array.shape))}")
 
 
+def check_sequence_shape(name: str, shape: Sequence[int], input_size: int, batch_first: bool) -> bool:
+    """Holds a sequence's shape to (T, B, I) ((B, T, I) when batch_first) or (T, I), with T, B >= 1;
+    returns whether it is unbatched (T, I)."""
+    I = input_size
+    layout = "(B, T, I)" if batch_first else "(T, B, I)"
+    if len(shape) not in (2, 3) or shape[-1] != I:
+        raise ValueError(f"{name} must have shape {layout.replace('I', str(I))} or (T, {I}), got {shape_str(shape)}")
+    if 0 in shape:
+        raise ValueError(f"{name} must have >= 1 step and >= 1 sequence, got shape {shape_str(shape)}")
+    return len(shape) == 2
+
+
 def check_pair(name: str, pair: Any, labels: Tuple[str, str], shapes: Tuple[Tuple[int, ...], Tuple[int, ...]],
                convert: Callable[[str, Any], Any]) -> Tuple[Any, Any]:
     """A state pair such as (h0, c0), each part converted by `convert(part_name, value)` (which checks its
@@ -125,11 +137,22 @@ def check_pair(name: str, pair: Any, labels: Tuple[str, str], shapes: Tuple[Tupl
         return None, None
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise TypeError(f"{name} must be a pair ({labels[0]}, {labels[1]}) or None, got {type(pair).__name__}")
-    out = []
-    for index, (value, label, shape) in enumerate(zip(pair, labels, shapes)):
-        part = f"{name}[{index}] ({label})"
-        value = convert(part, value)
-        if value is not None:
-            check_shape(part, value, shape)
-        out.append(value)
-    return out[0], out[1]
+    first_name, second_name = _part_names(name, labels)
+    first, second = convert(first_name, pair[0]), convert(second_name, pair[1])
+    if first is not None:
+        check_shape(first_name, first, shapes[0])
+    if second is not None:
+        check_shape(second_name, second, shapes[1])
+    return first, second
+
+
+_PART_NAMES: Dict[Tuple[str, Tuple[str, str]], Tuple[str, str]] = {}
+
+
+def _part_names(name: str, labels: Tuple[str, str]) -> Tuple[str, str]:
+    """("state[0] (h0)", "state[1] (c0)"), made once per argument (the streaming step checks a state
+    every call, in microseconds)."""
+    parts = _PART_NAMES.get((name, labels))
+    if parts is None:
+        parts = _PART_NAMES[(name, labels)] = (f"{name}[0] ({labels[0]})", f"{name}[1] ({labels[1]})")
+    return parts

@@ -7,6 +7,7 @@ A new constructor argument is a new field here (with its check in ``_validate``)
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
@@ -18,10 +19,6 @@ DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
 # The parameters of one cell (layer k, direction d at k*D + d) in the order the core takes them.
 CELL_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")
-
-# Arguments that repr() shows only when they differ from these defaults.
-_REPR_DEFAULTS = dict(bias=True, batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
-                      peephole=False, forget_bias=0.0)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -76,17 +73,19 @@ class LSTMConfig:
 
     # -- sizes ---------------------------------------------------------------------------------------
 
-    @property
+    # Cached: the streaming step reads them every call. (cached_property writes the instance's
+    # __dict__ directly, which a frozen dataclass allows.)
+    @functools.cached_property
     def num_directions(self) -> int:
         """D: 2 when bidirectional, else 1."""
         return 2 if self.bidirectional else 1
 
-    @property
+    @functools.cached_property
     def output_size(self) -> int:
         """R: proj_size when > 0, else hidden_size (per direction)."""
         return self.proj_size or self.hidden_size
 
-    @property
+    @functools.cached_property
     def num_cells(self) -> int:
         """L*D: the rows of h and c."""
         return self.num_layers * self.num_directions
@@ -136,8 +135,10 @@ class LSTMConfig:
 
     def state_shapes(self, batch: Optional[int]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
         """Shapes of (h, c): (L*D, B, R) and (L*D, B, H); without B when batch is None (unbatched)."""
-        b = () if batch is None else (batch,)
-        return (self.num_cells,) + b + (self.output_size,), (self.num_cells,) + b + (self.hidden_size,)
+        LD, R, H = self.num_cells, self.output_size, self.hidden_size
+        if batch is None:
+            return (LD, R), (LD, H)
+        return (LD, batch, R), (LD, batch, H)
 
     # -- conversions ---------------------------------------------------------------------------------
 
@@ -169,9 +170,10 @@ class LSTMConfig:
         args = [f"{self.input_size}", f"{self.hidden_size}"]
         if self.num_layers != 1:
             args.append(f"num_layers={self.num_layers}")
-        for name, default in _REPR_DEFAULTS.items():
-            if getattr(self, name) != default:
-                args.append(f"{name}={getattr(self, name)!r}")
+        for field in dataclasses.fields(self):  # the options, shown when they differ from the default
+            if field.name not in ("input_size", "hidden_size", "num_layers", "dtype", "seed"):
+                if getattr(self, field.name) != field.default:
+                    args.append(f"{field.name}={getattr(self, field.name)!r}")
         if dtype:
             args.append(f"dtype={DTYPE_NAMES[self.dtype]}")
         return ", ".join(args)
@@ -190,31 +192,27 @@ def _dtype_arg(dtype: Any) -> np.dtype:
     return dtype
 
 
-class ConfigValue:
-    """A constructor argument exposed read-only on a model (``model.hidden_size``), read from its config.
+class ConfigAttributes:
+    """Mixin of the model classes: the config's fields (and D, R) as read-only instance attributes
+    (``model.hidden_size``). Plain attributes, so reading one costs no more than any attribute (the
+    streaming step reads a dozen); assigning one raises AttributeError, since the parameters and
+    buffers were made for the old value and a changed value would be silently ignored.
 
-    Assigning one raises AttributeError: the weights and buffers were made for the old value, so a
-    changed value would be silently ignored (or worse, half applied).
+    A class sets ``_config_exclude`` to leave fields out (torch's module: dtype and seed).
     """
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
+    _config_exclude: Tuple[str, ...] = ()
 
-    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
-        if obj is None:
-            return self
-        return getattr(obj._lstm_config, self.name)
+    def _set_config(self, config: LSTMConfig) -> None:
+        """Keeps `config` as ``_lstm_config`` and its values as the attributes."""
+        values = {name: getattr(config, name) for name in _ATTRIBUTES if name not in self._config_exclude}
+        self.__dict__.update(values, _lstm_config=config)
 
-    def __set__(self, obj: Any, value: Any) -> None:
-        raise AttributeError(f"{self.name} is fixed at construction ({getattr(obj._lstm_config, self.name)!r}): "
-                             f"build a new model with {self.name}={value!r} instead")
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _ATTRIBUTES and name not in self._config_exclude:
+            raise AttributeError(f"{name} is fixed at construction ({getattr(self, name)!r}): build a new model "
+                                 f"with {name}={value!r} instead")
+        super().__setattr__(name, value)
 
 
-def add_config_values(cls: type, exclude: Tuple[str, ...] = ()) -> None:
-    """Every LSTMConfig field but `exclude`, and D and R, as read-only attributes of the model class
-    `cls`, whose instances keep their config in ``_lstm_config``."""
-    for name in [f.name for f in dataclasses.fields(LSTMConfig)] + ["num_directions", "output_size"]:
-        if name not in exclude:
-            descriptor = ConfigValue()
-            descriptor.__set_name__(cls, name)
-            setattr(cls, name, descriptor)
+_ATTRIBUTES = frozenset([f.name for f in dataclasses.fields(LSTMConfig)] + ["num_directions", "output_size"])

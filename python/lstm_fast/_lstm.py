@@ -14,8 +14,9 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 import numpy as np
 
 from . import _core, _exchange, _io
-from ._checks import as_float_array, bool_arg, check_fits, check_pair, check_shape, core_ready, int_arg, shape_str
-from ._config import LSTMConfig, add_config_values
+from ._checks import (as_float_array, bool_arg, check_fits, check_pair, check_sequence_shape, check_shape, core_ready,
+                      int_arg, shape_str)
+from ._config import ConfigAttributes, LSTMConfig
 from ._packing import Packing, packing_of
 
 State = Tuple[np.ndarray, np.ndarray]
@@ -36,7 +37,7 @@ class _TrainingRun(NamedTuple):
 # ---------------------------------------------------------------------------------------------------
 
 
-class LSTM:
+class LSTM(ConfigAttributes):
     """A multi-layer LSTM with torch.nn.LSTM's equations, parameters and defaults, on NumPy arrays.
 
     Equations per layer and direction (gate order i, f, g, o, as torch)::
@@ -98,7 +99,7 @@ class LSTM:
         """Everything but the parameters' values (lf.load fills them from a file)."""
         # Python ints: no overflow however absurd the sizes (LSTM(10**9, 10**9) is 4e18 numbers).
         check_fits(f"the parameters of LSTM({config.arguments_repr()})", config.num_params(), config.dtype)
-        self._lstm_config = config
+        self._set_config(config)
         self._config = config.core()
         self._weight_names = config.cell_param_names()
         self._rng = np.random.default_rng(config.seed)
@@ -295,13 +296,7 @@ class LSTM:
     def _check_input(self, x: Any) -> Tuple[np.ndarray, bool]:
         """x as a C-contiguous (T, B, I) array of self.dtype, and whether it came unbatched."""
         x = as_float_array("x", x, self.dtype)
-        I = self.input_size
-        layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
-        if x.ndim not in (2, 3) or x.shape[-1] != I:
-            raise ValueError(f"x must have shape {layout.replace('I', str(I))} or (T, {I}), got {shape_str(x.shape)}")
-        if 0 in x.shape:
-            raise ValueError(f"x must have >= 1 step and >= 1 sequence, got shape {shape_str(x.shape)}")
-        unbatched = x.ndim == 2
+        unbatched = check_sequence_shape("x", x.shape, self.input_size, self.batch_first)
         return np.ascontiguousarray(self._from_user_layout(x, unbatched)), unbatched
 
     def _from_user_layout(self, a: np.ndarray, unbatched: bool) -> np.ndarray:
@@ -325,10 +320,10 @@ class LSTM:
 
     def _check_state(self, name: str, state: Any, batch: int, unbatched: bool):
         """(h0, c0) as (L*D, B, R) and (L*D, B, H) arrays of self.dtype, or (None, None)."""
+        if state is None:  # the common case, first: every inference call asks
+            return None, None
         h0, c0 = check_pair(name, state, ("h0", "c0"), self._lstm_config.state_shapes(None if unbatched else batch),
                             lambda part, value: as_float_array(part, value, self.dtype))
-        if h0 is None:
-            return None, None
         return self._add_batch(h0, unbatched), self._add_batch(c0, unbatched)
 
     def _dropout_masks(self, rows: int) -> List[np.ndarray]:
@@ -397,8 +392,6 @@ class LSTM:
     def __repr__(self) -> str:
         return f"LSTM({self._lstm_config.arguments_repr()})"
 
-
-add_config_values(LSTM)
 
 
 def load(path: "os.PathLike[str] | str") -> LSTM:

@@ -27,8 +27,8 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _core
-from ._checks import check_pair
-from ._config import LSTMConfig, add_config_values
+from ._checks import check_pair, check_sequence_shape
+from ._config import ConfigAttributes, LSTMConfig
 from ._lstm import LSTM as _NumpyLSTM
 
 __all__ = ["LSTM"]
@@ -85,7 +85,7 @@ class _LSTMFunction(torch.autograd.Function):
         return (None, None, None, None, None, torch.from_numpy(dx), dh0, dc0, *flat)
 
 
-class LSTM(nn.Module):
+class LSTM(ConfigAttributes, nn.Module):
     """torch.nn.LSTM on lstm_fast's kernels: same arguments, parameters, inputs and outputs.
 
     Args (as torch.nn.LSTM): input_size I, hidden_size H, num_layers L, bias, batch_first, dropout,
@@ -103,6 +103,10 @@ class LSTM(nn.Module):
         h_n, c_n: shaped like h_0, c_0; for packed input, each sequence's state after its last step.
     """
 
+    # The constructor arguments are read-only attributes, as on lf.LSTM. dtype and seed are not among
+    # them: a module's dtype is its parameters' (module.double() changes it), and torch seeds itself.
+    _config_exclude = ("dtype", "seed")
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, device: Any = None, dtype: Optional[torch.dtype] = None, *,
@@ -116,7 +120,7 @@ class LSTM(nn.Module):
                             dropout=dropout, bidirectional=bidirectional, proj_size=proj_size,
                             peephole=peephole, forget_bias=forget_bias, dtype=_DTYPES[dtype])
         super().__init__()
-        self._lstm_config = config
+        self._set_config(config)
         self._config = config.core()
         # torch.nn.LSTM's parameters, names and registration order, then the peephole weights.
         for name, shape in config.param_shapes().items():
@@ -159,13 +163,7 @@ class LSTM(nn.Module):
         else:
             x = input
             self._check_tensor("input", x, dtype)
-            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
-            if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
-                raise ValueError(f"input must have shape {layout.replace('I', str(self.input_size))} or "
-                                 f"(T, {self.input_size}), got {tuple(x.shape)}")
-            if 0 in x.shape:
-                raise ValueError(f"input must have >= 1 step and >= 1 sequence, got shape {tuple(x.shape)}")
-            unbatched = x.dim() == 2
+            unbatched = check_sequence_shape("input", tuple(x.shape), self.input_size, self.batch_first)
             if unbatched:
                 x = x.unsqueeze(1)
             elif self.batch_first:
@@ -251,7 +249,3 @@ class LSTM(nn.Module):
         """Writes an ONNX graph of this model's inference; see lstm_fast.LSTM.to_onnx."""
         self.to_numpy().to_onnx(path, **kwargs)
 
-
-# The constructor arguments, read-only (the parameters were made for them). dtype and seed are left
-# out: a module's dtype is its parameters' (module.double() changes it), and torch has its own seeding.
-add_config_values(LSTM, exclude=("dtype", "seed"))
