@@ -111,14 +111,15 @@ class LSTM(ConfigAttributes, nn.Module):
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, device: Any = None, dtype: Optional[torch.dtype] = None, *,
                  peephole: bool = False, forget_bias: float = 0.0) -> None:
+        config = LSTMConfig(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                            dropout=dropout, bidirectional=bidirectional, proj_size=proj_size,
+                            peephole=peephole, forget_bias=forget_bias)
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"device must be the CPU (lstm_fast runs on CPUs), got {device!r}")
         dtype = torch.get_default_dtype() if dtype is None else dtype
-        if dtype not in _DTYPES:
+        if not isinstance(dtype, torch.dtype) or dtype not in _DTYPES:
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        config = LSTMConfig(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
-                            dropout=dropout, bidirectional=bidirectional, proj_size=proj_size,
-                            peephole=peephole, forget_bias=forget_bias, dtype=_DTYPES[dtype])
+        config = config.replace(dtype=_DTYPES[dtype])
         super().__init__()
         self._set_config(config)
         self._config = config.core()
