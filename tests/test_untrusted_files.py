@@ -131,3 +131,10 @@ def test_no_pickle_in_the_package():
     for source in package.glob("*.py"):
         text = source.read_text()
         assert not [f for f in forbidden if f in text], source.name
+
+
+def test_a_folder_is_refused_with_a_value_error_and_a_missing_file_is_not_found(tmp_path):
+    with pytest.raises(ValueError, match=r"cannot read path '.*': Is a directory"):
+        lf.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"No such file or directory: '.*missing.safetensors'"):
+        lf.load(tmp_path / "missing.safetensors")

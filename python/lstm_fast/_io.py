@@ -45,11 +45,17 @@ def read(path: PathLike) -> Tuple[LSTMConfig, Dict[str, np.ndarray]]:
 
     The C++ loader checked the container, the format, the config's keys and types, and that the file
     holds exactly the tensors the config implies with their shapes; the config's values are then
-    checked as a constructor's are. FileNotFoundError (or another OSError) when the file cannot be
-    opened; ValueError naming the path and the problem for a file that is not a model.
+    checked as a constructor's are. FileNotFoundError for a missing file; ValueError naming the path
+    and the problem for anything else that cannot be read as a model (a folder, a file we may not
+    read, a file that is not a model).
     """
     name = os.fsdecode(os.fspath(path))
-    config_json, tensors = _core.read_model_file(name)
+    try:
+        config_json, tensors = _core.read_model_file(name)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"path {name!r} is not a valid lstm_fast model file: {exc}") from exc
     try:
         config = LSTMConfig.from_dict(json.loads(config_json))
     except (ValueError, TypeError, RecursionError) as exc:
