@@ -118,25 +118,30 @@ def test_torch_module_constructor_values_are_read_only(name, value):
 
 
 def _public_callables():
+    """(qualified name, function) of every public function, and every public method (with __init__ and
+    __call__) of every public class, defined in the package's public modules."""
     import lstm_fast.torch as lft
 
-    classes = [lf.LSTM, lft.LSTM, lf.nn.Linear, lf.rnn.RNN, lf.optim.SGD, lf.optim.Adam, LSTMConfig]
-    for cls in classes:
-        for name, member in vars(cls).items():
-            if inspect.isfunction(member) and (not name.startswith("_") or name in ("__init__", "__call__")):
-                yield f"{cls.__module__}.{cls.__qualname__}.{name}", member
-            elif isinstance(member, (classmethod, staticmethod)) and not name.startswith("_"):
-                yield f"{cls.__module__}.{cls.__qualname__}.{name}", member.__func__
-    for module in (lf, lf.tasks, lf.training, lf.reference):
-        for name in getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]:
-            member = getattr(module, name)
-            if inspect.isfunction(member) and member.__module__.startswith("lstm_fast"):
+    for module in (lf, lf.nn, lf.optim, lf.rnn, lf.tasks, lf.training, lf.reference, lft):
+        for name, member in vars(module).items():
+            if name.startswith("_") or not getattr(member, "__module__", "").startswith("lstm_fast"):
+                continue
+            if inspect.isfunction(member):
                 yield f"{member.__module__}.{name}", member
+            elif inspect.isclass(member):
+                for method_name, method in vars(member).items():
+                    if isinstance(method, (classmethod, staticmethod)):
+                        method = method.__func__
+                    if inspect.isfunction(method) and (not method_name.startswith("_")
+                                                       or method_name in ("__init__", "__call__")):
+                        yield f"{member.__module__}.{member.__qualname__}.{method_name}", method
 
 
 def test_public_functions_and_methods_have_return_annotations():
     pytest.importorskip("torch")
-    missing = [name for name, f in _public_callables() if "return" not in f.__annotations__]
+    callables = dict(_public_callables())
+    assert "lstm_fast._lstm.LSTM.forward" in callables and "lstm_fast.torch.LSTM.forward" in callables
+    missing = [name for name, f in callables.items() if "return" not in f.__annotations__]
     assert not missing
 
 
