@@ -5,6 +5,7 @@ shape of the package's own code (no import cycles, no function over 80 lines).""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import json
 import subprocess
@@ -156,7 +157,7 @@ def test_config_validates_once_and_describes_the_model():
     assert config.num_params() == sum(v.size for v in model.state_dict().values())
     assert config.state_shapes(7) == ((4, 7, 2), (4, 7, 5)) and config.state_shapes(None) == ((4, 2), (4, 5))
     assert config.core().hidden_size == 5 and config.core().peephole
-    with pytest.raises(dataclasses_frozen_error()):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         config.hidden_size = 6
     with pytest.raises(ValueError, match=r"proj_size must be < hidden_size \(5\), got 5"):
         config.replace(proj_size=5)
@@ -164,10 +165,13 @@ def test_config_validates_once_and_describes_the_model():
         LSTMConfig.from_dict({**config.to_dict(), "units": 3})
 
 
-def dataclasses_frozen_error():
-    import dataclasses
-
-    return dataclasses.FrozenInstanceError
+def test_both_classes_take_every_argument_of_the_config():
+    # A new constructor argument is a field of LSTMConfig; this catches a class that does not take it.
+    fields = [f.name for f in dataclasses.fields(LSTMConfig)]
+    assert list(inspect.signature(lf.LSTM).parameters) == fields
+    lft = pytest.importorskip("lstm_fast.torch")
+    torch_args = set(inspect.signature(lft.LSTM).parameters)
+    assert set(fields) - {"seed"} <= torch_args and torch_args - set(fields) == {"device"}
 
 
 def test_the_thread_limit_comes_from_the_core():
