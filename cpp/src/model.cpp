@@ -1,5 +1,5 @@
-// lstm_fast::Model: reading the file LSTM.save() writes, and the whole-sequence forward.
-// (The per-step kernel is in step.cpp.)
+// lstm_fast::Model: reading the file LSTM.save() writes (Model::load and, through _core, lf.load), and the
+// whole-sequence forward. (The per-step kernel is in step.cpp.)
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -30,8 +30,9 @@ std::string shape_str(const std::vector<std::int64_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-// The constructor arguments of LSTM(...) as saved by LSTM.config(), checked like Python's load does:
-// known keys only, ints as JSON integers, bools as JSON booleans.
+// The constructor arguments of LSTM(...) as saved by LSTM.config(): known keys only, ints as JSON
+// integers, bools as JSON booleans, sizes the C++ Config accepts. (lf.load reads files through this
+// too, then holds the values to the Python constructor's checks.)
 Config parse_config(const std::string& text, const std::string& what) {
   const std::string where = what + ": metadata config";
   const Json root = detail::parse_json(text, where);
