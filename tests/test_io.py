@@ -79,11 +79,11 @@ def test_saved_file_is_plain_safetensors_with_torch_names(tmp_path):
 def test_load_refuses_what_is_not_a_model(tmp_path):
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
-    with pytest.raises(ValueError, match=r"is not a valid lstm_fast model file"):
+    with pytest.raises(ValueError, match=r"^path '.*garbage.safetensors': header: expected a string \(object key\) at byte 1"):
         lf.load(garbage)
     truncated = tmp_path / "short.safetensors"
     truncated.write_bytes(b"\x01\x02")
-    with pytest.raises(ValueError, match=r"is not a valid lstm_fast model file"):
+    with pytest.raises(ValueError, match=r"^path '.*short.safetensors': file too short for a safetensors header \(2 bytes\)"):
         lf.load(truncated)
 
     from safetensors.numpy import save_file
@@ -98,13 +98,18 @@ def test_load_refuses_what_is_not_a_model(tmp_path):
     tensors = dict(model.state_dict())
     tensors["weight_hh_l0"] = np.zeros((16, 5), np.float32)
     save_file(tensors, str(wrong), metadata={"format": "lstm_fast/1", "config": json.dumps(model.config())})
-    with pytest.raises(ValueError, match=r"weight_hh_l0'\] must have shape \(16, 4\), got \(16, 5\)"):
+    with pytest.raises(ValueError, match=r"tensor weight_hh_l0 must have shape \(16, 4\), got \(16, 5\)"):
         lf.load(wrong)
 
     bad_config = tmp_path / "bad_config.safetensors"
     save_file(dict(model.state_dict()), str(bad_config),
               metadata={"format": "lstm_fast/1", "config": json.dumps({**model.config(), "hidden_size": -1})})
-    with pytest.raises(ValueError, match=r"invalid config .* hidden_size must be >= 1"):
+    # The C++ loader checks the config's keys, types and sizes; the constructor's checks then its values.
+    with pytest.raises(ValueError, match=r'metadata config: "hidden_size" must be in \[0, 2\^31\), got -1'):
+        lf.load(bad_config)
+    save_file(dict(model.state_dict()), str(bad_config),
+              metadata={"format": "lstm_fast/1", "config": json.dumps({**model.config(), "dropout": 1.5})})
+    with pytest.raises(ValueError, match=r"invalid config in its metadata: dropout must be in \[0, 1\), got 1.5"):
         lf.load(bad_config)
     with pytest.raises(FileNotFoundError):
         lf.load(tmp_path / "missing.safetensors")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import lstm_fast as lf
-from lstm_fast import _lstm
+from lstm_fast import _checks
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_the_core_checks_sizes_too():
 
 def test_sizes_beyond_this_machines_memory_are_refused(monkeypatch):
     # Pretend the machine has 2 MiB: the checks compare with its memory, not with an allocation.
-    monkeypatch.setattr(_lstm, "_physical_memory", lambda: 2 * 2**20)
+    monkeypatch.setattr(_checks, "_physical_memory", lambda: 2 * 2**20)
     lf.LSTM(3, 300)  # 4*300*(3 + 300) + 8*300 = 366,000 float32 numbers: 1.4 MiB, fits
     with pytest.raises(ValueError, match=r"the parameters of LSTM\(3, 300, dtype=float64\): 366000 numbers "
                                          r"\(0.00273 GiB of float64\) are more than this machine's memory"):

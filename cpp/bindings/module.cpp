@@ -6,12 +6,16 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
+#include <fstream>
 #include <memory>
 #include <new>
 #include <string>
 #include <vector>
 
+#include "../src/safetensors.hpp"  // the model file reader (internal: not installed)
 #include "lstm_fast/network.hpp"
 
 namespace py = pybind11;
@@ -182,6 +186,30 @@ py::tuple backward(const py::sequence& weights, const Trace<T>& trace, const py:
   return py::make_tuple(dx, dh0, dc0, grads_out);
 }
 
+// read_model_file(path) -> (config_json, {name: array}): the checks of Model::load, but each tensor
+// in its file dtype (float32 or float64, not converted), so that lf.load keeps float64 models exact.
+// A file that cannot be opened raises the OSError Python's open() would (FileNotFoundError, ...).
+py::tuple read_model_file(const std::string& path) {
+  if (!std::ifstream(path, std::ios::binary)) {
+    PyErr_SetFromErrnoWithFilename(PyExc_OSError, path.c_str());
+    throw py::error_already_set();
+  }
+  const std::string what = "path '" + path + "'";
+  const std::string bytes = lstm_fast::detail::read_file(path, what);
+  const auto file = lstm_fast::detail::read_model_file(reinterpret_cast<const unsigned char*>(bytes.data()),
+                                                       bytes.size(), what);
+  py::dict tensors;
+  for (const auto& t : file.tensors) {
+    const auto& info = file.info(t);
+    // Little-endian as the format says; copied, since the file's offsets promise no alignment.
+    py::array array(py::dtype(info.dtype == "F32" ? "<f4" : "<f8"),
+                    std::vector<py::ssize_t>(info.shape.begin(), info.shape.end()));
+    std::memcpy(array.mutable_data(), file.data + info.begin, static_cast<std::size_t>(info.end - info.begin));
+    tensors[py::str(t.name)] = array;
+  }
+  return py::make_tuple(file.config_json, tensors);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -243,4 +271,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("backward", &backward<double>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dc_n"),
         "Backpropagation through time; returns (dx [N, I], dh0, dc0, grads: one 6-tuple per cell).");
+
+  m.attr("MAX_THREADS") = lstm_fast::kMaxThreads;
+  m.def("read_model_file", &read_model_file, py::arg("path"),
+        "Reads and checks a model file as Model::load does; returns (config_json, {name: array}), each "
+        "array in the file's dtype (float32 or float64).");
 }

@@ -1,5 +1,5 @@
-// lstm_fast::Model: reading the file LSTM.save() writes, and the whole-sequence forward.
-// (The per-step kernel is in step.cpp.)
+// lstm_fast::Model: reading the file LSTM.save() writes (Model::load and, through _core, lf.load), and the
+// whole-sequence forward. (The per-step kernel is in step.cpp.)
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -30,8 +30,9 @@ std::string shape_str(const std::vector<std::int64_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-// The constructor arguments of LSTM(...) as saved by LSTM.config(), checked like Python's load does:
-// known keys only, ints as JSON integers, bools as JSON booleans.
+// The constructor arguments of LSTM(...) as saved by LSTM.config(): known keys only, ints as JSON
+// integers, bools as JSON booleans, sizes the C++ Config accepts. (lf.load reads files through this
+// too, then holds the values to the Python constructor's checks.)
 Config parse_config(const std::string& text, const std::string& what) {
   const std::string where = what + ": metadata config";
   const Json root = detail::parse_json(text, where);
@@ -78,7 +79,14 @@ Config parse_config(const std::string& text, const std::string& what) {
     if (v && v->kind != Json::Kind::Number)
       throw Error(where + ": \"" + key + "\" must be a number, got " + Json::kind_name(v->kind));
   }
-  if (const Json* seed = root.find("seed"); seed && seed->kind != Json::Kind::Null) integer("seed", 0, false);
+  // seed only drives Python's initialisation and dropout, and Python's ints are unbounded: any number
+  // here (one past int64 is not is_integer); the Python loader holds it to an int >= 0.
+  if (const Json* seed = root.find("seed"); seed && seed->kind != Json::Kind::Null) {
+    if (seed->kind != Json::Kind::Number)
+      throw Error(where + ": \"seed\" must be an integer or null, got " + Json::kind_name(seed->kind));
+    if (seed->is_integer && seed->integer < 0)
+      throw Error(where + ": \"seed\" must be >= 0, got " + std::to_string(seed->integer));
+  }
   if (const Json* dtype = root.find("dtype")) {
     if (dtype->kind != Json::Kind::String || (dtype->string != "float32" && dtype->string != "float64"))
       throw Error(where + ": \"dtype\" must be \"float32\" or \"float64\"");
@@ -91,26 +99,67 @@ Config parse_config(const std::string& text, const std::string& what) {
   return c;
 }
 
-// One expected tensor: its torch name, its shape, and where its offset goes.
-struct Expected {
-  std::string name;
-  std::vector<std::int64_t> shape;
-  size_t cell;    // k*D + d
-  int field;      // which of the cell's offsets: 0 weight_ih .. 5 weight_peep
-};
+// The shape config `c` gives tensor `t` (torch's shapes; peepholes (3, H)).
+std::vector<std::int64_t> expected_shape(const Config& c, const detail::ModelTensor& t) {
+  const Index H = c.hidden_size, R = c.output_size();
+  switch (t.field) {
+    case 0: return {4 * H, c.layer_input_size(static_cast<Index>(t.cell) / c.directions())};
+    case 1: return {4 * H, R};
+    case 2:
+    case 3: return {4 * H};
+    case 4: return {R, H};
+    default: return {3, H};
+  }
+}
+
+// The tensors `c` implies, in the cell order k*D + d, each found in `st` (or an Error naming the
+// first missing one), and no other tensor in `st`.
+std::vector<detail::ModelTensor> expected_tensors(const Config& c, const detail::SafetensorsHeader& st,
+                                                  const std::string& what) {
+  std::unordered_map<std::string, std::size_t> by_name;
+  for (std::size_t n = 0; n < st.tensors.size(); ++n) by_name.emplace(st.tensors[n].name, n);
+  const Index L = c.num_layers, D = c.directions();
+  std::vector<detail::ModelTensor> expected;
+  for (Index k = 0; k < L; ++k) {
+    for (Index d = 0; d < D; ++d) {
+      // Checked cell by cell as the list grows: a huge num_layers in a hostile config stops at the
+      // first missing tensor instead of allocating for all of them.
+      const auto cell = static_cast<std::size_t>(k * D + d);
+      const std::string sfx = "_l" + str(k) + (d == 1 ? "_reverse" : "");
+      const std::size_t first = expected.size();
+      expected.push_back({"weight_ih" + sfx, cell, 0, 0});
+      expected.push_back({"weight_hh" + sfx, cell, 1, 0});
+      if (c.bias) {
+        expected.push_back({"bias_ih" + sfx, cell, 2, 0});
+        expected.push_back({"bias_hh" + sfx, cell, 3, 0});
+      }
+      if (c.proj_size > 0) expected.push_back({"weight_hr" + sfx, cell, 4, 0});
+      if (c.peephole) expected.push_back({"weight_peep" + sfx, cell, 5, 0});
+      for (std::size_t n = first; n < expected.size(); ++n) {
+        const auto found = by_name.find(expected[n].name);
+        if (found == by_name.end())
+          throw Error(what + " is missing tensor " + expected[n].name + " (expected shape " +
+                      shape_str(expected_shape(c, expected[n])) + ")");
+        expected[n].index = found->second;
+      }
+    }
+  }
+  if (expected.size() != st.tensors.size()) {
+    std::unordered_set<std::string> names;
+    for (const auto& e : expected) names.insert(e.name);
+    for (const auto& t : st.tensors)
+      if (!names.count(t.name)) throw Error(what + " has an unexpected tensor \"" + t.name + "\"");
+  }
+  return expected;
+}
 
 }  // namespace
 
-void State::reset() {
-  std::fill(h.begin(), h.end(), 0.0f);
-  std::fill(c.begin(), c.end(), 0.0f);
-}
+namespace detail {
 
-Model Model::load(const std::string& path) {
-  const std::string what = "model file '" + path + "'";
+std::string read_file(const std::string& path, const std::string& what) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw Error("cannot open " + what + ": " + std::strerror(errno));
-  // The whole file, then the parser works on bytes in memory (the code path the fuzzer exercises).
   // Read in chunks to the end rather than sized by seek/tell, which is meaningless for a directory,
   // a pipe or a file that changes meanwhile: a read error is an Error, never a huge allocation.
   std::string bytes;
@@ -120,6 +169,50 @@ Model Model::load(const std::string& path) {
     bytes.append(chunk.data(), static_cast<size_t>(file.gcount()));
   }
   if (file.bad() || !file.eof()) throw Error("cannot read " + what + ": " + std::strerror(errno));
+  return bytes;
+}
+
+ModelFile read_model_file(const unsigned char* bytes, std::size_t size, const std::string& what) {
+  const auto file_size = static_cast<std::uint64_t>(size);
+  unsigned char first8[8] = {};
+  if (file_size >= 8) std::memcpy(first8, bytes, 8);
+  const std::uint64_t header_bytes = header_length(first8, file_size, what);
+  const std::string_view header(reinterpret_cast<const char*>(bytes) + 8, static_cast<size_t>(header_bytes));
+  const std::uint64_t data_start = 8 + header_bytes;
+  ModelFile f;
+  f.header = parse_header(header, file_size - data_start, what);
+  f.data = bytes + data_start;
+
+  const std::string* format = f.header.meta("format");
+  const std::string* config_text = f.header.meta("config");
+  if (!format || *format != kFormat || !config_text)
+    throw Error(what + " is not an lstm_fast model file: its metadata has no format=\"" + std::string(kFormat) +
+                "\" and config");
+  f.config = parse_config(*config_text, what);
+  f.config_json = *config_text;
+  f.tensors = expected_tensors(f.config, f.header, what);
+  for (const ModelTensor& t : f.tensors) {
+    const TensorInfo& info = f.info(t);
+    if (info.dtype != "F32" && info.dtype != "F64")
+      throw Error(what + ": tensor " + t.name + " has dtype " + info.dtype + ", expected F32 or F64");
+    if (const auto shape = expected_shape(f.config, t); info.shape != shape)
+      throw Error(what + ": tensor " + t.name + " must have shape " + shape_str(shape) + ", got " +
+                  shape_str(info.shape));
+  }
+  return f;
+}
+
+}  // namespace detail
+
+void State::reset() {
+  std::fill(h.begin(), h.end(), 0.0f);
+  std::fill(c.begin(), c.end(), 0.0f);
+}
+
+Model Model::load(const std::string& path) {
+  const std::string what = "model file '" + path + "'";
+  // The whole file, then the parser works on bytes in memory (the code path the fuzzer exercises).
+  const std::string bytes = detail::read_file(path, what);
   return from_bytes(bytes.data(), bytes.size(), what);
 }
 
@@ -130,72 +223,25 @@ Model Model::load_from_bytes(const void* data, std::size_t size, const std::stri
 
 Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::string& what) {
   const auto* bytes = static_cast<const unsigned char*>(data_ptr);
-  const auto file_size = static_cast<std::uint64_t>(size);
-  unsigned char first8[8] = {};
-  if (file_size >= 8) std::memcpy(first8, bytes, 8);
-  const std::uint64_t header_bytes = detail::header_length(first8, file_size, what);
-  const std::string_view header(reinterpret_cast<const char*>(bytes) + 8, static_cast<size_t>(header_bytes));
-  const std::uint64_t data_start = 8 + header_bytes;
-  const detail::SafetensorsHeader st = detail::parse_header(header, file_size - data_start, what);
-
-  const std::string* format = st.meta("format");
-  const std::string* config_text = st.meta("config");
-  if (!format || *format != kFormat || !config_text)
-    throw Error(what + " is not an lstm_fast model file: its metadata has no format=\"" + std::string(kFormat) +
-                "\" and config");
+  const detail::ModelFile file = detail::read_model_file(bytes, size, what);
   Model m;
-  m.config_ = parse_config(*config_text, what);
-  m.config_json_ = *config_text;
-  const Config& c = m.config_;
-  const Index L = c.num_layers, D = c.directions(), H = c.hidden_size, R = c.output_size();
+  m.config_ = file.config;
+  m.config_json_ = file.config_json;
+  m.cells_.resize(static_cast<size_t>(m.config_.num_cells()));
+  const Index H = m.config_.hidden_size;
 
-  // The tensors the config implies, in the cell order k*D + d, with torch's names.
-  std::unordered_map<std::string, const detail::TensorInfo*> by_name;
-  for (const auto& t : st.tensors) by_name.emplace(t.name, &t);
-  std::vector<Expected> expected;
-  for (Index k = 0; k < L; ++k) {
-    for (Index d = 0; d < D; ++d) {
-      // Cells are added as their tensors are found: a huge num_layers in a hostile config stops at
-      // the first missing tensor instead of allocating for all of them.
-      const size_t cell = m.cells_.size(), first = expected.size();
-      m.cells_.emplace_back();
-      const std::string sfx = "_l" + str(k) + (d == 1 ? "_reverse" : "");
-      expected.push_back({"weight_ih" + sfx, {4 * H, c.layer_input_size(k)}, cell, 0});
-      expected.push_back({"weight_hh" + sfx, {4 * H, R}, cell, 1});
-      if (c.bias) {
-        expected.push_back({"bias_ih" + sfx, {4 * H}, cell, 2});
-        expected.push_back({"bias_hh" + sfx, {4 * H}, cell, 3});
-      }
-      if (c.proj_size > 0) expected.push_back({"weight_hr" + sfx, {R, H}, cell, 4});
-      if (c.peephole) expected.push_back({"weight_peep" + sfx, {3, H}, cell, 5});
-      for (size_t n = first; n < expected.size(); ++n)
-        if (const Expected& e = expected[n]; !by_name.count(e.name)) throw Error(what + " is missing tensor " + e.name + " (expected shape " + shape_str(e.shape) + ")");
-    }
-  }
-  if (expected.size() != st.tensors.size()) {
-    std::unordered_set<std::string> names;
-    for (const Expected& e : expected) names.insert(e.name);
-    for (const auto& t : st.tensors)
-      if (!names.count(t.name)) throw Error(what + " has an unexpected tensor \"" + t.name + "\"");
-  }
-
-  // Shapes and dtypes, then the layout of params_: the tensors, then one summed bias per cell.
-  Index total = 0;
-  auto offset_of = [&](const Expected& e) -> Index& {
-    CellOffsets& o = m.cells_[e.cell];
+  // The layout of params_: the tensors, then one summed bias per cell.
+  auto offset_of = [&](const detail::ModelTensor& t) -> Index& {
+    CellOffsets& o = m.cells_[t.cell];
     Index* fields[] = {&o.weight_ih, &o.weight_hh, &o.bias_ih, &o.bias_hh, &o.weight_hr, &o.weight_peep};
-    return *fields[e.field];
+    return *fields[t.field];
   };
-  for (const Expected& e : expected) {
-    const detail::TensorInfo& t = *by_name.at(e.name);
-    if (t.dtype != "F32" && t.dtype != "F64")
-      throw Error(what + ": tensor " + e.name + " has dtype " + t.dtype + ", expected F32 or F64");
-    if (t.shape != e.shape)
-      throw Error(what + ": tensor " + e.name + " must have shape " + shape_str(e.shape) + ", got " + shape_str(t.shape));
-    offset_of(e) = total;
-    total += static_cast<Index>(t.elements());
+  Index total = 0;
+  for (const detail::ModelTensor& t : file.tensors) {
+    offset_of(t) = total;
+    total += static_cast<Index>(file.info(t).elements());
   }
-  if (c.bias) {
+  if (m.config_.bias) {
     for (CellOffsets& o : m.cells_) {
       o.bias = total;
       total += 4 * H;
@@ -203,11 +249,11 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
   }
   m.params_.assign(static_cast<size_t>(total), 0.0f);
 
-  for (const Expected& e : expected) {  // parse_header checked that [begin, end) lies inside the data
-    const detail::TensorInfo& t = *by_name.at(e.name);
-    detail::tensor_to_float(t, bytes + data_start + t.begin, m.params_.data() + offset_of(e), what);
+  for (const detail::ModelTensor& t : file.tensors) {  // parse_header checked that [begin, end) lies inside the data
+    const detail::TensorInfo& info = file.info(t);
+    detail::tensor_to_float(info, file.data + info.begin, m.params_.data() + offset_of(t), what);
   }
-  if (c.bias) {
+  if (m.config_.bias) {
     for (CellOffsets& o : m.cells_)
       for (Index j = 0; j < 4 * H; ++j)
         m.params_[static_cast<size_t>(o.bias + j)] =

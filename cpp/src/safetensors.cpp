@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <unordered_set>
@@ -133,7 +132,6 @@ class JsonParser {
     }
     const std::string text(s_.substr(start, pos_ - start));
     v.kind = Json::Kind::Number;
-    v.number = std::strtod(text.c_str(), nullptr);  // the grammar above is a subset of strtod's
     if (integral) {
       // Exact int64, or not an integer for our purposes (e.g. 1e30 written out).
       const bool negative = text[0] == '-';

@@ -24,7 +24,6 @@ struct Json {
   enum class Kind { Null, Bool, Number, String, Array, Object };
   Kind kind = Kind::Null;
   bool boolean = false;
-  double number = 0.0;
   bool is_integer = false;  // the number was written without fraction or exponent and fits int64
   std::int64_t integer = 0;
   std::string string;  // UTF-8
@@ -65,6 +64,34 @@ std::uint64_t header_length(const unsigned char first8[8], std::uint64_t file_si
 // Parses and checks the header: every entry well-formed, known dtype, shape * itemsize equal to
 // its byte range, ranges inside the data buffer of `data_size` bytes, covering it without overlap.
 SafetensorsHeader parse_header(std::string_view header, std::uint64_t data_size, const std::string& what);
+
+// The bytes of the file at `path`, read to its end. Throws Error("cannot open|read <what>: <reason>").
+std::string read_file(const std::string& path, const std::string& what);
+
+// One tensor of a model file: its torch name and where it goes in the cell order.
+struct ModelTensor {
+  std::string name;    // e.g. weight_ih_l0_reverse
+  std::size_t cell;    // k*D + d
+  int field;           // 0 weight_ih, 1 weight_hh, 2 bias_ih, 3 bias_hh, 4 weight_hr, 5 weight_peep
+  std::size_t index;   // into ModelFile::header.tensors
+};
+
+// An lstm_fast model file, checked: the container, the "format" and "config" metadata, and exactly
+// the tensors the config implies, each of dtype F32 or F64 with the shape the config gives it.
+// Nothing is copied: the tensors' bytes stay in the caller's buffer, at data + [begin, end).
+struct ModelFile {
+  Config config;
+  std::string config_json;           // the "config" metadata as written (LSTM's constructor arguments)
+  SafetensorsHeader header;
+  std::vector<ModelTensor> tensors;  // in cell order, each cell's in field order
+  const unsigned char* data = nullptr;
+
+  const TensorInfo& info(const ModelTensor& t) const { return header.tensors[t.index]; }
+};
+
+// Reads and checks the `size` bytes of a model file (Model::load and Python's lf.load share it).
+// Errors throw Error("<what>...") naming the problem; nothing is allocated on the file's word.
+ModelFile read_model_file(const unsigned char* bytes, std::size_t size, const std::string& what);
 
 // Converts one tensor's bytes (exactly end - begin of them, little-endian F32 or F64) to float.
 void tensor_to_float(const TensorInfo& t, const unsigned char* bytes, float* out, const std::string& what);

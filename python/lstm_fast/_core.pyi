@@ -1,5 +1,5 @@
 # Type stub for the compiled extension lstm_fast._core (private: use lstm_fast.LSTM).
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Final, Optional, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -30,20 +30,16 @@ class Config:
         bidirectional: bool,
         peephole: bool,
     ) -> None: ...
-    @property
-    def input_size(self) -> int: ...
-    @property
-    def hidden_size(self) -> int: ...
-    @property
-    def num_layers(self) -> int: ...
-    @property
-    def proj_size(self) -> int: ...
-    @property
-    def bias(self) -> bool: ...
-    @property
-    def bidirectional(self) -> bool: ...
-    @property
-    def peephole(self) -> bool: ...
+    # Read-only (Final): a Config is fixed once made.
+    input_size: Final[int]
+    hidden_size: Final[int]
+    num_layers: Final[int]
+    proj_size: Final[int]
+    bias: Final[bool]
+    bidirectional: Final[bool]
+    peephole: Final[bool]
+
+MAX_THREADS: Final[int]  # the most threads set_num_threads accepts (the core's kMaxThreads)
 
 def set_num_threads(num_threads: int) -> None: ...
 def get_num_threads() -> int: ...
@@ -83,3 +79,9 @@ def backward(
     list[CellWeights],
 ]:
     """Backpropagation through time; returns (dx [N, I], dh0, dc0, one gradient 6-tuple per cell)."""
+
+def read_model_file(path: str) -> Tuple[str, Dict[str, npt.NDArray[np.floating]]]:
+    """Reads and checks a model file as the C++ Model::load does (container, format, config, exactly the
+    tensors and shapes the config implies, dtypes F32/F64); returns (config_json, {name: array}), each
+    array in the file's dtype. OSError (FileNotFoundError, ...) when it cannot be opened; CoreError
+    (a ValueError) naming the path and the problem otherwise."""

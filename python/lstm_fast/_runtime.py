@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import List
+
 from . import _core
-from ._lstm import _int_arg
+from ._checks import int_arg
 
 
 def set_num_threads(num_threads: int) -> None:
-    """Threads lstm_fast may use at once (process-wide). When a time step has enough work, a team of
-    threads shares it, each owning a slice of the hidden units; a bidirectional layer runs its two
-    directions side by side. 1 keeps every call on the caller's thread. The default is the number of
-    hardware threads. The helper threads are a pool started on first use and kept (named lstm_fast):
-    between calls they spin for 200 us, then sleep."""
-    num_threads = _int_arg("num_threads", num_threads, 1)
-    if num_threads > 1024:  # the core's kMaxThreads; checked here so that 10**20 is no overflow error
-        raise ValueError(f"num_threads must be <= 1024, got {num_threads}")
+    """Threads lstm_fast may use at once (process-wide), at most _core.MAX_THREADS (1024). When a time
+    step has enough work, a team of threads shares it; a bidirectional layer runs its two directions
+    side by side. 1 keeps every call on the caller's thread. The default is the number of hardware
+    threads. The helper threads are a pool started on first use and kept (named lstm_fast): between
+    calls they spin for 200 us, then sleep."""
+    num_threads = int_arg("num_threads", num_threads, 1)
+    if num_threads > _core.MAX_THREADS:  # checked here so that 10**20 is no overflow error
+        raise ValueError(f"num_threads must be <= {_core.MAX_THREADS}, got {num_threads}")
     _core.set_num_threads(num_threads)
 
 
@@ -30,6 +32,6 @@ def isa() -> str:
     return _core.isa()
 
 
-def supported_isas() -> list:
+def supported_isas() -> List[str]:
     """The instruction sets this build has kernels for and this CPU runs, worst first."""
     return list(_core.supported_isas())

@@ -41,7 +41,7 @@ class Linear:
         grads: same keys and shapes, the gradients of the last ``backward()``.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, dtype=np.float32, seed=None):
+    def __init__(self, in_features: int, out_features: int, *, dtype=np.float32, seed=None) -> None:
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -96,7 +96,7 @@ class SGD:
         momentum: mu in [0, 1).
     """
 
-    def __init__(self, params: Mapping[str, np.ndarray], lr: float, momentum: float = 0.0):
+    def __init__(self, params: Mapping[str, np.ndarray], lr: float, momentum: float = 0.0) -> None:
         self.params = _check_params(params)
         self.lr = _check_positive("lr", lr)
         self.momentum = _check_positive("momentum", momentum, allow_zero=True)
@@ -137,7 +137,7 @@ class Adam:
     """
 
     def __init__(self, params: Mapping[str, np.ndarray], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.params = _check_params(params)
         self.lr = _check_positive("lr", lr)
         if len(betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in betas):

@@ -163,7 +163,7 @@ def _state_pair(name, pair, h_shape, c_shape):
 
 
 def forward(x, params, *, num_layers=1, bidirectional=False, proj_size=0, peephole=False,
-            state=None, lengths=None, dropout_masks=None):
+            state=None, lengths=None, dropout_masks=None) -> "tuple[np.ndarray, tuple[np.ndarray, np.ndarray], dict]":
     """x: (T, B, I) array (time-major, batched only). Returns (y, (h_n, c_n), cache).
 
     params: dict with torch.nn.LSTM's state_dict names and shapes: weight_ih_l{k}{sfx} (4H, I_k),
@@ -225,7 +225,7 @@ def forward(x, params, *, num_layers=1, bidirectional=False, proj_size=0, peepho
     return y, (h_n, c_n), cache
 
 
-def backward(dy, cache, dstate=None):
+def backward(dy, cache, dstate=None) -> "tuple[np.ndarray, tuple[np.ndarray, np.ndarray], dict]":
     """dy: (T, B, D*R) gradient of the loss w.r.t. y; dstate: None (zeros) or (dh_n, dc_n) shaped
     like (h_n, c_n). Returns (dx, (dh0, dc0), grads) with dx (T, B, I), dh0/dc0 shaped like h0/c0,
     and grads a dict with exactly the keys of params."""

@@ -40,7 +40,7 @@ class RNN:
     num_layers = 1
     num_directions = 1
 
-    def __init__(self, input_size: int, hidden_size: int, *, dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, *, dtype=np.float32, seed=None) -> None:
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -80,11 +80,11 @@ class RNN:
         """Zero h, (1, B, H)."""
         return np.zeros((1, batch_size, self.hidden_size), self.dtype)
 
-    def __call__(self, x, state=None, lengths=None):
+    def __call__(self, x, state=None, lengths=None) -> tuple[np.ndarray, np.ndarray]:
         """Inference: ``y, h_n = rnn(x, state=None, lengths=None)``; see forward()."""
         return self.forward(x, state, lengths, train=False)
 
-    def forward(self, x, state=None, lengths=None, train: bool = True):
+    def forward(self, x, state=None, lengths=None, train: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Runs the sequence.
 
         Args:
@@ -127,7 +127,7 @@ class RNN:
             self._run = (x, hs, mask)
         return y, hs[T][None].copy()
 
-    def backward(self, dy, dstate=None):
+    def backward(self, dy, dstate=None) -> tuple[np.ndarray, np.ndarray]:
         """Backpropagation through time for the last ``forward(..., train=True)``.
 
         Args:

@@ -27,14 +27,14 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _core
+from ._checks import check_pair, check_sequence_shape
+from ._config import ConfigAttributes, LSTMConfig
 from ._lstm import LSTM as _NumpyLSTM
-from ._lstm import _bool_arg, _float_arg, _int_arg
 
 __all__ = ["LSTM"]
 
-# Each cell's parameters as the core takes them; absent ones (no bias, no projection, no peephole) are None.
-_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")
-_DTYPES = (torch.float32, torch.float64)
+# The parameter dtypes the kernels run, and their NumPy names for the config.
+_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _numpy(t: Optional[Tensor]) -> Optional[np.ndarray]:
@@ -85,7 +85,7 @@ class _LSTMFunction(torch.autograd.Function):
         return (None, None, None, None, None, torch.from_numpy(dx), dh0, dc0, *flat)
 
 
-class LSTM(nn.Module):
+class LSTM(ConfigAttributes, nn.Module):
     """torch.nn.LSTM on lstm_fast's kernels: same arguments, parameters, inputs and outputs.
 
     Args (as torch.nn.LSTM): input_size I, hidden_size H, num_layers L, bias, batch_first, dropout,
@@ -103,46 +103,31 @@ class LSTM(nn.Module):
         h_n, c_n: shaped like h_0, c_0; for packed input, each sequence's state after its last step.
     """
 
+    # The constructor arguments are read-only attributes, as on lf.LSTM. dtype and seed are not among
+    # them: a module's dtype is its parameters' (module.double() changes it), and torch seeds itself.
+    _config_exclude = ("dtype", "seed")
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, device: Any = None, dtype: Optional[torch.dtype] = None, *,
                  peephole: bool = False, forget_bias: float = 0.0) -> None:
-        super().__init__()
-        self.input_size = _int_arg("input_size", input_size, 1)
-        self.hidden_size = _int_arg("hidden_size", hidden_size, 1)
-        self.num_layers = _int_arg("num_layers", num_layers, 1)
-        self.proj_size = _int_arg("proj_size", proj_size, 0)
-        if self.proj_size >= self.hidden_size:
-            raise ValueError(f"proj_size must be < hidden_size ({self.hidden_size}), got {self.proj_size}")
-        self.bias = _bool_arg("bias", bias)
-        self.batch_first = _bool_arg("batch_first", batch_first)
-        self.bidirectional = _bool_arg("bidirectional", bidirectional)
-        self.peephole = _bool_arg("peephole", peephole)
-        self.dropout = _float_arg("dropout", dropout)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        self.forget_bias = _float_arg("forget_bias", forget_bias)
-        if self.forget_bias != 0.0 and not self.bias:
-            raise ValueError(f"forget_bias needs bias=True, got forget_bias={self.forget_bias} with bias=False")
+        config = LSTMConfig(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                            dropout=dropout, bidirectional=bidirectional, proj_size=proj_size,
+                            peephole=peephole, forget_bias=forget_bias)
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"device must be the CPU (lstm_fast runs on CPUs), got {device!r}")
         dtype = torch.get_default_dtype() if dtype is None else dtype
-        if dtype not in _DTYPES:
+        if not isinstance(dtype, torch.dtype) or dtype not in _DTYPES:
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        self._config = _core.Config(
-            input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
-            proj_size=self.proj_size, bias=self.bias, bidirectional=self.bidirectional, peephole=self.peephole)
+        config = config.replace(dtype=_DTYPES[dtype])
+        super().__init__()
+        self._set_config(config)
+        self._config = config.core()
         # torch.nn.LSTM's parameters, names and registration order, then the peephole weights.
-        shapes = _NumpyLSTM._param_shapes(self)
-        for name, shape in shapes.items():
+        for name, shape in config.param_shapes().items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=dtype)))
+        self._cell_param_names = config.cell_param_names()
         self.reset_parameters()
-
-    # Sizes, named as in lstm_fast.LSTM (both classes share _param_shapes and _cell_names).
-    num_directions = _NumpyLSTM.num_directions
-    output_size = _NumpyLSTM.output_size
-    _cell_names = _NumpyLSTM._cell_names
-    _param_shapes = _NumpyLSTM._param_shapes
 
     def reset_parameters(self) -> None:
         """torch's initialisation: uniform in [-1/sqrt(H), 1/sqrt(H)]; then forget_bias is added."""
@@ -157,24 +142,16 @@ class LSTM(nn.Module):
         """A no-op, for code written for torch.nn.LSTM (the kernels read the parameters as they are)."""
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False), ("proj_size", 0), ("peephole", False),
-                              ("forget_bias", 0.0)):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)!r}"
-        return s
+        return self._lstm_config.arguments_repr(dtype=False)
 
     def _cell_params(self) -> List[Optional[Tensor]]:
         """The 6 parameters of every cell in the core's order, None where absent."""
         params = dict(self.named_parameters())
-        return [params.get(f"{kind}_l{k}{sfx}") for k, sfx in self._cell_names() for kind in _KINDS]
+        return [params.get(name) for cell in self._cell_param_names for name in cell]
 
     # -- forward -------------------------------------------------------------------------------------
 
-    def forward(self, input: Any, hx: Optional[Tuple[Tensor, Tensor]] = None):
+    def forward(self, input: Any, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Any, Tuple[Tensor, Tensor]]:
         dtype = self.weight_ih_l0.dtype
         packed = isinstance(input, PackedSequence)
         if packed:
@@ -187,13 +164,7 @@ class LSTM(nn.Module):
         else:
             x = input
             self._check_tensor("input", x, dtype)
-            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
-            if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
-                raise ValueError(f"input must have shape {layout.replace('I', str(self.input_size))} or "
-                                 f"(T, {self.input_size}), got {tuple(x.shape)}")
-            if 0 in x.shape:
-                raise ValueError(f"input must have >= 1 step and >= 1 sequence, got shape {tuple(x.shape)}")
-            unbatched = x.dim() == 2
+            unbatched = check_sequence_shape("input", tuple(x.shape), self.input_size, self.batch_first)
             if unbatched:
                 x = x.unsqueeze(1)
             elif self.batch_first:
@@ -241,41 +212,35 @@ class LSTM(nn.Module):
             raise TypeError(f"{name} must have the parameters' dtype {dtype}, got {t.dtype}")
 
     def _check_state(self, hx: Any, batch: int, unbatched: bool, dtype: torch.dtype):
-        if hx is None:
-            return None, None
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError(f"hx must be a pair (h_0, c_0) or None, got {type(hx).__name__}")
-        LD = self.num_layers * self.num_directions
-        out = []
-        for name, t, size in (("hx[0] (h_0)", hx[0], self.output_size), ("hx[1] (c_0)", hx[1], self.hidden_size)):
+        """(h_0, c_0) as (L*D, B, R) and (L*D, B, H) tensors of the parameters' dtype, or (None, None)."""
+
+        def check(name: str, t: Any) -> Tensor:
             self._check_tensor(name, t, dtype)
-            expected = (LD, size) if unbatched else (LD, batch, size)
-            if tuple(t.shape) != expected:
-                raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
-            out.append(t.unsqueeze(1) if unbatched else t)
-        return tuple(out)
+            return t
+
+        h0, c0 = check_pair("hx", hx, ("h_0", "c_0"), self._lstm_config.state_shapes(None if unbatched else batch),
+                            check)
+        if h0 is None or not unbatched:
+            return h0, c0
+        return h0.unsqueeze(1), c0.unsqueeze(1)
 
     # -- other libraries -----------------------------------------------------------------------------
 
     def to_numpy(self) -> _NumpyLSTM:
         """An lstm_fast.LSTM (NumPy in and out) with a copy of these parameters."""
         dtype = np.float32 if self.weight_ih_l0.dtype == torch.float32 else np.float64
-        model = _NumpyLSTM(self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
-                           batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
-                           proj_size=self.proj_size, peephole=self.peephole, forget_bias=self.forget_bias,
-                           dtype=dtype)
-        model.load_state_dict({k: v.detach().numpy() for k, v in self.state_dict().items()})
-        return model
+        config = self._lstm_config.replace(dtype=dtype)
+        arrays = {k: v.detach().numpy().copy() for k, v in self.state_dict().items()}
+        return _NumpyLSTM._from_arrays(config, arrays)
 
     @classmethod
     def from_numpy(cls, model: _NumpyLSTM) -> "LSTM":
         """A module with a copy of an lstm_fast.LSTM's parameters and arguments."""
         if not isinstance(model, _NumpyLSTM):
             raise TypeError(f"model must be an lstm_fast.LSTM, got {type(model).__name__}")
-        module = cls(model.input_size, model.hidden_size, model.num_layers, bias=model.bias,
-                     batch_first=model.batch_first, dropout=model.dropout, bidirectional=model.bidirectional,
-                     proj_size=model.proj_size, peephole=model.peephole, forget_bias=model.forget_bias,
-                     dtype=torch.float32 if model.dtype == np.float32 else torch.float64)
+        config = model._lstm_config
+        module = cls(**{k: v for k, v in config.to_dict().items() if k not in ("dtype", "seed")},
+                     dtype=torch.float32 if config.dtype == np.float32 else torch.float64)
         with torch.no_grad():
             for name, p in module.named_parameters():
                 p.copy_(torch.from_numpy(model.state_dict()[name]))
@@ -284,3 +249,4 @@ class LSTM(nn.Module):
     def to_onnx(self, path: Any, **kwargs: Any) -> None:
         """Writes an ONNX graph of this model's inference; see lstm_fast.LSTM.to_onnx."""
         self.to_numpy().to_onnx(path, **kwargs)
+

@@ -147,7 +147,7 @@ class RecentCriterion:
         max_error: the bound on their average error.
     """
 
-    def __init__(self, window: int = 2000, max_error: float = 0.01):
+    def __init__(self, window: int = 2000, max_error: float = 0.01) -> None:
         if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
             raise ValueError(f"window must be an integer >= 1, got {window!r}")
         self.window = int(window)
