@@ -12,7 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "lstm_fast/network.hpp"
+#include "lstm_fast/config.hpp"
+#include "network.hpp"  // internal: the raw-array stack, the allocator, fma_peak_gflops
 
 namespace py = pybind11;
 using lstm_fast::CellGrads;
