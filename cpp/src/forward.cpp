@@ -29,8 +29,8 @@ struct ForwardPass : PassShape {
   using Share = UnitShare<T>;
   Share share_of(int k, int team);
   void unit_member(int k, int team, SpinBarrier& barrier);
-  void project(const Share& m, int k, int team, Index row0, Index rows, T* z, SpinBarrier& barrier);
-  void unit_step(const Share& m, Index p, Index row0, T* z, SpinBarrier& barrier);
+  void project(const Share& share, int k, int team, Index row0, Index rows, T* z, SpinBarrier& barrier);
+  void unit_step(const Share& share, Index p, Index row0, T* z, SpinBarrier& barrier);
   void row_member(int k, int team, SpinBarrier& barrier);
   void row_step(int k, int team, Index p);
 

@@ -74,7 +74,7 @@ struct Trace {
   Schedule schedule;
   std::vector<Buffer<T>> layer_inputs;   // [L] of [N, I_k]: the input each layer saw
   std::vector<Buffer<T>> dropout_masks;  // [L-1] of [N, D*R] or empty: mask after layer k
-  std::vector<CellTrace<T>> cells;            // [L*D]
+  std::vector<CellTrace<T>> cells;       // [L*D]
 };
 
 // The machine's float32 peak as the benchmark measures it: GFLOP/s (a multiply-add counts 2) that

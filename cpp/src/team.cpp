@@ -125,10 +125,6 @@ struct Pool {
   int started = 0;
 };
 
-// At most kMaxThreads workers in all (config.hpp): beyond it a team gets fewer members (the work is
-// the same).
-constexpr int kMaxWorkers = kMaxThreads;
-
 Pool* g_pool = nullptr;
 
 #ifdef __unix__
@@ -173,7 +169,9 @@ Team::Team(int members) {
     workers_.push_back(p.idle.back());
     p.idle.pop_back();
   }
-  while (size() < members && p.started < kMaxWorkers) {
+  // At most kMaxThreads workers in all (config.hpp): beyond it a team gets fewer members (the work is
+  // the same).
+  while (size() < members && p.started < kMaxThreads) {
     Worker* worker = nullptr;
 #ifdef __unix__
     // A worker starts with every signal blocked (it inherits this thread's mask for the moment), so
