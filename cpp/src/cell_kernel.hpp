@@ -21,15 +21,15 @@
 // Defines the entry point `name` (cell.hpp's CellKernels signature) of a pass object: builds the
 // pass (which allocates everything it needs), then runs it on the plan's team. Instantiated for the
 // element types of the kernel table (KernelTable::f32, f64).
-#define LSTM_FAST_CELL_ENTRY(name, Pass, Arrays)                                                              \
-  template <typename T>                                                                                     \
-  void name(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence, \
-            const Arrays<T>& arrays) {                                                                      \
-    Pass<T>(dims, plan, weights, sequence, arrays).run();                                                   \
-  }                                                                                                         \
-  template void name(const CellDims&, const CellPlan&, const CellWeights<float>&, const Sequence&,          \
-                     const Arrays<float>&);                                                                 \
-  template void name(const CellDims&, const CellPlan&, const CellWeights<double>&, const Sequence&,         \
+#define LSTM_FAST_CELL_ENTRY(name, Pass, Arrays)                                                    \
+  template <typename T>                                                                             \
+  void name(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights,              \
+            const Sequence& sequence, const Arrays<T>& arrays) {                                    \
+    Pass<T>(dims, plan, weights, sequence, arrays).run();                                           \
+  }                                                                                                 \
+  template void name(const CellDims&, const CellPlan&, const CellWeights<float>&, const Sequence&,  \
+                     const Arrays<float>&);                                                         \
+  template void name(const CellDims&, const CellPlan&, const CellWeights<double>&, const Sequence&, \
                      const Arrays<double>&);
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
