@@ -316,7 +316,7 @@ def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, B, kwargs
                                     dict(bidirectional=True, num_layers=2, with_lengths=True)])
 def test_batch_rows_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
     # With B >= 8 per member and small weights a team splits the batch rows instead of the hidden
-    # units (cpp/src/cell.cpp split_rows): member k runs rows k, k + team, ... with no barrier per
+    # units (the row split of cpp/src/plan.cpp): member k runs rows k, k + team, ... with no barrier per
     # step. B = 41 is not a multiple of the team; lengths end rows at different steps; H = 44 ends
     # the gates in a partial packet. The outputs and the gradients of the input and the state must
     # be bitwise those of one thread (the same FMA chains), and all must match the reference.
@@ -340,7 +340,7 @@ def test_batch_rows_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
 @pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=12, peephole=True)])
 def test_few_rows_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
     # Under 64 rows per call nothing is packed, and a team projects the columns of its own units
-    # (cpp/src/cell.cpp): N = 2 * 16 = 32 rows, but B * 4H * R and N * 4H * (I + R) are big enough for a
+    # (cpp/src/plan.cpp, forward.cpp): N = 2 * 16 = 32 rows, but B * 4H * R and N * 4H * (I + R) are big enough for a
     # team; H = 100 ends a slice in a partial packet.
     model, x, state, lengths, dy, dstate = random_case(rng, T=2, B=16, I=9, H=100, dtype=dtype, **kwargs)
     with num_threads(threads):

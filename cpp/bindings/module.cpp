@@ -15,8 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "../src/safetensors.hpp"  // the model file reader (internal: not installed)
-#include "lstm_fast/network.hpp"
+#include "lstm_fast/config.hpp"
+#include "network.hpp"      // internal: the raw-array stack, the allocator, fma_peak_gflops
+#include "safetensors.hpp"  // internal: the model file reader
 
 namespace py = pybind11;
 using lstm_fast::CellGrads;

@@ -1,11 +1,9 @@
-// Where the library's helper threads run (the workers of team.hpp: team members in cell.cpp, the
-// second direction in network.cpp).
+// Where the library's helper threads run (the workers of team.hpp: team members in forward.cpp and
+// backward.cpp, the second direction in network.cpp).
 //
 // Left to the scheduler, a helper often ran on its caller's CPU and stayed there while both spun
-// at a barrier: the pair then ran at half the speed of one thread. Measured on the 2-core machine,
-// B = 1, H = 256, T = 1000 inference on 2 threads took 4.2 or 12.5 ms from one process to the next
-// (8.7 ms on one thread); a bidirectional stack 10 or 18 ms. A helper is therefore kept off the CPU
-// its caller runs on (Linux; best effort). Workers are pinned per job, to the CPUs of the caller
+// at a barrier: the pair then ran at half the speed of one thread (docs/PERFORMANCE.md). A helper is
+// therefore kept off the CPU its caller runs on (Linux; best effort). Workers are pinned per job, to the CPUs of the caller
 // that hands it over; the caller's own affinity is never touched.
 #pragma once
 

@@ -1,8 +1,9 @@
-// One LSTM cell (one layer, one direction) over a packed sequence: the kernels network.cpp composes.
-// Internal header: Eigen stays out of the public ones.
+// One LSTM cell (one layer, one direction) over a packed sequence: the interface of the kernels that
+// network.cpp composes, and the table of them per instruction set. Internal header: Eigen stays out.
 #pragma once
 
-#include "lstm_fast/network.hpp"
+#include "network.hpp"
+#include "plan.hpp"
 
 namespace lstm_fast::detail {
 
@@ -13,54 +14,89 @@ inline Index checked_mul(Index a, Index b, Index limit) {
   return a * b;
 }
 
-struct CellDims {
-  Index input_size;   // I_k
-  Index hidden_size;  // H
-  Index output_size;  // R (== H without projection)
-  bool projection;
-  bool peephole;
+// Which rows are active at each step, and the order of the steps: t = 0..T-1, or T-1..0 when
+// `reverse` (the second direction of a bidirectional layer).
+struct Sequence {
+  const Schedule& schedule;
+  bool reverse;
 };
 
-// The dims of any cell of layer `layer` of a stack (both directions of a layer have the same).
-inline CellDims cell_dims(const Config& config, Index layer) {
-  return {config.layer_input_size(layer), config.hidden_size, config.output_size(), config.proj_size > 0,
-          config.peephole};
-}
+// A cell's state for its B rows, or the gradient w.r.t. it: h [B, R] and c [B, H].
+template <typename P>
+struct StatePointers {
+  P h;
+  P c;
+};
 
-// The two cell kernels of one instruction set. cell.cpp is compiled once per ISA, each build in its
-// own namespace (baseline, avx2, avx512) with its own table; network.cpp calls the active table.
-//
-// forward: over the schedule, steps in order t = 0..T-1, or T-1..0 when `reverse`.
-//   x: [N, I];  h0: [B, R] or null;  c0: [B, H] or null.
-//   y: rows of [N, *] with row stride ldy; the cell writes columns 0..R-1 (pass y + d*R for direction d).
-//   h_n: [B, R];  c_n: [B, H];  trace: null for inference.
-//   threads: how many threads share each step (the hidden units split between them), >= 1.
-// backward: backpropagation through time for one cell.
-//   x: [N, I] the input the forward saw;  dy: rows of [N, *] with stride ldy, columns 0..R-1;
-//   dh_n: [B, R] or null;  dc_n: [B, H] or null.
-//   dx: [N, I], overwritten, or incremented when accumulate_dx (the second direction of a layer);
-//   dh0: [B, R];  dc0: [B, H];  g: the cell's weight gradients, overwritten.
+// Rows of an [N, *] array `stride` numbers apart, of which the cell reads or writes columns 0..R-1
+// (a layer's output holds both directions: pass y + d*R with stride D*R for direction d).
+template <typename P>
+struct StridedRows {
+  P data;
+  Index stride;
+};
+
+// The arrays of one cell's forward. x: [N, I]; state0: where the rows start (either pointer null:
+// zeros); state_n: written, the state after each row's last step; trace: null for inference, else
+// filled for the backward.
+template <typename T>
+struct ForwardArrays {
+  const T* x;
+  StatePointers<const T*> state0;
+  StridedRows<T*> y;
+  StatePointers<T*> state_n;
+  CellTrace<T>* trace;
+};
+
+// The arrays of one cell's backward (backpropagation through time). trace and x: what the forward
+// kept and saw; dstate_n: the gradient w.r.t. state_n (either pointer null: zeros); dx: [N, I],
+// overwritten (DxMode::kWrite) or incremented (kAdd: the second direction of a layer); dstate0:
+// written, the gradient w.r.t. state0; grads: the cell's weight gradients, overwritten.
+enum class DxMode { kWrite, kAdd };
+template <typename T>
+struct BackwardArrays {
+  const CellTrace<T>& trace;
+  const T* x;
+  StridedRows<const T*> dy;
+  StatePointers<const T*> dstate_n;
+  T* dx;
+  DxMode dx_mode;
+  StatePointers<T*> dstate0;
+  const CellGrads<T>& grads;
+};
+
+// The cell kernels of one instruction set and element type; `lanes` is its SIMD width, which the
+// plan needs (a member of a unit-split team owns whole packets of units).
 template <typename T>
 struct CellKernels {
-  void (*forward)(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse, const T* x,
-                  const T* h0, const T* c0, T* y, Index ldy, T* h_n, T* c_n, CellTrace<T>* trace, int threads);
-  void (*backward)(const CellDims& dims, const CellWeights<T>& w, const Schedule& s, bool reverse,
-                   const CellTrace<T>& trace, const T* x, const T* dy, Index ldy, const T* dh_n, const T* dc_n,
-                   T* dx, bool accumulate_dx, T* dh0, T* dc0, const CellGrads<T>& g, int threads);
+  void (*forward)(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
+                  const ForwardArrays<T>& arrays);
+  void (*backward)(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights,
+                   const Sequence& sequence, const BackwardArrays<T>& arrays);
+  Index lanes;
 };
 
 // One time step of one unidirectional layer for B rows, in place (Model::step, float only). Per row:
 // z = W_ih x + W_hh h + bias (two GEMVs), the gates kernel, then h = W_hr m or h = m.
 //   x: [B, I_k];  h: [B, R] in/out;  c: [B, H] in/out;  bias: [4H] b_ih + b_hh, or null;
 //   workspace: [5H] (the gates of one row, then m). Never allocates.
-using StepRows = void (*)(const CellDims& dims, const CellWeights<float>& w, const float* bias, Index B,
-                          const float* x, float* h, float* c, float* workspace);
+struct StepArrays {
+  Index batch;
+  const float* bias;
+  const float* x;
+  float* h;
+  float* c;
+  float* workspace;
+};
+using StepRows = void (*)(const CellDims& dims, const CellWeights<float>& weights, const StepArrays& arrays);
 
 // Float multiply-adds per second one thread sustains for about `seconds` with this ISA's widest
 // packets (independent accumulator chains, so FMA throughput, not latency, is the limit), in GFLOP/s
 // counting a multiply-add as 2. The benchmark's measure of the machine's peak.
 using FmaThroughput = double (*)(double seconds);
 
+// Everything compiled per instruction set (kernel_table.cpp, once per ISA, each build in its own
+// namespace). A precision is a new CellKernels member here and a new set of files.
 struct KernelTable {
   const char* isa;
   CellKernels<float> f32;

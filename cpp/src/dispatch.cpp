@@ -8,7 +8,8 @@
 #include <vector>
 
 #include "cell.hpp"
-#include "lstm_fast/network.hpp"
+#include "lstm_fast/config.hpp"
+#include "network.hpp"
 
 namespace lstm_fast {
 namespace {
@@ -99,7 +100,8 @@ void set_isa(const std::string& name) {
 
 double fma_peak_gflops(double seconds, int threads) {
   if (!(seconds > 0.0 && seconds <= 60.0)) throw Error("seconds must be in (0, 60], got " + std::to_string(seconds));
-  if (threads < 1 || threads > 1024) throw Error("threads must be in [1, 1024], got " + std::to_string(threads));
+  if (threads < 1 || threads > kMaxThreads)
+    throw Error("threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(threads));
   const detail::FmaThroughput measure = detail::active_kernels().fma_throughput;
   std::vector<double> rates(static_cast<size_t>(threads), 0.0);
   std::vector<std::thread> others;

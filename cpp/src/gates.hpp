@@ -1,6 +1,7 @@
 // The fused pointwise kernels of the LSTM cell for one batch row, shared by the sequence kernels
-// (cell.cpp) and the streaming step (step.cpp), and compiled for each ISA with the file that includes
-// it (hence the anonymous namespace: each build keeps its own copy, never merged by the linker).
+// (forward.cpp, backward.cpp) and the streaming step (step_rows.cpp), and compiled for each ISA
+// with the file that includes it (hence the anonymous namespace: each build keeps its own copy,
+// never merged by the linker).
 //
 // Every element goes through the same SIMD instructions: packets are loaded unaligned and never
 // peeled to an aligned address, and the last H % W elements are computed as one full packet of a
@@ -19,7 +20,7 @@
 #include <cmath>
 #include <type_traits>
 
-#include "lstm_fast/network.hpp"
+#include "lstm_fast/config.hpp"
 
 namespace lstm_fast::detail {
 namespace {

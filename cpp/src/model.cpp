@@ -13,6 +13,7 @@
 
 #include "cell.hpp"  // checked_mul
 #include "lstm_fast/lstm_fast.hpp"
+#include "network.hpp"
 #include "safetensors.hpp"
 
 namespace lstm_fast {

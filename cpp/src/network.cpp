@@ -8,7 +8,9 @@
 #include <utility>
 
 #include "cell.hpp"
-#include "lstm_fast/network.hpp"
+#include "lstm_fast/config.hpp"
+#include "network.hpp"
+#include "plan.hpp"
 #include "team.hpp"
 
 namespace lstm_fast {
@@ -50,28 +52,20 @@ void check_schedule(const Config& config, const Schedule& schedule) {
 
 std::atomic<int> g_num_threads{std::max(1, static_cast<int>(std::thread::hardware_concurrency()))};
 
-// How a layer uses the thread budget. Handing work to a pooled worker costs microseconds (tens when
-// it has gone to sleep) and a barrier about a microsecond, so:
-//   - a bidirectional layer runs its directions side by side when each has ~1e6 multiply-adds of work
-//     in all (N * 4H * (I_k + R));
-//   - a cell's time steps are shared by a team (its hidden units, or its batch rows, split between the
-//     members: cell.cpp) when each step's recurrent product has ~32k (B * 4H * R) and the cell ~2e5
-//     in all (a single streaming step of H = 256: each member's slice of the weights then stays in
-//     its own core's L2 from step to step); the team gets the budget, halved when the directions
-//     already run side by side.
-struct LayerThreads {
-  bool directions_parallel;
-  int step_threads;
-};
-
-LayerThreads layer_threads(const Config& config, const detail::CellDims& dims, const Schedule& schedule) {
-  const double gates = 4.0 * double(dims.hidden_size);
-  const double total = double(schedule.rows()) * gates * double(dims.input_size + dims.output_size);
-  const double per_step = double(schedule.batch) * gates * double(dims.output_size);
-  const int budget = g_num_threads.load();
-  const bool parallel = config.directions() == 2 && budget >= 2 && total >= 1e6;
-  const int team = (per_step >= 32768.0 && total >= 2e5) ? std::max(1, budget / (parallel ? 2 : 1)) : 1;
-  return {parallel, team};
+// The plan of layer k of a call (plan.hpp): decided here once, read by the kernels.
+template <typename T>
+detail::LayerPlan plan_of(const Config& config, Index layer, const Schedule& schedule, bool training) {
+  detail::Problem problem;
+  problem.dims = detail::cell_dims(config, layer);
+  problem.directions = config.directions();
+  problem.batch = schedule.batch;
+  problem.rows = schedule.rows();
+  problem.steps = schedule.steps();
+  problem.training = training;
+  problem.threads = g_num_threads.load();
+  problem.element_size = sizeof(T);
+  problem.lanes = detail::cell_kernels<T>().lanes;
+  return detail::plan_layer(problem);
 }
 
 // Runs direction(0) here and direction(1) on a worker (team.hpp) when `parallel`, else both here in
@@ -98,8 +92,6 @@ void run_directions(Index directions, bool parallel, Direction direction) {
 }  // namespace
 
 void set_num_threads(int num_threads) {
-  // At most kMaxThreads: a layer call leases a team of that many workers, and a typo like 10**6
-  // would otherwise have the pool start thousands of threads.
   if (num_threads < 1 || num_threads > kMaxThreads)
     throw Error("num_threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(num_threads));
   g_num_threads.store(num_threads);
@@ -197,16 +189,15 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
       out = layer_out.data();
     }
     // The directions write disjoint columns of `out` and their own state and trace.
-    // Plain variables, not a structured binding: C++17 does not let the lambda below capture one
-    // (GCC accepts it, clang rejects it).
-    const LayerThreads plan = layer_threads(config, dims, schedule);
-    const bool parallel = plan.directions_parallel;
-    const int threads = plan.step_threads;
-    run_directions(D, parallel, [&](Index d) {
+    const detail::LayerPlan plan = plan_of<T>(config, k, schedule, trace != nullptr);
+    run_directions(D, plan.directions_parallel, [&](Index d) {
       const Index cell = k * D + d;
-      detail::cell_kernels<T>().forward(dims, weights[cell], schedule, d == 1, in, h0 ? h0 + cell * B * R : nullptr,
-                              c0 ? c0 + cell * B * H : nullptr, out + d * R, D * R, h_n + cell * B * R,
-                              c_n + cell * B * H, trace ? &trace->cells[cell] : nullptr, threads);
+      const detail::ForwardArrays<T> arrays{in,
+                                            {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
+                                            {out + d * R, D * R},
+                                            {h_n + cell * B * R, c_n + cell * B * H},
+                                            trace ? &trace->cells[cell] : nullptr};
+      detail::cell_kernels<T>().forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
     });
     if (k < L - 1) {
       if (dropout_masks && dropout_masks[k]) {
@@ -250,20 +241,22 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     }
     // Both directions read the same input, so dX is the sum of theirs: in sequence the reverse
     // direction adds into din; in parallel it writes its own buffer, added after the join.
-    // Plain variables, not a structured binding: C++17 does not let the lambda below capture one
-    // (GCC accepts it, clang rejects it).
-    const LayerThreads plan = layer_threads(config, dims, schedule);
+    const detail::LayerPlan plan = plan_of<T>(config, k, schedule, true);
     const bool parallel = plan.directions_parallel;
-    const int threads = plan.step_threads;
     if (parallel) dx_reverse.resize(static_cast<size_t>(N * dims.input_size));
     run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
       T* dx_cell = (d == 1 && parallel) ? dx_reverse.data() : din;
-      detail::cell_kernels<T>().backward(dims, weights[cell], schedule, d == 1, trace.cells[cell],
-                               trace.layer_inputs[k].data(), dout + d * R, D * R,
-                               dh_n ? dh_n + cell * B * R : nullptr, dc_n ? dc_n + cell * B * H : nullptr,
-                               dx_cell, d == 1 && !parallel, dh0 + cell * B * R, dc0 + cell * B * H, grads[cell],
-                               threads);
+      const detail::DxMode dx_mode = (d == 1 && !parallel) ? detail::DxMode::kAdd : detail::DxMode::kWrite;
+      const detail::BackwardArrays<T> arrays{trace.cells[cell],
+                                             trace.layer_inputs[k].data(),
+                                             {dout + d * R, D * R},
+                                             {dh_n ? dh_n + cell * B * R : nullptr, dc_n ? dc_n + cell * B * H : nullptr},
+                                             dx_cell,
+                                             dx_mode,
+                                             {dh0 + cell * B * R, dc0 + cell * B * H},
+                                             grads[cell]};
+      detail::cell_kernels<T>().backward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
     });
     if (parallel)
       for (Index e = 0; e < N * dims.input_size; ++e) din[e] += dx_reverse[e];

@@ -1,6 +1,7 @@
-// The products on weights packed once per call (included by cell.cpp, so compiled once per ISA like
-// gates.hpp): the per-step recurrent products, and the GEMMs over all steps that have a weight matrix
-// as their right operand (the input projection X W_ih^T and dX = dZ W_ih).
+// The products on weights packed once per call (included by forward.cpp and backward.cpp, so
+// compiled once per ISA like gates.hpp): the per-step recurrent products, and the GEMMs over all
+// steps that have a weight matrix as their right operand (the input projection X W_ih^T and
+// dX = dZ W_ih).
 //
 // Each time step multiplies a few rows (the batch, often 1 to 64) by a member's slice of W_hh:
 //   forward:   Z_t[:, gate*H + u0 + j] += h_{t-1} W_hh[gate*H + u0 + j, :]^T      (K = R)
@@ -228,9 +229,8 @@ constexpr Index kRowBlock = 128;
 
 // The GEMM form of panel_product, for many rows (all the steps of a call): C[rows, cols] (+)= A P,
 // in blocks of kRowBlock rows. Each element is the same FMA chain as in panel_product, so a row's
-// result does not depend on how the rows are shared between threads. Measured against Eigen's GEMM
-// on one AVX-512 core (the projection of the large shape, 3200 x 512 by 512 x 2048): 254 against
-// 218 GFLOP/s; 10 to 17% faster at every shape of the benchmark.
+// result does not depend on how the rows are shared between threads. Faster than Eigen's GEMM at
+// every shape of the benchmark (docs/PERFORMANCE.md).
 template <bool kAccumulate, typename T>
 void panel_gemm(Index rows, Index cols, Index K, const T* A, Index lda, const T* P, T* C, Index ldc) {
   for (Index r0 = 0; r0 < rows; r0 += kRowBlock)

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "lstm_fast/network.hpp"
+#include "lstm_fast/config.hpp"
 
 namespace lstm_fast::detail {
 

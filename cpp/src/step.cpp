@@ -10,11 +10,12 @@
 // Layer k's input is layer k-1's new h, read in place from the state. The state is updated in place:
 // h is only overwritten after W_hh h has been read. Nothing here allocates: Eigen's GEMV on a
 // contiguous vector works directly on the mapped memory, and the pointwise part is the fused SIMD
-// kernel of gates.hpp. The per-layer kernel (step_rows in cell.cpp) is compiled per ISA.
+// kernel of gates.hpp. The per-layer kernel (step_rows.cpp) is compiled per ISA.
 #include <cstring>
 
 #include "cell.hpp"
 #include "lstm_fast/lstm_fast.hpp"
+#include "network.hpp"
 
 namespace lstm_fast {
 
@@ -27,7 +28,7 @@ void Model::step(const float* x, float* y, State& state) const {
   if (static_cast<Index>(state.workspace_.size()) < 5 * H)
     throw Error("step: state has no workspace (make it with initial_state)");
   if (!x || !y) throw Error("step: x and y must not be null");
-  // The kernel of the instruction set in use (cell.cpp, compiled per ISA, as the sequence kernels).
+  // The kernel of the instruction set in use (step_rows.cpp, compiled per ISA, as the sequence kernels).
   const detail::StepRows step_rows = detail::active_kernels().step_rows;
   const float* p = params_.data();
   const auto at = [p](Index offset) { return offset < 0 ? nullptr : p + offset; };
@@ -41,8 +42,8 @@ void Model::step(const float* x, float* y, State& state) const {
     w.weight_hr = at(o.weight_hr);
     w.weight_peep = at(o.weight_peep);
     const float* in = k == 0 ? x : state.h.data() + (k - 1) * B * R;  // [B, I_k]: layer k-1's new h
-    step_rows(dims, w, at(o.bias), B, in, state.h.data() + k * B * R, state.c.data() + k * B * H,
-              state.workspace_.data());
+    step_rows(dims, w, {B, at(o.bias), in, state.h.data() + k * B * R, state.c.data() + k * B * H,
+                        state.workspace_.data()});
   }
   std::memcpy(y, state.h.data() + (L - 1) * B * R, sizeof(float) * static_cast<size_t>(B * R));
 }

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "affinity.hpp"
+#include "lstm_fast/config.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -124,9 +125,6 @@ struct Pool {
   int started = 0;
 };
 
-// At most this many workers in all: beyond it a team gets fewer members (the work is the same).
-constexpr int kMaxWorkers = 1024;
-
 Pool* g_pool = nullptr;
 
 #ifdef __unix__
@@ -171,7 +169,9 @@ Team::Team(int members) {
     workers_.push_back(p.idle.back());
     p.idle.pop_back();
   }
-  while (size() < members && p.started < kMaxWorkers) {
+  // At most kMaxThreads workers in all (config.hpp): beyond it a team gets fewer members (the work is
+  // the same).
+  while (size() < members && p.started < kMaxThreads) {
     Worker* worker = nullptr;
 #ifdef __unix__
     // A worker starts with every signal blocked (it inherits this thread's mask for the moment), so
@@ -223,10 +223,15 @@ void Team::run(void (*job)(const void*, int), const void* context) {
   }
 }
 
-int pool_size() {
-  Pool& p = pool();
-  std::lock_guard<std::mutex> lock(p.mutex);
-  return p.started;
+void SpinBarrier::arrive_and_wait() {
+  const int generation = generation_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == parties_ - 1) {
+    arrived_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+    return;
+  }
+  for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins)
+    if (spins > 4000) std::this_thread::yield();
 }
 
 }  // namespace lstm_fast::detail

@@ -1,10 +1,10 @@
-// The library's persistent worker threads, and Team: a lease of some of them for one call.
+// The library's persistent worker threads, Team: a lease of some of them for one call, and the
+// barrier its members meet at.
 //
-// A cell's team (cell.cpp) and the two directions of a layer (network.cpp) run on helper threads.
-// Starting a thread per call cost tens of microseconds, and the other CPU went idle between calls,
-// then woke slowly: on the project's VM a bidirectional stack took 9.4 ms back to back but 10.4 to
-// 12 ms in the calls after a 0.3 s pause, as in a benchmark. The workers are therefore started once,
-// kept, and between jobs spin for kSpinMicroseconds before they sleep on a condition variable.
+// A cell's team (forward.cpp, backward.cpp) and the two directions of a layer (network.cpp) run on
+// helper threads. Starting a thread per call costs tens of microseconds, and an idle CPU wakes
+// slowly (docs/PERFORMANCE.md), so the workers are started once, kept, and between jobs spin for
+// kSpinMicroseconds before they sleep on a condition variable.
 //
 // Workers are leased, not shared: a Team takes idle workers from the pool (starting new ones when
 // none is idle) and gives them back when it ends, so concurrent callers (several Python threads,
@@ -14,6 +14,7 @@
 // of its own; at exit the idle workers are stopped and joined.
 #pragma once
 
+#include <atomic>
 #include <vector>
 
 namespace lstm_fast::detail {
@@ -47,7 +48,30 @@ class Team {
   std::vector<Worker*> workers_;
 };
 
-// Workers started so far (idle or leased): for tests.
-int pool_size();
+// A barrier for a team of threads that meet once or twice per time step: spins briefly (a step is
+// microseconds), then yields so an oversubscribed machine still makes progress.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int parties) : parties_(parties) {}
+  void wait() {
+    if (parties_ > 1) arrive_and_wait();
+  }
+
+ private:
+  void arrive_and_wait();  // team.cpp: compiled once, not per instruction set
+  const int parties_;
+  std::atomic<int> arrived_{0};
+  std::atomic<int> generation_{0};
+};
+
+// Runs member(k, n, barrier) for k = 0 .. n-1 on a Team: k = 0 on the caller's thread, the others on
+// the pool's workers. n = members unless the system could not start enough threads; the members
+// share the work whatever n is, so it is done either way. member must not throw.
+template <typename Member>
+void run_team(int members, const Member& member) {
+  Team workers(members);
+  SpinBarrier barrier(workers.size());
+  workers.run([&](int k) { member(k, workers.size(), barrier); });
+}
 
 }  // namespace lstm_fast::detail

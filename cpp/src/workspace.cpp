@@ -1,12 +1,12 @@
-// The recycled memory behind Buffer<T> (network.hpp): traces and [N, *] workspaces.
+// The recycled memory behind Buffer<T> (workspace.hpp): traces and [N, *] workspaces.
 //
 // Why: a training step of a small model allocates ~20 MB (trace, dZ) and frees it at backward. From
-// the system, every fresh 4 KiB page costs a page fault and a zero fill: measured at 4,800 faults
-// and ~8 ms of kernel time per step at T=100, B=32, H=128, a third of the step. Recycling the
-// blocks makes the next call's memory already mapped.
+// the system, every fresh 4 KiB page costs a page fault and a zero fill, a third of a small model's
+// training step (docs/PERFORMANCE.md). Recycling the blocks makes the next call's memory already
+// mapped.
 //
 // Each block carries a 64-byte header with its capacity, so a block can serve any request up to
-// its size. Blocks under kRecycledMinBytes (network.hpp) go straight back to the system (malloc serves
+// its size. Blocks under kRecycledMinBytes (workspace.hpp) go straight back to the system (malloc serves
 // those well).
 #include <algorithm>
 #include <cstddef>
@@ -15,7 +15,7 @@
 #include <new>
 #include <vector>
 
-#include "lstm_fast/network.hpp"
+#include "workspace.hpp"
 
 // Under AddressSanitizer a cached block is poisoned, and a reused one unpoisoned only up to the
 // request: a use after free, or a read past the request inside a larger block, is still reported.

@@ -16,10 +16,10 @@
 // Feeding a sequence step by step gives the outputs of one `forward` over it (to rounding).
 //
 // Numbers are float: a model saved in float64 is converted to float32 when loaded.
-// Arrays are dense and row-major; sizes are in elements. Letters as in network.hpp:
+// Arrays are dense and row-major; sizes are in elements. Letters as in config.hpp:
 //   I input_size, H hidden_size, L num_layers, D directions (2 when bidirectional, else 1),
 //   R proj_size when > 0 else H (the output size of one direction of a layer), B batch, T steps.
-// The equations and the weight layout are those of torch.nn.LSTM; see network.hpp.
+// The equations and the weight layout are those of torch.nn.LSTM; see config.hpp.
 //
 // Errors (a file that is not a valid model, a state of the wrong model or batch, a step on a
 // bidirectional model) throw lstm_fast::Error, a std::invalid_argument, whose what() names what is
@@ -30,11 +30,13 @@
 #include <string>
 #include <vector>
 
-#include "lstm_fast/network.hpp"  // Index, Config, Error, CellWeights, and forward() on raw arrays
+#include "lstm_fast/config.hpp"  // Index, Error, the limits, Config, threads and instruction set
 
 namespace lstm_fast {
 
 class Model;
+template <typename T>
+struct CellWeights;  // internal (the raw-array stack of cpp/src/network.hpp)
 
 // The recurrent state of every layer and direction for a batch of B independent streams, plus the
 // scratch memory `step` works in (so that `step` never allocates). Get one from
@@ -106,11 +108,10 @@ class Model {
   // batch_first or dtype, which do not change what the C++ API computes.
   const std::string& config_json() const { return config_json_; }
 
-  // The weights of each cell (layer k, direction d at k*D + d) in network.hpp's raw form, pointing
-  // into this model (valid while it lives and is not moved), for calling lstm_fast::forward<float>.
-  std::vector<CellWeights<float>> cell_weights() const;
-
  private:
+  // The weights of each cell (layer k, direction d at k*D + d) in the raw form of the internal
+  // network.hpp, pointing into this model, for forward().
+  std::vector<CellWeights<float>> cell_weights() const;
   // Where each tensor of a cell lives in params_ (an offset in floats), -1 when absent.
   struct CellOffsets {
     Index weight_ih = -1, weight_hh = -1, bias_ih = -1, bias_hh = -1, weight_hr = -1, weight_peep = -1;

@@ -1,0 +1,138 @@
+// What the per-ISA kernel sources share (forward.cpp, backward.cpp, step_rows.cpp, fma_probe.cpp,
+// kernel_table.cpp). Each of them is compiled once per instruction set (CMake sets LSTM_FAST_ISA and
+// the -m flags), and with Eigen's namespace renamed per build (-DEigen=lstm_fast_eigen_<isa>):
+// otherwise the linker would merge the identically named Eigen template instances of different
+// builds and could run AVX2 code on a CPU without it. Hence also the anonymous namespace below:
+// each build keeps its own copy of every helper.
+#pragma once
+
+#include <Eigen/Core>
+#include <type_traits>
+
+#include "cell.hpp"
+#include "gates.hpp"
+#include "recurrent.hpp"
+#include "team.hpp"
+
+#ifndef LSTM_FAST_ISA
+#define LSTM_FAST_ISA baseline
+#endif
+
+// Defines the entry point `name` (cell.hpp's CellKernels signature) of a pass object: builds the
+// pass (which allocates everything it needs), then runs it on the plan's team. Instantiated for the
+// element types of the kernel table (KernelTable::f32, f64).
+#define LSTM_FAST_CELL_ENTRY(name, Pass, Arrays)                                                    \
+  template <typename T>                                                                             \
+  void name(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights,              \
+            const Sequence& sequence, const Arrays<T>& arrays) {                                    \
+    Pass<T>(dims, plan, weights, sequence, arrays).run();                                           \
+  }                                                                                                 \
+  template void name(const CellDims&, const CellPlan&, const CellWeights<float>&, const Sequence&,  \
+                     const Arrays<float>&);                                                         \
+  template void name(const CellDims&, const CellPlan&, const CellWeights<double>&, const Sequence&, \
+                     const Arrays<double>&);
+
+namespace lstm_fast::detail::LSTM_FAST_ISA {
+
+// The entry points of this build (cell.hpp documents them); kernel_table.cpp lists them.
+template <typename T>
+void cell_forward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
+                  const ForwardArrays<T>& arrays);
+template <typename T>
+void cell_backward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights,
+                   const Sequence& sequence, const BackwardArrays<T>& arrays);
+void step_rows(const CellDims& dims, const CellWeights<float>& weights, const StepArrays& arrays);
+double fma_throughput(double seconds);
+
+namespace {
+
+template <typename T>
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using RowVector = Eigen::Matrix<T, 1, Eigen::Dynamic>;
+template <typename T>
+using Map = Eigen::Map<Matrix<T>>;
+template <typename T>
+using ConstMap = Eigen::Map<const Matrix<T>>;
+template <typename T>
+using StridedMap = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
+template <typename T>
+using ConstStridedMap = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
+
+// Calls f(std::true_type) or f(std::false_type): the gate kernels take the peephole as a template
+// argument, so that the loop without one carries no test.
+template <typename F>
+inline void with_peephole(bool peephole, const F& f) {
+  if (peephole)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
+
+// Member k of a team of `parts` gets [split(n, k), split(n, k + 1)): boundaries on multiples of
+// `align` (a SIMD width) so that only the last slice has a partial packet.
+inline Index split(Index n, int parts, int k, Index align) {
+  if (k >= parts) return n;
+  const Index units = (n + align - 1) / align;
+  return std::min(n, units * k / parts * align);
+}
+
+// Member k's share of the column blocks of a panel (recurrent.hpp), so that a team packs a panel
+// together: of all n columns of W^T for W [n, K] (pack_transposed), or of all n columns of W [K, n]
+// (pack_columns), at P.
+template <typename T>
+void pack_transposed_share(int k, int team, const T* W, Index n, Index K, T* P) {
+  const Index j0 = split(n, team, k, kPanel<T>), j1 = split(n, team, k + 1, kPanel<T>);
+  pack_transposed(W, K, j0, 0, j1 - j0, K, P + j0 * K);
+}
+template <typename T>
+void pack_columns_share(int k, int team, const T* W, Index n, Index K, T* P) {
+  const Index j0 = split(n, team, k, kPanel<T>), j1 = split(n, team, k + 1, kPanel<T>);
+  pack_columns(W, n, j0, j1 - j0, K, P + j0 * K);
+}
+
+// Rows of [0, b) that member k of a team owns in the row split: k, k + team, ... (count of them).
+inline Index rows_of(Index b, int team, int k) { return b > k ? (b - k + team - 1) / team : 0; }
+
+// What member k of a unit-split team owns: hidden units [u0, u1) (their four gates), on SIMD-width
+// boundaries, and outputs [r0, r1) of h; without a projection (R == H) the two ranges coincide.
+struct MemberSlice {
+  Index u0, u1, r0, r1;
+};
+
+template <typename T>
+MemberSlice member_slice(const CellDims& dims, int team, int k) {
+  const Index H = dims.hidden_size, R = dims.output_size, W = Simd<T>::kWidth;
+  const Index u0 = split(H, team, k, W), u1 = split(H, team, k + 1, W);
+  if (!dims.projection) return {u0, u1, u0, u1};
+  return {u0, u1, split(R, team, k, 1), split(R, team, k + 1, 1)};
+}
+
+// What a pass (ForwardPass, BackwardPass) reads of the call besides its arrays: the sizes, the plan
+// and the schedule. (A base class that does not depend on T, so the passes name its members plainly.)
+struct PassShape {
+  PassShape(const CellDims& d, const CellPlan& p, const Sequence& sequence)
+      : dims(d), plan(p), s(sequence.schedule), reverse(sequence.reverse), I(d.input_size), H(d.hidden_size),
+        R(d.output_size), G(4 * d.hidden_size), B(s.batch), N(s.rows()), steps(s.steps()) {}
+  // The step of the schedule processed p-th (the forward's order; the backward walks it back).
+  Index step_at(Index p) const { return reverse ? steps - 1 - p : p; }
+
+  const CellDims& dims;
+  const CellPlan& plan;
+  const Schedule& s;
+  const bool reverse;
+  const Index I, H, R, G, B, N, steps;  // G = 4H gate columns; N rows of the packed sequence
+};
+
+// Runs a pass (ForwardPass, BackwardPass) on the plan's team: pass.row_member(k, team, barrier) for
+// each member when the plan splits by batch rows, else pass.unit_member(k, team, barrier).
+template <typename Pass>
+void run_members(const CellPlan& plan, Pass& pass) {
+  if (plan.split == Split::kRows)
+    run_team(plan.team, [&pass](int k, int team, SpinBarrier& barrier) { pass.row_member(k, team, barrier); });
+  else
+    run_team(plan.team, [&pass](int k, int team, SpinBarrier& barrier) { pass.unit_member(k, team, barrier); });
+}
+
+}  // namespace
+}  // namespace lstm_fast::detail::LSTM_FAST_ISA

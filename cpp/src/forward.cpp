@@ -1,0 +1,230 @@
+// The forward pass of one cell over a packed sequence (compiled once per ISA: cell_kernel.hpp):
+//   Z = X W_ih^T + b for a chunk of steps as one GEMM ("input projection"), then per step one
+//   recurrent GEMM  Z_t += h_{t-1} W_hh^T  and one fused pointwise kernel (gates.hpp);
+//   with a projection, h_t = W_hr m_t after it.
+// The products read their weights packed once per call when the plan says so (recurrent.hpp).
+// Everything is allocated in the constructor: nothing the team runs allocates or throws.
+#include <algorithm>
+
+#include "cell_kernel.hpp"
+
+namespace lstm_fast::detail::LSTM_FAST_ISA {
+namespace {
+
+// A unit-split member's share: its slice, and its panels of W_hh (one per gate, `panel` apart).
+template <typename T>
+struct UnitShare {
+  MemberSlice slice;
+  Index n, panel;  // n = u1 - u0 units
+  const T* peep;   // this member's p_i; rows H apart
+  T* panels;
+};
+
+template <typename T>
+struct ForwardPass : PassShape {
+  ForwardPass(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& w, const Sequence& sequence,
+              const ForwardArrays<T>& io);
+  void run();
+
+  using Share = UnitShare<T>;
+  Share share_of(int k, int team);
+  void unit_member(int k, int team, SpinBarrier& barrier);
+  void project(const Share& share, int k, int team, Index row0, Index rows, T* z, SpinBarrier& barrier);
+  void unit_step(const Share& share, Index p, Index row0, T* z, SpinBarrier& barrier);
+  void row_member(int k, int team, SpinBarrier& barrier);
+  void row_step(int k, int team, Index p);
+
+  const CellWeights<T>& w;
+  const ForwardArrays<T>& io;
+  CellTrace<T>* const trace;
+  RowVector<T> bias;
+  // The running state. h is double-buffered: step p reads hidden[p % 2] and writes hidden[(p+1) % 2],
+  // so a thread never overwrites the h another thread's recurrent product is still reading. Rows not
+  // active at a step carry their values over (packed-sequence semantics in both directions); c is
+  // updated in place, each member touching only its own units (or rows).
+  Matrix<T> hidden[2];
+  Matrix<T> c;
+  Matrix<T> m;        // [B, H] o * tanh(c) before the projection
+  Buffer<T> z_chunk;  // inference: pre-activations of one chunk of steps
+  // Packed when plan.packing. Unit split: W_hh member by member, for each gate the panel of
+  // W_hh[gate H + u0 + j][k] (4 panel_size(n, R) numbers; the members' u0 are on packet boundaries,
+  // so member k's panels start at 4 R u0). Row split: one panel of all 4H columns of W_hh^T
+  // (panel_size(4H, R), no more than the unit split's). Either way W_ih^T as one panel of all 4H
+  // columns for the input projection, each member packing its share of the column blocks.
+  Buffer<T> packed, packed_ih;
+};
+
+template <typename T>
+ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeights<T>& weights,
+                            const Sequence& sequence, const ForwardArrays<T>& arrays)
+    : PassShape(d, p, sequence), w(weights), io(arrays), trace(arrays.trace) {
+  bias = RowVector<T>::Zero(G);
+  if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
+  if (w.bias_hh) bias += ConstMap<T>(w.bias_hh, 1, G);
+  hidden[0].resize(B, R);
+  hidden[1].resize(B, R);
+  c.resize(B, H);
+  if (io.state0.h) hidden[0] = ConstMap<T>(io.state0.h, B, R); else hidden[0].setZero();
+  if (io.state0.c) c = ConstMap<T>(io.state0.c, B, H); else c.setZero();
+  if (dims.projection) m.resize(B, H);
+  if (trace) {
+    trace->gates.resize(static_cast<size_t>(N * G));
+    trace->cell.resize(static_cast<size_t>(N * H));
+    trace->cell_prev.resize(static_cast<size_t>(N * H));
+    trace->hidden_prev.resize(static_cast<size_t>(N * R));
+  } else {
+    z_chunk.resize(static_cast<size_t>(std::min(plan.chunk, steps) * B * G));
+  }
+  if (plan.packing) {
+    packed.resize(static_cast<size_t>(4 * panel_size<T>(H, R)));
+    packed_ih.resize(static_cast<size_t>(panel_size<T>(G, I)));
+  }
+}
+
+template <typename T>
+void ForwardPass<T>::run() {
+  run_members(plan, *this);
+  Map<T>(io.state_n.h, B, R) = hidden[steps & 1];
+  Map<T>(io.state_n.c, B, H) = c;
+}
+
+template <typename T>
+UnitShare<T> ForwardPass<T>::share_of(int k, int team) {
+  const MemberSlice slice = member_slice<T>(dims, team, k);
+  const Index n = slice.u1 - slice.u0;
+  return {slice, n, panel_size<T>(n, R), dims.peephole ? w.weight_peep + slice.u0 : nullptr,
+          plan.packing ? packed.data() + 4 * R * slice.u0 : nullptr};
+}
+
+// The unit split: member k owns hidden units [u0, u1) (all four gates of them, so its rows of W_hh
+// stay in its core's cache: the "persistent RNN" idea) and, with a projection, outputs [r0, r1).
+template <typename T>
+void ForwardPass<T>::unit_member(int k, int team, SpinBarrier& barrier) {
+  const Share share = share_of(k, team);
+  if (plan.packing) {
+    for (Index gate = 0; gate < 4; ++gate)
+      pack_transposed(w.weight_hh, R, gate * H + share.slice.u0, 0, share.n, R, share.panels + gate * share.panel);
+    pack_transposed_share(k, team, w.weight_ih, G, I, packed_ih.data());
+    barrier.wait();  // all of W_ih's panel before any member's projection
+  }
+  for (Index first = 0; first < steps; first += plan.chunk) {
+    const Index count = std::min(plan.chunk, steps - first);
+    // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
+    const Index t_lo = reverse ? steps - first - count : first;
+    const Index row0 = s.offsets[t_lo], rows = s.offsets[t_lo + count] - row0;
+    T* z = trace ? trace->gates.data() + row0 * G : z_chunk.data();
+    project(share, k, team, row0, rows, z, barrier);
+    for (Index p = first; p < first + count; ++p) unit_step(share, p, row0, z, barrier);
+  }
+}
+
+// Input projection of rows [row0, row0 + rows): Z = X W_ih^T + b_ih + b_hh, one GEMM for the chunk.
+template <typename T>
+void ForwardPass<T>::project(const Share& share, int k, int team, Index row0, Index rows, T* z,
+                             SpinBarrier& barrier) {
+  if (plan.packing) {  // its rows shared out, all 4H columns of each
+    const Index q0 = rows * k / team, q1 = rows * (k + 1) / team;
+    Map<T> Z(z + q0 * G, q1 - q0, G);
+    panel_gemm<false>(q1 - q0, G, I, io.x + (row0 + q0) * I, I, packed_ih.data(), Z.data(), G);
+    Z.rowwise() += bias;
+    barrier.wait();
+    return;
+  }
+  // Few rows (a streaming step): each member projects the columns of its own units, reading only its
+  // rows of W_ih (which stay in its core's cache from call to call); it is the only one to read
+  // them, so no barrier.
+  ConstMap<T> X(io.x, N, I);
+  ConstMap<T> W_ih(w.weight_ih, G, I);
+  for (Index gate = 0; gate < 4; ++gate) {
+    const Index col = gate * H + share.slice.u0;
+    StridedMap<T> Z(z + col, rows, share.n, Eigen::OuterStride<>(G));
+    Z.noalias() = X.middleRows(row0, rows) * W_ih.middleRows(col, share.n).transpose();
+    Z.rowwise() += bias.middleCols(col, share.n);
+  }
+}
+
+// Step p (in processing order) of a unit-split member; z holds the chunk's pre-activations from row0.
+template <typename T>
+void ForwardPass<T>::unit_step(const Share& share, Index p, Index row0, T* z, SpinBarrier& barrier) {
+  const Index u0 = share.slice.u0, r0 = share.slice.r0, r1 = share.slice.r1, n = share.n;
+  const Index t = step_at(p);
+  const Index b = s.batch_sizes[t], row = s.offsets[t];
+  const Matrix<T>& h = hidden[p & 1];
+  Matrix<T>& h_next = hidden[(p + 1) & 1];
+  if (b < B) h_next.block(b, r0, B - b, r1 - r0) = h.block(b, r0, B - b, r1 - r0);
+  T* zt = z + (row - row0) * G;
+  ConstMap<T> W_hh(w.weight_hh, G, R);
+  for (Index gate = 0; gate < 4; ++gate) {  // the recurrent GEMM, this member's units of each gate
+    if (plan.packing)
+      panel_product<true>(b, n, R, h.data(), R, share.panels + gate * share.panel, zt + gate * H + u0, G);
+    else
+      Map<T>(zt, b, G).middleCols(gate * H + u0, n).noalias() +=
+          h.topRows(b) * W_hh.middleRows(gate * H + u0, n).transpose();
+  }
+  if (trace) {
+    Map<T>(trace->hidden_prev.data() + row * R, b, R).middleCols(r0, r1 - r0) = h.block(0, r0, b, r1 - r0);
+    Map<T>(trace->cell_prev.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
+  }
+  T* out = dims.projection ? m.data() : h_next.data();  // [B, H]: o * tanh(c)
+  with_peephole(dims.peephole, [&](auto peephole) {
+    for (Index r = 0; r < b; ++r)
+      gates_forward_units<decltype(peephole)::value>(n, H, zt + r * G + u0, c.data() + r * H + u0,
+                                                     out + r * H + u0, share.peep);
+  });
+  if (trace) Map<T>(trace->cell.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
+  if (dims.projection) {
+    barrier.wait();  // every unit of m is needed for h_t = W_hr m_t
+    ConstMap<T> W_hr(w.weight_hr, R, H);
+    h_next.block(0, r0, b, r1 - r0).noalias() = m.topRows(b) * W_hr.middleRows(r0, r1 - r0).transpose();
+  }
+  StridedMap<T>(io.y.data + row * io.y.stride, b, R, Eigen::OuterStride<>(io.y.stride)).middleCols(r0, r1 - r0) =
+      h_next.block(0, r0, b, r1 - r0);
+  barrier.wait();  // h_t complete before the next step reads it
+}
+
+// The row split (plan.hpp; no projection): member k runs rows k, k + team, ... of every step, all
+// units; its rows depend on nothing else, so the time loop has no barrier.
+template <typename T>
+void ForwardPass<T>::row_member(int k, int team, SpinBarrier& barrier) {
+  pack_transposed_share(k, team, w.weight_hh, G, R, packed.data());
+  pack_transposed_share(k, team, w.weight_ih, G, I, packed_ih.data());
+  barrier.wait();  // both panels whole before any member reads them; the only wait
+  for (Index p = 0; p < steps; ++p) row_step(k, team, p);
+}
+
+template <typename T>
+void ForwardPass<T>::row_step(int k, int team, Index p) {
+  const Index stride = team;  // between a member's rows
+  const Index t = step_at(p);
+  const Index b = s.batch_sizes[t], row = s.offsets[t];
+  const Matrix<T>& h = hidden[p & 1];
+  Matrix<T>& h_next = hidden[(p + 1) & 1];
+  const Index active = rows_of(b, team, k);
+  for (Index r = k + active * stride; r < B; r += stride) h_next.row(r) = h.row(r);  // ended: carried
+  if (active == 0) return;
+  // z rows of this member at step t: rows k, k + team, ... of the step's block of 4H columns.
+  T* zt = (trace ? trace->gates.data() + row * G : z_chunk.data()) + k * G;
+  // The same operations in the same order as the unit split: x W_ih^T, + bias, + h W_hh^T.
+  panel_product<false>(active, G, I, io.x + (row + k) * I, stride * I, packed_ih.data(), zt, stride * G);
+  for (Index i = 0; i < active; ++i) Map<T>(zt + i * stride * G, 1, G) += bias;
+  panel_product<true>(active, G, R, h.data() + k * R, stride * R, packed.data(), zt, stride * G);
+  with_peephole(dims.peephole, [&](auto peephole) {
+    for (Index i = 0; i < active; ++i) {
+      const Index r = k + i * stride;
+      if (trace) {
+        std::copy(h.data() + r * R, h.data() + (r + 1) * R, trace->hidden_prev.data() + (row + r) * R);
+        std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell_prev.data() + (row + r) * H);
+      }
+      gates_forward_units<decltype(peephole)::value>(H, H, zt + i * stride * G, c.data() + r * H,
+                                                     h_next.data() + r * R, w.weight_peep);
+      if (trace) std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell.data() + (row + r) * H);
+      std::copy(h_next.data() + r * R, h_next.data() + (r + 1) * R, io.y.data + (row + r) * io.y.stride);
+    }
+  });
+}
+
+}  // namespace
+
+LSTM_FAST_CELL_ENTRY(cell_forward, ForwardPass, ForwardArrays)
+
+}  // namespace lstm_fast::detail::LSTM_FAST_ISA

@@ -1,0 +1,16 @@
+// The table of this build's kernels (cell.hpp; compiled once per ISA: cell_kernel.hpp). A precision
+// adds its kernels' files and a member here.
+#include "cell_kernel.hpp"
+
+#define LSTM_FAST_STRINGIFY_(x) #x
+#define LSTM_FAST_STRINGIFY(x) LSTM_FAST_STRINGIFY_(x)
+
+namespace lstm_fast::detail::LSTM_FAST_ISA {
+
+const KernelTable kernel_table{LSTM_FAST_STRINGIFY(LSTM_FAST_ISA),
+                               {&cell_forward<float>, &cell_backward<float>, Simd<float>::kWidth},
+                               {&cell_forward<double>, &cell_backward<double>, Simd<double>::kWidth},
+                               &step_rows,
+                               &fma_throughput};
+
+}  // namespace lstm_fast::detail::LSTM_FAST_ISA

@@ -1,0 +1,104 @@
+// The LSTM stack as a C++ function of raw arrays (internal: not installed; the bindings and the Model
+// call it). No Python, no Eigen in this header. The equations are in lstm_fast/config.hpp.
+//
+// One call runs a whole sequence through every layer and direction ("Run" in haste's words); the
+// training variant keeps a Trace so that `backward` can run backpropagation through time.
+//
+// Layout. Every array is dense and row-major, and aligned to its element type like any T* in C++
+// (UBSan flags a double read at an address that is not a multiple of 8; the Python layer copies such
+// NumPy views). Sequences are *packed* like torch's PackedSequence:
+// the batch is sorted by length (longest first), so the rows active at step t are rows
+// 0 .. batch_sizes[t]-1, and the rows of all steps are stored one step after another:
+//   x: [N, I] with N = sum_t batch_sizes[t]; step t starts at row offsets[t].
+// With every sequence of full length this is exactly the dense [T, B, I] layout, so dense input needs
+// no copy. Padded steps are never computed.
+#pragma once
+
+#include <vector>
+
+#include "lstm_fast/config.hpp"
+#include "workspace.hpp"
+
+namespace lstm_fast {
+
+// The weights of one layer in one direction, in torch.nn.LSTM's layout. Cell k*D + d is layer k,
+// direction d (d = 1 is the reverse direction), as in torch's h_n.
+template <typename T>
+struct CellWeights {
+  const T* weight_ih = nullptr;    // [4H, I_k] rows in blocks (i, f, g, o)
+  const T* weight_hh = nullptr;    // [4H, R]
+  const T* bias_ih = nullptr;      // [4H], null when !bias
+  const T* bias_hh = nullptr;      // [4H], null when !bias
+  const T* weight_hr = nullptr;    // [R, H], null when proj_size == 0
+  const T* weight_peep = nullptr;  // [3, H] rows (i, f, o), null when !peephole
+};
+
+// Where backward writes the gradients of one cell: same shapes as CellWeights. Overwritten, not
+// accumulated. Pointers for absent weights are ignored.
+template <typename T>
+struct CellGrads {
+  T* weight_ih = nullptr;
+  T* weight_hh = nullptr;
+  T* bias_ih = nullptr;
+  T* bias_hh = nullptr;
+  T* weight_hr = nullptr;
+  T* weight_peep = nullptr;
+};
+
+// Which batch rows are active at each step (torch's PackedSequence.batch_sizes).
+struct Schedule {
+  Index batch = 0;                 // B: rows of the state
+  std::vector<Index> batch_sizes;  // [T], each in 1..B, non-increasing
+  std::vector<Index> offsets;      // [T + 1], offsets[t] = sum_{s<t} batch_sizes[s]
+
+  static Schedule dense(Index steps, Index batch);                  // every row active at every step
+  static Schedule packed(std::vector<Index> batch_sizes, Index batch);  // validates
+  Index steps() const { return static_cast<Index>(batch_sizes.size()); }  // T
+  Index rows() const { return offsets.empty() ? 0 : offsets.back(); }     // N
+};
+
+// What one cell keeps for backpropagation through time: the activated gates and the states around
+// each step. Rows follow the packed layout.
+template <typename T>
+struct CellTrace {
+  Buffer<T> gates;        // [N, 4H] activated (i, f, g, o)
+  Buffer<T> cell;         // [N, H] c_t
+  Buffer<T> cell_prev;    // [N, H] c_{t-1} as seen by the row (c0 on its first step)
+  Buffer<T> hidden_prev;  // [N, R] h_{t-1} as seen by the row (h0 on its first step)
+};
+
+// Everything a training forward leaves for backward.
+template <typename T>
+struct Trace {
+  Config config;
+  Schedule schedule;
+  std::vector<Buffer<T>> layer_inputs;   // [L] of [N, I_k]: the input each layer saw
+  std::vector<Buffer<T>> dropout_masks;  // [L-1] of [N, D*R] or empty: mask after layer k
+  std::vector<CellTrace<T>> cells;       // [L*D]
+};
+
+// The machine's float32 peak as the benchmark measures it: GFLOP/s (a multiply-add counts 2) that
+// `threads` threads (1 .. kMaxThreads) sustain together for `seconds` in independent chains of the
+// active ISA's widest FMA. A diagnostic, not part of a model's work (dispatch.cpp).
+double fma_peak_gflops(double seconds, int threads);
+
+// Runs the stack over a packed sequence.
+//   weights: [L*D] cells.
+//   x: [N, I];  h0: [L*D, B, R] or null (zeros);  c0: [L*D, B, H] or null (zeros).
+//   dropout_masks: null, or [L-1] pointers, each null or [N, D*R]; layer k's output is multiplied by
+//     mask k before it becomes layer k+1's input (the mask carries the 1/(1-p) scale).
+//   y: [N, D*R] the last layer's output;  h_n: [L*D, B, R];  c_n: [L*D, B, H].
+//   trace: null for inference; else filled with what backward needs (training).
+template <typename T>
+void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule,
+             const T* x, const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n,
+             Trace<T>* trace);
+
+// Backpropagation through time over the trace of a training forward with the same weights.
+//   dy: [N, D*R];  dh_n: [L*D, B, R] or null;  dc_n: [L*D, B, H] or null.
+//   dx: [N, I];  dh0: [L*D, B, R];  dc0: [L*D, B, H];  grads: [L*D] cells, overwritten.
+template <typename T>
+void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const T* dy,
+              const T* dh_n, const T* dc_n, T* dx, T* dh0, T* dc0, const std::vector<CellGrads<T>>& grads);
+
+}  // namespace lstm_fast

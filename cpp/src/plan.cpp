@@ -1,0 +1,53 @@
+// The plan policy (plan.hpp). Each rule is a threshold measured on the project's machines; the
+// measurements are in docs/PERFORMANCE.md.
+#include "plan.hpp"
+
+#include <algorithm>
+
+namespace lstm_fast::detail {
+namespace {
+
+// Handing work to a pooled worker costs microseconds and a barrier about one, so threads pay only
+// above some work: the directions side by side when each has enough in all; a team (given the
+// budget, halved when the directions already run side by side) when each step has enough.
+int step_threads(const Problem& p, bool directions_parallel) {
+  const double gates = 4.0 * double(p.dims.hidden_size);
+  const double total = double(p.rows) * gates * double(p.dims.input_size + p.dims.output_size);
+  const double per_step = double(p.batch) * gates * double(p.dims.output_size);
+  if (per_step < kTeamStepWork || total < kTeamCallWork) return 1;
+  return std::max(1, p.threads / (directions_parallel ? 2 : 1));
+}
+
+bool parallel_directions(const Problem& p) {
+  const double total = double(p.rows) * 4.0 * double(p.dims.hidden_size) *
+                       double(p.dims.input_size + p.dims.output_size);
+  return p.directions == 2 && p.threads >= 2 && total >= kParallelDirectionsWork;
+}
+
+// The row split: a big batch on weights small enough to sit whole in each core's L2, packed, with
+// no projection (h_t = W_hr m_t needs every unit of m).
+bool split_rows(const Problem& p, int team, bool packing) {
+  const std::size_t weights = p.element_size * static_cast<std::size_t>(4 * p.dims.hidden_size) *
+                              static_cast<std::size_t>(p.dims.input_size + p.dims.output_size);
+  return packing && team > 1 && !p.dims.projection && p.batch >= kRowsPerMemberMin * team &&
+         weights <= kRowSplitWeightBytes;
+}
+
+}  // namespace
+
+LayerPlan plan_layer(const Problem& p) {
+  LayerPlan plan;
+  plan.directions_parallel = parallel_directions(p);
+  CellPlan& cell = plan.cell;
+  // At least one packet of hidden units per member.
+  const Index packets = p.dims.hidden_size / std::max<Index>(1, p.lanes);
+  cell.team = static_cast<int>(std::max<Index>(1, std::min<Index>(step_threads(p, plan.directions_parallel), packets)));
+  cell.packing = p.rows >= kPackMinRows;
+  cell.split = split_rows(p, cell.team, cell.packing) ? Split::kRows : Split::kUnits;
+  cell.chunk = p.training ? std::max<Index>(p.steps, 1)
+                          : std::clamp<Index>(kInferenceChunkNumbers / (p.batch * 4 * p.dims.hidden_size), 1,
+                                              kInferenceChunkMaxSteps);
+  return plan;
+}
+
+}  // namespace lstm_fast::detail

@@ -1,0 +1,82 @@
+// The execution plan: everything about how one layer's call runs (packing, chunk of steps, team,
+// split, directions side by side) decided once, from the call's shape and the thread budget, before
+// any kernel starts. The kernels read it and decide nothing; a policy changes here and only here,
+// and test_plan.cpp checks it without timing anything. The constants' measurements are in
+// docs/PERFORMANCE.md ("How the plan decides").
+#pragma once
+
+#include <cstddef>
+
+#include "lstm_fast/config.hpp"
+
+namespace lstm_fast::detail {
+
+struct CellDims {
+  Index input_size;   // I_k
+  Index hidden_size;  // H
+  Index output_size;  // R (== H without projection)
+  bool projection;
+  bool peephole;
+};
+
+// The dims of any cell of layer `layer` of a stack (both directions of a layer have the same).
+inline CellDims cell_dims(const Config& config, Index layer) {
+  return {config.layer_input_size(layer), config.hidden_size, config.output_size(), config.proj_size > 0,
+          config.peephole};
+}
+
+// What a plan is computed from: one layer of a call.
+struct Problem {
+  CellDims dims;
+  Index directions = 1;          // D
+  Index batch = 1;               // B: rows of the state
+  Index rows = 1;                // N: rows of the packed sequence (sum of the steps' batch sizes)
+  Index steps = 1;               // T
+  bool training = false;         // a trace is kept (a training forward, or the backward)
+  int threads = 1;               // the budget: get_num_threads()
+  std::size_t element_size = 4;  // sizeof(T); the precision, later
+  Index lanes = 1;               // numbers per SIMD packet of the active ISA for this element type
+};
+
+// What each member of a cell's team owns.
+enum class Split {
+  kUnits,  // hidden units [u0, u1) (all four gates of them), on packet boundaries; a barrier per step
+  kRows,   // batch rows k, k + team, k + 2 team, ... with every unit of them; no barrier in the time loop
+};
+
+struct CellPlan {
+  int team = 1;              // threads sharing one cell's time steps (the caller and team - 1 workers)
+  Split split = Split::kUnits;
+  bool packing = false;      // W_ih and W_hh packed into panels once per call (recurrent.hpp)
+  Index chunk = 1;           // steps whose input projection is one GEMM (all steps when training)
+};
+
+struct LayerPlan {
+  bool directions_parallel = false;  // a bidirectional layer's two directions on two threads
+  CellPlan cell;                     // each direction's cell
+};
+
+// Rows (sum of the steps' batch sizes) from which packing the weights once per call beats Eigen's
+// product on them.
+constexpr Index kPackMinRows = 64;
+
+// Inference projects a chunk of steps at a time, so the gate buffer is O(chunk * B * 4H) whatever T
+// is: as many steps as keep it near kInferenceChunkNumbers, at least one, at most
+// kInferenceChunkMaxSteps.
+constexpr Index kInferenceChunkNumbers = 16384;
+constexpr Index kInferenceChunkMaxSteps = 64;
+
+// The row split needs at least kRowsPerMemberMin rows per member and W_ih and W_hh together at most
+// kRowSplitWeightBytes (so that they sit whole in each core's L2).
+constexpr Index kRowsPerMemberMin = 8;  // a full AVX-512 tile
+constexpr std::size_t kRowSplitWeightBytes = 512 << 10;
+
+// Work thresholds in multiply-adds: directions side by side from kParallelDirectionsWork in all
+// (N 4H (I_k + R)); a team from kTeamStepWork per step (B 4H R) and kTeamCallWork in all.
+constexpr double kParallelDirectionsWork = 1e6;
+constexpr double kTeamStepWork = 32768.0;
+constexpr double kTeamCallWork = 2e5;
+
+LayerPlan plan_layer(const Problem& problem);
+
+}  // namespace lstm_fast::detail

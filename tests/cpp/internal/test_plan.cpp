@@ -1,0 +1,108 @@
+// The plan policy (cpp/src/plan.hpp) on its own: which decisions a call shape and a thread budget
+// lead to. No timing: the thresholds' measurements are in docs/PERFORMANCE.md.
+#include <gtest/gtest.h>
+
+#include "plan.hpp"
+
+namespace {
+
+using lstm_fast::Index;
+using lstm_fast::detail::LayerPlan;
+using lstm_fast::detail::plan_layer;
+using lstm_fast::detail::Problem;
+using lstm_fast::detail::Split;
+
+// One unidirectional layer, dense T x B, float, 16 lanes (AVX-512), inference.
+Problem problem(Index T, Index B, Index I, Index H, int threads) {
+  Problem p;
+  p.dims = {I, H, H, false, false};
+  p.batch = B;
+  p.steps = T;
+  p.rows = T * B;
+  p.threads = threads;
+  p.element_size = sizeof(float);
+  p.lanes = 16;
+  return p;
+}
+
+TEST(Plan, FewRowsAreNotPacked) {
+  EXPECT_FALSE(plan_layer(problem(/*T=*/63, /*B=*/1, 64, 256, 2)).cell.packing);
+  EXPECT_TRUE(plan_layer(problem(/*T=*/64, /*B=*/1, 64, 256, 2)).cell.packing);
+  EXPECT_TRUE(plan_layer(problem(/*T=*/2, /*B=*/32, 64, 256, 2)).cell.packing);
+}
+
+TEST(Plan, OneThreadMeansATeamOfOne) {
+  const LayerPlan plan = plan_layer(problem(1000, 64, 256, 512, 1));
+  EXPECT_EQ(plan.cell.team, 1);
+  EXPECT_EQ(plan.cell.split, Split::kUnits);
+  EXPECT_FALSE(plan.directions_parallel);
+}
+
+TEST(Plan, LittleWorkPerStepKeepsOneThread) {
+  // B 4H R = 1 * 64 * 16 numbers per step: far below a team's worth.
+  EXPECT_EQ(plan_layer(problem(1000, 1, 16, 16, 4)).cell.team, 1);
+}
+
+TEST(Plan, TeamGetsTheBudgetAtMostOnePacketOfUnitsPerMember) {
+  EXPECT_EQ(plan_layer(problem(1000, 1, 256, 256, 2)).cell.team, 2);
+  // H = 32 with 16 lanes: two packets of units, so at most two members whatever the budget.
+  Problem p = problem(1000, 64, 256, 32, 8);
+  EXPECT_EQ(plan_layer(p).cell.team, 2);
+}
+
+TEST(Plan, BigBatchOnSmallWeightsSplitsRows) {
+  // T 100, B 32, I 64, H 128: W_ih and W_hh are 4 * 128 * (64 + 128) floats = 384 KiB.
+  const LayerPlan plan = plan_layer(problem(100, 32, 64, 128, 2));
+  EXPECT_EQ(plan.cell.team, 2);
+  EXPECT_TRUE(plan.cell.packing);
+  EXPECT_EQ(plan.cell.split, Split::kRows);
+}
+
+TEST(Plan, RowSplitNeedsEnoughRowsPerMemberAndSmallWeights) {
+  EXPECT_EQ(plan_layer(problem(100, 15, 64, 128, 2)).cell.split, Split::kUnits);  // < 8 rows a member
+  EXPECT_EQ(plan_layer(problem(100, 32, 64, 256, 2)).cell.split, Split::kUnits);  // 1.25 MiB of weights
+  Problem p = problem(100, 32, 64, 128, 2);
+  p.element_size = sizeof(double);  // 768 KiB in double
+  EXPECT_EQ(plan_layer(p).cell.split, Split::kUnits);
+}
+
+TEST(Plan, ProjectionIsNeverSplitByRows) {
+  Problem p = problem(100, 32, 64, 128, 2);
+  p.dims = {64, 128, 64, true, false};
+  const LayerPlan plan = plan_layer(p);
+  EXPECT_GT(plan.cell.team, 1);
+  EXPECT_EQ(plan.cell.split, Split::kUnits);
+}
+
+TEST(Plan, BigBidirectionalLayerRunsDirectionsSideBySideWithHalfTheTeam) {
+  Problem p = problem(100, 32, 256, 256, 4);
+  p.directions = 2;
+  const LayerPlan plan = plan_layer(p);
+  EXPECT_TRUE(plan.directions_parallel);
+  EXPECT_EQ(plan.cell.team, 2);
+  p.directions = 1;
+  EXPECT_FALSE(plan_layer(p).directions_parallel);
+  EXPECT_EQ(plan_layer(p).cell.team, 4);
+}
+
+TEST(Plan, SmallBidirectionalLayerKeepsDirectionsInOrder) {
+  Problem p = problem(10, 1, 8, 8, 4);  // 10 * 32 * 16 multiply-adds
+  p.directions = 2;
+  EXPECT_FALSE(plan_layer(p).directions_parallel);
+}
+
+TEST(Plan, InferenceChunkIsClamped) {
+  // 16384 numbers / (B 4H): B = 1, H = 8 would give 512 steps, clamped to 64.
+  EXPECT_EQ(plan_layer(problem(1000, 1, 8, 8, 1)).cell.chunk, 64);
+  EXPECT_EQ(plan_layer(problem(1000, 4, 8, 128, 1)).cell.chunk, 8);
+  // A step bigger than the chunk's numbers still projects one step at a time.
+  EXPECT_EQ(plan_layer(problem(1000, 64, 8, 512, 1)).cell.chunk, 1);
+}
+
+TEST(Plan, TrainingProjectsEveryStepAtOnce) {
+  Problem p = problem(1000, 4, 8, 128, 1);
+  p.training = true;
+  EXPECT_EQ(plan_layer(p).cell.chunk, 1000);
+}
+
+}  // namespace
