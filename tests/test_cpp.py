@@ -154,7 +154,8 @@ def test_cpp_kernel_tests_skip_with_the_reason_on_a_cpu_without_the_set(cpp):
     isa = cpp.kernel_isas[-1]
     out = _run([cpp.folder / f"test_kernels_{isa}"], env={**os.environ, "LSTM_FAST_TEST_CPU_LACKS": isa})
     assert out.returncode == SKIP_RETURN_CODE, out.stdout + out.stderr
-    assert out.stdout.startswith(f"SKIPPED: the kernel tests for {isa} need a CPU with that instruction set"), out.stdout
+    reason = f"SKIPPED: the kernel tests for {isa} need a CPU with that instruction set; this one lacks it"
+    assert out.stdout.startswith(reason), out.stdout
 
 
 def test_without_googletest_the_cpp_tests_are_reported_as_not_built(tmp_path):

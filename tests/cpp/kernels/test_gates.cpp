@@ -61,7 +61,9 @@ struct ForwardRow {
     else
       detail::gates_forward_units<false>(count, H, z_ + u0, cell_ + u0, m_ + u0, static_cast<const T*>(nullptr));
   }
-  void run(bool peephole, Index u0, Index count) { run(peephole, u0, count, z.data(), cell.data(), m.data(), peep.data()); }
+  void run(bool peephole, Index u0, Index count) {
+    run(peephole, u0, count, z.data(), cell.data(), m.data(), peep.data());
+  }
 };
 
 // after = before through the equations on units [u0, u0 + count), every other number unchanged.
@@ -114,7 +116,8 @@ TYPED_TEST(Gates, ForwardFollowsTheEquations) {
   for (bool peephole : {false, true})
     for (Index count : unit_counts<T>())
       for (Index u0 : {0, 3}) {
-        SCOPED_TRACE(::testing::Message() << "count " << count << ", first unit " << u0 << (peephole ? ", peephole" : ""));
+        SCOPED_TRACE(::testing::Message() << "count " << count << ", first unit " << u0
+                                          << (peephole ? ", peephole" : ""));
         const ForwardRow<T> before(u0 ? count + 8 : count, unsigned(count * 10 + u0));
         ForwardRow<T> after = before;
         if (u0 == 0 && peephole)  // the whole-row entry point, as the streaming step calls it
@@ -156,7 +159,8 @@ struct BackwardRow {
                                           b.dc + u0, b.dz + u0, p);
   }
   void run(bool peephole, Index u0, Index count) {
-    run(peephole, u0, count, {gates.data(), cell.data(), cell_prev.data(), dm.data(), dc.data(), dz.data(), peep.data()});
+    const Buffers own{gates.data(), cell.data(), cell_prev.data(), dm.data(), dc.data(), dz.data(), peep.data()};
+    run(peephole, u0, count, own);
   }
 };
 
@@ -171,7 +175,10 @@ template <typename T>
   for (Index u = 0; u < H; ++u) {
     if (u < u0 || u >= u0 + count) {
       std::vector<T> was{before.dc[u]}, is{after.dc[u]};
-      for (Index gate = 0; gate < 4; ++gate) was.push_back(before.dz[gate * H + u]), is.push_back(after.dz[gate * H + u]);
+      for (Index gate = 0; gate < 4; ++gate) {
+        was.push_back(before.dz[gate * H + u]);
+        is.push_back(after.dz[gate * H + u]);
+      }
       if (auto same = bitwise_equal(is, was); !same) return same << " (dc, dz of unit " << u << ", outside the slice)";
       continue;
     }
@@ -195,7 +202,8 @@ TYPED_TEST(Gates, BackwardFollowsTheEquations) {
   for (bool peephole : {false, true})
     for (Index count : unit_counts<T>())
       for (Index u0 : {0, 3}) {
-        SCOPED_TRACE(::testing::Message() << "count " << count << ", first unit " << u0 << (peephole ? ", peephole" : ""));
+        SCOPED_TRACE(::testing::Message() << "count " << count << ", first unit " << u0
+                                          << (peephole ? ", peephole" : ""));
         const BackwardRow<T> before(u0 ? count + 8 : count, unsigned(count * 10 + u0));
         BackwardRow<T> after = before;
         after.run(peephole, u0, count);

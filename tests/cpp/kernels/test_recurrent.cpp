@@ -168,7 +168,8 @@ void check_product(Index rows, Index cols, Index K, bool transposed) {
   Product<T> p(rows, cols, K, transposed, unsigned(rows * 7919 + cols * 131 + K));
   std::vector<T> before = p.c;
   if (!kAccumulate)
-    for (Index r = 0; r < rows; ++r) std::fill(before.begin() + r * p.ldc, before.begin() + r * p.ldc + cols, quiet_nan<T>());
+    for (Index r = 0; r < rows; ++r)
+      std::fill(before.begin() + r * p.ldc, before.begin() + r * p.ldc + cols, quiet_nan<T>());
   std::vector<T> after = before;
   p.template run<kAccumulate, kGemm>(p.a.data(), p.panel.data(), after.data());
   EXPECT_TRUE(matches_naive(p, before, after, kAccumulate));
