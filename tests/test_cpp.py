@@ -1,20 +1,26 @@
-"""The C++ API (cpp/include/lstm_fast/lstm_fast.hpp) against Python, built against the INSTALLED package.
+"""The C++ tests (tests/cpp), built against the INSTALLED package, and the C++ API against Python.
 
 One CMake configure + build of tests/cpp, which finds lstm_fast through ``python -m lstm_fast --cmakedir``
-exactly as a user's project would, and builds the C++ unit tests (tests/cpp/test_model.cpp) and the
-streaming example (examples/cpp) with the example's own CMakeLists.txt. Then: the unit tests pass, the
-streaming program reproduces ``lstm(x)`` for saved models, Model::forward reproduces a bidirectional
-model, and Model::load refuses the bad files Python's ``lf.load`` refuses, with a message.
+exactly as a user's project would, and builds the GoogleTest programs (test_model: the public API;
+test_internal: the internals; test_kernels_<isa>: the kernels compiled once per instruction set),
+model_tool and the streaming example (examples/cpp) with the example's own CMakeLists.txt. Then: the
+GoogleTest programs pass (the unit tests under every instruction set the library runs on this CPU, the
+kernel tests for every set the CPU has; the others are reported as skipped, with the reason, as is
+everything CMake could not build, e.g. without libgtest-dev), the streaming program reproduces
+``lstm(x)`` for saved models, Model::forward reproduces a bidirectional model, and Model::load
+refuses the bad files Python's ``lf.load`` refuses, with a message.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +31,8 @@ import lstm_fast as lf
 ROOT = Path(__file__).resolve().parent.parent
 CMAKE = shutil.which("cmake")
 CXX = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+KERNEL_ISAS = ["baseline", "avx2", "avx512"]  # every set tests/cpp/kernels/kernels.cmake may build for
+SKIP_RETURN_CODE = 77  # a test_kernels_<isa> on a CPU without <isa> (tests/cpp/kernels/isa_guard.cpp)
 
 pytestmark = pytest.mark.skipif(CMAKE is None or CXX is None, reason="needs cmake and a C++ compiler")
 
@@ -33,17 +41,54 @@ def _run(args, **kwargs):
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def programs(tmp_path_factory):
-    """Paths of the built test_model and stream programs."""
-    build = tmp_path_factory.mktemp("cpp-build")
+def _configure(build: Path, *options: str) -> dict:
+    """Configures tests/cpp in `build`; returns the manifest of what it will build (cpp_tests.json)."""
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    configure = _run([CMAKE, "-S", ROOT / "tests" / "cpp", "-B", build, *generator,
-                      "-DCMAKE_BUILD_TYPE=Release", f"-Dlstm_fast_DIR={lf.get_cmake_dir()}"])
+    # Eigen for the kernel tests: cmeel-eigen's prefix on this interpreter's path, as the package build finds it.
+    cmeel = [os.path.join(p, "cmeel.prefix") for p in sys.path if os.path.isdir(os.path.join(p, "cmeel.prefix"))]
+    configure = _run([CMAKE, "-S", ROOT / "tests" / "cpp", "-B", build, *generator, "-DCMAKE_BUILD_TYPE=Release",
+                      f"-Dlstm_fast_DIR={lf.get_cmake_dir()}", f"-DCMAKE_PREFIX_PATH={';'.join(cmeel)}", *options])
     assert configure.returncode == 0, configure.stdout + configure.stderr
+    return json.loads((build / "cpp_tests.json").read_text())
+
+
+@dataclass
+class Build:
+    folder: Path
+    manifest: dict
+
+    @property
+    def kernel_isas(self) -> list[str]:
+        return [isa for isa in self.manifest["kernel_isas"].split(";") if isa]
+
+    def require_gtest(self):
+        if not self.manifest["gtest"]:
+            pytest.skip(self.manifest["gtest_reason"])
+
+
+@pytest.fixture(scope="module")
+def cpp(tmp_path_factory) -> Build:
+    build = tmp_path_factory.mktemp("cpp-build")
+    manifest = _configure(build)
     compiled = _run([CMAKE, "--build", build, "--parallel", "2"])
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
-    return {"test_model": build / "test_model", "stream": build / "examples" / "stream"}
+    return Build(build, manifest)
+
+
+@pytest.fixture(scope="module")
+def programs(cpp):
+    """Paths of the built model_tool and stream programs."""
+    return {"model_tool": cpp.folder / "model_tool", "stream": cpp.folder / "examples" / "stream"}
+
+
+def _gtest_passed(out: subprocess.CompletedProcess) -> int:
+    """The number of tests a GoogleTest program ran and passed; fails with its output unless all did."""
+    text = f"exit status {out.returncode}\n{out.stdout}\n{out.stderr}"
+    assert out.returncode == 0, text[-30000:]
+    passed = re.search(r"^\[  PASSED  \] (\d+) tests?\.$", out.stdout, re.M)
+    assert passed, text[-30000:]
+    assert "[  FAILED  ]" not in out.stdout and "[  SKIPPED ]" not in out.stdout, text[-30000:]
+    return int(passed.group(1))
 
 
 def test_cmakedir_is_printed_and_holds_the_package_config():
@@ -55,12 +100,86 @@ def test_cmakedir_is_printed_and_holds_the_package_config():
     assert (folder / "lstm_fastTargets.cmake").is_file()
 
 
+# ---- The GoogleTest programs ----------------------------------------------------------------------------
+
+# At least as many tests as the files held when this was written: a program that lost its tests fails.
+UNIT_TESTS = {"test_model": 7, "test_internal": 2}
+
+
+@pytest.mark.parametrize("program", list(UNIT_TESTS))
 @pytest.mark.parametrize("isa", lf.supported_isas())
-def test_cpp_unit_tests_pass(programs, isa):
+def test_cpp_unit_tests_pass(cpp, program, isa):
     # Under every instruction set this CPU runs (the C++ library reads LSTM_FAST_ISA too).
-    out = _run([programs["test_model"]], env={**os.environ, "LSTM_FAST_ISA": isa})
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "all C++ model tests passed" in out.stdout
+    cpp.require_gtest()
+    out = _run([cpp.folder / program, "--gtest_color=no"], env={**os.environ, "LSTM_FAST_ISA": isa})
+    assert _gtest_passed(out) >= UNIT_TESTS[program]
+
+
+@pytest.fixture(scope="module")
+def kernel_runs(cpp) -> dict:
+    """Every test_kernels_<isa> built, run once: isa -> its completed process."""
+    return {isa: _run([cpp.folder / f"test_kernels_{isa}", "--gtest_color=no"]) for isa in cpp.kernel_isas}
+
+
+@pytest.mark.parametrize("isa", KERNEL_ISAS)
+def test_cpp_kernel_tests_pass(cpp, kernel_runs, isa, record_property):
+    cpp.require_gtest()
+    if not cpp.kernel_isas:
+        pytest.skip(cpp.manifest["kernel_reason"])
+    if isa not in cpp.kernel_isas:
+        pytest.skip(f"no {isa} kernel tests on this platform (built for {', '.join(cpp.kernel_isas)})")
+    out = kernel_runs[isa]
+    if out.returncode == SKIP_RETURN_CODE:
+        pytest.skip(out.stdout.strip())
+    passed = _gtest_passed(out)
+    assert passed >= 25, out.stdout
+    record_property(f"kernel_tests_{isa}", passed)
+    print(f"kernel tests for {isa}: {passed} passed")
+
+
+def test_cpp_kernel_tests_ran_for_every_instruction_set_the_library_runs_here(cpp, kernel_runs):
+    # The sets the library dispatches to on this CPU are the sets whose kernel tests ran and passed.
+    cpp.require_gtest()
+    if not cpp.kernel_isas:
+        pytest.skip(cpp.manifest["kernel_reason"])
+    passed = {isa for isa, out in kernel_runs.items() if out.returncode == 0}
+    assert passed == set(lf.supported_isas()), {isa: out.returncode for isa, out in kernel_runs.items()}
+
+
+def test_cpp_kernel_tests_skip_with_the_reason_on_a_cpu_without_the_set(cpp):
+    # isa_guard.cpp exits 77 with the reason before any code built for the set runs (pretended here).
+    cpp.require_gtest()
+    if not cpp.kernel_isas:
+        pytest.skip(cpp.manifest["kernel_reason"])
+    isa = cpp.kernel_isas[-1]
+    out = _run([cpp.folder / f"test_kernels_{isa}"], env={**os.environ, "LSTM_FAST_TEST_CPU_LACKS": isa})
+    assert out.returncode == SKIP_RETURN_CODE, out.stdout + out.stderr
+    reason = f"SKIPPED: the kernel tests for {isa} need a CPU with that instruction set; this one lacks it"
+    assert out.stdout.startswith(reason), out.stdout
+
+
+def test_without_googletest_the_cpp_tests_are_reported_as_not_built(tmp_path):
+    # The manifest test_cpp_*_pass read their skip reason from, with find_package(GTest) made to fail.
+    manifest = _configure(tmp_path, "-DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON")
+    assert manifest["gtest"] is False
+    assert "libgtest-dev" in manifest["gtest_reason"] and "not built" in manifest["gtest_reason"]
+    assert manifest["kernel_isas"] == "" and manifest["kernel_reason"] == manifest["gtest_reason"]
+
+
+def test_kernel_tests_are_compiled_with_the_library_flags():
+    # Against an installed package, kernels.cmake writes the sets and flags of the top-level CMakeLists.txt.
+    def isa_settings(path: Path):
+        text = path.read_text()
+        flags = dict(re.findall(r"set\(LSTM_FAST_FLAGS_(\w+) ?([^)]*)\)", text))
+        return flags, re.findall(r"list\(APPEND LSTM_FAST_ISAS ([^)]*)\)", text)
+
+    library = isa_settings(ROOT / "CMakeLists.txt")
+    assert library[0], "the top-level CMakeLists.txt no longer sets LSTM_FAST_FLAGS_<isa>: update kernels.cmake"
+    assert isa_settings(ROOT / "tests" / "cpp" / "kernels" / "kernels.cmake") == library
+    assert set(library[0]) == set(KERNEL_ISAS)
+
+
+# ---- The C++ API against Python -------------------------------------------------------------------------
 
 
 def _frames(x: np.ndarray) -> str:
@@ -100,7 +219,7 @@ def test_cpp_forward_reproduces_a_bidirectional_model(tmp_path, rng, programs):
     model.save(path)
     T, B = 7, 3
     x = rng.normal(size=(T, B, 4)).astype(np.float32)
-    out = _run([programs["test_model"], "--forward", path, T, B], input=_frames(x.reshape(T * B, 4)))
+    out = _run([programs["model_tool"], "--forward", path, T, B], input=_frames(x.reshape(T * B, 4)))
     assert out.returncode == 0, out.stderr
     y_cpp = np.loadtxt(out.stdout.splitlines()).reshape(T, B, 4)
     y_python, _ = model(x)
@@ -155,11 +274,11 @@ BAD_FILES = {
 def test_load_refuses_bad_files(tmp_path, programs, case):
     good = tmp_path / "good.safetensors"
     lf.LSTM(3, 4, num_layers=2, peephole=True).save(good)
-    assert _run([programs["test_model"], "--load", good]).stdout.startswith("ok 3 4")
+    assert _run([programs["model_tool"], "--load", good]).stdout.startswith("ok 3 4")
     corrupt, message = BAD_FILES[case]
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(corrupt(good.read_bytes()))
-    out = _run([programs["test_model"], "--load", bad])
+    out = _run([programs["model_tool"], "--load", bad])
     assert out.returncode == 1, out.stdout + out.stderr
     assert out.stdout.startswith("error: model file '"), out.stdout
     assert message in out.stdout, out.stdout
@@ -177,7 +296,7 @@ def test_cpp_loader_refuses_every_regression_file(programs):
     assert len(REGRESSIONS) >= 40
     failures = []
     for path in REGRESSIONS:
-        out = _run([programs["test_model"], "--load", path])
+        out = _run([programs["model_tool"], "--load", path])
         if out.returncode != 1 or not out.stdout.startswith("error: model file '"):
             failures.append(f"{path.name}: exit {out.returncode}, {out.stdout[:200]!r} {out.stderr[-500:]!r}")
     assert not failures, "\n".join(failures)

@@ -1,0 +1,81 @@
+// What the kernel tests share: random operands, buffers at chosen misalignments, the wider type the
+// scalar oracles compute in, and bitwise comparison. Compiled into each test_kernels_<isa>.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <type_traits>
+#include <vector>
+
+#include "gates.hpp"
+
+#define LSTM_FAST_TEST_STRINGIFY_(x) #x
+#define LSTM_FAST_TEST_STRINGIFY(x) LSTM_FAST_TEST_STRINGIFY_(x)
+// The instruction set this program was compiled for (kernels.cmake): "baseline", "avx2", "avx512".
+#define LSTM_FAST_TEST_ISA_NAME LSTM_FAST_TEST_STRINGIFY(LSTM_FAST_TEST_ISA)
+
+namespace lstm_fast::test {
+
+using Index = lstm_fast::Index;
+using Precisions = ::testing::Types<float, double>;
+
+// The oracles' type: float is checked against double, double against long double (x87's 64-bit
+// mantissa on x86-64).
+template <typename T>
+using Wide = std::conditional_t<std::is_same_v<T, float>, double, long double>;
+
+template <typename T>
+constexpr T kEpsilon = std::numeric_limits<T>::epsilon();
+
+template <typename T>
+T quiet_nan() {
+  return std::numeric_limits<T>::quiet_NaN();
+}
+
+// n numbers uniform in [lo, hi), the same for the same seed.
+template <typename T>
+std::vector<T> random_values(Index n, unsigned seed, T lo = T(-1), T hi = T(1)) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<T> uniform(lo, hi);
+  std::vector<T> v(static_cast<size_t>(n));
+  for (T& x : v) x = uniform(gen);
+  return v;
+}
+
+// A copy of `values` that starts `shift` elements into its storage (storage from std::vector, so
+// aligned to at least 16 bytes: shift 1 puts it off every packet boundary). The storage ends with the
+// copy, so that AddressSanitizer sees any read past it.
+template <typename T>
+struct Shifted {
+  std::vector<T> storage;
+  Index shift;
+
+  Shifted(const std::vector<T>& values, Index shift_) : storage(values.size() + shift_), shift(shift_) {
+    std::copy(values.begin(), values.end(), storage.begin() + shift);
+  }
+  T* data() { return storage.data() + shift; }
+  std::vector<T> values() const { return std::vector<T>(storage.begin() + shift, storage.end()); }
+};
+
+// Equal bit for bit (NaN payloads and signed zeros included); names the first difference.
+template <typename T>
+::testing::AssertionResult bitwise_equal(const std::vector<T>& got, const std::vector<T>& want) {
+  if (got.size() != want.size())
+    return ::testing::AssertionFailure() << "sizes " << got.size() << " and " << want.size();
+  for (size_t k = 0; k < got.size(); ++k)
+    if (std::memcmp(&got[k], &want[k], sizeof(T)) != 0) {
+      std::ostringstream s;
+      s.precision(std::numeric_limits<T>::max_digits10);
+      s << "element " << k << " of " << got.size() << ": " << got[k] << " against " << want[k];
+      return ::testing::AssertionFailure() << s.str();
+    }
+  return ::testing::AssertionSuccess();
+}
+
+}  // namespace lstm_fast::test

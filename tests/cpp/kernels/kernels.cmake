@@ -1,0 +1,49 @@
+# The kernel tests, compiled once per instruction set as cpp/src/cell.cpp is: test_kernels_<isa> from
+# kernels/test_*.cpp with that set's flags, plus isa_guard.cpp compiled without them (it checks the CPU
+# before any code built with the flags runs). Sets kernel_isas (the sets built) and, when none could
+# be, kernel_reason.
+#
+# In-tree the top-level CMakeLists.txt's LSTM_FAST_ISAS and LSTM_FAST_FLAGS_<isa> are used; against an
+# installed package the same list is written here (tests/test_cpp.py checks the two agree).
+if(NOT DEFINED LSTM_FAST_ISAS)
+  set(LSTM_FAST_ISAS baseline)
+  if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    list(APPEND LSTM_FAST_ISAS avx2 avx512)
+  endif()
+  set(LSTM_FAST_FLAGS_baseline "")
+  set(LSTM_FAST_FLAGS_avx2 -mavx2 -mfma)
+  set(LSTM_FAST_FLAGS_avx512 -mavx512f -mavx512vl -mavx512bw -mavx512dq -mavx2 -mfma)
+endif()
+
+set(kernel_isas "")
+set(kernel_reason "")
+if(NOT TARGET Eigen3::Eigen)
+  find_package(Eigen3 3.4 CONFIG)
+endif()
+if(NOT GTest_FOUND)
+  set(kernel_reason "${gtest_reason}")
+elseif(NOT TARGET Eigen3::Eigen)
+  set(kernel_reason "Eigen 3.4 was not found by CMake (pip install cmeel-eigen and pass its cmeel.prefix in ")
+  string(APPEND kernel_reason "CMAKE_PREFIX_PATH, or install libeigen3-dev): the kernel tests were not built")
+  message(WARNING "${kernel_reason}")
+else()
+  file(GLOB kernel_tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/test_*.cpp)
+  foreach(isa IN LISTS LSTM_FAST_ISAS)
+    add_library(kernel_isa_guard_${isa} OBJECT ${CMAKE_CURRENT_LIST_DIR}/isa_guard.cpp)
+    target_compile_definitions(kernel_isa_guard_${isa} PRIVATE LSTM_FAST_TEST_ISA=${isa})
+    add_executable(test_kernels_${isa} ${kernel_tests} $<TARGET_OBJECTS:kernel_isa_guard_${isa}>)
+    target_compile_features(test_kernels_${isa} PRIVATE cxx_std_17)
+    target_include_directories(test_kernels_${isa} BEFORE PRIVATE ${LSTM_FAST_SOURCE_DIR}/cpp/src
+      ${LSTM_FAST_SOURCE_DIR}/cpp/include ${CMAKE_CURRENT_LIST_DIR})
+    # As the library's build of cell.cpp (see the top-level CMakeLists.txt for why each definition).
+    target_compile_definitions(test_kernels_${isa} PRIVATE LSTM_FAST_TEST_ISA=${isa} Eigen=lstm_fast_eigen_${isa}
+      EIGEN_GEMM_TO_COEFFBASED_THRESHOLD=0)
+    target_compile_options(test_kernels_${isa} PRIVATE ${LSTM_FAST_FLAGS_${isa}})
+    # lstm_fast::lstm_fast for its interface only (the sanitizer flags of a LSTM_FAST_SANITIZE build):
+    # the kernels are header templates, nothing of the library is linked in.
+    target_link_libraries(test_kernels_${isa} PRIVATE Eigen3::Eigen lstm_fast::lstm_fast GTest::gtest_main)
+    add_test(NAME test_kernels_${isa} COMMAND test_kernels_${isa})
+    set_tests_properties(test_kernels_${isa} PROPERTIES SKIP_RETURN_CODE 77)
+    list(APPEND kernel_isas ${isa})
+  endforeach()
+endif()
