@@ -15,35 +15,17 @@
 #include <utility>
 #include <vector>
 
+#include "json.hpp"
 #include "lstm_fast/config.hpp"
 
 namespace lstm_fast::detail {
 
-// A JSON value. Objects keep their members in file order (duplicate names are rejected).
-struct Json {
-  enum class Kind { Null, Bool, Number, String, Array, Object };
-  Kind kind = Kind::Null;
-  bool boolean = false;
-  bool is_integer = false;  // the number was written without fraction or exponent and fits int64
-  std::int64_t integer = 0;
-  std::string string;  // UTF-8
-  std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;
-
-  const Json* find(std::string_view key) const;  // the member named key, or null
-  static const char* kind_name(Kind kind);
-};
-
-// Parses one JSON text (RFC 8259; trailing whitespace allowed, nothing else after the value; UTF-8
-// validated; nesting at most 64 deep). Errors throw Error("<what>: <problem> at byte <n>").
-Json parse_json(std::string_view text, const std::string& what);
-
 struct TensorInfo {
   std::string name;
-  std::string dtype;                // "F32", "F64", ...
-  std::size_t itemsize = 0;         // bytes per element
-  std::vector<std::int64_t> shape;  // each >= 0
-  std::uint64_t begin = 0, end = 0; // offsets into the data buffer
+  std::string dtype;                 // "F32", "F64", ...
+  std::size_t itemsize = 0;          // bytes per element
+  std::vector<std::int64_t> shape;   // each >= 0
+  std::uint64_t begin = 0, end = 0;  // offsets into the data buffer
   std::uint64_t elements() const;
 };
 
@@ -70,10 +52,10 @@ std::string read_file(const std::string& path, const std::string& what);
 
 // One tensor of a model file: its torch name and where it goes in the cell order.
 struct ModelTensor {
-  std::string name;    // e.g. weight_ih_l0_reverse
-  std::size_t cell;    // k*D + d
-  int field;           // 0 weight_ih, 1 weight_hh, 2 bias_ih, 3 bias_hh, 4 weight_hr, 5 weight_peep
-  std::size_t index;   // into ModelFile::header.tensors
+  std::string name;   // e.g. weight_ih_l0_reverse
+  std::size_t cell;   // k*D + d
+  int field;          // 0 weight_ih, 1 weight_hh, 2 bias_ih, 3 bias_hh, 4 weight_hr, 5 weight_peep
+  std::size_t index;  // into ModelFile::header.tensors
 };
 
 // An lstm_fast model file, checked: the container, the "format" and "config" metadata, and exactly
@@ -81,7 +63,7 @@ struct ModelTensor {
 // Nothing is copied: the tensors' bytes stay in the caller's buffer, at data + [begin, end).
 struct ModelFile {
   Config config;
-  std::string config_json;           // the "config" metadata as written (LSTM's constructor arguments)
+  std::string config_json;  // the "config" metadata as written (LSTM's constructor arguments)
   SafetensorsHeader header;
   std::vector<ModelTensor> tensors;  // in cell order, each cell's in field order
   const unsigned char* data = nullptr;
