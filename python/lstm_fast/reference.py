@@ -26,6 +26,7 @@ We write that as a masked update: at step t, active = t < L_b; the state moves t
 only where active, and the output is h_t where active, else 0. The reverse direction then starts
 from (h0, c0) at step L_b - 1, since every step above it leaves the state untouched.
 """
+
 import numpy as np
 
 ROLES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")
@@ -73,7 +74,7 @@ def _cell_backward(dh, dc, step, p, grads):
         dm = dh
     do = dm * tanh_c
     do_pre = do * o * (1 - o)
-    dc = dc + dm * o * (1 - tanh_c ** 2)
+    dc = dc + dm * o * (1 - tanh_c**2)
     if "weight_peep" in p:
         p_i, p_f, p_o = p["weight_peep"]
         dc = dc + do_pre * p_o
@@ -82,13 +83,13 @@ def _cell_backward(dh, dc, step, p, grads):
     df = dc * c_prev
     di_pre = di * i * (1 - i)
     df_pre = df * f * (1 - f)
-    dg_pre = dg * (1 - g ** 2)
+    dg_pre = dg * (1 - g**2)
     dc_prev = dc * f
     if "weight_peep" in p:
         dc_prev = dc_prev + di_pre * p_i + df_pre * p_f
-        grads["weight_peep"] += np.stack([(di_pre * c_prev).sum(axis=0),
-                                          (df_pre * c_prev).sum(axis=0),
-                                          (do_pre * c).sum(axis=0)])
+        grads["weight_peep"] += np.stack(
+            [(di_pre * c_prev).sum(axis=0), (df_pre * c_prev).sum(axis=0), (do_pre * c).sum(axis=0)]
+        )
     dgates = np.concatenate([di_pre, df_pre, dg_pre, do_pre], axis=1)  # (B, 4H)
     grads["weight_ih"] += dgates.T @ step["x"]
     grads["weight_hh"] += dgates.T @ step["h_prev"]
@@ -105,7 +106,7 @@ def _direction_forward(x, h0, c0, active, p, reverse):
     h, c = h0, c0
     y = np.zeros((T,) + h0.shape)
     steps = [None] * T
-    for t in (reversed(range(T)) if reverse else range(T)):
+    for t in reversed(range(T)) if reverse else range(T):
         h_new, c_new, steps[t] = _cell_forward(x[t], h, c, p)
         h = np.where(active[t], h_new, h)
         c = np.where(active[t], c_new, c)
@@ -119,10 +120,9 @@ def _direction_backward(dy, dh, dc, active, p, steps, reverse):
     T = len(steps)
     grads = {role: np.zeros_like(value) for role, value in p.items()}
     dx = np.zeros((T,) + steps[0]["x"].shape)
-    for t in (range(T) if reverse else reversed(range(T))):
+    for t in range(T) if reverse else reversed(range(T)):
         a = active[t]
-        dx[t], dh_prev, dc_prev = _cell_backward(np.where(a, dy[t] + dh, 0.0),
-                                                 np.where(a, dc, 0.0), steps[t], p, grads)
+        dx[t], dh_prev, dc_prev = _cell_backward(np.where(a, dy[t] + dh, 0.0), np.where(a, dc, 0.0), steps[t], p, grads)
         # An inactive step passed the state through unchanged, so its gradient passes through too.
         dh = np.where(a, dh_prev, dh)
         dc = np.where(a, dc_prev, dc)
@@ -162,8 +162,38 @@ def _state_pair(name, pair, h_shape, c_shape):
     return h, c
 
 
-def forward(x, params, *, num_layers=1, bidirectional=False, proj_size=0, peephole=False,
-            state=None, lengths=None, dropout_masks=None) -> "tuple[np.ndarray, tuple[np.ndarray, np.ndarray], dict]":
+def _checked_masks(dropout_masks, num_layers, shape):
+    """None, or the num_layers - 1 masks as float64 arrays of `shape` (T, B, D*R)."""
+    if dropout_masks is None:
+        return None
+    dropout_masks = [np.asarray(mask, dtype=np.float64) for mask in dropout_masks]
+    if [mask.shape for mask in dropout_masks] != [shape] * (num_layers - 1):
+        raise ValueError(
+            f"dropout_masks must be {num_layers - 1} arrays of shape {shape}, got {[m.shape for m in dropout_masks]}"
+        )
+    return dropout_masks
+
+
+def _active_steps(lengths, T, B):
+    """(T, B, 1) booleans: step t of sequence b is within its length (all of them when lengths is None)."""
+    lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
+    if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
+        raise ValueError(f"lengths must have shape ({B},) and values in 1..{T}, got {lengths}")
+    return (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+
+
+def forward(
+    x,
+    params,
+    *,
+    num_layers=1,
+    bidirectional=False,
+    proj_size=0,
+    peephole=False,
+    state=None,
+    lengths=None,
+    dropout_masks=None,
+) -> "tuple[np.ndarray, tuple[np.ndarray, np.ndarray], dict]":
     """x: (T, B, I) array (time-major, batched only). Returns (y, (h_n, c_n), cache).
 
     params: dict with torch.nn.LSTM's state_dict names and shapes: weight_ih_l{k}{sfx} (4H, I_k),
@@ -194,15 +224,8 @@ def forward(x, params, *, num_layers=1, bidirectional=False, proj_size=0, peepho
 
     h_shape, c_shape = (num_layers * D, B, R), (num_layers * D, B, H)
     h0, c0 = _state_pair("state", state, h_shape, c_shape)
-    if dropout_masks is not None:
-        dropout_masks = [np.asarray(mask, dtype=np.float64) for mask in dropout_masks]
-        if [mask.shape for mask in dropout_masks] != [(T, B, D * R)] * (num_layers - 1):
-            raise ValueError(f"dropout_masks must be {num_layers - 1} arrays of shape "
-                             f"{(T, B, D * R)}, got {[mask.shape for mask in dropout_masks]}")
-    lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
-    if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
-        raise ValueError(f"lengths must have shape ({B},) and values in 1..{T}, got {lengths}")
-    active = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
+    dropout_masks = _checked_masks(dropout_masks, num_layers, (T, B, D * R))
+    active = _active_steps(lengths, T, B)
 
     h_n, c_n, all_steps = np.zeros(h_shape), np.zeros(c_shape), []
     layer_input = x
@@ -213,15 +236,25 @@ def forward(x, params, *, num_layers=1, bidirectional=False, proj_size=0, peepho
         for d in range(D):
             j = k * D + d
             y_d, h_n[j], c_n[j], steps = _direction_forward(
-                layer_input, h0[j], c0[j], active, layers[j], reverse=(d == 1))
+                layer_input, h0[j], c0[j], active, layers[j], reverse=(d == 1)
+            )
             outputs.append(y_d)
             all_steps.append(steps)
         layer_input = np.concatenate(outputs, axis=2)
     y = layer_input
 
-    cache = dict(layers=layers, steps=all_steps, active=active, names=list(params),
-                 num_layers=num_layers, D=D, R=R, dropout_masks=dropout_masks,
-                 y_shape=y.shape, state_shapes=(h_shape, c_shape))
+    cache = dict(
+        layers=layers,
+        steps=all_steps,
+        active=active,
+        names=list(params),
+        num_layers=num_layers,
+        D=D,
+        R=R,
+        dropout_masks=dropout_masks,
+        y_shape=y.shape,
+        state_shapes=(h_shape, c_shape),
+    )
     return y, (h_n, c_n), cache
 
 
@@ -243,8 +276,14 @@ def backward(dy, cache, dstate=None) -> "tuple[np.ndarray, tuple[np.ndarray, np.
         for d in range(D):
             j = k * D + d
             dx_d, dh0[j], dc0[j], layer_grads = _direction_backward(
-                d_output[:, :, d * R:(d + 1) * R], dh_n[j], dc_n[j], cache["active"],
-                cache["layers"][j], cache["steps"][j], reverse=(d == 1))
+                d_output[:, :, d * R : (d + 1) * R],
+                dh_n[j],
+                dc_n[j],
+                cache["active"],
+                cache["layers"][j],
+                cache["steps"][j],
+                reverse=(d == 1),
+            )
             d_input = d_input + dx_d  # both directions read the same input
             grads.update({f"{role}_l{k}{SUFFIXES[d]}": g for role, g in layer_grads.items()})
         if k > 0 and masks is not None:
