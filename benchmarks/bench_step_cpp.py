@@ -36,9 +36,19 @@ SHAPES = [(128, 128), (256, 256), (512, 512), (64, 512)]  # (I, H)
 
 def build(folder: Path) -> Path:
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    for args in (["cmake", "-S", str(HERE / "cpp"), "-B", str(folder), *generator, "-DCMAKE_BUILD_TYPE=Release",
-                  f"-Dlstm_fast_DIR={lf.get_cmake_dir()}"],
-                 ["cmake", "--build", str(folder)]):
+    for args in (
+        [
+            "cmake",
+            "-S",
+            str(HERE / "cpp"),
+            "-B",
+            str(folder),
+            *generator,
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-Dlstm_fast_DIR={lf.get_cmake_dir()}",
+        ],
+        ["cmake", "--build", str(folder)],
+    ):
         subprocess.run(args, check=True, capture_output=True, text=True)
     return folder / "bench_step"
 
@@ -56,9 +66,11 @@ def torch_step_us(I: int, H: int, threads: int | None, min_run: float) -> float 
         x = torch.randn(1, 1, I)
         state = (torch.zeros(1, 1, H), torch.zeros(1, 1, H))
         with torch.no_grad():
+
             def call():
                 nonlocal state
                 _, state = lstm(x, state)
+
             calls = 1
             while True:
                 t0 = time.perf_counter()
@@ -97,22 +109,31 @@ def main() -> int:
 
     try:
         import torch
+
         torch_version, torch_threads = torch.__version__, torch.get_num_threads()
     except ImportError:
         torch_version, torch_threads = None, None
-    print(f"lstm_fast {lf.__version__} C++ Model::step, batch 1, one layer; {os.cpu_count()} CPUs; "
-          f"main-memory read bandwidth {rows[0]['dram_GBps']:.1f} GB/s (streaming sum over 512 MiB)")
+    print(
+        f"lstm_fast {lf.__version__} C++ Model::step, batch 1, one layer; {os.cpu_count()} CPUs; "
+        f"main-memory read bandwidth {rows[0]['dram_GBps']:.1f} GB/s (streaming sum over 512 MiB)"
+    )
     if torch_version:
         print(f"torch {torch_version}: nn.LSTM call per step, no_grad, {torch_threads} threads (default) and 1 thread")
-    header = (f"{'I':>4} {'H':>4} {'weights':>9} {'C++ step':>9} {'bound':>8} {'read':>8} {'C++/bound':>9} "
-              f"{'torch':>8} {'C++/torch':>9} {'torch 1t':>8} {'C++/1t':>7}")
+    header = (
+        f"{'I':>4} {'H':>4} {'weights':>9} {'C++ step':>9} {'bound':>8} {'read':>8} {'C++/bound':>9} "
+        f"{'torch':>8} {'C++/torch':>9} {'torch 1t':>8} {'C++/1t':>7}"
+    )
     print(header)
     for r in rows:
-        line = (f"{r['I']:>4} {r['H']:>4} {r['weight_bytes'] / 2**10:>7.0f}Ki {r['step_us']:>7.1f}us "
-                f"{r['read_us']:>6.1f}us {r['read_GBps']:>5.1f}GB/s {r['step_us'] / r['read_us']:>8.2f}x")
+        line = (
+            f"{r['I']:>4} {r['H']:>4} {r['weight_bytes'] / 2**10:>7.0f}Ki {r['step_us']:>7.1f}us "
+            f"{r['read_us']:>6.1f}us {r['read_GBps']:>5.1f}GB/s {r['step_us'] / r['read_us']:>8.2f}x"
+        )
         if r["torch_us"] is not None:
-            line += (f" {r['torch_us']:>6.1f}us {r['step_us'] / r['torch_us']:>9.2f} "
-                     f"{r['torch1_us']:>6.1f}us {r['step_us'] / r['torch1_us']:>7.2f}")
+            line += (
+                f" {r['torch_us']:>6.1f}us {r['step_us'] / r['torch_us']:>9.2f} "
+                f"{r['torch1_us']:>6.1f}us {r['step_us'] / r['torch1_us']:>7.2f}"
+            )
         print(line)
     return 0
 

@@ -86,8 +86,10 @@ def main() -> None:
     print(f"  1 Python thread : {m1 * 1e3:8.1f} ms, {statistics.median(cores1):.2f} cores busy")
     print(f"  2 Python threads: {m2 * 1e3:8.1f} ms, {statistics.median(cores2):.2f} cores busy")
     print(f"  speedup 1 -> 2 threads: {m1 / m2:.2f}x  (results bitwise equal to serial)")
-    print(f"GIL: during one {call * 1e3:.0f} ms call on x {long_x.shape}, another Python thread counted to "
-          f"{during:,} (next to nothing if the GIL were held)")
+    print(
+        f"GIL: during one {call * 1e3:.0f} ms call on x {long_x.shape}, another Python thread counted to "
+        f"{during:,} (next to nothing if the GIL were held)"
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,8 @@ import json
 import os
 import platform
 import statistics
-import time
-
 import tempfile
+import time
 
 import numpy as np
 
@@ -93,12 +92,16 @@ def main() -> None:
 
     # The machine's FP32 peak: independent FMA chains of the active ISA on lstm_fast's threads.
     peak = _core.fma_peak_gflops(1.0, lf.get_num_threads())
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads); lstm_fast {lf.__version__} "
-          f"({lf.isa()}, {lf.get_num_threads()} threads); FP32 peak {peak:.0f} GFLOP/s (measured FMA throughput)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads); lstm_fast {lf.__version__} "
+        f"({lf.isa()}, {lf.get_num_threads()} threads); FP32 peak {peak:.0f} GFLOP/s (measured FMA throughput)"
+    )
     rows = []
-    header = (f"{'shape':8} {'mode':9} {'lstm_fast ms':>12} {'torch ms':>10} {'ORT ms':>8} {'ratio':>7} "
-              f"{'GFLOP/s':>8} {'of peak':>7}")
+    header = (
+        f"{'shape':8} {'mode':9} {'lstm_fast ms':>12} {'torch ms':>10} {'ORT ms':>8} {'ratio':>7} "
+        f"{'GFLOP/s':>8} {'of peak':>7}"
+    )
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(0)
@@ -156,22 +159,37 @@ def main() -> None:
 
         real = float(lengths.sum()) / (T * B)
         for mode, ours, theirs, onnx_rt, factor in (
-                ("inference", lambda: model(x), torch_infer, ort_infer, 1.0),
-                ("training", ours_train, torch_train, None, 3.0),
-                ("torch-api", twin_train, torch_train, None, 3.0),
-                ("padded", lambda: model(x, lengths=lengths), torch_packed, None, real)):
+            ("inference", lambda: model(x), torch_infer, ort_infer, 1.0),
+            ("training", ours_train, torch_train, None, 3.0),
+            ("torch-api", twin_train, torch_train, None, 3.0),
+            ("padded", lambda: model(x, lengths=lengths), torch_packed, None, real),
+        ):
             ours_ms = median_ms(ours, args.repeats)
             torch_ms = median_ms(theirs, args.repeats)
             ort_ms = median_ms(onnx_rt, args.repeats) if onnx_rt else None
             best = min(torch_ms, ort_ms) if ort_ms else torch_ms
-            row = dict(shape=name, mode=mode, T=T, B=B, I=I, H=H, layers=layers, bidirectional=bidirectional,
-                       lstm_fast_ms=ours_ms, torch_ms=torch_ms, ort_ms=ort_ms, ratio=ours_ms / best,
-                       gflops=gflops(T, B, I, H, layers, bidirectional, ours_ms, factor))
+            row = dict(
+                shape=name,
+                mode=mode,
+                T=T,
+                B=B,
+                I=I,
+                H=H,
+                layers=layers,
+                bidirectional=bidirectional,
+                lstm_fast_ms=ours_ms,
+                torch_ms=torch_ms,
+                ort_ms=ort_ms,
+                ratio=ours_ms / best,
+                gflops=gflops(T, B, I, H, layers, bidirectional, ours_ms, factor),
+            )
             rows.append(row)
             row["fraction_of_peak"] = row["gflops"] / peak
             ort_text = f"{ort_ms:8.2f}" if ort_ms else f"{'':8}"
-            print(f"{name:8} {mode:9} {ours_ms:12.2f} {torch_ms:10.2f} {ort_text} {row['ratio']:7.2f} "
-                  f"{row['gflops']:8.1f} {row['fraction_of_peak']:7.0%}")
+            print(
+                f"{name:8} {mode:9} {ours_ms:12.2f} {torch_ms:10.2f} {ort_text} {row['ratio']:7.2f} "
+                f"{row['gflops']:8.1f} {row['fraction_of_peak']:7.0%}"
+            )
 
     # Streaming: one step per call, the state carried (B = 1, I = 64, H = 256).
     torch.manual_seed(0)
@@ -190,14 +208,31 @@ def main() -> None:
             module(xt, tstate)
 
     ours_ms, torch_ms = median_ms(ours_step, args.repeats), median_ms(torch_step, args.repeats)
-    rows.append(dict(shape="step", mode="streaming", T=1, B=1, I=64, H=256, layers=1, bidirectional=False,
-                     lstm_fast_ms=ours_ms, torch_ms=torch_ms, ratio=ours_ms / torch_ms,
-                     gflops=gflops(1, 1, 64, 256, 1, False, ours_ms)))
-    print(f"{'step':8} {'streaming':9} {ours_ms:12.3f} {torch_ms:10.3f} {'':8} {ours_ms / torch_ms:7.2f} "
-          f"{rows[-1]['gflops']:8.1f}")
-    print("ratio: lstm_fast / the best peer measured on the row (ORT runs inference only). torch-api: training "
-          "through lstm_fast.torch.LSTM against torch.nn.LSTM, both under torch autograd. padded: inference on a "
-          "batch whose odd sequences stop at T/2; GFLOP/s counts real steps only.")
+    rows.append(
+        dict(
+            shape="step",
+            mode="streaming",
+            T=1,
+            B=1,
+            I=64,
+            H=256,
+            layers=1,
+            bidirectional=False,
+            lstm_fast_ms=ours_ms,
+            torch_ms=torch_ms,
+            ratio=ours_ms / torch_ms,
+            gflops=gflops(1, 1, 64, 256, 1, False, ours_ms),
+        )
+    )
+    print(
+        f"{'step':8} {'streaming':9} {ours_ms:12.3f} {torch_ms:10.3f} {'':8} {ours_ms / torch_ms:7.2f} "
+        f"{rows[-1]['gflops']:8.1f}"
+    )
+    print(
+        "ratio: lstm_fast / the best peer measured on the row (ORT runs inference only). torch-api: training "
+        "through lstm_fast.torch.LSTM against torch.nn.LSTM, both under torch autograd. padded: inference on a "
+        "batch whose odd sequences stop at T/2; GFLOP/s counts real steps only."
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(fp32_peak_gflops=peak, isa=lf.isa(), threads=lf.get_num_threads(), rows=rows), f, indent=1)

@@ -21,26 +21,37 @@ from lstm_fast import nn, optim, training
 from lstm_fast.rnn import RNN
 
 
-def parser(description: str, *, hidden: int, batch: int, lr: float, max_sequences: int,
-           rnn_max_sequences: int) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", choices=["lstm", "rnn"], default="lstm",
-                   help="lstm_fast.LSTM, or the plain tanh RNN baseline (lstm_fast.rnn.RNN)")
+def parser(
+    description: str, *, hidden: int, batch: int, lr: float, max_sequences: int, rnn_max_sequences: int
+) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument(
+        "--model",
+        choices=["lstm", "rnn"],
+        default="lstm",
+        help="lstm_fast.LSTM, or the plain tanh RNN baseline (lstm_fast.rnn.RNN)",
+    )
     p.add_argument("--hidden", type=int, default=hidden, help="units of the recurrent layer")
     p.add_argument("--batch", type=int, default=batch, help="sequences per update")
     p.add_argument("--lr", type=float, default=lr, help="Adam learning rate")
     p.add_argument("--clip", type=float, default=1.0, help="largest global gradient norm")
-    p.add_argument("--max-sequences", type=int, default=None,
-                   help=f"training budget in sequences (default {max_sequences:,} for the LSTM, "
-                        f"{rnn_max_sequences:,} for the RNN)")
+    p.add_argument(
+        "--max-sequences",
+        type=int,
+        default=None,
+        help=f"training budget in sequences (default {max_sequences:,} for the LSTM, "
+        f"{rnn_max_sequences:,} for the RNN)",
+    )
     p.add_argument("--max-minutes", type=float, default=None, help="training budget in minutes")
     p.add_argument("--test-size", type=int, default=2560, help="fresh test sequences (the paper: 2560)")
     p.add_argument("--threads", type=int, default=1, help="lf.set_num_threads for the LSTM core")
     p.add_argument("--seed", type=int, default=0, help="seed of the model and the data")
     p.add_argument("--out", default="results", help="folder for the plot (PNG) and the result (JSON)")
-    p.add_argument("--quick", action="store_true",
-                   help="a tiny smoke run (a few hundred sequences, small test) to check the script")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny smoke run (a few hundred sequences, small test) to check the script",
+    )
     p.set_defaults(default_max_sequences=max_sequences, default_rnn_max_sequences=rnn_max_sequences)
     return p
 
@@ -50,8 +61,7 @@ def finish_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argpars
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.max_sequences is None:
-        args.max_sequences = (args.default_rnn_max_sequences if args.model == "rnn"
-                              else args.default_max_sequences)
+        args.max_sequences = args.default_rnn_max_sequences if args.model == "rnn" else args.default_max_sequences
     if args.quick:
         args.max_sequences = min(args.max_sequences, 8 * args.batch)
         args.test_size = min(args.test_size, 64)
@@ -62,8 +72,17 @@ def finish_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argpars
 class Model:
     """A recurrent layer (LSTM or RNN) and a linear readout, trained with Adam and clipping."""
 
-    def __init__(self, kind: str, input_size: int, hidden: int, output_size: int, seed: int, *,
-                 forget_bias: float = 1.0, chrono: float | None = None):
+    def __init__(
+        self,
+        kind: str,
+        input_size: int,
+        hidden: int,
+        output_size: int,
+        seed: int,
+        *,
+        forget_bias: float = 1.0,
+        chrono: float | None = None,
+    ):
         self.kind = kind
         if kind == "lstm":
             self.core = lf.LSTM(input_size, hidden, forget_bias=forget_bias, seed=seed)
@@ -90,8 +109,8 @@ class Model:
         """Readout at each sequence's last valid step, (B, output_size), in batches of ``chunk``."""
         outs = []
         for i in range(0, x.shape[1], chunk):
-            ln = None if lengths is None else lengths[i:i + chunk]
-            y, _ = self.core(x[:, i:i + chunk], lengths=ln)
+            ln = None if lengths is None else lengths[i : i + chunk]
+            y, _ = self.core(x[:, i : i + chunk], lengths=ln)
             outs.append(self.head(self._last(y, ln)))
         return np.concatenate(outs)
 
@@ -133,6 +152,7 @@ class Model:
 @dataclass
 class Run:
     """What a training run measured."""
+
     task: str
     model: str
     command: str
@@ -147,11 +167,9 @@ class Run:
     plot_title: str = ""  # default: task, model and the outcome
 
     def row(self) -> str:
-        reached = (f"{self.sequences:,}" if self.solved
-                   else f"not reached in {self.sequences:,}")
+        reached = f"{self.sequences:,}" if self.solved else f"not reached in {self.sequences:,}"
         wrong = "-" if self.test_wrong is None else f"{self.test_wrong} of {self.test_size}"
-        return (f"| {self.task} | {self.model} | {reached} | {wrong} | {self.seconds:.0f} s | "
-                f"{self.threads} |")
+        return f"| {self.task} | {self.model} | {reached} | {wrong} | {self.seconds:.0f} s | {self.threads} |"
 
 
 def command_line() -> str:
@@ -163,8 +181,14 @@ def train_loop(run: Run, args, step_fn, criterion_fn, *, log_every: int | None =
     or the budget is spent. Fills run.solved, run.sequences, run.seconds and run.curve."""
     log_every = log_every or max(args.batch, args.max_sequences // 400)
     refresh = 0.5 if sys.stderr.isatty() else 10.0
-    bar = tqdm(total=args.max_sequences, unit="seq", unit_scale=True, mininterval=refresh,
-               dynamic_ncols=True, desc=f"{run.task} {run.model}")
+    bar = tqdm(
+        total=args.max_sequences,
+        unit="seq",
+        unit_scale=True,
+        mininterval=refresh,
+        dynamic_ncols=True,
+        desc=f"{run.task} {run.model}",
+    )
     budget_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
     start = time.perf_counter()
     seen, ema, next_log = 0, None, 0
@@ -199,8 +223,10 @@ def report(run: Run, args, *, ylabel: str = "training loss (moving average)") ->
     with open(stem + ".json", "w") as f:
         json.dump({k: v for k, v in run.__dict__.items()}, f, indent=1, default=float)
     status = "reached the criterion" if run.solved else "did NOT reach the criterion"
-    print(f"{run.task}, {run.model}: {status} after {run.sequences:,} training sequences, "
-          f"{run.seconds:.1f} s on {run.threads} thread(s). {run.notes}".rstrip())
+    print(
+        f"{run.task}, {run.model}: {status} after {run.sequences:,} training sequences, "
+        f"{run.seconds:.1f} s on {run.threads} thread(s). {run.notes}".rstrip()
+    )
     if run.test_wrong is not None:
         print(f"Test: {run.test_wrong} wrong of {run.test_size} fresh sequences.")
     print("| task | model | sequences to criterion | wrong of test | wall time | threads |")
@@ -208,8 +234,7 @@ def report(run: Run, args, *, ylabel: str = "training loss (moving average)") ->
     if plot_curve(run.__dict__, stem + ".png", ylabel=ylabel):
         print(f"Wrote {stem}.png and {stem}.json")
     else:
-        print(f"Wrote {stem}.json (matplotlib is not installed: no plot; "
-              f"pip install \"lstm_fast[examples]\")")
+        print(f'Wrote {stem}.json (matplotlib is not installed: no plot; pip install "lstm_fast[examples]")')
 
 
 def plot_curve(run: dict, path: str, *, ylabel: str = "training loss (moving average)") -> bool:
@@ -217,6 +242,7 @@ def plot_curve(run: dict, path: str, *, ylabel: str = "training loss (moving ave
     matplotlib."""
     try:
         import matplotlib  # optional: pip install "lstm_fast[examples]"
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.ticker import FuncFormatter
@@ -234,8 +260,9 @@ def plot_curve(run: dict, path: str, *, ylabel: str = "training loss (moving ave
     ax2.set_ylim(-0.02, 1.02)
     ax2.set_ylabel("recent sequences correct", color="tab:orange")
     title = run.get("plot_title") or (
-        f"{run['task']}, {run['model']}: " + (f"criterion at {run['sequences']:,}" if run["solved"]
-                                             else f"not solved in {run['sequences']:,}"))
+        f"{run['task']}, {run['model']}: "
+        + (f"criterion at {run['sequences']:,}" if run["solved"] else f"not solved in {run['sequences']:,}")
+    )
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)

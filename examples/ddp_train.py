@@ -56,8 +56,8 @@ def train(rank: int, world_size: int, args: argparse.Namespace) -> None:
     shard = args.batch // world_size
     for step in range(args.steps):
         x, target = tasks.adding_problem(args.seq_len, args.batch, rng=args.seed * 100_003 + step)
-        x = torch.from_numpy(x[:, rank * shard:(rank + 1) * shard].astype(np.float64))
-        target = torch.from_numpy(target[rank * shard:(rank + 1) * shard].astype(np.float64))
+        x = torch.from_numpy(x[:, rank * shard : (rank + 1) * shard].astype(np.float64))
+        target = torch.from_numpy(target[rank * shard : (rank + 1) * shard].astype(np.float64))
         loss = torch.nn.functional.mse_loss(model(x), target)
         optimizer.zero_grad()
         loss.backward()
@@ -93,8 +93,9 @@ def _free_port() -> int:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--world-size", type=int, default=2,
-                        help="processes to start on this machine (ignored under torchrun)")
+    parser.add_argument(
+        "--world-size", type=int, default=2, help="processes to start on this machine (ignored under torchrun)"
+    )
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=32, help="global batch, split evenly across processes")
     parser.add_argument("--seq-len", type=int, default=20)

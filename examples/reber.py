@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import sys
 
+import _common
 import numpy as np
 
-import _common
 from lstm_fast import nn, optim, tasks
 
 
@@ -37,11 +37,17 @@ def one_trial(args, seed, trial_label):
         if s not in train_set:
             test_strings.append(s)
     check = tasks.reber_batch(train_strings + test_strings)
-    model = _common.Model(args.model, len(tasks.REBER_SYMBOLS), args.hidden, len(tasks.REBER_SYMBOLS),
-                          seed, forget_bias=1.0)
+    model = _common.Model(
+        args.model, len(tasks.REBER_SYMBOLS), args.hidden, len(tasks.REBER_SYMBOLS), seed, forget_bias=1.0
+    )
     opt = optim.Adam(model.params(), lr=args.lr)
-    run = _common.Run(task="embedded Reber", model=args.model, command=_common.command_line(),
-                      test_size=args.test_size, threads=args.threads)
+    run = _common.Run(
+        task="embedded Reber",
+        model=args.model,
+        command=_common.command_line(),
+        test_size=args.test_size,
+        threads=args.threads,
+    )
     state = {"ok": False, "accuracy": 0.0}
 
     def loss_fn(targets, lengths):
@@ -52,6 +58,7 @@ def one_trial(args, seed, trial_label):
             dout = np.zeros_like(out)
             dout[valid] = dvalid
             return loss, dout, None
+
         return f
 
     def step():
@@ -72,36 +79,54 @@ def one_trial(args, seed, trial_label):
 
 
 def main(argv=None) -> int:
-    p = _common.parser(__doc__.split("\n")[0], hidden=16, batch=16, lr=1e-2, max_sequences=100_000,
-                       rnn_max_sequences=100_000)
+    p = _common.parser(
+        __doc__.split("\n")[0], hidden=16, batch=16, lr=1e-2, max_sequences=100_000, rnn_max_sequences=100_000
+    )
     p.add_argument("--trials", type=int, default=1, help="independent trials (seeds seed, seed+1, ...)")
     args = _common.finish_args(p, p.parse_args(argv))
-    print(f"Embedded Reber grammar: 256 training + 256 test strings; {args.model}, {args.hidden} "
-          f"units; Adam lr {args.lr:g}, batch {args.batch}, clip {args.clip:g}; budget "
-          f"{args.max_sequences:,} strings per trial; {args.trials} trial(s); {args.threads} thread(s)")
+    print(
+        f"Embedded Reber grammar: 256 training + 256 test strings; {args.model}, {args.hidden} "
+        f"units; Adam lr {args.lr:g}, batch {args.batch}, clip {args.clip:g}; budget "
+        f"{args.max_sequences:,} strings per trial; {args.trials} trial(s); {args.threads} thread(s)"
+    )
     runs = []
     for k in range(args.trials):
         run = one_trial(args, args.seed + k, f" trial {k + 1}" if args.trials > 1 else "")
-        print(f"  trial {k + 1}: {'solved' if run.solved else 'NOT solved'} after {run.sequences:,} "
-              f"strings, {run.seconds:.1f} s; {run.test_wrong} wrong of {run.test_size} fresh strings")
+        print(
+            f"  trial {k + 1}: {'solved' if run.solved else 'NOT solved'} after {run.sequences:,} "
+            f"strings, {run.seconds:.1f} s; {run.test_wrong} wrong of {run.test_size} fresh strings"
+        )
         runs.append(run)
     solved = [r for r in runs if r.solved]
-    summary = _common.Run(task="embedded Reber", model=args.model, command=_common.command_line(),
-                          solved=len(solved) == len(runs), sequences=max(r.sequences for r in runs),
-                          seconds=sum(r.seconds for r in runs), test_size=args.test_size,
-                          test_wrong=max(r.test_wrong for r in runs), threads=args.threads,
-                          curve=runs[0].curve,
-                          plot_title=f"embedded Reber, {args.model}, trial 1 of {len(runs)}: "
-                                     + (f"criterion at {runs[0].sequences:,}" if runs[0].solved
-                                        else f"not solved in {runs[0].sequences:,}"))
+    summary = _common.Run(
+        task="embedded Reber",
+        model=args.model,
+        command=_common.command_line(),
+        solved=len(solved) == len(runs),
+        sequences=max(r.sequences for r in runs),
+        seconds=sum(r.seconds for r in runs),
+        test_size=args.test_size,
+        test_wrong=max(r.test_wrong for r in runs),
+        threads=args.threads,
+        curve=runs[0].curve,
+        plot_title=f"embedded Reber, {args.model}, trial 1 of {len(runs)}: "
+        + (f"criterion at {runs[0].sequences:,}" if runs[0].solved else f"not solved in {runs[0].sequences:,}"),
+    )
     counts = sorted(r.sequences for r in solved)
-    summary.notes = (f"{len(solved)} of {len(runs)} trials solved"
-                     + (f", strings to criterion min {counts[0]:,} / median {int(np.median(counts)):,} "
-                        f"/ max {counts[-1]:,}" if counts else "")
-                     + f"; wrong of {args.test_size} fresh strings per trial: "
-                     + ", ".join(str(r.test_wrong) for r in runs)
-                     + "; trial seconds: " + ", ".join(f"{r.seconds:.0f}" for r in runs) + ". "
-                     + "Row: largest count and largest wrong over the trials; plot: trial 1.")
+    summary.notes = (
+        f"{len(solved)} of {len(runs)} trials solved"
+        + (
+            f", strings to criterion min {counts[0]:,} / median {int(np.median(counts)):,} / max {counts[-1]:,}"
+            if counts
+            else ""
+        )
+        + f"; wrong of {args.test_size} fresh strings per trial: "
+        + ", ".join(str(r.test_wrong) for r in runs)
+        + "; trial seconds: "
+        + ", ".join(f"{r.seconds:.0f}" for r in runs)
+        + ". "
+        + "Row: largest count and largest wrong over the trials; plot: trial 1."
+    )
     _common.report(summary, args, ylabel="training cross-entropy (moving avg)")
     return 0
 

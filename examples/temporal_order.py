@@ -19,33 +19,52 @@ from __future__ import annotations
 
 import sys
 
+import _common
 import numpy as np
 
-import _common
 from lstm_fast import nn, optim, tasks, training
 
 
 def main(argv=None) -> int:
-    p = _common.parser(__doc__.split("\n")[0], hidden=32, batch=32, lr=3e-3, max_sequences=1_000_000,
-                       rnn_max_sequences=100_000)
+    p = _common.parser(
+        __doc__.split("\n")[0], hidden=32, batch=32, lr=3e-3, max_sequences=1_000_000, rnn_max_sequences=100_000
+    )
     p.add_argument("--variant", choices=["a", "b"], default="a", help="6a (two symbols) or 6b (three)")
-    p.add_argument("--chrono-tmax", type=float, default=110.0,
-                   help="t_max of the chrono initialisation of the gate biases (0: forget_bias=1 "
-                        "instead; the gradient then vanishes over the 40 to 90 step lags)")
+    p.add_argument(
+        "--chrono-tmax",
+        type=float,
+        default=110.0,
+        help="t_max of the chrono initialisation of the gate biases (0: forget_bias=1 "
+        "instead; the gradient then vanishes over the 40 to 90 step lags)",
+    )
     args = _common.finish_args(p, p.parse_args(argv))
     generate = tasks.temporal_order if args.variant == "a" else tasks.temporal_order_3
     classes = tasks.TEMPORAL_ORDER_CLASSES if args.variant == "a" else tasks.TEMPORAL_ORDER_CLASSES_3
     rng = np.random.default_rng(args.seed)
-    model = _common.Model(args.model, len(tasks.TEMPORAL_ORDER_SYMBOLS), args.hidden, len(classes),
-                          args.seed, forget_bias=1.0, chrono=args.chrono_tmax or None)
+    model = _common.Model(
+        args.model,
+        len(tasks.TEMPORAL_ORDER_SYMBOLS),
+        args.hidden,
+        len(classes),
+        args.seed,
+        forget_bias=1.0,
+        chrono=args.chrono_tmax or None,
+    )
     opt = optim.Adam(model.params(), lr=args.lr)
     criterion = training.RecentCriterion(window=2000 if not args.quick else 64, max_error=0.1)
-    run = _common.Run(task=f"temporal order 6{args.variant}", model=args.model,
-                      command=_common.command_line(), test_size=args.test_size, threads=args.threads)
-    print(f"Temporal order 6{args.variant}, {len(classes)} classes; {model.describe()}; chrono "
-          f"t_max {args.chrono_tmax:g}; Adam lr "
-          f"{args.lr:g}, batch {args.batch}, clip {args.clip:g}; budget {args.max_sequences:,} "
-          f"sequences; {args.threads} thread(s)")
+    run = _common.Run(
+        task=f"temporal order 6{args.variant}",
+        model=args.model,
+        command=_common.command_line(),
+        test_size=args.test_size,
+        threads=args.threads,
+    )
+    print(
+        f"Temporal order 6{args.variant}, {len(classes)} classes; {model.describe()}; chrono "
+        f"t_max {args.chrono_tmax:g}; Adam lr "
+        f"{args.lr:g}, batch {args.batch}, clip {args.clip:g}; budget {args.max_sequences:,} "
+        f"sequences; {args.threads} thread(s)"
+    )
 
     def probabilities(logits):
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -55,6 +74,7 @@ def main(argv=None) -> int:
         def f(out):
             loss, dout = nn.softmax_cross_entropy(out, labels)
             return loss, dout, probabilities(out)
+
         return f
 
     def step():

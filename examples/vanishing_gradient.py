@@ -51,7 +51,8 @@ def main(argv=None) -> int:
         "tanh RNN": input_gradient(RNN(2, args.hidden, dtype=np.float64, seed=args.seed), x),
         "LSTM, torch init": input_gradient(lf.LSTM(2, args.hidden, dtype=np.float64, seed=args.seed), x),
         "LSTM, forget bias 1": input_gradient(
-            lf.LSTM(2, args.hidden, forget_bias=1.0, dtype=np.float64, seed=args.seed), x),
+            lf.LSTM(2, args.hidden, forget_bias=1.0, dtype=np.float64, seed=args.seed), x
+        ),
         f"LSTM, chrono t_max {max(T, 1000)}": input_gradient(lstm_chrono, x),
     }
     lags = [lag for lag in (1, 10, 50, 100, 500, T - 1) if lag < T]
@@ -63,6 +64,7 @@ def main(argv=None) -> int:
         print(f"| {name} | " + " | ".join(f"{g[T - 1 - lag]:.1e}" for lag in lags) + " |")
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:

@@ -12,11 +12,36 @@ from lstm_fast import reference as ref
 TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
 
 
-def random_case(rng, *, T, B, I, H, num_layers=1, bidirectional=False, proj_size=0, bias=True,
-                peephole=False, with_lengths=False, dtype=np.float64, seed=0, **kwargs):
+def random_case(
+    rng,
+    *,
+    T,
+    B,
+    I,
+    H,
+    num_layers=1,
+    bidirectional=False,
+    proj_size=0,
+    bias=True,
+    peephole=False,
+    with_lengths=False,
+    dtype=np.float64,
+    seed=0,
+    **kwargs,
+):
     """A model and random (x, state, lengths, dy, dstate) in time-major layout."""
-    model = lf.LSTM(I, H, num_layers, bias=bias, bidirectional=bidirectional, proj_size=proj_size,
-                    peephole=peephole, dtype=dtype, seed=seed, **kwargs)
+    model = lf.LSTM(
+        I,
+        H,
+        num_layers,
+        bias=bias,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        peephole=peephole,
+        dtype=dtype,
+        seed=seed,
+        **kwargs,
+    )
     D, R = model.num_directions, model.output_size
     x = rng.normal(size=(T, B, I))
     state = (rng.normal(size=(num_layers * D, B, R)), rng.normal(size=(num_layers * D, B, H)))
@@ -33,9 +58,16 @@ def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None):
     """The oracle's outputs and gradients for the model's parameters, in float64."""
     params = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
     y, (h_n, c_n), cache = ref.forward(
-        np.asarray(x, np.float64), params, num_layers=model.num_layers, bidirectional=model.bidirectional,
-        proj_size=model.proj_size, peephole=model.peephole, state=state, lengths=lengths,
-        dropout_masks=dropout_masks)
+        np.asarray(x, np.float64),
+        params,
+        num_layers=model.num_layers,
+        bidirectional=model.bidirectional,
+        proj_size=model.proj_size,
+        peephole=model.peephole,
+        state=state,
+        lengths=lengths,
+        dropout_masks=dropout_masks,
+    )
     dx, (dh0, dc0), grads = ref.backward(dy, cache, dstate)
     return dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0), grads
 

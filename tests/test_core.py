@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import assert_close, finite_difference, num_threads, random_case, reference_run
 
 import lstm_fast as lf
-from conftest import assert_close, finite_difference, num_threads, random_case, reference_run
 from lstm_fast import _core
 
 DTYPES = [np.float64, np.float32]
@@ -51,17 +51,31 @@ def test_random_shapes_single_layer(rng, dtype, case):
     run_and_compare(model, x, state, lengths, dy, dstate, dtype)
 
 
-FEATURES = list(itertools.product([1, 2, 3], [False, True], [0, 2], [True, False], [False, True], [False, True],
-                                  [False, True]))
+FEATURES = list(
+    itertools.product([1, 2, 3], [False, True], [0, 2], [True, False], [False, True], [False, True], [False, True])
+)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_layers,bidirectional,proj_size,bias,batch_first,peephole,with_lengths", FEATURES)
-def test_every_feature_combination(rng, dtype, num_layers, bidirectional, proj_size, bias, batch_first, peephole,
-                                   with_lengths):
+def test_every_feature_combination(
+    rng, dtype, num_layers, bidirectional, proj_size, bias, batch_first, peephole, with_lengths
+):
     model, x, state, lengths, dy, dstate = random_case(
-        rng, T=7, B=4, I=3, H=5, num_layers=num_layers, bidirectional=bidirectional, proj_size=proj_size,
-        bias=bias, batch_first=batch_first, peephole=peephole, with_lengths=with_lengths, dtype=dtype)
+        rng,
+        T=7,
+        B=4,
+        I=3,
+        H=5,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        bias=bias,
+        batch_first=batch_first,
+        peephole=peephole,
+        with_lengths=with_lengths,
+        dtype=dtype,
+    )
     run_and_compare(model, x, state, lengths, dy, dstate, dtype)
 
 
@@ -212,8 +226,9 @@ def test_dropout_masks_are_seeded_and_backward_uses_them(rng):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_bidirectional_same_numbers_on_one_or_two_threads(rng, threads):
     # Big enough that the two directions run on two threads when allowed.
-    model, x, state, lengths, dy, dstate = random_case(rng, T=40, B=8, I=32, H=48, num_layers=2,
-                                                       bidirectional=True, proj_size=16, with_lengths=True)
+    model, x, state, lengths, dy, dstate = random_case(
+        rng, T=40, B=8, I=32, H=48, num_layers=2, bidirectional=True, proj_size=16, with_lengths=True
+    )
     with num_threads(threads):
         assert lf.get_num_threads() == threads
         run_and_compare(model, x, state, lengths, dy, dstate, np.float64)
@@ -230,8 +245,9 @@ def test_set_num_threads_checks_its_argument():
         _core.set_num_threads(1025)
 
 
-@pytest.mark.parametrize("kwargs", [dict(num_layers=2, bidirectional=True, proj_size=2, peephole=True),
-                                    dict(bias=False, peephole=True)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(num_layers=2, bidirectional=True, proj_size=2, peephole=True), dict(bias=False, peephole=True)]
+)
 def test_core_gradients_against_finite_differences(rng, kwargs):
     """The C++ core's own gradients (not just the reference's) against central differences."""
     model, x, state, _, dy, dstate = random_case(rng, T=5, B=3, I=2, H=3, **kwargs)
@@ -254,11 +270,17 @@ def test_isa_is_the_best_supported_or_forced_by_the_environment():
     best = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert best[0] == best[1].split(",")[-1]  # the best is chosen by default
     for name in best[1].split(","):
-        forced = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                env={**os.environ, "LSTM_FAST_ISA": name}).stdout.split()
+        forced = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "LSTM_FAST_ISA": name},
+        ).stdout.split()
         assert forced[0] == name
-    bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "LSTM_FAST_ISA": "avx9000"})
+    bad = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "LSTM_FAST_ISA": "avx9000"}
+    )
     assert bad.returncode != 0
     assert "LSTM_FAST_ISA must name an instruction set" in bad.stderr and "got 'avx9000'" in bad.stderr
     with pytest.raises(ValueError, match=r"isa must be one of .* got 'nope'"):
@@ -312,8 +334,10 @@ def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, B, kwargs
 
 @pytest.mark.parametrize("threads", [2, 3, 4])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kwargs", [dict(), dict(peephole=True, with_lengths=True),
-                                    dict(bidirectional=True, num_layers=2, with_lengths=True)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(), dict(peephole=True, with_lengths=True), dict(bidirectional=True, num_layers=2, with_lengths=True)],
+)
 def test_batch_rows_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
     # With B >= 8 per member and small weights a team splits the batch rows instead of the hidden
     # units (the row split of cpp/src/plan.cpp): member k runs rows k, k + team, ... with no barrier per
@@ -362,8 +386,9 @@ def test_steps_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
     # Big enough per step (B * 4H * R >= 32k multiply-adds) that a team shares each step; H = 44 is
     # not a multiple of the SIMD width, so a slice ends in a partial packet. With 4 threads a
     # bidirectional layer runs two teams of two, one per direction.
-    model, x, state, lengths, dy, dstate = random_case(rng, T=30, B=24, I=9, H=44, with_lengths=True, dtype=dtype,
-                                                       **kwargs)
+    model, x, state, lengths, dy, dstate = random_case(
+        rng, T=30, B=24, I=9, H=44, with_lengths=True, dtype=dtype, **kwargs
+    )
     with num_threads(threads):
         run_and_compare(model, x, state, lengths, dy, dstate, dtype)
         y_inference, _ = model(x, state, lengths)  # inference projects a few steps at a time

@@ -46,8 +46,20 @@ def _configure(build: Path, *options: str) -> dict:
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     # Eigen for the kernel tests: cmeel-eigen's prefix on this interpreter's path, as the package build finds it.
     cmeel = [os.path.join(p, "cmeel.prefix") for p in sys.path if os.path.isdir(os.path.join(p, "cmeel.prefix"))]
-    configure = _run([CMAKE, "-S", ROOT / "tests" / "cpp", "-B", build, *generator, "-DCMAKE_BUILD_TYPE=Release",
-                      f"-Dlstm_fast_DIR={lf.get_cmake_dir()}", f"-DCMAKE_PREFIX_PATH={';'.join(cmeel)}", *options])
+    configure = _run(
+        [
+            CMAKE,
+            "-S",
+            ROOT / "tests" / "cpp",
+            "-B",
+            build,
+            *generator,
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-Dlstm_fast_DIR={lf.get_cmake_dir()}",
+            f"-DCMAKE_PREFIX_PATH={';'.join(cmeel)}",
+            *options,
+        ]
+    )
     assert configure.returncode == 0, configure.stdout + configure.stderr
     return json.loads((build / "cpp_tests.json").read_text())
 
@@ -186,11 +198,14 @@ def _frames(x: np.ndarray) -> str:
     return "".join(" ".join(repr(float(v)) for v in row) + "\n" for row in x)
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(num_layers=3, proj_size=3, peephole=True, forget_bias=1.0),
-    dict(num_layers=2, dtype=np.float64),
-    dict(bias=False, batch_first=True),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(num_layers=3, proj_size=3, peephole=True, forget_bias=1.0),
+        dict(num_layers=2, dtype=np.float64),
+        dict(bias=False, batch_first=True),
+    ],
+)
 @pytest.mark.parametrize("isa", lf.supported_isas())
 def test_streaming_program_reproduces_python(tmp_path, rng, programs, kwargs, isa):
     model = lf.LSTM(5, 8, seed=3, **kwargs)
@@ -231,7 +246,7 @@ def test_cpp_forward_reproduces_a_bidirectional_model(tmp_path, rng, programs):
 
 def _split(data: bytes):
     n = struct.unpack("<Q", data[:8])[0]
-    return json.loads(data[8:8 + n]), data[8 + n:]
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
 
 
 def _join(header: dict, buffer: bytes) -> bytes:
@@ -241,7 +256,7 @@ def _join(header: dict, buffer: bytes) -> bytes:
 
 def _offsets_out_of_range(data):
     header, buffer = _split(data)
-    header["weight_hh_l0"]["data_offsets"][1] += 10 ** 6
+    header["weight_hh_l0"]["data_offsets"][1] += 10**6
     return _join(header, buffer)
 
 

@@ -11,11 +11,12 @@ import pytest
 
 pytest.importorskip("torch")
 import torch.distributed  # noqa: E402
-
 from safetensors.numpy import load_file  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="needs torch.distributed with the gloo backend")
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="needs torch.distributed with the gloo backend",
+)
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "ddp_train.py"
 ARGS = ["--steps", "8", "--batch", "16", "--seq-len", "12", "--hidden", "8"]
@@ -23,8 +24,13 @@ ARGS = ["--steps", "8", "--batch", "16", "--seq-len", "12", "--hidden", "8"]
 
 def train(tmp_path, name, *launcher_and_args, extra=()):
     out = tmp_path / f"{name}.safetensors"
-    done = subprocess.run([*launcher_and_args, *ARGS, *extra, "--out", str(out)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+    done = subprocess.run(
+        [*launcher_and_args, *ARGS, *extra, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return load_file(str(out))
 
@@ -52,6 +58,15 @@ def test_two_processes_under_ddp_equal_one_process_on_the_combined_batch(tmp_pat
 
 
 def test_torchrun_launch_equals_one_process(tmp_path, single):
-    parallel = train(tmp_path, "torchrun", sys.executable, "-m", "torch.distributed.run", "--standalone",
-                     "--nproc-per-node", "2", SCRIPT)
+    parallel = train(
+        tmp_path,
+        "torchrun",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        SCRIPT,
+    )
     assert_same_parameters(parallel, single)

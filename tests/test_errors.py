@@ -99,8 +99,16 @@ def test_non_contiguous_and_integer_inputs_are_converted(model):
 @pytest.mark.parametrize(
     "state, error, match",
     [
-        ((np.zeros((2, 2, 4)), np.zeros((2, 3, 4))), ValueError, r"state\[1\] \(c0\) must have shape \(2, 2, 4\), got \(2, 3, 4\)"),
-        ((np.zeros((1, 2, 4)), np.zeros((2, 2, 4))), ValueError, r"state\[0\] \(h0\) must have shape \(2, 2, 4\), got \(1, 2, 4\)"),
+        (
+            (np.zeros((2, 2, 4)), np.zeros((2, 3, 4))),
+            ValueError,
+            r"state\[1\] \(c0\) must have shape \(2, 2, 4\), got \(2, 3, 4\)",
+        ),
+        (
+            (np.zeros((1, 2, 4)), np.zeros((2, 2, 4))),
+            ValueError,
+            r"state\[0\] \(h0\) must have shape \(2, 2, 4\), got \(1, 2, 4\)",
+        ),
         ((np.zeros((2, 2, 4)),), TypeError, r"state must be a pair \(h0, c0\) or None"),
         (np.zeros((2, 2, 4)), TypeError, r"state must be a pair \(h0, c0\) or None, got ndarray"),
     ],
@@ -188,10 +196,17 @@ def test_core_rejects_arrays_that_do_not_match_the_config():
     # The bindings re-check every array the core reads, so a bug upstream cannot read out of bounds.
     from lstm_fast import _core
 
-    config = _core.Config(input_size=3, hidden_size=4, num_layers=1, proj_size=0, bias=True,
-                          bidirectional=False, peephole=False)
-    w = (np.zeros((16, 3), np.float32), np.zeros((16, 4), np.float32), np.zeros(16, np.float32),
-         np.zeros(16, np.float32), None, None)
+    config = _core.Config(
+        input_size=3, hidden_size=4, num_layers=1, proj_size=0, bias=True, bidirectional=False, peephole=False
+    )
+    w = (
+        np.zeros((16, 3), np.float32),
+        np.zeros((16, 4), np.float32),
+        np.zeros(16, np.float32),
+        np.zeros(16, np.float32),
+        None,
+        None,
+    )
     x = np.zeros((10, 3), np.float32)
     _core.forward(config, [w], [2] * 5, 2, x, None, None, [], False)
     with pytest.raises(ValueError, match=r"x must have shape \(8, 3\), got \(10, 3\)"):
@@ -207,8 +222,9 @@ def test_core_rejects_arrays_that_do_not_match_the_config():
     with pytest.raises(ValueError, match=r"batch_sizes must be >= 1 and non-increasing, got 2 at step 2"):
         _core.forward(config, [w], [2, 1, 2], 2, x[:5], None, None, [], False)
     with pytest.raises(ValueError, match=r"proj_size must be >= 0 and < hidden_size"):
-        _core.Config(input_size=3, hidden_size=4, num_layers=1, proj_size=4, bias=True,
-                     bidirectional=False, peephole=False)
+        _core.Config(
+            input_size=3, hidden_size=4, num_layers=1, proj_size=4, bias=True, bidirectional=False, peephole=False
+        )
 
 
 def test_fma_peak_checks_its_arguments():

@@ -21,12 +21,17 @@ CASES = [
 @pytest.mark.parametrize("script, extra, stem", CASES, ids=[" ".join([c[0]] + c[1]) for c in CASES])
 def test_example_quick_run_prints_a_result_row_and_writes_its_files(tmp_path, script, extra, stem):
     pytest.importorskip("matplotlib")
-    out = subprocess.run([sys.executable, str(EXAMPLES / script), "--quick", "--out", str(tmp_path)]
-                         + extra, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--quick", "--out", str(tmp_path)] + extra,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     model = "rnn" if "rnn" in extra else "lstm"
     assert "| task | model | sequences to criterion | wrong of test | wall time | threads |" in out.stdout
-    row = [line for line in out.stdout.splitlines() if line.startswith(f"| ") and f"| {model} |" in line]
+    row = [line for line in out.stdout.splitlines() if line.startswith("| ") and f"| {model} |" in line]
     assert len(row) == 1, out.stdout
     result = json.loads((tmp_path / f"{stem}_{model}.json").read_text())
     assert result["model"] == model and result["sequences"] > 0 and result["test_size"] == 64
@@ -36,15 +41,25 @@ def test_example_quick_run_prints_a_result_row_and_writes_its_files(tmp_path, sc
 
 
 def test_example_rejects_bad_flags(tmp_path):
-    out = subprocess.run([sys.executable, str(EXAMPLES / "adding.py"), "--seq-len", "5"],
-                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "adding.py"), "--seq-len", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "--seq-len must be >= 10" in out.stderr
 
 
 def test_vanishing_gradient_example_prints_its_table(tmp_path):
     pytest.importorskip("matplotlib")
-    out = subprocess.run([sys.executable, str(EXAMPLES / "vanishing_gradient.py"), "--quick", "--out",
-                          str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "vanishing_gradient.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = {line.split("|")[1].strip(): line for line in out.stdout.splitlines() if line.startswith("| ")}
     assert "tanh RNN" in rows and "LSTM, chrono t_max 1000" in rows

@@ -20,8 +20,18 @@ def ort():
 
 def model_and_inputs(rng, num_layers, bidirectional, bias, batch_first, peephole, dtype):
     T, B, I, H = 7, 3, 4, 5
-    model = lf.LSTM(I, H, num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
-                    peephole=peephole, forget_bias=1.0 if bias else 0.0, dtype=dtype, seed=1)
+    model = lf.LSTM(
+        I,
+        H,
+        num_layers,
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        peephole=peephole,
+        forget_bias=1.0 if bias else 0.0,
+        dtype=dtype,
+        seed=1,
+    )
     LD = num_layers * model.num_directions
     x = rng.normal(size=(B, T, I) if batch_first else (T, B, I)).astype(dtype)
     h0, c0 = rng.normal(size=(LD, B, H)).astype(dtype), rng.normal(size=(LD, B, H)).astype(dtype)
@@ -35,8 +45,7 @@ def assert_outputs(actual, expected, tol):
 
 
 @pytest.mark.parametrize("num_layers,bidirectional,bias,batch_first,peephole", ONNX_CONFIGS)
-def test_onnx_runtime_reproduces_the_model(ort, tmp_path, rng, num_layers, bidirectional, bias, batch_first,
-                                           peephole):
+def test_onnx_runtime_reproduces_the_model(ort, tmp_path, rng, num_layers, bidirectional, bias, batch_first, peephole):
     model, x, h0, c0 = model_and_inputs(rng, num_layers, bidirectional, bias, batch_first, peephole, np.float32)
     lengths = np.array([7, 2, 5], np.int32)  # the ONNX operator's sequence_lens
     model.to_onnx(tmp_path / "model.onnx", with_lengths=True)
@@ -48,8 +57,9 @@ def test_onnx_runtime_reproduces_the_model(ort, tmp_path, rng, num_layers, bidir
 
 
 @pytest.mark.parametrize("num_layers,bidirectional,bias,batch_first,peephole", ONNX_CONFIGS[::3])
-def test_float64_graphs_by_the_onnx_reference_evaluator(tmp_path, rng, num_layers, bidirectional, bias,
-                                                         batch_first, peephole):
+def test_float64_graphs_by_the_onnx_reference_evaluator(
+    tmp_path, rng, num_layers, bidirectional, bias, batch_first, peephole
+):
     # ONNX Runtime's LSTM kernel is float32 only ("does not support double yet"); the float64 graph is
     # checked by the onnx package's own evaluator of the operator's definition.
     pytest.importorskip("onnx")
@@ -108,7 +118,7 @@ def keras_lstm(x, kernel, recurrent_kernel, bias):
     h, c, out = np.zeros((B, H)), np.zeros((B, H)), []
     for t in range(T):
         z = x[:, t] @ kernel + h @ recurrent_kernel + bias
-        i, f, c_hat, o = (z[:, k * H:(k + 1) * H] for k in range(4))
+        i, f, c_hat, o = (z[:, k * H : (k + 1) * H] for k in range(4))
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(c_hat)
         h = sigmoid(o) * np.tanh(c)
         out.append(h)
@@ -120,8 +130,8 @@ def hand_made_keras_weights(I=2, H=3):
     kernel = np.zeros((I, 4 * H))
     recurrent_kernel = np.zeros((H, 4 * H))
     for gate, scale in enumerate((0.5, -0.3, 0.8, 0.2)):  # i, f, c, o
-        kernel[:, gate * H:(gate + 1) * H] = scale * (1 + np.arange(I * H).reshape(I, H) / 10)
-        recurrent_kernel[:, gate * H:(gate + 1) * H] = -scale * (np.eye(H) + 0.1)
+        kernel[:, gate * H : (gate + 1) * H] = scale * (1 + np.arange(I * H).reshape(I, H) / 10)
+        recurrent_kernel[:, gate * H : (gate + 1) * H] = -scale * (np.eye(H) + 0.1)
     bias = np.concatenate([np.full(H, 0.1), np.full(H, 1.0), np.full(H, -0.2), np.full(H, 0.3)])
     return kernel, recurrent_kernel, bias
 
@@ -145,8 +155,12 @@ def test_keras_weights_round_trip():
     # A model with both biases: Keras gets their sum, and the outputs agree.
     model = lf.LSTM(2, 3, dtype=np.float64, seed=3)
     x = np.random.default_rng(0).normal(size=(2, 5, 2))
-    np.testing.assert_allclose(keras_lstm(x, *model.to_keras_weights()), model(x.transpose(1, 0, 2))[0].transpose(1, 0, 2),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        keras_lstm(x, *model.to_keras_weights()),
+        model(x.transpose(1, 0, 2))[0].transpose(1, 0, 2),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_keras_without_bias():
@@ -155,11 +169,14 @@ def test_keras_without_bias():
     assert not model.bias and len(model.to_keras_weights()) == 2
 
 
-@pytest.mark.parametrize("args,match", [
-    ((np.zeros((2, 10)), np.zeros((3, 12)), None), r"kernel must have shape \(input_size, 4 \* units\)"),
-    ((np.zeros((2, 12)), np.zeros((12, 3)), None), r"recurrent_kernel must have shape \(3, 12\)"),
-    ((np.zeros((2, 12)), np.zeros((3, 12)), np.zeros(3)), r"bias must have shape \(12,\)"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ((np.zeros((2, 10)), np.zeros((3, 12)), None), r"kernel must have shape \(input_size, 4 \* units\)"),
+        ((np.zeros((2, 12)), np.zeros((12, 3)), None), r"recurrent_kernel must have shape \(3, 12\)"),
+        ((np.zeros((2, 12)), np.zeros((3, 12)), np.zeros(3)), r"bias must have shape \(12,\)"),
+    ],
+)
 def test_bad_keras_weights_are_named(args, match):
     with pytest.raises(ValueError, match=match):
         lf.LSTM.from_keras_weights(*args)

@@ -6,11 +6,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import num_threads
 
 import lstm_fast as lf
 from lstm_fast import _core
-
-from conftest import num_threads
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 sys.path.insert(0, GOLDEN)
@@ -26,7 +25,7 @@ def isa_set():
 
 def saved(isa, name):
     with np.load(os.path.join(GOLDEN, f"golden_{isa}.npz")) as f:
-        return {key[len(name) + 1:]: f[key] for key in f.files if key.startswith(name + "/")}
+        return {key[len(name) + 1 :]: f[key] for key in f.files if key.startswith(name + "/")}
 
 
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
@@ -38,12 +37,18 @@ def test_bitwise_as_before_the_redesign(isa, name, isa_set):
     arrays = saved(isa, name)
     kwargs, _, _, _ = CASES[name]
     model = lf.LSTM(**kwargs)
-    model.load_state_dict({k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")})
-    given = {k[len("in/"):]: v for k, v in arrays.items() if k.startswith("in/")}
-    expected = {k[len("out/"):]: v for k, v in arrays.items() if k.startswith("out/")}
+    model.load_state_dict({k[len("param/") :]: v for k, v in arrays.items() if k.startswith("param/")})
+    given = {k[len("in/") :]: v for k, v in arrays.items() if k.startswith("in/")}
+    expected = {k[len("out/") :]: v for k, v in arrays.items() if k.startswith("out/")}
     with num_threads(1):
-        got = run(model, given["x"], (given["h0"], given["c0"]), given.get("lengths"), given["dy"],
-                  (given["dh_n"], given["dc_n"]))
+        got = run(
+            model,
+            given["x"],
+            (given["h0"], given["c0"]),
+            given.get("lengths"),
+            given["dy"],
+            (given["dh_n"], given["dc_n"]),
+        )
     assert sorted(got) == sorted(expected)
     for key, value in expected.items():
         assert got[key].dtype == value.dtype, key

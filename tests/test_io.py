@@ -36,13 +36,30 @@ def test_state_dict_keys_and_shapes():
     model = lf.LSTM(3, 5, 2, bidirectional=True, proj_size=2, peephole=True)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     assert shapes == {
-        "weight_ih_l0": (20, 3), "weight_hh_l0": (20, 2), "bias_ih_l0": (20,), "bias_hh_l0": (20,), "weight_hr_l0": (2, 5),
-        "weight_ih_l0_reverse": (20, 3), "weight_hh_l0_reverse": (20, 2), "bias_ih_l0_reverse": (20,),
-        "bias_hh_l0_reverse": (20,), "weight_hr_l0_reverse": (2, 5),
-        "weight_ih_l1": (20, 4), "weight_hh_l1": (20, 2), "bias_ih_l1": (20,), "bias_hh_l1": (20,), "weight_hr_l1": (2, 5),
-        "weight_ih_l1_reverse": (20, 4), "weight_hh_l1_reverse": (20, 2), "bias_ih_l1_reverse": (20,),
-        "bias_hh_l1_reverse": (20,), "weight_hr_l1_reverse": (2, 5),
-        "weight_peep_l0": (3, 5), "weight_peep_l0_reverse": (3, 5), "weight_peep_l1": (3, 5), "weight_peep_l1_reverse": (3, 5),
+        "weight_ih_l0": (20, 3),
+        "weight_hh_l0": (20, 2),
+        "bias_ih_l0": (20,),
+        "bias_hh_l0": (20,),
+        "weight_hr_l0": (2, 5),
+        "weight_ih_l0_reverse": (20, 3),
+        "weight_hh_l0_reverse": (20, 2),
+        "bias_ih_l0_reverse": (20,),
+        "bias_hh_l0_reverse": (20,),
+        "weight_hr_l0_reverse": (2, 5),
+        "weight_ih_l1": (20, 4),
+        "weight_hh_l1": (20, 2),
+        "bias_ih_l1": (20,),
+        "bias_hh_l1": (20,),
+        "weight_hr_l1": (2, 5),
+        "weight_ih_l1_reverse": (20, 4),
+        "weight_hh_l1_reverse": (20, 2),
+        "bias_ih_l1_reverse": (20,),
+        "bias_hh_l1_reverse": (20,),
+        "weight_hr_l1_reverse": (2, 5),
+        "weight_peep_l0": (3, 5),
+        "weight_peep_l0_reverse": (3, 5),
+        "weight_peep_l1": (3, 5),
+        "weight_peep_l1_reverse": (3, 5),
     }
 
 
@@ -79,11 +96,15 @@ def test_saved_file_is_plain_safetensors_with_torch_names(tmp_path):
 def test_load_refuses_what_is_not_a_model(tmp_path):
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
-    with pytest.raises(ValueError, match=r"^path '.*garbage.safetensors': header: expected a string \(object key\) at byte 1"):
+    with pytest.raises(
+        ValueError, match=r"^path '.*garbage.safetensors': header: expected a string \(object key\) at byte 1"
+    ):
         lf.load(garbage)
     truncated = tmp_path / "short.safetensors"
     truncated.write_bytes(b"\x01\x02")
-    with pytest.raises(ValueError, match=r"^path '.*short.safetensors': file too short for a safetensors header \(2 bytes\)"):
+    with pytest.raises(
+        ValueError, match=r"^path '.*short.safetensors': file too short for a safetensors header \(2 bytes\)"
+    ):
         lf.load(truncated)
 
     from safetensors.numpy import save_file
@@ -102,13 +123,19 @@ def test_load_refuses_what_is_not_a_model(tmp_path):
         lf.load(wrong)
 
     bad_config = tmp_path / "bad_config.safetensors"
-    save_file(dict(model.state_dict()), str(bad_config),
-              metadata={"format": "lstm_fast/1", "config": json.dumps({**model.config(), "hidden_size": -1})})
+    save_file(
+        dict(model.state_dict()),
+        str(bad_config),
+        metadata={"format": "lstm_fast/1", "config": json.dumps({**model.config(), "hidden_size": -1})},
+    )
     # The C++ loader checks the config's keys, types and sizes; the constructor's checks then its values.
     with pytest.raises(ValueError, match=r'metadata config: "hidden_size" must be in \[0, 2\^31\), got -1'):
         lf.load(bad_config)
-    save_file(dict(model.state_dict()), str(bad_config),
-              metadata={"format": "lstm_fast/1", "config": json.dumps({**model.config(), "dropout": 1.5})})
+    save_file(
+        dict(model.state_dict()),
+        str(bad_config),
+        metadata={"format": "lstm_fast/1", "config": json.dumps({**model.config(), "dropout": 1.5})},
+    )
     with pytest.raises(ValueError, match=r"invalid config in its metadata: dropout must be in \[0, 1\), got 1.5"):
         lf.load(bad_config)
     with pytest.raises(FileNotFoundError):

@@ -2,8 +2,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import finite_difference
+
 from lstm_fast import nn
 
 
@@ -47,8 +47,7 @@ def test_linear_gradients_match_finite_differences(leading):
     np.testing.assert_allclose(dx, finite_difference(loss, x), rtol=1e-7, atol=1e-9)
     for name in ("weight", "bias"):
         analytic = layer.grads[name].copy()
-        np.testing.assert_allclose(analytic, finite_difference(loss, layer.params[name]),
-                                   rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(analytic, finite_difference(loss, layer.params[name]), rtol=1e-7, atol=1e-9)
 
 
 def test_linear_backward_overwrites_grads_in_the_same_arrays():

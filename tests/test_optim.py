@@ -32,20 +32,18 @@ def test_adam_steps_match_hand_computation():
     # Step 1: m = 0.1 g, v = 0.001 g^2; the bias corrections undo those factors, so the step is
     # lr * g / (|g| + eps) = 0.1 * sign(g) (up to eps).
     opt.step({"w": np.array([2.0, -0.5])})
-    np.testing.assert_allclose(w, [1.0 - 0.1 * 2.0 / (2.0 + eps), -1.0 + 0.1 * 0.5 / (0.5 + eps)],
-                               rtol=0, atol=1e-15)
+    np.testing.assert_allclose(w, [1.0 - 0.1 * 2.0 / (2.0 + eps), -1.0 + 0.1 * 0.5 / (0.5 + eps)], rtol=0, atol=1e-15)
     # Step 2 with g = (1, 1), written out from the formulas.
     m = np.array([(1 - b1) * 2.0 * b1 + (1 - b1) * 1.0, (1 - b1) * -0.5 * b1 + (1 - b1) * 1.0])
     v = np.array([(1 - b2) * 4.0 * b2 + (1 - b2) * 1.0, (1 - b2) * 0.25 * b2 + (1 - b2) * 1.0])
-    m_hat = m / (1 - b1 ** 2)
-    v_hat = v / (1 - b2 ** 2)
+    m_hat = m / (1 - b1**2)
+    v_hat = v / (1 - b2**2)
     before = w.copy()
     opt.step({"w": np.array([1.0, 1.0])})
     np.testing.assert_allclose(w, before - lr * m_hat / (np.sqrt(v_hat) + eps), rtol=1e-13)
     # The first component had grads 2 then 1: m_hat = (0.18 + 0.1)/0.19, v_hat = (3.996e-3 +
     # 1e-3)/1.999e-3; pinned as literals so a formula error shared with the line above is caught.
-    assert before[0] - w[0] == pytest.approx(0.1 * (0.28 / 0.19) / (math.sqrt(4.996e-3 / 1.999e-3) + 1e-8),
-                                             rel=1e-12)
+    assert before[0] - w[0] == pytest.approx(0.1 * (0.28 / 0.19) / (math.sqrt(4.996e-3 / 1.999e-3) + 1e-8), rel=1e-12)
 
 
 def test_adam_updates_live_arrays_in_place_and_keeps_dtype():
@@ -104,7 +102,7 @@ def test_clip_grad_norm_scales_to_max_norm_and_returns_the_old_norm():
     scale = 1.0 / (5.0 + 1e-6)
     np.testing.assert_allclose(grads["a"], [3.0 * scale, 0.0], rtol=1e-15)
     np.testing.assert_allclose(grads["b"], [[0.0], [4.0 * scale]], rtol=1e-15)
-    new_norm = math.sqrt(sum(float(np.sum(g ** 2)) for g in grads.values()))
+    new_norm = math.sqrt(sum(float(np.sum(g**2)) for g in grads.values()))
     assert new_norm == pytest.approx(1.0, abs=1e-6)
     # Just above the limit is clipped too: norm 2 to 1.5.
     grads = [np.array([2.0])]
@@ -139,10 +137,11 @@ def test_sgd_and_adam_match_torch_optim_over_several_steps():
     init = {k: rng.standard_normal(s) for k, s in shapes.items()}
     grad_seq = [{k: rng.standard_normal(s) for k, s in shapes.items()} for _ in range(5)]
     cases = [
-        (lambda p: optim.SGD(p, lr=0.05, momentum=0.9),
-         lambda t: torch.optim.SGD(t, lr=0.05, momentum=0.9)),
-        (lambda p: optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6),
-         lambda t: torch.optim.Adam(t, lr=0.01, betas=(0.8, 0.99), eps=1e-6)),
+        (lambda p: optim.SGD(p, lr=0.05, momentum=0.9), lambda t: torch.optim.SGD(t, lr=0.05, momentum=0.9)),
+        (
+            lambda p: optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+            lambda t: torch.optim.Adam(t, lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+        ),
     ]
     for ours_factory, torch_factory in cases:
         params = {k: v.copy() for k, v in init.items()}
@@ -155,8 +154,7 @@ def test_sgd_and_adam_match_torch_optim_over_several_steps():
                 t.grad = torch.tensor(grads[k])
             theirs.step()
             for k in shapes:
-                np.testing.assert_allclose(params[k], tensors[k].detach().numpy(), rtol=1e-12,
-                                           atol=1e-14)
+                np.testing.assert_allclose(params[k], tensors[k].detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
 def test_clip_grad_norm_matches_torch():

@@ -32,29 +32,34 @@ def run_python(code: str) -> str:
 
 
 def test_import_lstm_fast_imports_neither_torch_nor_the_submodules():
-    out = run_python("import sys, lstm_fast\n"
-                     "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('lstm_fast.')))")
+    out = run_python(
+        "import sys, lstm_fast\nprint(sorted(m for m in sys.modules if m == 'torch' or m.startswith('lstm_fast.')))"
+    )
     loaded = eval(out)
     assert "torch" not in loaded
     assert not [m for m in loaded if m.split(".")[1] in LAZY + ("torch",)], loaded
 
 
 def test_submodules_import_on_first_attribute_access():
-    out = run_python("import sys, lstm_fast as lf\n"
-                     f"for name in {LAZY!r}:\n"
-                     "    assert 'lstm_fast.' + name not in sys.modules, name\n"
-                     "    module = getattr(lf, name)\n"
-                     "    assert module is sys.modules['lstm_fast.' + name], name\n"
-                     "print(lf.optim.Adam.__name__, lf.nn.Linear.__name__, lf.rnn.RNN.__name__)\n"
-                     "print('torch' in sys.modules)")
+    out = run_python(
+        "import sys, lstm_fast as lf\n"
+        f"for name in {LAZY!r}:\n"
+        "    assert 'lstm_fast.' + name not in sys.modules, name\n"
+        "    module = getattr(lf, name)\n"
+        "    assert module is sys.modules['lstm_fast.' + name], name\n"
+        "print(lf.optim.Adam.__name__, lf.nn.Linear.__name__, lf.rnn.RNN.__name__)\n"
+        "print('torch' in sys.modules)"
+    )
     assert out.split() == ["Adam", "Linear", "RNN", "False"]
 
 
 def test_lf_torch_imports_torch_only_when_asked_for():
     pytest.importorskip("torch")
-    out = run_python("import sys, lstm_fast as lf\n"
-                     "print('torch' in sys.modules)\n"
-                     "print(lf.torch.LSTM.__module__, 'torch' in sys.modules)")
+    out = run_python(
+        "import sys, lstm_fast as lf\n"
+        "print('torch' in sys.modules)\n"
+        "print(lf.torch.LSTM.__module__, 'torch' in sys.modules)"
+    )
     assert out.split() == ["False", "lstm_fast.torch", "True"]
 
 
@@ -70,8 +75,18 @@ def test_dir_shows_the_public_api_only():
     from importlib.util import find_spec
 
     torch = {"torch"} if find_spec("torch") else set()  # listed only where it can be imported
-    assert {"LSTM", "State", "load", "set_num_threads", "get_num_threads", "isa", "supported_isas",
-            "get_cmake_dir", *LAZY, *torch} == set(names) - {"__version__"}
+    assert {
+        "LSTM",
+        "State",
+        "load",
+        "set_num_threads",
+        "get_num_threads",
+        "isa",
+        "supported_isas",
+        "get_cmake_dir",
+        *LAZY,
+        *torch,
+    } == set(names) - {"__version__"}
     assert "torch" not in lf.__all__  # `from lstm_fast import *` must not import torch
     for name in lf.__all__:
         getattr(lf, name)
@@ -84,8 +99,18 @@ def test_state_is_exported_and_is_what_initial_state_returns():
     assert isinstance(state, tuple) and [a.shape for a in state] == [(1, 4, 3), (1, 4, 3)]
 
 
-CONSTRUCTOR_VALUES = dict(input_size=5, hidden_size=16, num_layers=3, bias=False, batch_first=True, dropout=0.5,
-                          bidirectional=True, proj_size=2, peephole=True, forget_bias=1.0)
+CONSTRUCTOR_VALUES = dict(
+    input_size=5,
+    hidden_size=16,
+    num_layers=3,
+    bias=False,
+    batch_first=True,
+    dropout=0.5,
+    bidirectional=True,
+    proj_size=2,
+    peephole=True,
+    forget_bias=1.0,
+)
 
 
 @pytest.mark.parametrize("name, value", list(CONSTRUCTOR_VALUES.items()) + [("dtype", np.float64), ("seed", 3)])
@@ -133,8 +158,9 @@ def _public_callables():
                 for method_name, method in vars(member).items():
                     if isinstance(method, (classmethod, staticmethod)):
                         method = method.__func__
-                    if inspect.isfunction(method) and (not method_name.startswith("_")
-                                                       or method_name in ("__init__", "__call__")):
+                    if inspect.isfunction(method) and (
+                        not method_name.startswith("_") or method_name in ("__init__", "__call__")
+                    ):
                         yield f"{member.__module__}.{member.__qualname__}.{method_name}", method
 
 
@@ -149,7 +175,9 @@ def test_public_functions_and_methods_have_return_annotations():
 def test_config_validates_once_and_describes_the_model():
     config = LSTMConfig(3, 5, 2, bidirectional=True, proj_size=2, peephole=True, dtype="float64", seed=4)
     assert config.dtype == np.float64 and config.num_directions == 2 and config.output_size == 2
-    assert repr(config) == "LSTMConfig(3, 5, num_layers=2, bidirectional=True, proj_size=2, peephole=True, dtype=float64)"
+    assert (
+        repr(config) == "LSTMConfig(3, 5, num_layers=2, bidirectional=True, proj_size=2, peephole=True, dtype=float64)"
+    )
     model = lf.LSTM(3, 5, 2, bidirectional=True, proj_size=2, peephole=True, dtype=np.float64, seed=4)
     assert model.config() == config.to_dict()
     assert LSTMConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
@@ -237,7 +265,10 @@ def test_no_import_cycle_between_the_package_modules():
 
 
 def test_no_function_in_the_package_is_longer_than_80_lines():
-    long = [f"{name}.py:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
-            for name, tree in _package_modules().items() for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80]
+    long = [
+        f"{name}.py:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for name, tree in _package_modules().items()
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80
+    ]
     assert not long

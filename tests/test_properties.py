@@ -15,17 +15,23 @@ import tempfile
 
 import numpy as np
 import pytest
+from conftest import reference_run
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import lstm_fast as lf
-from conftest import reference_run
 
-settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("explore", max_examples=500, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "explore", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 
 # A float64 beyond float32's range becomes inf when a float32 model converts it, and NumPy warns; that
@@ -42,26 +48,43 @@ def profile(**overrides):
 
 # ---- strategies -------------------------------------------------------------------------------------
 
+
 @st.composite
 def configs(draw):
     hidden, bias = draw(st.integers(1, 6)), draw(st.booleans())
     return dict(
-        input_size=draw(st.integers(1, 5)), hidden_size=hidden, num_layers=draw(st.integers(1, 3)),
-        bias=bias, batch_first=draw(st.booleans()), bidirectional=draw(st.booleans()),
-        proj_size=draw(st.integers(0, hidden - 1)), peephole=draw(st.booleans()),
-        forget_bias=draw(st.sampled_from([0.0, 1.0])) if bias else 0.0, dtype=np.float64, seed=draw(st.integers(0, 2**32)))
+        input_size=draw(st.integers(1, 5)),
+        hidden_size=hidden,
+        num_layers=draw(st.integers(1, 3)),
+        bias=bias,
+        batch_first=draw(st.booleans()),
+        bidirectional=draw(st.booleans()),
+        proj_size=draw(st.integers(0, hidden - 1)),
+        peephole=draw(st.booleans()),
+        forget_bias=draw(st.sampled_from([0.0, 1.0])) if bias else 0.0,
+        dtype=np.float64,
+        seed=draw(st.integers(0, 2**32)),
+    )
 
 
 def garbage():
     """Anything a user might pass by mistake."""
     return st.one_of(
-        st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=4),
-        st.binary(max_size=8), st.lists(st.integers(-3, 3), max_size=4),
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(),
+        st.text(max_size=4),
+        st.binary(max_size=8),
+        st.lists(st.integers(-3, 3), max_size=4),
         st.lists(st.lists(st.floats(width=32), max_size=3), max_size=3),
         st.tuples(st.integers(-2, 5), st.floats()),
-        hnp.arrays(st.sampled_from([np.float32, np.float64, np.int8, np.int64, np.uint16, np.bool_,
-                                    np.complex64, np.float16, "U1"]),
-                   hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4)),
+        hnp.arrays(
+            st.sampled_from(
+                [np.float32, np.float64, np.int8, np.int64, np.uint16, np.bool_, np.complex64, np.float16, "U1"]
+            ),
+            hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4),
+        ),
     )
 
 
@@ -71,6 +94,7 @@ def is_refusal(exc: BaseException) -> bool:
 
 
 # ---- the core against the reference -------------------------------------------------------------------
+
 
 @profile(max_examples=150)
 @given(config=configs(), T=st.integers(1, 6), B=st.integers(1, 4), data=st.data())
@@ -123,8 +147,20 @@ def test_stepping_equals_the_whole_sequence_and_files_round_trip(config, T, B):
 
 # ---- garbage in: a result or a ValueError / TypeError --------------------------------------------------
 
-ARGUMENTS = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional",
-             "proj_size", "peephole", "forget_bias", "dtype", "seed"]
+ARGUMENTS = [
+    "input_size",
+    "hidden_size",
+    "num_layers",
+    "bias",
+    "batch_first",
+    "dropout",
+    "bidirectional",
+    "proj_size",
+    "peephole",
+    "forget_bias",
+    "dtype",
+    "seed",
+]
 
 
 @profile(max_examples=300)
@@ -132,8 +168,9 @@ ARGUMENTS = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "
 def test_constructor_takes_any_value_of_any_argument(name, value):
     # A valid but large size (LSTM(3, 20000) is 6.4 GB that fits in RAM) is no garbage: it would just
     # make the test slow and hungry.
-    assume(not (name in ("input_size", "hidden_size", "num_layers") and isinstance(value, int)
-                and 1000 < value < 2**31))
+    assume(
+        not (name in ("input_size", "hidden_size", "num_layers") and isinstance(value, int) and 1000 < value < 2**31)
+    )
     args = dict(input_size=3, hidden_size=4)
     args[name] = value
     try:
@@ -151,8 +188,12 @@ def model():
 
 
 @profile(max_examples=400)
-@given(x=garbage(), state=st.one_of(st.none(), garbage(), st.tuples(garbage(), garbage())),
-       lengths=st.one_of(st.none(), garbage()), train=st.one_of(st.booleans(), garbage()))
+@given(
+    x=garbage(),
+    state=st.one_of(st.none(), garbage(), st.tuples(garbage(), garbage())),
+    lengths=st.one_of(st.none(), garbage()),
+    train=st.one_of(st.booleans(), garbage()),
+)
 def test_forward_takes_any_input(model, x, state, lengths, train):
     try:
         y, (h_n, c_n) = model.forward(x, state, lengths, train=train)
@@ -181,8 +222,11 @@ def test_backward_takes_any_gradient(model, dy, dstate):
 
 
 @profile(max_examples=200)
-@given(x_t=garbage(), state=st.one_of(st.none(), garbage(), st.tuples(garbage(), garbage())),
-       batch_size=st.one_of(st.none(), garbage()))
+@given(
+    x_t=garbage(),
+    state=st.one_of(st.none(), garbage(), st.tuples(garbage(), garbage())),
+    batch_size=st.one_of(st.none(), garbage()),
+)
 def test_step_and_initial_state_take_anything(model, x_t, state, batch_size):
     for call in (lambda: model.step(x_t, state), lambda: model.initial_state(batch_size)):
         try:
@@ -192,9 +236,12 @@ def test_step_and_initial_state_take_anything(model, x_t, state, batch_size):
 
 
 @profile(max_examples=200)
-@given(state_dict=st.dictionaries(st.sampled_from(["weight_ih_l0", "bias_hh_l1", "weight_hr_l0", "x"]),
-                                  garbage(), max_size=3),
-       strict=st.booleans())
+@given(
+    state_dict=st.dictionaries(
+        st.sampled_from(["weight_ih_l0", "bias_hh_l1", "weight_hr_l0", "x"]), garbage(), max_size=3
+    ),
+    strict=st.booleans(),
+)
 def test_load_state_dict_takes_anything_and_changes_nothing_when_it_refuses(state_dict, strict):
     model = lf.LSTM(3, 4, num_layers=2, seed=0)
     before = {k: v.copy() for k, v in model.state_dict().items()}
@@ -208,6 +255,7 @@ def test_load_state_dict_takes_anything_and_changes_nothing_when_it_refuses(stat
 
 # ---- files: random bytes and mutated models -------------------------------------------------------------
 
+
 def _load_bytes(data: bytes):
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "m.safetensors")
@@ -217,9 +265,16 @@ def _load_bytes(data: bytes):
 
 
 @profile(max_examples=300)
-@given(data=st.one_of(st.binary(max_size=64),
-                      st.builds(lambda n, rest: struct.pack("<Q", n) + rest,
-                                st.one_of(st.integers(0, 200), st.integers(0, 2**64 - 1)), st.binary(max_size=200))))
+@given(
+    data=st.one_of(
+        st.binary(max_size=64),
+        st.builds(
+            lambda n, rest: struct.pack("<Q", n) + rest,
+            st.one_of(st.integers(0, 200), st.integers(0, 2**64 - 1)),
+            st.binary(max_size=200),
+        ),
+    )
+)
 def test_load_refuses_random_bytes(data):
     with pytest.raises(ValueError):
         _load_bytes(data)
@@ -235,8 +290,10 @@ def good_file():
 
 
 @profile(max_examples=400)
-@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
-       cut=st.one_of(st.none(), st.integers(0, 10**6)))
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.integers(0, 10**6)),
+)
 def test_mutated_model_files_load_or_are_refused(good_file, edits, cut):
     data = bytearray(good_file)
     for at, value in edits:

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import finite_difference
 
 import lstm_fast as lf
-from conftest import finite_difference
 from lstm_fast.rnn import RNN
 
 
@@ -24,11 +24,12 @@ def test_rnn_gradients_match_finite_differences(rng, with_lengths):
     rnn.forward(x, h0, lengths, train=True)
     dx, dh0 = rnn.backward(dy, dh)
     grads = rnn.grads
+
     def loss():
         return loss_of(rnn, x, h0, lengths, dy, dh)
+
     for name, p in rnn.state_dict().items():
-        np.testing.assert_allclose(grads[name], finite_difference(loss, p), rtol=1e-6, atol=1e-8,
-                                   err_msg=name)
+        np.testing.assert_allclose(grads[name], finite_difference(loss, p), rtol=1e-6, atol=1e-8, err_msg=name)
     np.testing.assert_allclose(dx, finite_difference(loss, x), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(dh0, finite_difference(loss, h0), rtol=1e-6, atol=1e-8)
 
@@ -40,7 +41,7 @@ def test_rnn_lengths_equal_running_each_sequence_alone(rng):
     lengths = np.array([7, 3, 5])
     y, h_n = rnn(x, lengths=lengths)
     for b, n in enumerate(lengths):
-        y_b, h_b = rnn(x[:n, b:b + 1])
+        y_b, h_b = rnn(x[:n, b : b + 1])
         np.testing.assert_allclose(y[:n, b], y_b[:, 0], rtol=1e-14)
         assert np.all(y[n:, b] == 0.0)
         np.testing.assert_allclose(h_n[0, b], h_b[0, 0], rtol=1e-14)

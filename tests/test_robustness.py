@@ -15,7 +15,12 @@ from lstm_fast import _checks
 @pytest.mark.parametrize(
     "args, kwargs, match",
     [
-        ((10**9, 10**9), {}, r"the parameters of LSTM\(1000000000, 1000000000, dtype=float32\): 8000000008000000000 numbers .* are more than"),
+        (
+            (10**9, 10**9),
+            {},
+            r"the parameters of LSTM\(1000000000, 1000000000, dtype=float32\): "
+            r"8000000008000000000 numbers .* are more than",
+        ),
         ((2**31 - 1, 2**31 - 1), {}, r"the parameters of LSTM\(2147483647, 2147483647.* are more than"),
         ((10, 1000), dict(num_layers=2**31 - 1, bidirectional=True), r"num_layers=2147483647.* are more than"),
         ((2**31, 3), {}, r"input_size must be <= 2147483647, got 2147483648"),
@@ -39,19 +44,30 @@ def test_the_core_checks_sizes_too():
     from lstm_fast import _core
 
     with pytest.raises(ValueError, match=r"number more than 2\^48: too many to allocate"):
-        _core.Config(input_size=2**31 - 1, hidden_size=2**31 - 1, num_layers=1, proj_size=0, bias=True,
-                     bidirectional=False, peephole=False)
+        _core.Config(
+            input_size=2**31 - 1,
+            hidden_size=2**31 - 1,
+            num_layers=1,
+            proj_size=0,
+            bias=True,
+            bidirectional=False,
+            peephole=False,
+        )
     with pytest.raises(ValueError, match=r"input_size must be <= 2\^31 - 1, got 4294967296"):
-        _core.Config(input_size=2**32, hidden_size=3, num_layers=1, proj_size=0, bias=True,
-                     bidirectional=False, peephole=False)
+        _core.Config(
+            input_size=2**32, hidden_size=3, num_layers=1, proj_size=0, bias=True, bidirectional=False, peephole=False
+        )
 
 
 def test_sizes_beyond_this_machines_memory_are_refused(monkeypatch):
     # Pretend the machine has 2 MiB: the checks compare with its memory, not with an allocation.
     monkeypatch.setattr(_checks, "_physical_memory", lambda: 2 * 2**20)
     lf.LSTM(3, 300)  # 4*300*(3 + 300) + 8*300 = 366,000 float32 numbers: 1.4 MiB, fits
-    with pytest.raises(ValueError, match=r"the parameters of LSTM\(3, 300, dtype=float64\): 366000 numbers "
-                                         r"\(0.00273 GiB of float64\) are more than this machine's memory"):
+    with pytest.raises(
+        ValueError,
+        match=r"the parameters of LSTM\(3, 300, dtype=float64\): 366000 numbers "
+        r"\(0.00273 GiB of float64\) are more than this machine's memory",
+    ):
         lf.LSTM(3, 300, dtype=np.float64)
     model = lf.LSTM(2, 8)
     with pytest.raises(ValueError, match=r"the state of initial_state\(batch_size=100000\)"):

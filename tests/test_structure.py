@@ -18,17 +18,32 @@ pytestmark = pytest.mark.skipif(not (ROOT / "cpp").is_dir(), reason="needs the s
 def test_cpp_files_are_at_most_450_lines():
     files = [p for p in (ROOT / "cpp").rglob("*") if p.suffix in (".cpp", ".hpp")]
     assert files
-    long = [f"{p.relative_to(ROOT)} ({n} lines)" for p in files if (n := len(p.read_text().splitlines())) > MAX_CPP_FILE_LINES]
+    long = [
+        f"{p.relative_to(ROOT)} ({n} lines)"
+        for p in files
+        if (n := len(p.read_text().splitlines())) > MAX_CPP_FILE_LINES
+    ]
     assert not long, long
 
 
 def test_cpp_functions_fit_on_a_screen():
     if shutil.which("ctags") is None:
-        pytest.skip("universal-ctags is not installed (apt-get install universal-ctags): C++ function lengths not checked")
-    out = subprocess.run(["ctags", "-R", "--languages=C++", "--kinds-C++=f", "--fields=+ne", "--output-format=json",
-                          "-f", "-", "cpp"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+        pytest.skip(
+            "universal-ctags is not installed (apt-get install universal-ctags): C++ function lengths not checked"
+        )
+    out = subprocess.run(
+        ["ctags", "-R", "--languages=C++", "--kinds-C++=f", "--fields=+ne", "--output-format=json", "-f", "-", "cpp"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     tags = [json.loads(line) for line in out.stdout.splitlines()]
     assert tags, "ctags found no C++ functions"
-    long = [f"{t['path']}:{t['line']} {t['name']} ({n} lines)" for t in tags
-            if (n := t.get("end", t["line"]) - t["line"] + 1) > MAX_FUNCTION_LINES]
+    long = [
+        f"{t['path']}:{t['line']} {t['name']} ({n} lines)"
+        for t in tags
+        if (n := t.get("end", t["line"]) - t["line"] + 1) > MAX_FUNCTION_LINES
+    ]
     assert not long, long

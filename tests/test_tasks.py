@@ -121,8 +121,7 @@ def test_temporal_order_is_reproducible_and_checks_ranges():
     b = tasks.temporal_order(5, 3)
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
-    x, labels, lengths = tasks.temporal_order(4, 0, min_len=12, max_len=12, t1_range=(2, 3),
-                                              t2_range=(6, 8))
+    x, labels, lengths = tasks.temporal_order(4, 0, min_len=12, max_len=12, t1_range=(2, 3), t2_range=(6, 8))
     assert x.shape == (12, 4, 8) and np.all(lengths == 12)
     with pytest.raises(ValueError, match="t1_range"):
         tasks.temporal_order(4, 0, t1_range=(50, 55))
@@ -182,8 +181,7 @@ def test_temporal_order_3_follows_experiment_6b():
 
 def test_temporal_order_correct_is_the_papers_0_3_rule():
     probs = np.array([[0.75, 0.1, 0.1, 0.05], [0.69, 0.31, 0.0, 0.0], [0.2, 0.8, 0.0, 0.0]])
-    np.testing.assert_array_equal(tasks.temporal_order_correct(probs, np.array([0, 0, 0])),
-                                  [True, False, False])
+    np.testing.assert_array_equal(tasks.temporal_order_correct(probs, np.array([0, 0, 0])), [True, False, False])
 
 
 def test_reber_strings_follow_the_embedded_grammar():
@@ -198,8 +196,17 @@ def test_reber_strings_follow_the_embedded_grammar():
         assert all(s[t + 1] in sets[t] for t in range(len(s) - 1))
         assert sets[-2] == s[1]  # the long-lag prediction: only the remembered branch is possible
     # Known strings of the inner grammar and their possible continuations.
-    assert tasks.reber_next_symbols("BTSSXXTVVE", embedded=False) == \
-        ["TP", "SX", "SX", "SX", "SX", "TV", "TV", "PV", "E"]
+    assert tasks.reber_next_symbols("BTSSXXTVVE", embedded=False) == [
+        "TP",
+        "SX",
+        "SX",
+        "SX",
+        "SX",
+        "TV",
+        "TV",
+        "PV",
+        "E",
+    ]
     assert tasks.reber_next_symbols("BPVVE", embedded=False) == ["TP", "TV", "PV", "E"]
     assert tasks.reber_next_symbols("BPBPVVEPE") == ["TP", "B", "TP", "TV", "PV", "E", "P", "E"]
     for bad in ("BTBPVVEPE", "BTBPVSETE", "BTBPVVE", "XTBPVVETE", "BTBPVVEETE"):

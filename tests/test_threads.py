@@ -50,10 +50,13 @@ def run_in_threads(jobs):
     return results
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(num_layers=2, bidirectional=True),  # directions side by side, within each call
-    dict(proj_size=16, peephole=True),       # a team of threads shares each step (B*4H*R is large)
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(num_layers=2, bidirectional=True),  # directions side by side, within each call
+        dict(proj_size=16, peephole=True),  # a team of threads shares each step (B*4H*R is large)
+    ],
+)
 def test_one_model_from_eight_threads_equals_serial(rng, kwargs):
     model = lf.LSTM(16, 64, seed=0, **kwargs)
     inputs = [rng.normal(size=(20, 8, 16)).astype(np.float32) for _ in range(THREADS)]
@@ -116,6 +119,7 @@ def test_set_num_threads_from_another_thread_while_models_run(rng):
     expected, _ = model(x)
     before = lf.get_num_threads()
     try:
+
         def flip():
             for k in range(200):
                 lf.set_num_threads(1 + k % 3)

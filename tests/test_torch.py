@@ -23,7 +23,9 @@ def torch_run(module, x, state, lengths, dy, dstate):
         inputs = pack_padded_sequence(x, torch.tensor(lengths), batch_first=module.batch_first, enforce_sorted=False)
     y, (h_n, c_n) = module(inputs, (h0, c0))
     if lengths is not None:
-        y, _ = pad_packed_sequence(y, batch_first=module.batch_first, total_length=x.shape[1 if module.batch_first else 0])
+        y, _ = pad_packed_sequence(
+            y, batch_first=module.batch_first, total_length=x.shape[1 if module.batch_first else 0]
+        )
     loss = (y * torch.tensor(dy)).sum() + (h_n * torch.tensor(dstate[0])).sum() + (c_n * torch.tensor(dstate[1])).sum()
     loss.backward()
     outputs = dict(y=y, h_n=h_n, c_n=c_n, dx=x.grad, dh0=h0.grad, dc0=c0.grad)
@@ -35,8 +37,9 @@ def torch_run(module, x, state, lengths, dy, dstate):
 def test_same_numbers_as_torch(rng, num_layers, bidirectional, proj_size, bias, batch_first, with_lengths):
     T, B, I, H = 6, 4, 3, 5
     torch.manual_seed(0)
-    module = torch.nn.LSTM(I, H, num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
-                           proj_size=proj_size).double()
+    module = torch.nn.LSTM(
+        I, H, num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional, proj_size=proj_size
+    ).double()
     model = lf.LSTM.from_torch(module)
     assert model.dtype == np.float64 and model.batch_first == batch_first
     assert list(model.state_dict()) == list(module.state_dict())  # torch's names in torch's order
@@ -103,8 +106,9 @@ def test_from_torch_rejects_other_modules():
         lf.LSTM.from_torch(torch.nn.LSTM(3, 4).half())
 
 
-@pytest.mark.parametrize("kwargs", [dict(num_layers=3, bidirectional=True, proj_size=2),
-                                    dict(num_layers=2, bias=False, batch_first=True)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(num_layers=3, bidirectional=True, proj_size=2), dict(num_layers=2, bias=False, batch_first=True)]
+)
 def test_from_torch_then_save_and_load_keeps_torch_numbers(rng, tmp_path, kwargs):
     torch.manual_seed(3)
     module = torch.nn.LSTM(3, 5, **kwargs).double()

@@ -10,27 +10,49 @@ import itertools
 
 import numpy as np
 import pytest
-
 from conftest import reference_run
 
 torch = pytest.importorskip("torch")
-import lstm_fast.torch as lft  # noqa: E402
-from lstm_fast import _core  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
+import lstm_fast.torch as lft  # noqa: E402
+from lstm_fast import _core  # noqa: E402
+
 T, B, I, H = 6, 4, 3, 5
-CONFIGS = [c for c in itertools.product([1, 2], [False, True], [0, 3], [True, False], [False, True],
-                                        ["dense", "packed", "unbatched"], [True, False])
-           if not (c[5] == "unbatched" and c[4])]  # batch_first has no effect on unbatched input
+CONFIGS = [
+    c
+    for c in itertools.product(
+        [1, 2], [False, True], [0, 3], [True, False], [False, True], ["dense", "packed", "unbatched"], [True, False]
+    )
+    if not (c[5] == "unbatched" and c[4])
+]  # batch_first has no effect on unbatched input
 
 
 def twin_modules(num_layers=1, bidirectional=False, proj_size=0, bias=True, batch_first=False, **kwargs):
     """A torch.nn.LSTM and an lstm_fast.torch.LSTM with the same float64 parameters."""
     torch.manual_seed(0)
-    expected = torch.nn.LSTM(I, H, num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
-                             proj_size=proj_size, dtype=torch.float64, **kwargs)
-    actual = lft.LSTM(I, H, num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
-                      proj_size=proj_size, dtype=torch.float64, **kwargs)
+    expected = torch.nn.LSTM(
+        I,
+        H,
+        num_layers,
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        dtype=torch.float64,
+        **kwargs,
+    )
+    actual = lft.LSTM(
+        I,
+        H,
+        num_layers,
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        dtype=torch.float64,
+        **kwargs,
+    )
     actual.load_state_dict(expected.state_dict())  # same names, same shapes: torch's own loader
     return expected, actual
 
@@ -57,8 +79,7 @@ def run(module, kind, x, state, lengths):
 
 
 @pytest.mark.parametrize("num_layers,bidirectional,proj_size,bias,batch_first,kind,with_state", CONFIGS)
-def test_same_outputs_and_gradients_as_torch(num_layers, bidirectional, proj_size, bias, batch_first, kind,
-                                             with_state):
+def test_same_outputs_and_gradients_as_torch(num_layers, bidirectional, proj_size, bias, batch_first, kind, with_state):
     expected_module, actual_module = twin_modules(num_layers, bidirectional, proj_size, bias, batch_first)
     g = torch.Generator().manual_seed(2)
     D, R = 2 if bidirectional else 1, proj_size or H
@@ -76,8 +97,9 @@ def test_same_outputs_and_gradients_as_torch(num_layers, bidirectional, proj_siz
     assert list(actual) == list(expected)
     for name in expected:
         assert actual[name].shape == expected[name].shape, name
-        np.testing.assert_allclose(actual[name].detach().numpy(), expected[name].detach().numpy(),
-                                   rtol=1e-9, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(
+            actual[name].detach().numpy(), expected[name].detach().numpy(), rtol=1e-9, atol=1e-9, err_msg=name
+        )
 
 
 def test_packed_output_keeps_the_packing():
@@ -92,12 +114,22 @@ def test_packed_output_keeps_the_packing():
     assert torch.equal(y_actual.unsorted_indices, y_expected.unsorted_indices)
 
 
-@pytest.mark.parametrize("peephole,proj_size,bidirectional,num_layers", [
-    (True, 0, False, 1), (True, 2, True, 2), (False, 2, True, 2), (True, 0, True, 1)])
+@pytest.mark.parametrize(
+    "peephole,proj_size,bidirectional,num_layers",
+    [(True, 0, False, 1), (True, 2, True, 2), (False, 2, True, 2), (True, 0, True, 1)],
+)
 def test_autograd_matches_finite_differences(peephole, proj_size, bidirectional, num_layers):
     torch.manual_seed(3)
-    module = lft.LSTM(2, 3, num_layers, bidirectional=bidirectional, proj_size=proj_size, peephole=peephole,
-                      forget_bias=1.0, dtype=torch.float64)
+    module = lft.LSTM(
+        2,
+        3,
+        num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        peephole=peephole,
+        forget_bias=1.0,
+        dtype=torch.float64,
+    )
     D, R = 2 if bidirectional else 1, proj_size or 3
     x = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(num_layers * D, 2, R, dtype=torch.float64, requires_grad=True)
@@ -117,8 +149,9 @@ def test_peephole_and_dropout_match_the_reference(peephole, bidirectional):
     # torch.nn.LSTM has neither peepholes nor reproducible dropout masks: the oracle is the reference,
     # given the masks the module draws (the same torch seed draws them again here).
     torch.manual_seed(4)
-    module = lft.LSTM(I, H, 3, dropout=0.4, bidirectional=bidirectional, peephole=peephole, forget_bias=1.0,
-                      dtype=torch.float64)
+    module = lft.LSTM(
+        I, H, 3, dropout=0.4, bidirectional=bidirectional, peephole=peephole, forget_bias=1.0, dtype=torch.float64
+    )
     model = module.to_numpy()
     rng = np.random.default_rng(5)
     D = 2 if bidirectional else 1
@@ -137,12 +170,12 @@ def test_peephole_and_dropout_match_the_reference(peephole, bidirectional):
     xt = torch.tensor(x, requires_grad=True)
     st = tuple(torch.tensor(s, requires_grad=True) for s in state)
     y, (h_n, c_n) = module(xt, st)
-    ((y * torch.tensor(dy)).sum() + (h_n * torch.tensor(dstate[0])).sum()
-     + (c_n * torch.tensor(dstate[1])).sum()).backward()
+    (
+        (y * torch.tensor(dy)).sum() + (h_n * torch.tensor(dstate[0])).sum() + (c_n * torch.tensor(dstate[1])).sum()
+    ).backward()
     actual = dict(y=y, h_n=h_n, c_n=c_n, dx=xt.grad, dh0=st[0].grad, dc0=st[1].grad)
     for name in expected:
-        np.testing.assert_allclose(actual[name].detach().numpy(), expected[name], rtol=1e-10, atol=1e-10,
-                                   err_msg=name)
+        np.testing.assert_allclose(actual[name].detach().numpy(), expected[name], rtol=1e-10, atol=1e-10, err_msg=name)
     for name, p in module.named_parameters():
         np.testing.assert_allclose(p.grad.numpy(), expected_grads[name], rtol=1e-10, atol=1e-10, err_msg=name)
 
@@ -178,9 +211,14 @@ def test_the_core_reads_and_writes_the_tensors_memory(monkeypatch, dtype):
     real_forward = _core.forward
 
     def spy(config, cells, batch_sizes, batch, x_arr, h0_arr, c0_arr, masks, train):
-        seen.update(x=x_arr.ctypes.data, h0=h0_arr is not None and h0_arr.ctypes.data,
-                    c0=c0_arr is not None and c0_arr.ctypes.data,
-                    w_ih=cells[0][0].ctypes.data, w_hh=cells[0][1].ctypes.data, train=train)
+        seen.update(
+            x=x_arr.ctypes.data,
+            h0=h0_arr is not None and h0_arr.ctypes.data,
+            c0=c0_arr is not None and c0_arr.ctypes.data,
+            w_ih=cells[0][0].ctypes.data,
+            w_hh=cells[0][1].ctypes.data,
+            train=train,
+        )
         out = real_forward(config, cells, batch_sizes, batch, x_arr, h0_arr, c0_arr, masks, train)
         seen["y"] = out[0].ctypes.data
         return out
@@ -237,34 +275,45 @@ def test_defaults_follow_torch():
     assert module.weight_ih_l0.dtype == torch.float32
     bound = 1 / np.sqrt(H)
     assert all(p.abs().max() <= bound for n, p in module.named_parameters() if n != "bias_ih_l0")
-    forget = module.bias_ih_l0[H:2 * H]
+    forget = module.bias_ih_l0[H : 2 * H]
     assert (forget >= 1 - bound).all() and (forget <= 1 + bound).all()
     assert repr(module) == "LSTM(3, 5, forget_bias=1.0)"
 
 
-@pytest.mark.parametrize("call,error,match", [
-    (lambda m: m(torch.randn(T, B, I)), TypeError, "input must have the parameters' dtype torch.float64"),
-    (lambda m: m(np.zeros((T, B, I))), TypeError, "input must be a torch.Tensor"),
-    (lambda m: m(torch.randn(T, B, I + 1, dtype=torch.float64)), ValueError, r"input must have shape \(T, B, 3\)"),
-    (lambda m: m(torch.randn(T, 0, I, dtype=torch.float64)), ValueError, ">= 1 sequence"),
-    (lambda m: m(torch.randn(T, B, I, dtype=torch.float64), torch.zeros(1, B, H)), TypeError, "hx must be a pair"),
-    (lambda m: m(torch.randn(T, B, I, dtype=torch.float64),
-                 (torch.zeros(1, B + 1, H, dtype=torch.float64), torch.zeros(1, B, H, dtype=torch.float64))),
-     ValueError, r"hx\[0\] \(h_0\) must have shape \(1, 4, 5\)"),
-])
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda m: m(torch.randn(T, B, I)), TypeError, "input must have the parameters' dtype torch.float64"),
+        (lambda m: m(np.zeros((T, B, I))), TypeError, "input must be a torch.Tensor"),
+        (lambda m: m(torch.randn(T, B, I + 1, dtype=torch.float64)), ValueError, r"input must have shape \(T, B, 3\)"),
+        (lambda m: m(torch.randn(T, 0, I, dtype=torch.float64)), ValueError, ">= 1 sequence"),
+        (lambda m: m(torch.randn(T, B, I, dtype=torch.float64), torch.zeros(1, B, H)), TypeError, "hx must be a pair"),
+        (
+            lambda m: m(
+                torch.randn(T, B, I, dtype=torch.float64),
+                (torch.zeros(1, B + 1, H, dtype=torch.float64), torch.zeros(1, B, H, dtype=torch.float64)),
+            ),
+            ValueError,
+            r"hx\[0\] \(h_0\) must have shape \(1, 4, 5\)",
+        ),
+    ],
+)
 def test_bad_input_is_named(call, error, match):
     module = lft.LSTM(I, H, dtype=torch.float64)
     with pytest.raises(error, match=match):
         call(module)
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(dtype=torch.float16), TypeError, "dtype must be torch.float32 or torch.float64"),
-    (dict(device="meta"), ValueError, "device must be the CPU"),
-    (dict(proj_size=H), ValueError, "proj_size must be < hidden_size"),
-    (dict(dropout=1.0), ValueError, "dropout must be in"),
-    (dict(bias=False, forget_bias=1.0), ValueError, "forget_bias needs bias=True"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(dtype=torch.float16), TypeError, "dtype must be torch.float32 or torch.float64"),
+        (dict(device="meta"), ValueError, "device must be the CPU"),
+        (dict(proj_size=H), ValueError, "proj_size must be < hidden_size"),
+        (dict(dropout=1.0), ValueError, "dropout must be in"),
+        (dict(bias=False, forget_bias=1.0), ValueError, "forget_bias needs bias=True"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):
         lft.LSTM(I, H, **kwargs)

@@ -40,8 +40,11 @@ def test_hostile_file_is_refused_with_a_value_error(path):
 def _save_with(path, model, config=None, tensors=None):
     from safetensors.numpy import save_file
 
-    save_file(dict(model.state_dict() if tensors is None else tensors), str(path),
-              metadata={"format": "lstm_fast/1", "config": json.dumps(config or model.config())})
+    save_file(
+        dict(model.state_dict() if tensors is None else tensors),
+        str(path),
+        metadata={"format": "lstm_fast/1", "config": json.dumps(config or model.config())},
+    )
 
 
 def test_a_config_claiming_gigabytes_fails_on_its_tensors_before_allocating(tmp_path):

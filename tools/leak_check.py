@@ -16,9 +16,9 @@ import sys
 import tempfile
 
 import numpy as np
+from _memory import rss_mib  # tools/ is on sys.path when a script here runs
 
 import lstm_fast as lf
-from _memory import rss_mib  # tools/ is on sys.path when a script here runs
 
 
 def main() -> int:
@@ -28,8 +28,10 @@ def main() -> int:
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    models = [lf.LSTM(8, 32, num_layers=2, bidirectional=True, proj_size=16, peephole=True, dropout=0.1, seed=0),
-              lf.LSTM(8, 32, seed=1, dtype=np.float64)]
+    models = [
+        lf.LSTM(8, 32, num_layers=2, bidirectional=True, proj_size=16, peephole=True, dropout=0.1, seed=0),
+        lf.LSTM(8, 32, seed=1, dtype=np.float64),
+    ]
     x = rng.normal(size=(20, 4, 8)).astype(np.float32)
     lengths = [20, 15, 7, 1]
     folder = tempfile.mkdtemp()
@@ -52,8 +54,12 @@ def main() -> int:
             model(x, state)
             lf.LSTM(8, 32, seed=k).step(x[0])
             lf.load(path)
-            for call in (lambda: model.backward(y), lambda: lf.load(bad), lambda: model(x[..., :3]),
-                         lambda: lf.LSTM(10**9, 10**9)):
+            for call in (
+                lambda: model.backward(y),
+                lambda: lf.load(bad),
+                lambda: model(x[..., :3]),
+                lambda: lf.LSTM(10**9, 10**9),
+            ):
                 try:
                     call()
                 except ValueError:

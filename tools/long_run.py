@@ -16,9 +16,9 @@ import sys
 import time
 
 import numpy as np
+from _memory import rss_mib  # tools/ is on sys.path when a script here runs
 
 import lstm_fast as lf
-from _memory import rss_mib  # tools/ is on sys.path when a script here runs
 
 
 def main() -> int:
@@ -42,8 +42,10 @@ def main() -> int:
         parts.append(y)
     np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-5, atol=1e-5)
 
-    print(f"LSTM(16, 64, num_layers=2), {args.steps} steps, "
-          f"{'step() per step' if args.step else f'chunks of {args.chunk} with carried state'}")
+    print(
+        f"LSTM(16, 64, num_layers=2), {args.steps} steps, "
+        f"{'step() per step' if args.step else f'chunks of {args.chunk} with carried state'}"
+    )
     print(f"RSS before: {rss_mib():.1f} MiB")
     state = model.initial_state(1)
     baseline = None
@@ -69,8 +71,10 @@ def main() -> int:
     elapsed = time.perf_counter() - start
     growth = rss_mib() - baseline
     finite = bool(np.isfinite(state[0]).all() and np.isfinite(state[1]).all())
-    print(f"RSS after: {rss_mib():.1f} MiB (growth after the first chunk {growth:+.1f} MiB, "
-          f"bound {args.max_growth_mib}); {elapsed:.1f} s, {args.steps / elapsed:,.0f} steps/s; state finite: {finite}")
+    print(
+        f"RSS after: {rss_mib():.1f} MiB (growth after the first chunk {growth:+.1f} MiB, "
+        f"bound {args.max_growth_mib}); {elapsed:.1f} s, {args.steps / elapsed:,.0f} steps/s; state finite: {finite}"
+    )
     if growth > args.max_growth_mib or not finite:
         print("FAIL")
         return 1

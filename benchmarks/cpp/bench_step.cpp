@@ -19,9 +19,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Median over `repeats` runs of the time per call of `fn`, each run at least `min_run` seconds long.
 template <typename F>
@@ -82,7 +80,8 @@ int main(int argc, char** argv) {
   const double read = median_seconds_per_call([&] { streaming_sum(weights_sized); }, min_run, 7);
   std::vector<std::uint64_t> big((512u << 20) / 8, 1);
   const double dram = median_seconds_per_call([&] { streaming_sum(big); }, 0.2, 3);
-  std::printf("{\"step_us\": %.3f, \"weight_bytes\": %zu, \"read_us\": %.3f, \"read_GBps\": %.2f, \"dram_GBps\": %.2f}\n",
-              step * 1e6, weight_bytes, read * 1e6, weight_bytes / read / 1e9, big.size() * 8.0 / dram / 1e9);
+  std::printf(
+      "{\"step_us\": %.3f, \"weight_bytes\": %zu, \"read_us\": %.3f, \"read_GBps\": %.2f, \"dram_GBps\": %.2f}\n",
+      step * 1e6, weight_bytes, read * 1e6, weight_bytes / read / 1e9, big.size() * 8.0 / dram / 1e9);
   return 0;
 }

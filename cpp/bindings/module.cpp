@@ -38,8 +38,7 @@ std::string shape_str(const std::vector<Index>& shape) {
 // The data of `obj` if it is a C-contiguous array of T with exactly `shape`; null for None when
 // `optional`. Anything else raises.
 template <typename T>
-T* array_data(const py::handle& obj, const std::vector<Index>& shape, const std::string& name,
-              bool optional = false) {
+T* array_data(const py::handle& obj, const std::vector<Index>& shape, const std::string& name, bool optional = false) {
   if (obj.is_none()) {
     if (optional) return nullptr;
     throw py::value_error(name + " is required, got None");
@@ -107,9 +106,9 @@ std::vector<CellWeights<T>> cell_weights(const Config& c, const py::sequence& we
 }
 
 template <typename T>
-py::tuple forward(const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes,
-                  Index batch, const py::handle& x, const py::handle& h0, const py::handle& c0,
-                  const py::sequence& dropout_masks, bool train) {
+py::tuple forward(const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes, Index batch,
+                  const py::handle& x, const py::handle& h0, const py::handle& c0, const py::sequence& dropout_masks,
+                  bool train) {
   config.validate();
   const Schedule schedule = Schedule::packed(std::move(batch_sizes), batch);
   const auto cells = cell_weights<T>(config, weights);
@@ -131,17 +130,16 @@ py::tuple forward(const Config& config, const py::sequence& weights, std::vector
   std::unique_ptr<Trace<T>> trace = train ? std::make_unique<Trace<T>>() : nullptr;
   {
     py::gil_scoped_release release;
-    lstm_fast::forward<T>(config, cells, schedule, x_data, h0_data, c0_data,
-                          masks.empty() ? nullptr : masks.data(), y.mutable_data(), h_n.mutable_data(),
-                          c_n.mutable_data(), trace.get());
+    lstm_fast::forward<T>(config, cells, schedule, x_data, h0_data, c0_data, masks.empty() ? nullptr : masks.data(),
+                          y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), trace.get());
   }
   py::object trace_obj = trace ? py::cast(std::move(trace)) : py::none();
   return py::make_tuple(y, h_n, c_n, trace_obj);
 }
 
 template <typename T>
-py::tuple backward(const py::sequence& weights, const Trace<T>& trace, const py::handle& dy,
-                   const py::handle& dh_n, const py::handle& dc_n) {
+py::tuple backward(const py::sequence& weights, const Trace<T>& trace, const py::handle& dy, const py::handle& dh_n,
+                   const py::handle& dc_n) {
   const Config& c = trace.config;
   const auto cells = cell_weights<T>(c, weights);
   const Index N = trace.schedule.rows(), B = trace.schedule.batch, LD = c.num_cells();
@@ -181,8 +179,8 @@ py::tuple backward(const py::sequence& weights, const Trace<T>& trace, const py:
   }
   {
     py::gil_scoped_release release;
-    lstm_fast::backward<T>(cells, trace, dy_data, dh_n_data, dc_n_data, dx.mutable_data(),
-                           dh0.mutable_data(), dc0.mutable_data(), grads);
+    lstm_fast::backward<T>(cells, trace, dy_data, dh_n_data, dc_n_data, dx.mutable_data(), dh0.mutable_data(),
+                           dc0.mutable_data(), grads);
   }
   return py::make_tuple(dx, dh0, dc0, grads_out);
 }
@@ -197,8 +195,8 @@ py::tuple read_model_file(const std::string& path) {
   }
   const std::string what = "path '" + path + "'";
   const std::string bytes = lstm_fast::detail::read_file(path, what);
-  const auto file = lstm_fast::detail::read_model_file(reinterpret_cast<const unsigned char*>(bytes.data()),
-                                                       bytes.size(), what);
+  const auto file =
+      lstm_fast::detail::read_model_file(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), what);
   py::dict tensors;
   for (const auto& t : file.tensors) {
     const auto& info = file.info(t);
@@ -233,8 +231,8 @@ PYBIND11_MODULE(_core, m) {
              c.validate();
              return c;
            }),
-           py::kw_only(), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"),
-           py::arg("proj_size"), py::arg("bias"), py::arg("bidirectional"), py::arg("peephole"))
+           py::kw_only(), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"), py::arg("proj_size"),
+           py::arg("bias"), py::arg("bidirectional"), py::arg("peephole"))
       .def_readonly("input_size", &Config::input_size)
       .def_readonly("hidden_size", &Config::hidden_size)
       .def_readonly("num_layers", &Config::num_layers)
@@ -255,23 +253,24 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Trace<float>>(m, "Trace32", "What a float32 training forward keeps for backward (opaque).");
   py::class_<Trace<double>>(m, "Trace64", "What a float64 training forward keeps for backward (opaque).");
 
-  m.def("forward", [](const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes,
-                      Index batch, const py::array& x, const py::handle& h0, const py::handle& c0,
-                      const py::sequence& dropout_masks, bool train) -> py::tuple {
+  m.def(
+      "forward",
+      [](const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes, Index batch,
+         const py::array& x, const py::handle& h0, const py::handle& c0, const py::sequence& dropout_masks,
+         bool train) -> py::tuple {
         if (x.dtype().is(py::dtype::of<float>()))
           return forward<float>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train);
         if (x.dtype().is(py::dtype::of<double>()))
           return forward<double>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train);
         throw py::type_error("x must be float32 or float64, got " + py::str(x.dtype()).cast<std::string>());
       },
-      py::arg("config"), py::arg("weights"), py::arg("batch_sizes"), py::arg("batch"), py::arg("x"),
-      py::arg("h0"), py::arg("c0"), py::arg("dropout_masks"), py::arg("train"),
+      py::arg("config"), py::arg("weights"), py::arg("batch_sizes"), py::arg("batch"), py::arg("x"), py::arg("h0"),
+      py::arg("c0"), py::arg("dropout_masks"), py::arg("train"),
       "Runs the stack over packed x [N, I]; returns (y [N, D*R], h_n, c_n, trace or None).");
   m.def("backward", &backward<float>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dc_n"));
   m.def("backward", &backward<double>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
-        py::arg("dc_n"),
-        "Backpropagation through time; returns (dx [N, I], dh0, dc0, grads: one 6-tuple per cell).");
+        py::arg("dc_n"), "Backpropagation through time; returns (dx [N, I], dh0, dc0, grads: one 6-tuple per cell).");
 
   m.attr("MAX_THREADS") = lstm_fast::kMaxThreads;
   m.def("read_model_file", &read_model_file, py::arg("path"),

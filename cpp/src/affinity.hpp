@@ -3,8 +3,8 @@
 //
 // Left to the scheduler, a helper often ran on its caller's CPU and stayed there while both spun
 // at a barrier: the pair then ran at half the speed of one thread (docs/PERFORMANCE.md). A helper is
-// therefore kept off the CPU its caller runs on (Linux; best effort). Workers are pinned per job, to the CPUs of the caller
-// that hands it over; the caller's own affinity is never touched.
+// therefore kept off the CPU its caller runs on (Linux; best effort). Workers are pinned per job, to the CPUs of the
+// caller that hands it over; the caller's own affinity is never touched.
 #pragma once
 
 #ifdef __linux__

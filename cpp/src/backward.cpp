@@ -54,10 +54,15 @@ struct BackwardPass : PassShape {
 template <typename T>
 BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWeights<T>& weights,
                               const Sequence& sequence, const BackwardArrays<T>& arrays)
-    : PassShape(d, p, sequence), w(weights), io(arrays), trace(arrays.trace), dh(B, R), dc(B, H), db(1, G),
-      dP(3, H) {
-  if (io.dstate_n.h) dh = ConstMap<T>(io.dstate_n.h, B, R); else dh.setZero();
-  if (io.dstate_n.c) dc = ConstMap<T>(io.dstate_n.c, B, H); else dc.setZero();
+    : PassShape(d, p, sequence), w(weights), io(arrays), trace(arrays.trace), dh(B, R), dc(B, H), db(1, G), dP(3, H) {
+  if (io.dstate_n.h)
+    dh = ConstMap<T>(io.dstate_n.h, B, R);
+  else
+    dh.setZero();
+  if (io.dstate_n.c)
+    dc = ConstMap<T>(io.dstate_n.c, B, H);
+  else
+    dc.setZero();
   dZ_buffer.resize(static_cast<size_t>(N * G));
   if (dims.projection) {
     dm.resize(B, H);
@@ -105,14 +110,15 @@ void BackwardPass<T>::unit_step(const MemberSlice& slice, const T* panel, Index 
   const Index u0 = slice.u0, n = slice.u1 - slice.u0, r0 = slice.r0, nr = slice.r1 - slice.r0;
   const Index t = step_at(q);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
-  dh.block(0, r0, b, nr) += ConstStridedMap<T>(io.dy.data + row * io.dy.stride, b, R, Eigen::OuterStride<>(io.dy.stride)).middleCols(r0, nr);
+  dh.block(0, r0, b, nr) +=
+      ConstStridedMap<T>(io.dy.data + row * io.dy.stride, b, R, Eigen::OuterStride<>(io.dy.stride)).middleCols(r0, nr);
   if (dims.projection) {
     Map<T>(dH_buffer.data(), N, R).block(row, r0, b, nr) = dh.block(0, r0, b, nr);
     barrier.wait();  // all of dh for dm = dh W_hr
     ConstMap<T> W_hr(w.weight_hr, R, H);
     dm.block(0, u0, b, n).noalias() = dh.topRows(b) * W_hr.middleCols(u0, n);
   }
-  const T* dm_all = dims.projection ? dm.data() : dh.data();  // [B, H]
+  const T* dm_all = dims.projection ? dm.data() : dh.data();     // [B, H]
   const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
   T* dZ = dZ_buffer.data();
   with_peephole(dims.peephole, [&](auto peephole) {
@@ -154,9 +160,9 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
     for (Index i = 0; i < active; ++i) {
       const Index r = k + i * stride, at = (row + r) * G;
       dh.row(r) += ConstMap<T>(io.dy.data + (row + r) * io.dy.stride, 1, R);
-      gates_backward_units<decltype(peephole)::value>(
-          H, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H, trace.cell_prev.data() + (row + r) * H,
-          dh.data() + r * H, dc.data() + r * H, dZ + at, w.weight_peep);
+      gates_backward_units<decltype(peephole)::value>(H, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H,
+                                                      trace.cell_prev.data() + (row + r) * H, dh.data() + r * H,
+                                                      dc.data() + r * H, dZ + at, w.weight_peep);
     }
   });
   if (active > 0)  // dh_{t-1} = dZ_t W_hh for this member's rows

@@ -71,8 +71,8 @@ template <typename T>
 struct CellKernels {
   void (*forward)(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
                   const ForwardArrays<T>& arrays);
-  void (*backward)(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights,
-                   const Sequence& sequence, const BackwardArrays<T>& arrays);
+  void (*backward)(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
+                   const BackwardArrays<T>& arrays);
   Index lanes;
 };
 
@@ -105,9 +105,15 @@ struct KernelTable {
   FmaThroughput fma_throughput;
 };
 
-namespace baseline { extern const KernelTable kernel_table; }
-namespace avx2 { extern const KernelTable kernel_table; }      // when LSTM_FAST_HAVE_AVX2
-namespace avx512 { extern const KernelTable kernel_table; }    // when LSTM_FAST_HAVE_AVX512
+namespace baseline {
+extern const KernelTable kernel_table;
+}
+namespace avx2 {
+extern const KernelTable kernel_table;
+}  // namespace avx2
+namespace avx512 {
+extern const KernelTable kernel_table;
+}  // namespace avx512
 
 // The table of the ISA in use (dispatch.cpp): the best this CPU runs, or LSTM_FAST_ISA's choice.
 const KernelTable& active_kernels();
@@ -115,8 +121,12 @@ const KernelTable& active_kernels();
 template <typename T>
 const CellKernels<T>& cell_kernels();
 template <>
-inline const CellKernels<float>& cell_kernels<float>() { return active_kernels().f32; }
+inline const CellKernels<float>& cell_kernels<float>() {
+  return active_kernels().f32;
+}
 template <>
-inline const CellKernels<double>& cell_kernels<double>() { return active_kernels().f64; }
+inline const CellKernels<double>& cell_kernels<double>() {
+  return active_kernels().f64;
+}
 
 }  // namespace lstm_fast::detail

@@ -21,15 +21,15 @@
 // Defines the entry point `name` (cell.hpp's CellKernels signature) of a pass object: builds the
 // pass (which allocates everything it needs), then runs it on the plan's team. Instantiated for the
 // element types of the kernel table (KernelTable::f32, f64).
-#define LSTM_FAST_CELL_ENTRY(name, Pass, Arrays)                                                    \
-  template <typename T>                                                                             \
-  void name(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights,              \
-            const Sequence& sequence, const Arrays<T>& arrays) {                                    \
-    Pass<T>(dims, plan, weights, sequence, arrays).run();                                           \
-  }                                                                                                 \
-  template void name(const CellDims&, const CellPlan&, const CellWeights<float>&, const Sequence&,  \
-                     const Arrays<float>&);                                                         \
-  template void name(const CellDims&, const CellPlan&, const CellWeights<double>&, const Sequence&, \
+#define LSTM_FAST_CELL_ENTRY(name, Pass, Arrays)                                                                 \
+  template <typename T>                                                                                          \
+  void name(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence, \
+            const Arrays<T>& arrays) {                                                                           \
+    Pass<T>(dims, plan, weights, sequence, arrays).run();                                                        \
+  }                                                                                                              \
+  template void name(const CellDims&, const CellPlan&, const CellWeights<float>&, const Sequence&,               \
+                     const Arrays<float>&);                                                                      \
+  template void name(const CellDims&, const CellPlan&, const CellWeights<double>&, const Sequence&,              \
                      const Arrays<double>&);
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
@@ -39,8 +39,8 @@ template <typename T>
 void cell_forward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
                   const ForwardArrays<T>& arrays);
 template <typename T>
-void cell_backward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights,
-                   const Sequence& sequence, const BackwardArrays<T>& arrays);
+void cell_backward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
+                   const BackwardArrays<T>& arrays);
 void step_rows(const CellDims& dims, const CellWeights<float>& weights, const StepArrays& arrays);
 double fma_throughput(double seconds);
 
@@ -112,8 +112,17 @@ MemberSlice member_slice(const CellDims& dims, int team, int k) {
 // and the schedule. (A base class that does not depend on T, so the passes name its members plainly.)
 struct PassShape {
   PassShape(const CellDims& d, const CellPlan& p, const Sequence& sequence)
-      : dims(d), plan(p), s(sequence.schedule), reverse(sequence.reverse), I(d.input_size), H(d.hidden_size),
-        R(d.output_size), G(4 * d.hidden_size), B(s.batch), N(s.rows()), steps(s.steps()) {}
+      : dims(d),
+        plan(p),
+        s(sequence.schedule),
+        reverse(sequence.reverse),
+        I(d.input_size),
+        H(d.hidden_size),
+        R(d.output_size),
+        G(4 * d.hidden_size),
+        B(s.batch),
+        N(s.rows()),
+        steps(s.steps()) {}
   // The step of the schedule processed p-th (the forward's order; the backward walks it back).
   Index step_at(Index p) const { return reverse ? steps - 1 - p : p; }
 

@@ -33,12 +33,12 @@ bool cpu_has_avx512() {
 // Compiled instruction sets, worst first.
 const std::vector<Candidate>& compiled() {
   static const std::vector<Candidate> list = {
-      {&detail::baseline::kernel_table, &always},
+    {&detail::baseline::kernel_table, &always},
 #if defined(LSTM_FAST_HAVE_AVX2)
-      {&detail::avx2::kernel_table, &cpu_has_avx2},
+    {&detail::avx2::kernel_table, &cpu_has_avx2},
 #endif
 #if defined(LSTM_FAST_HAVE_AVX512)
-      {&detail::avx512::kernel_table, &cpu_has_avx512},
+    {&detail::avx512::kernel_table, &cpu_has_avx512},
 #endif
   };
   return list;
@@ -94,7 +94,9 @@ std::vector<std::string> supported_isas() {
 
 void set_isa(const std::string& name) {
   const detail::KernelTable* table = find_supported(name);
-  if (!table) throw Error("isa must be one of this build's and CPU's instruction sets (" + supported_list() + "), got '" + name + "'");
+  if (!table)
+    throw Error("isa must be one of this build's and CPU's instruction sets (" + supported_list() + "), got '" + name +
+                "'");
   g_active.store(table, std::memory_order_release);
 }
 

@@ -64,8 +64,14 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
   hidden[0].resize(B, R);
   hidden[1].resize(B, R);
   c.resize(B, H);
-  if (io.state0.h) hidden[0] = ConstMap<T>(io.state0.h, B, R); else hidden[0].setZero();
-  if (io.state0.c) c = ConstMap<T>(io.state0.c, B, H); else c.setZero();
+  if (io.state0.h)
+    hidden[0] = ConstMap<T>(io.state0.h, B, R);
+  else
+    hidden[0].setZero();
+  if (io.state0.c)
+    c = ConstMap<T>(io.state0.c, B, H);
+  else
+    c.setZero();
   if (dims.projection) m.resize(B, H);
   if (trace) {
     trace->gates.resize(static_cast<size_t>(N * G));
@@ -120,8 +126,7 @@ void ForwardPass<T>::unit_member(int k, int team, SpinBarrier& barrier) {
 
 // Input projection of rows [row0, row0 + rows): Z = X W_ih^T + b_ih + b_hh, one GEMM for the chunk.
 template <typename T>
-void ForwardPass<T>::project(const Share& share, int k, int team, Index row0, Index rows, T* z,
-                             SpinBarrier& barrier) {
+void ForwardPass<T>::project(const Share& share, int k, int team, Index row0, Index rows, T* z, SpinBarrier& barrier) {
   if (plan.packing) {  // its rows shared out, all 4H columns of each
     const Index q0 = rows * k / team, q1 = rows * (k + 1) / team;
     Map<T> Z(z + q0 * G, q1 - q0, G);
@@ -168,8 +173,8 @@ void ForwardPass<T>::unit_step(const Share& share, Index p, Index row0, T* z, Sp
   T* out = dims.projection ? m.data() : h_next.data();  // [B, H]: o * tanh(c)
   with_peephole(dims.peephole, [&](auto peephole) {
     for (Index r = 0; r < b; ++r)
-      gates_forward_units<decltype(peephole)::value>(n, H, zt + r * G + u0, c.data() + r * H + u0,
-                                                     out + r * H + u0, share.peep);
+      gates_forward_units<decltype(peephole)::value>(n, H, zt + r * G + u0, c.data() + r * H + u0, out + r * H + u0,
+                                                     share.peep);
   });
   if (trace) Map<T>(trace->cell.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
   if (dims.projection) {
@@ -215,8 +220,8 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
         std::copy(h.data() + r * R, h.data() + (r + 1) * R, trace->hidden_prev.data() + (row + r) * R);
         std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell_prev.data() + (row + r) * H);
       }
-      gates_forward_units<decltype(peephole)::value>(H, H, zt + i * stride * G, c.data() + r * H,
-                                                     h_next.data() + r * R, w.weight_peep);
+      gates_forward_units<decltype(peephole)::value>(H, H, zt + i * stride * G, c.data() + r * H, h_next.data() + r * R,
+                                                     w.weight_peep);
       if (trace) std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell.data() + (row + r) * H);
       std::copy(h_next.data() + r * R, h_next.data() + (r + 1) * R, io.y.data + (row + r) * io.y.stride);
     }

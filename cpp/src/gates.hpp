@@ -138,9 +138,9 @@ inline void backward_packet(const BackwardRow<T>& r, Index j) {
   const auto tanh_c = S::tanh(S::load(r.cell + j));
   const auto c_prev = S::load(r.cell_prev + j);
   const auto dm = S::load(r.dm + j);
-  const auto dzo = S::mul(S::mul(dm, tanh_c), S::mul(o, S::sub(one, o)));             // do * o (1 - o)
+  const auto dzo = S::mul(S::mul(dm, tanh_c), S::mul(o, S::sub(one, o)));                       // do * o (1 - o)
   auto dcell = S::madd(S::mul(dm, o), S::sub(one, S::mul(tanh_c, tanh_c)), S::load(r.dc + j));  // dc_t
-  if constexpr (kPeephole) dcell = S::madd(dzo, S::load(r.peep + 2 * H + j), dcell);  // o saw c_t
+  if constexpr (kPeephole) dcell = S::madd(dzo, S::load(r.peep + 2 * H + j), dcell);            // o saw c_t
   const auto dzi = S::mul(S::mul(dcell, g), S::mul(i, S::sub(one, i)));
   const auto dzf = S::mul(S::mul(dcell, c_prev), S::mul(f, S::sub(one, f)));
   const auto dzg = S::mul(S::mul(dcell, i), S::sub(one, S::mul(g, g)));

@@ -38,9 +38,9 @@ Config parse_config(const std::string& text, const std::string& what) {
   const std::string where = what + ": metadata config";
   const Json root = detail::parse_json(text, where);
   if (root.kind != Json::Kind::Object) throw Error(where + " must be a JSON object");
-  static const char* const known[] = {"input_size", "hidden_size", "num_layers", "bias", "batch_first",
-                                      "dropout", "bidirectional", "proj_size", "peephole", "forget_bias",
-                                      "dtype", "seed"};
+  static const char* const known[] = {"input_size",  "hidden_size", "num_layers",    "bias",
+                                      "batch_first", "dropout",     "bidirectional", "proj_size",
+                                      "peephole",    "forget_bias", "dtype",         "seed"};
   for (const auto& m : root.members)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return m.first == k; }) ==
         std::end(known))
@@ -104,12 +104,17 @@ Config parse_config(const std::string& text, const std::string& what) {
 std::vector<std::int64_t> expected_shape(const Config& c, const detail::ModelTensor& t) {
   const Index H = c.hidden_size, R = c.output_size();
   switch (t.field) {
-    case 0: return {4 * H, c.layer_input_size(static_cast<Index>(t.cell) / c.directions())};
-    case 1: return {4 * H, R};
+    case 0:
+      return {4 * H, c.layer_input_size(static_cast<Index>(t.cell) / c.directions())};
+    case 1:
+      return {4 * H, R};
     case 2:
-    case 3: return {4 * H};
-    case 4: return {R, H};
-    default: return {3, H};
+    case 3:
+      return {4 * H};
+    case 4:
+      return {R, H};
+    default:
+      return {3, H};
   }
 }
 
@@ -267,7 +272,8 @@ std::vector<CellWeights<float>> Model::cell_weights() const {
   std::vector<CellWeights<float>> cells;
   auto at = [&](Index offset) -> const float* { return offset < 0 ? nullptr : params_.data() + offset; };
   for (const CellOffsets& o : cells_)
-    cells.push_back({at(o.weight_ih), at(o.weight_hh), at(o.bias_ih), at(o.bias_hh), at(o.weight_hr), at(o.weight_peep)});
+    cells.push_back(
+        {at(o.weight_ih), at(o.weight_hh), at(o.bias_ih), at(o.bias_hh), at(o.weight_hr), at(o.weight_peep)});
   return cells;
 }
 

@@ -21,18 +21,16 @@ std::string str(Index v) { return std::to_string(v); }
 template <typename T>
 void check_weights(const Config& config, const std::vector<CellWeights<T>>& weights) {
   if (static_cast<Index>(weights.size()) != config.num_cells())
-    throw Error("weights must hold num_layers * directions = " + str(config.num_cells()) +
-                " cells, got " + str(static_cast<Index>(weights.size())));
+    throw Error("weights must hold num_layers * directions = " + str(config.num_cells()) + " cells, got " +
+                str(static_cast<Index>(weights.size())));
   for (Index cell = 0; cell < config.num_cells(); ++cell) {
     const CellWeights<T>& w = weights[cell];
     const std::string where = "weights of cell " + str(cell);
     if (!w.weight_ih || !w.weight_hh) throw Error(where + ": weight_ih and weight_hh are required");
     if (config.bias && (!w.bias_ih || !w.bias_hh))
       throw Error(where + ": bias_ih and bias_hh are required when bias=true");
-    if (config.proj_size > 0 && !w.weight_hr)
-      throw Error(where + ": weight_hr is required when proj_size > 0");
-    if (config.peephole && !w.weight_peep)
-      throw Error(where + ": weight_peep is required when peephole=true");
+    if (config.proj_size > 0 && !w.weight_hr) throw Error(where + ": weight_hr is required when proj_size > 0");
+    if (config.peephole && !w.weight_peep) throw Error(where + ": weight_peep is required when peephole=true");
   }
 }
 
@@ -41,11 +39,11 @@ void check_weights(const Config& config, const std::vector<CellWeights<T>>& weig
 void check_schedule(const Config& config, const Schedule& schedule) {
   if (schedule.batch < 1 || schedule.steps() < 1 || static_cast<Index>(schedule.offsets.size()) != schedule.steps() + 1)
     throw Error("the schedule must come from Schedule::dense or Schedule::packed, with >= 1 step and row");
-  const Index widest = std::max({config.input_size, config.directions() * config.output_size(),
-                                 4 * config.hidden_size});
+  const Index widest =
+      std::max({config.input_size, config.directions() * config.output_size(), 4 * config.hidden_size});
   if (detail::checked_mul(schedule.rows(), widest, kMaxElements) < 0 ||
-      detail::checked_mul(detail::checked_mul(schedule.batch, config.num_cells(), kMaxElements),
-                          config.hidden_size, kMaxElements) < 0)
+      detail::checked_mul(detail::checked_mul(schedule.batch, config.num_cells(), kMaxElements), config.hidden_size,
+                          kMaxElements) < 0)
     throw Error("a sequence of " + str(schedule.rows()) + " rows (batch " + str(schedule.batch) +
                 ") needs arrays of more than 2^" + str(kMaxElementsLog2) + " numbers for this model");
 }
@@ -104,13 +102,13 @@ void Config::validate() const {
   if (hidden_size < 1) throw Error("hidden_size must be >= 1, got " + str(hidden_size));
   if (num_layers < 1) throw Error("num_layers must be >= 1, got " + str(num_layers));
   if (proj_size < 0 || proj_size >= hidden_size)
-    throw Error("proj_size must be >= 0 and < hidden_size (" + str(hidden_size) + "), got " +
-                str(proj_size));
+    throw Error("proj_size must be >= 0 and < hidden_size (" + str(hidden_size) + "), got " + str(proj_size));
   // Each size below 2^31 and the whole parameter count below kMaxElements: then no product of sizes
   // the library forms (4H * I_k, L*D * B * H, ...) wraps around, and an absurd configuration fails
   // here with its numbers instead of as a failed allocation (or a wrapped one) later.
   for (const auto& [name, value] : {std::pair<const char*, Index>{"input_size", input_size},
-                                    {"hidden_size", hidden_size}, {"num_layers", num_layers}})
+                                    {"hidden_size", hidden_size},
+                                    {"num_layers", num_layers}})
     if (value > kMaxSize) throw Error(std::string(name) + " must be <= 2^31 - 1, got " + str(value));
   const Index H = hidden_size, R = output_size();
   auto layer_params = [&](Index k) -> Index {  // -1 past kMaxElements
@@ -144,8 +142,7 @@ Schedule Schedule::packed(std::vector<Index> batch_sizes, Index batch) {
   if (batch < 1) throw Error("the batch must have >= 1 rows, got " + str(batch));
   if (batch_sizes.empty()) throw Error("batch_sizes must have >= 1 steps, got 0");
   if (batch_sizes[0] != batch)
-    throw Error("batch_sizes[0] must equal the batch size " + str(batch) + ", got " +
-                str(batch_sizes[0]));
+    throw Error("batch_sizes[0] must equal the batch size " + str(batch) + ", got " + str(batch_sizes[0]));
   Schedule s;
   s.batch = batch;
   s.offsets.assign(batch_sizes.size() + 1, 0);
@@ -163,9 +160,8 @@ Schedule Schedule::packed(std::vector<Index> batch_sizes, Index batch) {
 }
 
 template <typename T>
-void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule,
-             const T* x, const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n,
-             Trace<T>* trace) {
+void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
+             const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace) {
   config.validate();
   check_weights(config, weights);
   check_schedule(config, schedule);
@@ -212,8 +208,8 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
 }
 
 template <typename T>
-void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const T* dy,
-              const T* dh_n, const T* dc_n, T* dx, T* dh0, T* dc0, const std::vector<CellGrads<T>>& grads) {
+void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const T* dy, const T* dh_n,
+              const T* dc_n, T* dx, T* dh0, T* dc0, const std::vector<CellGrads<T>>& grads) {
   const Config& config = trace.config;
   const Schedule& schedule = trace.schedule;
   // A Trace that no training forward filled (default-constructed, or from an inference call) has
@@ -224,8 +220,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
   config.validate();
   check_weights(config, weights);
   if (static_cast<Index>(grads.size()) != config.num_cells())
-    throw Error("grads must hold " + str(config.num_cells()) + " cells, got " +
-                str(static_cast<Index>(grads.size())));
+    throw Error("grads must hold " + str(config.num_cells()) + " cells, got " + str(static_cast<Index>(grads.size())));
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();
   const Index H = config.hidden_size, B = schedule.batch, N = schedule.rows();
 
@@ -248,14 +243,15 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
       const Index cell = k * D + d;
       T* dx_cell = (d == 1 && parallel) ? dx_reverse.data() : din;
       const detail::DxMode dx_mode = (d == 1 && !parallel) ? detail::DxMode::kAdd : detail::DxMode::kWrite;
-      const detail::BackwardArrays<T> arrays{trace.cells[cell],
-                                             trace.layer_inputs[k].data(),
-                                             {dout + d * R, D * R},
-                                             {dh_n ? dh_n + cell * B * R : nullptr, dc_n ? dc_n + cell * B * H : nullptr},
-                                             dx_cell,
-                                             dx_mode,
-                                             {dh0 + cell * B * R, dc0 + cell * B * H},
-                                             grads[cell]};
+      const detail::BackwardArrays<T> arrays{
+          trace.cells[cell],
+          trace.layer_inputs[k].data(),
+          {dout + d * R, D * R},
+          {dh_n ? dh_n + cell * B * R : nullptr, dc_n ? dc_n + cell * B * H : nullptr},
+          dx_cell,
+          dx_mode,
+          {dh0 + cell * B * R, dc0 + cell * B * H},
+          grads[cell]};
       detail::cell_kernels<T>().backward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
     });
     if (parallel)
@@ -270,11 +266,11 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
   }
 }
 
-#define LSTM_FAST_INSTANTIATE(T)                                                                     \
-  template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&,      \
-                           const T*, const T*, const T*, const T* const*, T*, T*, T*, Trace<T>*);    \
-  template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const T*, const T*, \
-                            const T*, T*, T*, T*, const std::vector<CellGrads<T>>&);
+#define LSTM_FAST_INSTANTIATE(T)                                                                                       \
+  template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&, const T*, const T*,     \
+                           const T*, const T* const*, T*, T*, T*, Trace<T>*);                                          \
+  template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const T*, const T*, const T*, T*, T*, \
+                            T*, const std::vector<CellGrads<T>>&);
 LSTM_FAST_INSTANTIATE(float)
 LSTM_FAST_INSTANTIATE(double)
 #undef LSTM_FAST_INSTANTIATE

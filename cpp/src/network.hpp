@@ -51,8 +51,8 @@ struct Schedule {
   std::vector<Index> batch_sizes;  // [T], each in 1..B, non-increasing
   std::vector<Index> offsets;      // [T + 1], offsets[t] = sum_{s<t} batch_sizes[s]
 
-  static Schedule dense(Index steps, Index batch);                  // every row active at every step
-  static Schedule packed(std::vector<Index> batch_sizes, Index batch);  // validates
+  static Schedule dense(Index steps, Index batch);                        // every row active at every step
+  static Schedule packed(std::vector<Index> batch_sizes, Index batch);    // validates
   Index steps() const { return static_cast<Index>(batch_sizes.size()); }  // T
   Index rows() const { return offsets.empty() ? 0 : offsets.back(); }     // N
 };
@@ -90,15 +90,14 @@ double fma_peak_gflops(double seconds, int threads);
 //   y: [N, D*R] the last layer's output;  h_n: [L*D, B, R];  c_n: [L*D, B, H].
 //   trace: null for inference; else filled with what backward needs (training).
 template <typename T>
-void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule,
-             const T* x, const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n,
-             Trace<T>* trace);
+void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
+             const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace);
 
 // Backpropagation through time over the trace of a training forward with the same weights.
 //   dy: [N, D*R];  dh_n: [L*D, B, R] or null;  dc_n: [L*D, B, H] or null.
 //   dx: [N, I];  dh0: [L*D, B, R];  dc0: [L*D, B, H];  grads: [L*D] cells, overwritten.
 template <typename T>
-void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const T* dy,
-              const T* dh_n, const T* dc_n, T* dx, T* dh0, T* dc0, const std::vector<CellGrads<T>>& grads);
+void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const T* dy, const T* dh_n,
+              const T* dc_n, T* dx, T* dh0, T* dc0, const std::vector<CellGrads<T>>& grads);
 
 }  // namespace lstm_fast

@@ -19,8 +19,8 @@ int step_threads(const Problem& p, bool directions_parallel) {
 }
 
 bool parallel_directions(const Problem& p) {
-  const double total = double(p.rows) * 4.0 * double(p.dims.hidden_size) *
-                       double(p.dims.input_size + p.dims.output_size);
+  const double total =
+      double(p.rows) * 4.0 * double(p.dims.hidden_size) * double(p.dims.input_size + p.dims.output_size);
   return p.directions == 2 && p.threads >= 2 && total >= kParallelDirectionsWork;
 }
 

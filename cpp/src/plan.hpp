@@ -45,10 +45,10 @@ enum class Split {
 };
 
 struct CellPlan {
-  int team = 1;              // threads sharing one cell's time steps (the caller and team - 1 workers)
+  int team = 1;  // threads sharing one cell's time steps (the caller and team - 1 workers)
   Split split = Split::kUnits;
-  bool packing = false;      // W_ih and W_hh packed into panels once per call (recurrent.hpp)
-  Index chunk = 1;           // steps whose input projection is one GEMM (all steps when training)
+  bool packing = false;  // W_ih and W_hh packed into panels once per call (recurrent.hpp)
+  Index chunk = 1;       // steps whose input projection is one GEMM (all steps when training)
 };
 
 struct LayerPlan {

@@ -94,8 +94,7 @@ void pack_columns(const T* W, Index ldw, Index col0, Index n, Index K, T* P) {
 // loop the compiler keeps rolled indexes acc at run time, puts the array on the stack and stores it
 // every k. Each output is one FMA chain over k in order, whatever the tile's shape.
 template <typename T, int MR, int NF, int NR, bool kAccumulate>
-void tile(Index K, const T* A, Index lda, const T* P, Index block_stride, const T* last, T* C, Index ldc,
-          Index cols) {
+void tile(Index K, const T* A, Index lda, const T* P, Index block_stride, const T* last, T* C, Index ldc, Index cols) {
   using S = Simd<T>;
   using Packet = typename S::Packet;
   constexpr Index W = S::kWidth;
@@ -146,8 +145,8 @@ template <typename T, int MR, int NF, bool kAccumulate>
 void last_group(Index blocks, Index narrow, Index rows, Index depth, const T* A, Index lda, const T* P,
                 Index block_stride, const T* last, T* C, Index ldc, Index cols) {
   if (blocks < NF) {
-    if constexpr (NF > 0) last_group<T, MR, NF - 1, kAccumulate>(blocks, narrow, rows, depth, A, lda, P, block_stride,
-                                                                  last, C, ldc, cols);
+    if constexpr (NF > 0)
+      last_group<T, MR, NF - 1, kAccumulate>(blocks, narrow, rows, depth, A, lda, P, block_stride, last, C, ldc, cols);
     return;
   }
   for (Index r0 = 0; r0 < rows; r0 += MR) {
@@ -157,9 +156,15 @@ void last_group(Index blocks, Index narrow, Index rows, Index depth, const T* A,
       case 0:
         if constexpr (NF > 0) tile<T, MR, NF, 0, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols);
         break;
-      case 1: tile<T, MR, NF, 1, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols); break;
-      case 2: tile<T, MR, NF, 2, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols); break;
-      default: tile<T, MR, NF, 3, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols); break;
+      case 1:
+        tile<T, MR, NF, 1, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols);
+        break;
+      case 2:
+        tile<T, MR, NF, 2, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols);
+        break;
+      default:
+        tile<T, MR, NF, 3, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols);
+        break;
     }
   }
 }
@@ -168,8 +173,7 @@ void last_group(Index blocks, Index narrow, Index rows, Index depth, const T* A,
 // full depth K: NB full blocks at a time, each group swept by row blocks of MR while its slice of P
 // is in L1; the full blocks left over and the narrow last block go together in one last tile.
 template <typename T, int MR, int NB, bool kAccumulate>
-void tiles(Index rows, Index cols, Index K, Index k0, Index depth, const T* A, Index lda, const T* P, T* C,
-           Index ldc) {
+void tiles(Index rows, Index cols, Index K, Index k0, Index depth, const T* A, Index lda, const T* P, T* C, Index ldc) {
   constexpr Index W = Simd<T>::kWidth, PW = kPanel<T>;
   const Index blocks = cols / PW, stride = K * PW;
   const T* a = A + k0;
@@ -182,16 +186,16 @@ void tiles(Index rows, Index cols, Index K, Index k0, Index depth, const T* A, I
   // What is left: fewer than NB full blocks, then the narrow one (its rows last_block_width long).
   const Index narrow = last_block_width<T>(cols) / W;
   const T* last = P + blocks * stride + k0 * narrow * W;
-  last_group<T, MR, NB - 1, kAccumulate>(blocks - b0, narrow, rows, depth, a, lda, P + b0 * stride + k0 * PW,
-                                         stride, last, C + b0 * PW, ldc, cols - b0 * PW);
+  last_group<T, MR, NB - 1, kAccumulate>(blocks - b0, narrow, rows, depth, a, lda, P + b0 * stride + k0 * PW, stride,
+                                         last, C + b0 * PW, ldc, cols - b0 * PW);
 }
 
 // Tiles for rows whatever their count: as many rows per tile as the registers allow (8 with 32
 // vector registers, else 4: MR x 3 accumulators plus 3 packets of P), then the last 1 to 3 rows over
 // more blocks, so that at least 9 independent FMA chains stay in flight (latency 4 x 2 ports).
 template <bool kAccumulate, typename T>
-void panel_product_depth(Index rows, Index cols, Index K, Index k0, Index depth, const T* A, Index lda,
-                         const T* P, T* C, Index ldc) {
+void panel_product_depth(Index rows, Index cols, Index K, Index k0, Index depth, const T* A, Index lda, const T* P,
+                         T* C, Index ldc) {
   constexpr int kRows = Simd<T>::kWidth * sizeof(T) == 64 ? 8 : 4;  // AVX-512: 32 registers
   Index done = rows / kRows * kRows;
   if (done) tiles<T, kRows, 1, kAccumulate>(done, cols, K, k0, depth, A, lda, P, C, ldc);
@@ -204,10 +208,17 @@ void panel_product_depth(Index rows, Index cols, Index K, Index k0, Index depth,
   const T* a = A + done * lda;
   T* c = C + done * ldc;
   switch (rows - done) {
-    case 3: tiles<T, 3, 1, kAccumulate>(3, cols, K, k0, depth, a, lda, P, c, ldc); break;
-    case 2: tiles<T, 2, 2, kAccumulate>(2, cols, K, k0, depth, a, lda, P, c, ldc); break;
-    case 1: tiles<T, 1, 3, kAccumulate>(1, cols, K, k0, depth, a, lda, P, c, ldc); break;
-    default: break;
+    case 3:
+      tiles<T, 3, 1, kAccumulate>(3, cols, K, k0, depth, a, lda, P, c, ldc);
+      break;
+    case 2:
+      tiles<T, 2, 2, kAccumulate>(2, cols, K, k0, depth, a, lda, P, c, ldc);
+      break;
+    case 1:
+      tiles<T, 1, 3, kAccumulate>(1, cols, K, k0, depth, a, lda, P, c, ldc);
+      break;
+    default:
+      break;
   }
 }
 

@@ -42,8 +42,8 @@ void Model::step(const float* x, float* y, State& state) const {
     w.weight_hr = at(o.weight_hr);
     w.weight_peep = at(o.weight_peep);
     const float* in = k == 0 ? x : state.h.data() + (k - 1) * B * R;  // [B, I_k]: layer k-1's new h
-    step_rows(dims, w, {B, at(o.bias), in, state.h.data() + k * B * R, state.c.data() + k * B * H,
-                        state.workspace_.data()});
+    step_rows(dims, w,
+              {B, at(o.bias), in, state.h.data() + k * B * R, state.c.data() + k * B * H, state.workspace_.data()});
   }
   std::memcpy(y, state.h.data() + (L - 1) * B * R, sizeof(float) * static_cast<size_t>(B * R));
 }

@@ -79,8 +79,7 @@ struct Worker {
     return epoch.load(std::memory_order_acquire);
   }
 
-  void hand_over(void (*j)(const void*, int), const void* c, int member, std::atomic<int>* p,
-                 const HelperCpus& where) {
+  void hand_over(void (*j)(const void*, int), const void* c, int member, std::atomic<int>* p, const HelperCpus& where) {
     job = j;
     context = c;
     k = member;

@@ -38,8 +38,8 @@
 namespace lstm_fast {
 namespace {
 
-constexpr std::size_t kAlign = 64;                  // a cache line, and AVX-512's packet
-constexpr std::size_t kHeader = kAlign;             // keeps the payload aligned
+constexpr std::size_t kAlign = 64;       // a cache line, and AVX-512's packet
+constexpr std::size_t kHeader = kAlign;  // keeps the payload aligned
 constexpr std::size_t kMaxCachedBytes = std::size_t(1) << 30;
 constexpr std::size_t kMaxCachedBlocks = 16;
 

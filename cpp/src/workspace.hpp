@@ -39,9 +39,13 @@ struct WorkspaceAllocator {
       ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
   }
   template <typename U>
-  bool operator==(const WorkspaceAllocator<U>&) const noexcept { return true; }
+  bool operator==(const WorkspaceAllocator<U>&) const noexcept {
+    return true;
+  }
   template <typename U>
-  bool operator!=(const WorkspaceAllocator<U>&) const noexcept { return false; }
+  bool operator!=(const WorkspaceAllocator<U>&) const noexcept {
+    return false;
+  }
 };
 template <typename T>
 using Buffer = std::vector<T, WorkspaceAllocator<T>>;

@@ -29,8 +29,23 @@ except _PackageNotFoundError:  # running from a source tree that was not install
 _SUBMODULES = ("nn", "optim", "reference", "rnn", "tasks", "training")
 _TORCH = "torch"
 
-__all__ = ["LSTM", "State", "load", "set_num_threads", "get_num_threads", "isa", "supported_isas",
-           "get_cmake_dir", "__version__", "nn", "optim", "reference", "rnn", "tasks", "training"]
+__all__ = [
+    "LSTM",
+    "State",
+    "load",
+    "set_num_threads",
+    "get_num_threads",
+    "isa",
+    "supported_isas",
+    "get_cmake_dir",
+    "__version__",
+    "nn",
+    "optim",
+    "reference",
+    "rnn",
+    "tasks",
+    "training",
+]
 
 
 def __getattr__(name: str) -> _Any:

@@ -63,8 +63,9 @@ def check_fits(what: str, count: int, dtype: np.dtype) -> None:
     memory = _physical_memory()
     if count > MAX_ELEMENTS or (memory is not None and nbytes > memory):
         limit = f"this machine's memory ({memory / 2**30:.1f} GiB)" if memory is not None else "2^48 numbers"
-        raise ValueError(f"{what}: {count} numbers ({nbytes / 2**30:.3g} GiB of {np.dtype(dtype)}) are "
-                         f"more than {limit}")
+        raise ValueError(
+            f"{what}: {count} numbers ({nbytes / 2**30:.3g} GiB of {np.dtype(dtype)}) are more than {limit}"
+        )
 
 
 def _as_array(name: str, value: Any, what: str) -> np.ndarray:
@@ -126,8 +127,13 @@ def check_sequence_shape(name: str, shape: Sequence[int], input_size: int, batch
     return len(shape) == 2
 
 
-def check_pair(name: str, pair: Any, labels: Tuple[str, str], shapes: Tuple[Tuple[int, ...], Tuple[int, ...]],
-               convert: Callable[[str, Any], Any]) -> Tuple[Any, Any]:
+def check_pair(
+    name: str,
+    pair: Any,
+    labels: Tuple[str, str],
+    shapes: Tuple[Tuple[int, ...], Tuple[int, ...]],
+    convert: Callable[[str, Any], Any],
+) -> Tuple[Any, Any]:
     """A state pair such as (h0, c0), each part converted by `convert(part_name, value)` (which checks its
     type) and then held to its shape; (None, None) for None.
 

@@ -1,6 +1,6 @@
 """Where the installed package keeps its CMake package config, for C++ projects that link lstm_fast.
 
-    cmake -S . -B build -Dlstm_fast_DIR="$(python -m lstm_fast --cmakedir)"
+cmake -S . -B build -Dlstm_fast_DIR="$(python -m lstm_fast --cmakedir)"
 """
 
 from __future__ import annotations
@@ -25,4 +25,5 @@ def get_cmake_dir() -> str:
             return folder
     raise FileNotFoundError(
         f"lstm_fast's CMake package config ({_CONFIG_DIR}/lstm_fastConfig.cmake) is not in "
-        f"{list(package_dirs)}; install the package with pip to get it")
+        f"{list(package_dirs)}; install the package with pip to get it"
+    )

@@ -111,8 +111,9 @@ class LSTMConfig:
         H, R, D = self.hidden_size, self.output_size, self.num_directions
 
         def layer(input_size: int) -> int:
-            return D * (4 * H * (input_size + R) + 8 * H * self.bias + R * H * (self.proj_size > 0)
-                        + 3 * H * self.peephole)
+            return D * (
+                4 * H * (input_size + R) + 8 * H * self.bias + R * H * (self.proj_size > 0) + 3 * H * self.peephole
+            )
 
         return layer(self.input_size) + (self.num_layers - 1) * layer(D * R)
 
@@ -161,9 +162,15 @@ class LSTMConfig:
 
     def core(self) -> "_core.Config":
         """The compiled core's Config: the arguments that shape the computation."""
-        return _core.Config(input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
-                            proj_size=self.proj_size, bias=self.bias, bidirectional=self.bidirectional,
-                            peephole=self.peephole)
+        return _core.Config(
+            input_size=self.input_size,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            proj_size=self.proj_size,
+            bias=self.bias,
+            bidirectional=self.bidirectional,
+            peephole=self.peephole,
+        )
 
     def arguments_repr(self, dtype: bool = True) -> str:
         """The arguments as a call would write them, defaults left out: "3, 4, num_layers=2, dtype=float32"."""
@@ -210,8 +217,10 @@ class ConfigAttributes:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _ATTRIBUTES and name not in self._config_exclude:
-            raise AttributeError(f"{name} is fixed at construction ({getattr(self, name)!r}): build a new model "
-                                 f"with {name}={value!r} instead")
+            raise AttributeError(
+                f"{name} is fixed at construction ({getattr(self, name)!r}): build a new model "
+                f"with {name}={value!r} instead"
+            )
         super().__setattr__(name, value)
 
 

@@ -14,8 +14,17 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 import numpy as np
 
 from . import _core, _exchange, _io
-from ._checks import (as_float_array, bool_arg, check_fits, check_pair, check_sequence_shape, check_shape, core_ready,
-                      int_arg, shape_str)
+from ._checks import (
+    as_float_array,
+    bool_arg,
+    check_fits,
+    check_pair,
+    check_sequence_shape,
+    check_shape,
+    core_ready,
+    int_arg,
+    shape_str,
+)
 from ._config import ConfigAttributes, LSTMConfig
 from ._packing import Packing, packing_of
 
@@ -27,7 +36,7 @@ class _TrainingRun(NamedTuple):
     """What forward(train=True) leaves for backward."""
 
     trace: Any
-    weights: list           # the weights the forward used (copies: an update in between cannot skew BPTT)
+    weights: list  # the weights the forward used (copies: an update in between cannot skew BPTT)
     packing: Packing
     unbatched: bool
     y_shape: Tuple[int, ...]
@@ -89,9 +98,20 @@ class LSTM(ConfigAttributes):
         dtype: Any = np.float32,
         seed: Optional[int] = None,
     ) -> None:
-        config = LSTMConfig(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
-                            dropout=dropout, bidirectional=bidirectional, proj_size=proj_size,
-                            peephole=peephole, forget_bias=forget_bias, dtype=dtype, seed=seed)
+        config = LSTMConfig(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            proj_size=proj_size,
+            peephole=peephole,
+            forget_bias=forget_bias,
+            dtype=dtype,
+            seed=seed,
+        )
         self._setup(config)
         self._params = self._init_params()
 
@@ -141,8 +161,9 @@ class LSTM(ConfigAttributes):
         names = self._weight_names
         dtype = self.dtype
         # The model's own arrays are aligned; a copy only if someone swapped in an unaligned view.
-        cells = [tuple(None if (a := params.get(name)) is None else core_ready(a, dtype) for name in cell)
-                 for cell in names]
+        cells = [
+            tuple(None if (a := params.get(name)) is None else core_ready(a, dtype) for name in cell) for cell in names
+        ]
         if all(a is params.get(name) for cell, arrays in zip(names, cells) for name, a in zip(cell, arrays)):
             self._weights_cache = (key, cells)
         return cells
@@ -184,17 +205,23 @@ class LSTM(ConfigAttributes):
         """Zero (h, c): h (L*D, B, R), c (L*D, B, H); without the B axis when batch_size is None."""
         LD = self.num_layers * self.num_directions
         batch = () if batch_size is None else (int_arg("batch_size", batch_size, 1),)
-        check_fits(f"the state of initial_state(batch_size={batch_size})",
-                   LD * math.prod(batch) * (self.output_size + self.hidden_size), self.dtype)
-        return (np.zeros((LD,) + batch + (self.output_size,), self.dtype),
-                np.zeros((LD,) + batch + (self.hidden_size,), self.dtype))
+        check_fits(
+            f"the state of initial_state(batch_size={batch_size})",
+            LD * math.prod(batch) * (self.output_size + self.hidden_size),
+            self.dtype,
+        )
+        return (
+            np.zeros((LD,) + batch + (self.output_size,), self.dtype),
+            np.zeros((LD,) + batch + (self.hidden_size,), self.dtype),
+        )
 
     def __call__(self, x: Any, state: Optional[State] = None, lengths: Any = None) -> Tuple[np.ndarray, State]:
         """Inference: ``y, (h_n, c_n) = lstm(x, state=None, lengths=None)``; see forward()."""
         return self.forward(x, state, lengths, train=False)
 
-    def forward(self, x: Any, state: Optional[State] = None, lengths: Any = None,
-                train: bool = True) -> Tuple[np.ndarray, State]:
+    def forward(
+        self, x: Any, state: Optional[State] = None, lengths: Any = None, train: bool = True
+    ) -> Tuple[np.ndarray, State]:
         """Runs the sequence; with ``train=True`` keeps what backward() needs and applies dropout.
 
         Args:
@@ -224,12 +251,23 @@ class LSTM(ConfigAttributes):
         masks = self._dropout_masks(sum(packing.batch_sizes)) if train else []
         weights = self._weights(self._params)
         y, h_n, c_n, trace = _core.forward(
-            self._config, weights, packing.batch_sizes, B, packing.pack(x),
-            None if h0 is None else packing.sort_state(h0), None if c0 is None else packing.sort_state(c0),
-            masks, train)
+            self._config,
+            weights,
+            packing.batch_sizes,
+            B,
+            packing.pack(x),
+            None if h0 is None else packing.sort_state(h0),
+            None if c0 is None else packing.sort_state(c0),
+            masks,
+            train,
+        )
         y = packing.unpack(y)
         h_n, c_n = packing.unsort_state(h_n), packing.unsort_state(c_n)
-        y, h_n, c_n = self._to_user_layout(y, unbatched), self._drop_batch(h_n, unbatched), self._drop_batch(c_n, unbatched)
+        y, h_n, c_n = (
+            self._to_user_layout(y, unbatched),
+            self._drop_batch(h_n, unbatched),
+            self._drop_batch(c_n, unbatched),
+        )
         if train:
             snapshot = [tuple(None if a is None else a.copy() for a in cell) for cell in weights]
             self._training_run = _TrainingRun(trace, snapshot, packing, unbatched, y.shape, (h_n.shape, c_n.shape))
@@ -247,19 +285,30 @@ class LSTM(ConfigAttributes):
         """
         run = self._training_run
         if run is None:
-            raise ValueError("backward() needs a training forward first: call forward(x, train=True), "
-                             "then backward(dy) once")
+            raise ValueError(
+                "backward() needs a training forward first: call forward(x, train=True), then backward(dy) once"
+            )
         dy = as_float_array("dy", dy, self.dtype)
         check_shape("dy", dy, run.y_shape)
-        dh_n, dc_n = check_pair("dstate", dstate, ("dh_n", "dc_n"), run.state_shapes,
-                                lambda part, value: None if value is None else as_float_array(part, value, self.dtype))
-        dh_n, dc_n = (None if v is None else run.packing.sort_state(self._add_batch(v, run.unbatched))
-                      for v in (dh_n, dc_n))
+        dh_n, dc_n = check_pair(
+            "dstate",
+            dstate,
+            ("dh_n", "dc_n"),
+            run.state_shapes,
+            lambda part, value: None if value is None else as_float_array(part, value, self.dtype),
+        )
+        dh_n, dc_n = (
+            None if v is None else run.packing.sort_state(self._add_batch(v, run.unbatched)) for v in (dh_n, dc_n)
+        )
         dy = run.packing.pack(np.ascontiguousarray(self._from_user_layout(dy, run.unbatched)))
         dx, dh0, dc0, cell_grads = _core.backward(run.weights, run.trace, np.ascontiguousarray(dy), dh_n, dc_n)
         self._training_run = None
-        grads = {name: g for names, cell in zip(self._weight_names, cell_grads)
-                 for name, g in zip(names, cell) if g is not None}
+        grads = {
+            name: g
+            for names, cell in zip(self._weight_names, cell_grads)
+            for name, g in zip(names, cell)
+            if g is not None
+        }
         self.grads = {name: grads[name] for name in self._params}  # state_dict's order
         dx = self._to_user_layout(run.packing.unpack(dx), run.unbatched)
         dh0 = self._drop_batch(run.packing.unsort_state(dh0), run.unbatched)
@@ -277,16 +326,18 @@ class LSTM(ConfigAttributes):
             raise ValueError("step() runs unidirectional models only; this one is bidirectional")
         x_t = as_float_array("x_t", x_t, self.dtype)
         if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
-            raise ValueError(f"x_t must have shape (B, {self.input_size}) or ({self.input_size},), "
-                             f"got {shape_str(x_t.shape)}")
+            raise ValueError(
+                f"x_t must have shape (B, {self.input_size}) or ({self.input_size},), got {shape_str(x_t.shape)}"
+            )
         unbatched = x_t.ndim == 1
         x = x_t.reshape(1, -1, self.input_size)
         B = x.shape[1]
         if B == 0:
             raise ValueError("x_t must have a batch of >= 1, got 0")
         h0, c0 = self._check_state("state", state, B, unbatched)
-        y, h_n, c_n, _ = _core.forward(self._config, self._weights(self._params), [B], B,
-                                       x.reshape(B, self.input_size), h0, c0, [], False)
+        y, h_n, c_n, _ = _core.forward(
+            self._config, self._weights(self._params), [B], B, x.reshape(B, self.input_size), h0, c0, [], False
+        )
         if unbatched:
             return y[0], (h_n[:, 0], c_n[:, 0])
         return y, (h_n, c_n)
@@ -322,8 +373,13 @@ class LSTM(ConfigAttributes):
         """(h0, c0) as (L*D, B, R) and (L*D, B, H) arrays of self.dtype, or (None, None)."""
         if state is None:  # the common case, first: every inference call asks
             return None, None
-        h0, c0 = check_pair(name, state, ("h0", "c0"), self._lstm_config.state_shapes(None if unbatched else batch),
-                            lambda part, value: as_float_array(part, value, self.dtype))
+        h0, c0 = check_pair(
+            name,
+            state,
+            ("h0", "c0"),
+            self._lstm_config.state_shapes(None if unbatched else batch),
+            lambda part, value: as_float_array(part, value, self.dtype),
+        )
         return self._add_batch(h0, unbatched), self._add_batch(c0, unbatched)
 
     def _dropout_masks(self, rows: int) -> List[np.ndarray]:
@@ -357,10 +413,17 @@ class LSTM(ConfigAttributes):
         dtype = module.weight_ih_l0.dtype
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"module's parameters must be float32 or float64, got {dtype}")
-        lstm = cls(module.input_size, module.hidden_size, module.num_layers, bias=module.bias,
-                   batch_first=module.batch_first, dropout=float(module.dropout),
-                   bidirectional=module.bidirectional, proj_size=module.proj_size,
-                   dtype=np.float32 if dtype == torch.float32 else np.float64)
+        lstm = cls(
+            module.input_size,
+            module.hidden_size,
+            module.num_layers,
+            bias=module.bias,
+            batch_first=module.batch_first,
+            dropout=float(module.dropout),
+            bidirectional=module.bidirectional,
+            proj_size=module.proj_size,
+            dtype=np.float32 if dtype == torch.float32 else np.float64,
+        )
         lstm.load_state_dict(module.state_dict())
         return lstm
 
@@ -370,8 +433,13 @@ class LSTM(ConfigAttributes):
         ``h0``, ``c0`` ((L*D, B, H)) when with_state and ``lengths`` ((B,) int32) when with_lengths;
         outputs ``y``, ``h_n``, ``c_n``. ONNX Runtime reproduces ``lstm(x, state, lengths)``. The ONNX
         operator has no projection: proj_size > 0 raises ValueError."""
-        _exchange.to_onnx(self._lstm_config, self.state_dict(), path, with_state=bool_arg("with_state", with_state),
-                          with_lengths=bool_arg("with_lengths", with_lengths))
+        _exchange.to_onnx(
+            self._lstm_config,
+            self.state_dict(),
+            path,
+            with_state=bool_arg("with_state", with_state),
+            with_lengths=bool_arg("with_lengths", with_lengths),
+        )
 
     @classmethod
     def from_keras_weights(cls, kernel: Any, recurrent_kernel: Any, bias: Any = None, **kwargs: Any) -> "LSTM":
@@ -391,7 +459,6 @@ class LSTM(ConfigAttributes):
 
     def __repr__(self) -> str:
         return f"LSTM({self._lstm_config.arguments_repr()})"
-
 
 
 def load(path: "os.PathLike[str] | str") -> LSTM:

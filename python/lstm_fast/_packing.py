@@ -17,11 +17,11 @@ from ._checks import as_int_array, check_shape
 class Packing(NamedTuple):
     """How a (T, B, F) batch maps onto the core's N packed rows, N = sum(batch_sizes)."""
 
-    steps: int                # T of the user's input
-    batch: int                # B
-    batch_sizes: list         # [T'] rows active per step, T' = max length
-    order: Optional[np.ndarray]    # [B] batch index of each sorted row; None when dense
-    time_index: Optional[np.ndarray]   # [N] step of each packed row
+    steps: int  # T of the user's input
+    batch: int  # B
+    batch_sizes: list  # [T'] rows active per step, T' = max length
+    order: Optional[np.ndarray]  # [B] batch index of each sorted row; None when dense
+    time_index: Optional[np.ndarray]  # [N] step of each packed row
     batch_index: Optional[np.ndarray]  # [N] batch index of each packed row
 
     def pack(self, a: np.ndarray) -> np.ndarray:

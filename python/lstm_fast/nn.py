@@ -58,8 +58,7 @@ class Linear:
         self._x = None  # the last input, kept for backward
 
     def __repr__(self) -> str:
-        return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
-                f"dtype={self.dtype.name})")
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features}, dtype={self.dtype.name})"
 
     def __call__(self, x) -> np.ndarray:
         """x: (..., in_features) -> (..., out_features). Keeps x for ``backward()``."""
@@ -133,16 +132,14 @@ def softmax_cross_entropy(logits, labels) -> tuple[float, np.ndarray]:
         raise ValueError(f"logits must have shape (..., C) with C >= 1, got {logits.shape}")
     labels = np.asarray(labels)
     if labels.shape != logits.shape[:-1]:
-        raise ValueError(f"labels must have shape {logits.shape[:-1]} (logits' leading axes), "
-                         f"got {labels.shape}")
+        raise ValueError(f"labels must have shape {logits.shape[:-1]} (logits' leading axes), got {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"labels must be integers (class indices), got dtype {labels.dtype}")
     num_classes = logits.shape[-1]
     if labels.size == 0:
         raise ValueError("labels is empty: the mean of no examples is undefined")
     if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"labels must be in [0, {num_classes}), got values in "
-                         f"[{labels.min()}, {labels.max()}]")
+        raise ValueError(f"labels must be in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]")
     rows = logits.reshape(-1, num_classes)
     flat_labels = labels.reshape(-1)
     n = rows.shape[0]

@@ -48,8 +48,7 @@ def _check_params(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     for name, p in params.items():
         # In-place updates are the point: a copy (np.asarray of a list, a cast) would train nothing.
         if not isinstance(p, np.ndarray):
-            raise TypeError(f"params[{name!r}] must be a np.ndarray (updated in place), "
-                            f"got {type(p).__name__}")
+            raise TypeError(f"params[{name!r}] must be a np.ndarray (updated in place), got {type(p).__name__}")
         if not np.issubdtype(p.dtype, np.floating):
             raise TypeError(f"params[{name!r}] must have a floating dtype, got {p.dtype}")
         if not p.flags.writeable:
@@ -136,8 +135,13 @@ class Adam:
         eps: added to the denominator, > 0.
     """
 
-    def __init__(self, params: Mapping[str, np.ndarray], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        params: Mapping[str, np.ndarray],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
         self.params = _check_params(params)
         self.lr = _check_positive("lr", lr)
         if len(betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in betas):
@@ -154,8 +158,8 @@ class Adam:
         grads = _check_grads(self.params, grads)
         beta1, beta2 = self.betas
         self.t += 1
-        step_size = self.lr / (1.0 - beta1 ** self.t)
-        sqrt_bias_correction2 = math.sqrt(1.0 - beta2 ** self.t)
+        step_size = self.lr / (1.0 - beta1**self.t)
+        sqrt_bias_correction2 = math.sqrt(1.0 - beta2**self.t)
         for name, p in self.params.items():
             g = grads[name]
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
@@ -190,9 +194,12 @@ def clip_grad_norm(grads: Mapping[str, np.ndarray] | Iterable[np.ndarray], max_n
         if not isinstance(g, np.ndarray):
             raise TypeError(f"grads must be np.ndarray (scaled in place), got {type(g).__name__}")
     # Accumulate in float64 so a float32 model's norm does not lose digits over many arrays.
-    total = math.sqrt(sum(float(np.dot(g.ravel().astype(np.float64, copy=False),
-                                       g.ravel().astype(np.float64, copy=False)))
-                          for g in arrays))
+    total = math.sqrt(
+        sum(
+            float(np.dot(g.ravel().astype(np.float64, copy=False), g.ravel().astype(np.float64, copy=False)))
+            for g in arrays
+        )
+    )
     if math.isfinite(total):
         clip_coef = max_norm / (total + 1e-6)
         if clip_coef < 1.0:

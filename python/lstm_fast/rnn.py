@@ -53,8 +53,7 @@ class RNN:
         bound = 1.0 / math.sqrt(self.hidden_size)
         H, I = self.hidden_size, self.input_size
         shapes = {"weight_ih_l0": (H, I), "weight_hh_l0": (H, H), "bias_ih_l0": (H,), "bias_hh_l0": (H,)}
-        self.params = {name: rng.uniform(-bound, bound, shape).astype(self.dtype)
-                       for name, shape in shapes.items()}
+        self.params = {name: rng.uniform(-bound, bound, shape).astype(self.dtype) for name, shape in shapes.items()}
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self._run = None
 
@@ -146,8 +145,7 @@ class RNN:
         dy = np.asarray(dy, dtype=self.dtype)
         if dy.shape != (T, B, H):
             raise ValueError(f"dy must have shape {(T, B, H)}, got {dy.shape}")
-        dh = np.zeros((B, H), self.dtype) if dstate is None else \
-            np.array(dstate, dtype=self.dtype).reshape(B, H)
+        dh = np.zeros((B, H), self.dtype) if dstate is None else np.array(dstate, dtype=self.dtype).reshape(B, H)
         w_hh = self.params["weight_hh_l0"]
         da = np.empty((T, B, H), self.dtype)  # gradient w.r.t. the pre-activation of each step
         for t in range(T - 1, -1, -1):

@@ -11,10 +11,22 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "ADDING_TOLERANCE", "adding_problem", "adding_problem_paper", "adding_correct",
-    "TEMPORAL_ORDER_SYMBOLS", "TEMPORAL_ORDER_CLASSES", "TEMPORAL_ORDER_CLASSES_3", "temporal_order",
-    "temporal_order_3", "TEMPORAL_ORDER_TOLERANCE", "temporal_order_correct",
-    "REBER_SYMBOLS", "reber_strings", "reber_next_symbols", "reber_batch", "reber_correct",
+    "ADDING_TOLERANCE",
+    "adding_problem",
+    "adding_problem_paper",
+    "adding_correct",
+    "TEMPORAL_ORDER_SYMBOLS",
+    "TEMPORAL_ORDER_CLASSES",
+    "TEMPORAL_ORDER_CLASSES_3",
+    "temporal_order",
+    "temporal_order_3",
+    "TEMPORAL_ORDER_TOLERANCE",
+    "temporal_order_correct",
+    "REBER_SYMBOLS",
+    "reber_strings",
+    "reber_next_symbols",
+    "reber_batch",
+    "reber_correct",
 ]
 
 # The paper counts an adding-problem sequence as processed correctly when |output - target| < 0.04.
@@ -78,8 +90,7 @@ def adding_problem(seq_len: int, batch_size: int, rng=None) -> tuple[np.ndarray,
     return x, target
 
 
-def adding_problem_paper(seq_len: int, batch_size: int, rng=None
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def adding_problem_paper(seq_len: int, batch_size: int, rng=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The adding problem exactly as Experiment 4 of the 1997 paper states it, lengths included.
 
     Differences from ``adding_problem`` (all from the paper's text):
@@ -158,11 +169,17 @@ def _temporal_order(batch_size, rng, min_len, max_len, ranges):
     min_len = _check_count("min_len", min_len, 3)
     max_len = _check_count("max_len", max_len, min_len)
     bounds = [b for r in ranges for b in r]
-    if not (1 <= bounds[0] and all(u <= v for u, v in zip(bounds[::2], bounds[1::2]))
-            and all(u < v for u, v in zip(bounds[1::2], bounds[2::2])) and bounds[-1] < min_len - 1):
+    if not (
+        1 <= bounds[0]
+        and all(u <= v for u, v in zip(bounds[::2], bounds[1::2]))
+        and all(u < v for u, v in zip(bounds[1::2], bounds[2::2]))
+        and bounds[-1] < min_len - 1
+    ):
         names = ", ".join(f"t{n + 1}_range={tuple(r)}" for n, r in enumerate(ranges))
-        raise ValueError(f"need 1 <= t1_range <= ... < t2_range <= ... < min_len - 1 (each range "
-                         f"(first, last), disjoint and in order), got {names}, min_len={min_len}")
+        raise ValueError(
+            f"need 1 <= t1_range <= ... < t2_range <= ... < min_len - 1 (each range "
+            f"(first, last), disjoint and in order), got {names}, min_len={min_len}"
+        )
     rng = _generator(rng)
     a, b_start, e_end, x_sym = 0, 4, 5, 6  # indices into TEMPORAL_ORDER_SYMBOLS; Y is x_sym + 1
     lengths = rng.integers(min_len, max_len + 1, size=batch_size)
@@ -182,9 +199,15 @@ def _temporal_order(batch_size, rng, min_len, max_len, ranges):
     return x, labels.astype(np.int64), lengths.astype(np.int64)
 
 
-def temporal_order(batch_size: int, rng=None, *, min_len: int = 100, max_len: int = 110,
-                   t1_range: tuple[int, int] = (10, 20),
-                   t2_range: tuple[int, int] = (50, 60)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def temporal_order(
+    batch_size: int,
+    rng=None,
+    *,
+    min_len: int = 100,
+    max_len: int = 110,
+    t1_range: tuple[int, int] = (10, 20),
+    t2_range: tuple[int, int] = (50, 60),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The temporal order problem (Experiment 6a): classify the order of two symbols far apart.
 
     A sequence of length L (uniform in [min_len, max_len]) starts with B at step 0 and ends with E
@@ -209,10 +232,16 @@ def temporal_order(batch_size: int, rng=None, *, min_len: int = 100, max_len: in
     return _temporal_order(batch_size, rng, min_len, max_len, [t1_range, t2_range])
 
 
-def temporal_order_3(batch_size: int, rng=None, *, min_len: int = 100, max_len: int = 110,
-                     t1_range: tuple[int, int] = (10, 20), t2_range: tuple[int, int] = (33, 43),
-                     t3_range: tuple[int, int] = (66, 76)
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def temporal_order_3(
+    batch_size: int,
+    rng=None,
+    *,
+    min_len: int = 100,
+    max_len: int = 110,
+    t1_range: tuple[int, int] = (10, 20),
+    t2_range: tuple[int, int] = (33, 43),
+    t3_range: tuple[int, int] = (66, 76),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The temporal order problem with three relevant symbols (Experiment 6b), eight classes.
 
     As ``temporal_order``, with X or Y at three steps: t1 in [10, 20], t2 in [33, 43] and t3 in
@@ -250,8 +279,15 @@ REBER_SYMBOLS = ("B", "T", "P", "S", "X", "V", "E")
 
 # The Reber grammar (Reber 1967, as drawn in the paper's Figure 3): state -> {symbol: next state}.
 # State 0 emits the leading B, state 6 the final E, state 7 is the end.
-_REBER = {0: {"B": 1}, 1: {"T": 2, "P": 3}, 2: {"S": 2, "X": 4}, 3: {"T": 3, "V": 5},
-          4: {"X": 3, "S": 6}, 5: {"P": 4, "V": 6}, 6: {"E": 7}}
+_REBER = {
+    0: {"B": 1},
+    1: {"T": 2, "P": 3},
+    2: {"S": 2, "X": 4},
+    3: {"T": 3, "V": 5},
+    4: {"X": 3, "S": 6},
+    5: {"P": 4, "V": 6},
+    6: {"E": 7},
+}
 
 
 def _reber_string(rng: np.random.Generator) -> str:
@@ -289,12 +325,15 @@ def reber_next_symbols(string: str, *, embedded: bool = True) -> list[str]:
     actual next symbol ``string[t + 1]`` is always among them. Raises ValueError if the string is
     not in the grammar.
     """
+
     def inner_sets(s):
         state, sets = 0, []
         for n, symbol in enumerate(s):
             if state == 7 or symbol not in _REBER[state]:
-                raise ValueError(f"{string!r} is not a{'n embedded' if embedded else ''} Reber string "
-                                 f"(unexpected {symbol!r} at position {n})")
+                raise ValueError(
+                    f"{string!r} is not a{'n embedded' if embedded else ''} Reber string "
+                    f"(unexpected {symbol!r} at position {n})"
+                )
             state = _REBER[state][symbol]
             sets.append("".join(sym for sym in REBER_SYMBOLS if sym in _REBER.get(state, {})))
         if state != 7:
@@ -305,10 +344,8 @@ def reber_next_symbols(string: str, *, embedded: bool = True) -> list[str]:
         raise TypeError(f"string must be a str, got {type(string).__name__}")
     if not embedded:
         return inner_sets(string)
-    if (len(string) < 7 or string[0] != "B" or string[1] not in "TP" or string[-2] != string[1]
-            or string[-1] != "E"):
-        raise ValueError(f"{string!r} is not an embedded Reber string (B, T|P, Reber string, "
-                         f"the same T|P, E)")
+    if len(string) < 7 or string[0] != "B" or string[1] not in "TP" or string[-2] != string[1] or string[-1] != "E":
+        raise ValueError(f"{string!r} is not an embedded Reber string (B, T|P, Reber string, the same T|P, E)")
     branch = string[1]
     return ["TP", "B"] + inner_sets(string[2:-2]) + [branch, "E"]
 
@@ -353,8 +390,7 @@ def reber_correct(outputs, possible, lengths) -> np.ndarray:
     outputs = np.asarray(outputs, dtype=np.float64)
     possible = np.asarray(possible, dtype=bool)
     if outputs.shape != possible.shape or outputs.ndim != 3:
-        raise ValueError(f"outputs and possible must both be (T, B, 7), got {outputs.shape} and "
-                         f"{possible.shape}")
+        raise ValueError(f"outputs and possible must both be (T, B, 7), got {outputs.shape} and {possible.shape}")
     lowest_possible = np.where(possible, outputs, np.inf).min(axis=-1)
     highest_other = np.where(possible, -np.inf, outputs).max(axis=-1)
     step_ok = lowest_possible > highest_other

@@ -54,11 +54,22 @@ class _LSTMFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, config, batch_sizes: List[int], batch: int, masks: list, train: bool,
-                x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], *params: Optional[Tensor]):
-        cells = [tuple(_numpy(p) for p in params[k:k + 6]) for k in range(0, len(params), 6)]
-        y, h_n, c_n, trace = _core.forward(config, cells, batch_sizes, batch, _numpy(x), _numpy(h0),
-                                           _numpy(c0), [_numpy(m) for m in masks], train)
+    def forward(
+        ctx,
+        config,
+        batch_sizes: List[int],
+        batch: int,
+        masks: list,
+        train: bool,
+        x: Tensor,
+        h0: Optional[Tensor],
+        c0: Optional[Tensor],
+        *params: Optional[Tensor],
+    ):
+        cells = [tuple(_numpy(p) for p in params[k : k + 6]) for k in range(0, len(params), 6)]
+        y, h_n, c_n, trace = _core.forward(
+            config, cells, batch_sizes, batch, _numpy(x), _numpy(h0), _numpy(c0), [_numpy(m) for m in masks], train
+        )
         ctx.set_materialize_grads(False)
         ctx.trace = trace
         ctx.present = [p is not None for p in params]
@@ -73,12 +84,16 @@ class _LSTMFunction(torch.autograd.Function):
             raise RuntimeError("lstm_fast.torch.LSTM: backward through a forward run without gradients")
         saved = iter(ctx.saved_tensors)
         params = [next(saved) if present else None for present in ctx.present]
-        cells = [tuple(_numpy(p) for p in params[k:k + 6]) for k in range(0, len(params), 6)]
+        cells = [tuple(_numpy(p) for p in params[k : k + 6]) for k in range(0, len(params), 6)]
         if dy is None:  # only the final state was used
             dy = torch.zeros(ctx.y_shape, dtype=params[0].dtype)
-        dx, dh0, dc0, grads = _core.backward(cells, ctx.trace, _numpy(dy.contiguous()),
-                                             _numpy(None if dh_n is None else dh_n.contiguous()),
-                                             _numpy(None if dc_n is None else dc_n.contiguous()))
+        dx, dh0, dc0, grads = _core.backward(
+            cells,
+            ctx.trace,
+            _numpy(dy.contiguous()),
+            _numpy(None if dh_n is None else dh_n.contiguous()),
+            _numpy(None if dc_n is None else dc_n.contiguous()),
+        )
         flat = [None if g is None else torch.from_numpy(g) for cell in grads for g in cell]
         dh0 = torch.from_numpy(dh0) if ctx.state_given[0] else None
         dc0 = torch.from_numpy(dc0) if ctx.state_given[1] else None
@@ -107,13 +122,34 @@ class LSTM(ConfigAttributes, nn.Module):
     # them: a module's dtype is its parameters' (module.double() changes it), and torch seeds itself.
     _config_exclude = ("dtype", "seed")
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, device: Any = None, dtype: Optional[torch.dtype] = None, *,
-                 peephole: bool = False, forget_bias: float = 0.0) -> None:
-        config = LSTMConfig(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
-                            dropout=dropout, bidirectional=bidirectional, proj_size=proj_size,
-                            peephole=peephole, forget_bias=forget_bias)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Any = None,
+        dtype: Optional[torch.dtype] = None,
+        *,
+        peephole: bool = False,
+        forget_bias: float = 0.0,
+    ) -> None:
+        config = LSTMConfig(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            proj_size=proj_size,
+            peephole=peephole,
+            forget_bias=forget_bias,
+        )
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"device must be the CPU (lstm_fast runs on CPUs), got {device!r}")
         dtype = torch.get_default_dtype() if dtype is None else dtype
@@ -136,7 +172,7 @@ class LSTM(ConfigAttributes, nn.Module):
             for name, p in self.named_parameters():
                 p.uniform_(-bound, bound)
                 if name.startswith("bias_ih"):
-                    p[self.hidden_size:2 * self.hidden_size] += self.forget_bias
+                    p[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
 
     def flatten_parameters(self) -> None:
         """A no-op, for code written for torch.nn.LSTM (the kernels read the parameters as they are)."""
@@ -178,12 +214,19 @@ class LSTM(ConfigAttributes, nn.Module):
             h0, c0 = h0.index_select(1, input.sorted_indices), c0.index_select(1, input.sorted_indices)
 
         params = self._cell_params()
-        train = torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in [x, h0, c0, *params])
+        train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in [x, h0, c0, *params])
         masks = self._dropout_masks(len(x), dtype) if self.training else []
         y, h_n, c_n = _LSTMFunction.apply(
-            self._config, batch_sizes, batch, masks, train, x.contiguous(),
-            None if h0 is None else h0.contiguous(), None if c0 is None else c0.contiguous(), *params)
+            self._config,
+            batch_sizes,
+            batch,
+            masks,
+            train,
+            x.contiguous(),
+            None if h0 is None else h0.contiguous(),
+            None if c0 is None else c0.contiguous(),
+            *params,
+        )
 
         if packed:
             if input.unsorted_indices is not None:
@@ -218,8 +261,9 @@ class LSTM(ConfigAttributes, nn.Module):
             self._check_tensor(name, t, dtype)
             return t
 
-        h0, c0 = check_pair("hx", hx, ("h_0", "c_0"), self._lstm_config.state_shapes(None if unbatched else batch),
-                            check)
+        h0, c0 = check_pair(
+            "hx", hx, ("h_0", "c_0"), self._lstm_config.state_shapes(None if unbatched else batch), check
+        )
         if h0 is None or not unbatched:
             return h0, c0
         return h0.unsqueeze(1), c0.unsqueeze(1)
@@ -239,8 +283,10 @@ class LSTM(ConfigAttributes, nn.Module):
         if not isinstance(model, _NumpyLSTM):
             raise TypeError(f"model must be an lstm_fast.LSTM, got {type(model).__name__}")
         config = model._lstm_config
-        module = cls(**{k: v for k, v in config.to_dict().items() if k not in ("dtype", "seed")},
-                     dtype=torch.float32 if config.dtype == np.float32 else torch.float64)
+        module = cls(
+            **{k: v for k, v in config.to_dict().items() if k not in ("dtype", "seed")},
+            dtype=torch.float32 if config.dtype == np.float32 else torch.float64,
+        )
         with torch.no_grad():
             for name, p in module.named_parameters():
                 p.copy_(torch.from_numpy(model.state_dict()[name]))
@@ -249,4 +295,3 @@ class LSTM(ConfigAttributes, nn.Module):
     def to_onnx(self, path: Any, **kwargs: Any) -> None:
         """Writes an ONNX graph of this model's inference; see lstm_fast.LSTM.to_onnx."""
         self.to_numpy().to_onnx(path, **kwargs)
-

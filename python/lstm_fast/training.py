@@ -42,9 +42,16 @@ class TBPTTResult:
     chunks: int
 
 
-def truncated_bptt(model, x, chunk_len: int, loss_and_grad: Callable, *, state=None,
-                   grads: Optional[Callable[[], dict]] = None,
-                   step: Optional[Callable[[dict], None]] = None) -> TBPTTResult:
+def truncated_bptt(
+    model,
+    x,
+    chunk_len: int,
+    loss_and_grad: Callable,
+    *,
+    state=None,
+    grads: Optional[Callable[[], dict]] = None,
+    step: Optional[Callable[[dict], None]] = None,
+) -> TBPTTResult:
     """Truncated backpropagation through time over a long sequence x, ``chunk_len`` steps at a time.
 
     For each chunk ``x[t0:t0 + chunk_len]``::
@@ -78,14 +85,16 @@ def truncated_bptt(model, x, chunk_len: int, loss_and_grad: Callable, *, state=N
     if isinstance(chunk_len, bool) or not isinstance(chunk_len, (int, np.integer)) or chunk_len < 1:
         raise ValueError(f"chunk_len must be an integer >= 1, got {chunk_len!r}")
     if grads is None:
+
         def grads():
             return model.grads
+
     total_loss = 0.0
     summed = None
     dx_parts = []
     chunks = 0
     for t0 in range(0, x.shape[0], int(chunk_len)):
-        y, state = model.forward(x[t0:t0 + chunk_len], state, train=True)
+        y, state = model.forward(x[t0 : t0 + chunk_len], state, train=True)
         loss, dy = loss_and_grad(y, t0)
         dx, _ = model.backward(dy)  # no gradient into the carried state: the cut
         dx_parts.append(dx)
@@ -128,9 +137,9 @@ def chrono_init(lstm, t_max: float, rng=None) -> None:
     for name in names:
         b_f = np.log(rng.uniform(1.0, t_max - 1.0, size=H))
         b_ih, b_hh = params[name], params[name.replace("bias_ih", "bias_hh")]
-        b_ih[0:H] = -b_f          # input gate (gate order i, f, g, o)
-        b_ih[H:2 * H] = b_f       # forget gate
-        b_hh[0:2 * H] = 0.0
+        b_ih[0:H] = -b_f  # input gate (gate order i, f, g, o)
+        b_ih[H : 2 * H] = b_f  # forget gate
+        b_hh[0 : 2 * H] = 0.0
 
 
 class RecentCriterion:
@@ -161,8 +170,7 @@ class RecentCriterion:
         correct = np.asarray(correct, dtype=bool).reshape(-1)
         errors = np.asarray(errors, dtype=np.float64).reshape(-1)
         if correct.shape != errors.shape:
-            raise ValueError(f"correct and errors must have the same length, got {correct.shape} "
-                             f"and {errors.shape}")
+            raise ValueError(f"correct and errors must have the same length, got {correct.shape} and {errors.shape}")
         skipped = max(0, len(correct) - self.window)  # older than the window: only counted
         correct, errors = correct[skipped:], errors[skipped:]
         slots = (self.seen + skipped + np.arange(len(correct))) % self.window
@@ -177,13 +185,12 @@ class RecentCriterion:
 
     def accuracy(self) -> float:
         """Fraction of the recent sequences processed correctly."""
-        return float(self._correct[:self.filled].mean()) if self.seen else 0.0
+        return float(self._correct[: self.filled].mean()) if self.seen else 0.0
 
     def mean_error(self) -> float:
         """Average error of the recent sequences."""
-        return float(self._error[:self.filled].mean()) if self.seen else math.inf
+        return float(self._error[: self.filled].mean()) if self.seen else math.inf
 
     def met(self) -> bool:
         """True once ``window`` sequences were seen, all correct, with average error < max_error."""
-        return (self.seen >= self.window and bool(self._correct.all())
-                and self.mean_error() < self.max_error)
+        return self.seen >= self.window and bool(self._correct.all()) and self.mean_error() < self.max_error

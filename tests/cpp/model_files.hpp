@@ -37,17 +37,18 @@ struct ModelSpec {
   std::string config_json() const {
     auto b = [](bool v) { return v ? "true" : "false"; };
     std::ostringstream s;
-    s << "{\"input_size\": " << input_size << ", \"hidden_size\": " << hidden_size << ", \"num_layers\": "
-      << num_layers << ", \"bias\": " << b(bias) << ", \"batch_first\": false, \"dropout\": 0.0, "
-      << "\"bidirectional\": " << b(bidirectional) << ", \"proj_size\": " << proj_size << ", \"peephole\": "
-      << b(peephole) << ", \"forget_bias\": 0.0, \"dtype\": \"" << dtype << "\", \"seed\": null}";
+    s << "{\"input_size\": " << input_size << ", \"hidden_size\": " << hidden_size << ", \"num_layers\": " << num_layers
+      << ", \"bias\": " << b(bias) << ", \"batch_first\": false, \"dropout\": 0.0, "
+      << "\"bidirectional\": " << b(bidirectional) << ", \"proj_size\": " << proj_size
+      << ", \"peephole\": " << b(peephole) << ", \"forget_bias\": 0.0, \"dtype\": \"" << dtype << "\", \"seed\": null}";
     return s.str();
   }
 
   // Random weights in +-1/sqrt(H), torch's names and shapes.
   std::vector<Tensor> tensors(unsigned seed) const {
     std::mt19937 gen(seed);
-    std::uniform_real_distribution<double> u(-1.0 / std::sqrt(double(hidden_size)), 1.0 / std::sqrt(double(hidden_size)));
+    std::uniform_real_distribution<double> u(-1.0 / std::sqrt(double(hidden_size)),
+                                             1.0 / std::sqrt(double(hidden_size)));
     const Index D = bidirectional ? 2 : 1, R = proj_size > 0 ? proj_size : hidden_size, H = hidden_size;
     std::vector<Tensor> out;
     auto add = [&](const std::string& name, std::vector<Index> shape) {
@@ -116,7 +117,8 @@ inline std::string metadata_for(const ModelSpec& spec) {
 
 inline std::string temp_path(const std::string& name) {
   const char* dir = std::getenv("TMPDIR");
-  return std::string(dir && *dir ? dir : "/tmp") + "/lstm_fast_test_" + std::to_string(static_cast<long>(::getpid())) + "_" + name;
+  return std::string(dir && *dir ? dir : "/tmp") + "/lstm_fast_test_" + std::to_string(static_cast<long>(::getpid())) +
+         "_" + name;
 }
 
 inline void write_file(const std::string& path, const std::string& bytes) {

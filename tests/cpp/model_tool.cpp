@@ -49,7 +49,8 @@ int run_forward(const std::string& path, Index T, Index B) {
 
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "--load") return run_load(argv[2]);
-  if (argc == 5 && std::string(argv[1]) == "--forward") return run_forward(argv[2], std::atol(argv[3]), std::atol(argv[4]));
+  if (argc == 5 && std::string(argv[1]) == "--forward")
+    return run_forward(argv[2], std::atol(argv[3]), std::atol(argv[4]));
   std::fprintf(stderr, "usage: model_tool --load PATH | --forward PATH T B\n");
   return 2;
 }

@@ -55,11 +55,26 @@ void* __libc_calloc(std::size_t, std::size_t);
 void* __libc_realloc(void*, std::size_t);
 void* __libc_memalign(std::size_t, std::size_t);
 void __libc_free(void*);
-void* malloc(std::size_t n) { ++g_allocations; return __libc_malloc(n); }
-void* calloc(std::size_t n, std::size_t s) { ++g_allocations; return __libc_calloc(n, s); }
-void* realloc(void* p, std::size_t n) { ++g_allocations; return __libc_realloc(p, n); }
-void* memalign(std::size_t a, std::size_t n) { ++g_allocations; return __libc_memalign(a, n); }
-void* aligned_alloc(std::size_t a, std::size_t n) { ++g_allocations; return __libc_memalign(a, n); }
+void* malloc(std::size_t n) {
+  ++g_allocations;
+  return __libc_malloc(n);
+}
+void* calloc(std::size_t n, std::size_t s) {
+  ++g_allocations;
+  return __libc_calloc(n, s);
+}
+void* realloc(void* p, std::size_t n) {
+  ++g_allocations;
+  return __libc_realloc(p, n);
+}
+void* memalign(std::size_t a, std::size_t n) {
+  ++g_allocations;
+  return __libc_memalign(a, n);
+}
+void* aligned_alloc(std::size_t a, std::size_t n) {
+  ++g_allocations;
+  return __libc_memalign(a, n);
+}
 int posix_memalign(void** out, std::size_t a, std::size_t n) {
   ++g_allocations;
   *out = __libc_memalign(a, n);
@@ -169,7 +184,8 @@ TEST(Model, ForwardRunsBidirectionalModelsAndMisuseIsRefused) {
   return result;
 }
 
-#define EXPECT_LOAD_ERROR(label, bytes, expected) EXPECT_TRUE(load_refuses(bytes, expected)) << "bad file '" << label << "'"
+#define EXPECT_LOAD_ERROR(label, bytes, expected) \
+  EXPECT_TRUE(load_refuses(bytes, expected)) << "bad file '" << label << "'"
 
 // Every kind of malformed file is refused with a message naming the problem.
 TEST(ModelFile, EveryKindOfBadFileIsRefusedWithAMessage) {
@@ -211,13 +227,21 @@ TEST(ModelFile, EveryKindOfBadFileIsRefusedWithAMessage) {
   EXPECT_LOAD_ERROR("not JSON", with_header("{\"a\": nul}      ", data), "invalid literal");
   EXPECT_LOAD_ERROR("JSON cut short", with_header(header.substr(0, header.size() / 2), data), "header");
   EXPECT_LOAD_ERROR("not an object", with_header("[1, 2]", data), "does not start with '{'");
-  EXPECT_LOAD_ERROR("duplicate key", with_header(replaced(header, "{\"__metadata__\"", "{\"x\": 1, \"x\": 2, \"__metadata__\""), data), "duplicate key");
-  EXPECT_LOAD_ERROR("deep nesting", with_header("{\"a\": " + std::string(200, '[') + std::string(200, ']') + "}", data), "nested deeper");
+  EXPECT_LOAD_ERROR("duplicate key",
+                    with_header(replaced(header, "{\"__metadata__\"", "{\"x\": 1, \"x\": 2, \"__metadata__\""), data),
+                    "duplicate key");
+  EXPECT_LOAD_ERROR("deep nesting", with_header("{\"a\": " + std::string(200, '[') + std::string(200, ']') + "}", data),
+                    "nested deeper");
   EXPECT_LOAD_ERROR("bad UTF-8", with_header(replaced(header, "weight_ih_l0", "weight_ih_\xff\xfe"), data), "UTF-8");
   EXPECT_LOAD_ERROR("unknown dtype", with_header(replaced(header, "\"F32\"", "\"F31\""), data), "unknown dtype");
-  EXPECT_LOAD_ERROR("offsets out of range", with_header(replaced(header, "\"data_offsets\": [0, ", "\"data_offsets\": [0, 99999999"), data), "outside the data buffer");
-  EXPECT_LOAD_ERROR("negative offset", with_header(replaced(header, "\"data_offsets\": [0, ", "\"data_offsets\": [-4, "), data), "data_offsets");
-  EXPECT_LOAD_ERROR("offsets disagree with shape", with_header(replaced(header, "\"shape\": [16, 3]", "\"shape\": [16, 2]"), data), "need");
+  EXPECT_LOAD_ERROR("offsets out of range",
+                    with_header(replaced(header, "\"data_offsets\": [0, ", "\"data_offsets\": [0, 99999999"), data),
+                    "outside the data buffer");
+  EXPECT_LOAD_ERROR("negative offset",
+                    with_header(replaced(header, "\"data_offsets\": [0, ", "\"data_offsets\": [-4, "), data),
+                    "data_offsets");
+  EXPECT_LOAD_ERROR("offsets disagree with shape",
+                    with_header(replaced(header, "\"shape\": [16, 3]", "\"shape\": [16, 2]"), data), "need");
   ModelSpec wrong_config = spec;
   wrong_config.input_size = 5;  // weight_ih_l0 is (16, 3) in the file, the config now says (16, 5)
   EXPECT_LOAD_ERROR("shape inconsistent with config", safetensors_bytes(tensors, "F32", metadata_for(wrong_config)),
@@ -227,13 +251,32 @@ TEST(ModelFile, EveryKindOfBadFileIsRefusedWithAMessage) {
   std::vector<Tensor> extra = tensors;
   extra.push_back({"weight_extra", {2}, {1.0, 2.0}});
   EXPECT_LOAD_ERROR("unexpected tensor", safetensors_bytes(extra, "F32", meta), "unexpected tensor \"weight_extra\"");
-  EXPECT_LOAD_ERROR("no format", safetensors_bytes(tensors, "F32", "{\"config\": \"{}\"}"), "not an lstm_fast model file");
-  EXPECT_LOAD_ERROR("config not JSON", safetensors_bytes(tensors, "F32", "{\"format\": \"lstm_fast/1\", \"config\": \"{input_size\"}"), "metadata config");
-  EXPECT_LOAD_ERROR("config bad type", safetensors_bytes(tensors, "F32", "{\"format\": \"lstm_fast/1\", \"config\": \"{\\\"input_size\\\": 3.5, \\\"hidden_size\\\": 4}\"}"), "must be an integer");
-  EXPECT_LOAD_ERROR("config proj too big", safetensors_bytes(tensors, "F32", "{\"format\": \"lstm_fast/1\", \"config\": \"{\\\"input_size\\\": 3, \\\"hidden_size\\\": 4, \\\"proj_size\\\": 4}\"}"), "proj_size");
-  EXPECT_LOAD_ERROR("config huge num_layers", safetensors_bytes(tensors, "F32", "{\"format\": \"lstm_fast/1\", \"config\": \"{\\\"input_size\\\": 3, \\\"hidden_size\\\": 4, \\\"num_layers\\\": 2000000000, \\\"proj_size\\\": 2, \\\"peephole\\\": true}\"}"), "missing tensor");
+  EXPECT_LOAD_ERROR("no format", safetensors_bytes(tensors, "F32", "{\"config\": \"{}\"}"),
+                    "not an lstm_fast model file");
+  EXPECT_LOAD_ERROR("config not JSON",
+                    safetensors_bytes(tensors, "F32", "{\"format\": \"lstm_fast/1\", \"config\": \"{input_size\"}"),
+                    "metadata config");
+  EXPECT_LOAD_ERROR(
+      "config bad type",
+      safetensors_bytes(
+          tensors, "F32",
+          "{\"format\": \"lstm_fast/1\", \"config\": \"{\\\"input_size\\\": 3.5, \\\"hidden_size\\\": 4}\"}"),
+      "must be an integer");
+  EXPECT_LOAD_ERROR("config proj too big",
+                    safetensors_bytes(tensors, "F32",
+                                      "{\"format\": \"lstm_fast/1\", \"config\": \"{\\\"input_size\\\": 3, "
+                                      "\\\"hidden_size\\\": 4, \\\"proj_size\\\": 4}\"}"),
+                    "proj_size");
+  EXPECT_LOAD_ERROR(
+      "config huge num_layers",
+      safetensors_bytes(tensors, "F32",
+                        "{\"format\": \"lstm_fast/1\", \"config\": \"{\\\"input_size\\\": 3, \\\"hidden_size\\\": 4, "
+                        "\\\"num_layers\\\": 2000000000, \\\"proj_size\\\": 2, \\\"peephole\\\": true}\"}"),
+      "missing tensor");
   // Two tensors sharing bytes: swap in the first tensor's offsets for the second one's.
-  EXPECT_LOAD_ERROR("overlap", with_header(replaced(header, "\"data_offsets\": [192, 320]", "\"data_offsets\": [0, 128]"), data), "overlaps");
+  EXPECT_LOAD_ERROR("overlap",
+                    with_header(replaced(header, "\"data_offsets\": [192, 320]", "\"data_offsets\": [0, 128]"), data),
+                    "overlaps");
 }
 // A tensor of an integer dtype is refused even with consistent offsets.
 TEST(ModelFile, IntegerDtypeIsRefused) {
@@ -265,7 +308,7 @@ TEST(ModelFile, LoadFromBytesGivesTheModelOfTheFile) {
   from_memory.forward(x.data(), 4, 2, y2.data(), s2);
   EXPECT_EQ(max_abs_diff(y1, y2), 0.0);
   EXPECT_TRUE(throws_error([&] { lstm_fast::Model::load_from_bytes(bytes.data(), bytes.size() - 3, "cut"); },
-                     "model bytes 'cut': header: tensor"));
+                           "model bytes 'cut': header: tensor"));
   EXPECT_TRUE(throws_error([&] { lstm_fast::Model::load_from_bytes(nullptr, 10); }, "data must not be null"));
   EXPECT_TRUE(throws_error([&] { lstm_fast::Model::load_from_bytes(nullptr, 0); }, "too short"));
   const char* dir = std::getenv("TMPDIR");
@@ -295,7 +338,6 @@ TEST(Config, AbsurdSizesAndMisuseThrowErrorBeforeAllocating) {
   std::vector<float> x(3 * 2 * 3), y(3 * 2 * 5);
   EXPECT_TRUE(throws_error([&] { m.forward(x.data(), Index(1) << 50, 2, y.data(), st); }, "rows are more than 2^48"));
   EXPECT_TRUE(throws_error([&] { m.forward(x.data(), 0, 2, y.data(), st); }, ">= 1 steps"));
-
 }
 
 }  // namespace

@@ -17,8 +17,20 @@ from pathlib import Path
 import numpy as np
 
 FOLDER = Path(__file__).resolve().parent / "regressions"
-CONFIG = dict(input_size=2, hidden_size=3, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-              bidirectional=False, proj_size=0, peephole=False, forget_bias=0.0, dtype="float32", seed=None)
+CONFIG = dict(
+    input_size=2,
+    hidden_size=3,
+    num_layers=1,
+    bias=True,
+    batch_first=False,
+    dropout=0.0,
+    bidirectional=False,
+    proj_size=0,
+    peephole=False,
+    forget_bias=0.0,
+    dtype="float32",
+    seed=None,
+)
 
 
 def tensors(I=2, H=3, dtype="F32", itemsize=4):
@@ -95,10 +107,12 @@ def cases() -> dict:
     }.items():
         out[name] = file(*model({**CONFIG, **change}))
     out["config_not_json"] = file(*model()).replace(b'"{\\"input_size', b'"{{\\"input_size', 1)
-    out["config_json_array"] = file({**tensors()[0], "__metadata__": {"format": "lstm_fast/1", "config": "[1]"}},
-                                    tensors()[1])
-    out["config_deep_nesting"] = file({**tensors()[0], "__metadata__": {"format": "lstm_fast/1",
-                                       "config": "[" * 5000 + "]" * 5000}}, tensors()[1])
+    out["config_json_array"] = file(
+        {**tensors()[0], "__metadata__": {"format": "lstm_fast/1", "config": "[1]"}}, tensors()[1]
+    )
+    out["config_deep_nesting"] = file(
+        {**tensors()[0], "__metadata__": {"format": "lstm_fast/1", "config": "[" * 5000 + "]" * 5000}}, tensors()[1]
+    )
     out["metadata_not_strings"] = file({**tensors()[0], "__metadata__": {"format": 1, "config": {}}}, tensors()[1])
     out["no_metadata"] = file(tensors()[0], tensors()[1])
     h2, d2 = model()

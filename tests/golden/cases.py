@@ -13,16 +13,32 @@ import lstm_fast as lf
 
 # name: (constructor arguments, T, B, with lengths)
 CASES = {
-    "f32_packed_bidir_peep_lengths": (dict(input_size=5, hidden_size=19, num_layers=2, bidirectional=True,
-                                           peephole=True, dtype=np.float32), 70, 3, True),
+    "f32_packed_bidir_peep_lengths": (
+        dict(input_size=5, hidden_size=19, num_layers=2, bidirectional=True, peephole=True, dtype=np.float32),
+        70,
+        3,
+        True,
+    ),
     "f32_small_proj": (dict(input_size=4, hidden_size=16, proj_size=7, dtype=np.float32), 5, 2, False),
-    "f32_batch_first_2layers": (dict(input_size=8, hidden_size=32, num_layers=2, batch_first=True,
-                                     dtype=np.float32), 20, 16, False),
-    "f64_packed_bidir_proj_peep": (dict(input_size=3, hidden_size=11, bidirectional=True, proj_size=5,
-                                        peephole=True, dtype=np.float64), 40, 4, True),
+    "f32_batch_first_2layers": (
+        dict(input_size=8, hidden_size=32, num_layers=2, batch_first=True, dtype=np.float32),
+        20,
+        16,
+        False,
+    ),
+    "f64_packed_bidir_proj_peep": (
+        dict(input_size=3, hidden_size=11, bidirectional=True, proj_size=5, peephole=True, dtype=np.float64),
+        40,
+        4,
+        True,
+    ),
     "f64_nobias_b1": (dict(input_size=2, hidden_size=8, bias=False, dtype=np.float64), 3, 1, False),
-    "f32_packed_proj_2layers": (dict(input_size=6, hidden_size=24, num_layers=2, proj_size=10,
-                                     dtype=np.float32), 30, 5, True),
+    "f32_packed_proj_2layers": (
+        dict(input_size=6, hidden_size=24, num_layers=2, proj_size=10, dtype=np.float32),
+        30,
+        5,
+        True,
+    ),
 }
 
 

@@ -9,9 +9,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+from cases import CASES, inputs, run  # noqa: E402
+
 import lstm_fast as lf  # noqa: E402
 from lstm_fast import _core  # noqa: E402
-from cases import CASES, inputs, run  # noqa: E402
 
 
 def main():
@@ -23,8 +24,16 @@ def main():
         for name in CASES:
             model, x, state, lengths, dy, dstate = inputs(name)
             arrays.update({f"{name}/param/{k}": v for k, v in model.state_dict().items()})
-            arrays.update({f"{name}/in/x": x, f"{name}/in/h0": state[0], f"{name}/in/c0": state[1],
-                           f"{name}/in/dy": dy, f"{name}/in/dh_n": dstate[0], f"{name}/in/dc_n": dstate[1]})
+            arrays.update(
+                {
+                    f"{name}/in/x": x,
+                    f"{name}/in/h0": state[0],
+                    f"{name}/in/c0": state[1],
+                    f"{name}/in/dy": dy,
+                    f"{name}/in/dh_n": dstate[0],
+                    f"{name}/in/dc_n": dstate[1],
+                }
+            )
             if lengths is not None:
                 arrays[f"{name}/in/lengths"] = lengths
             arrays.update({f"{name}/out/{k}": v for k, v in run(model, x, state, lengths, dy, dstate).items()})

@@ -122,8 +122,8 @@ class Model {
 
   Config config_;
   std::string config_json_;
-  std::vector<float> params_;        // every tensor, one after another
-  std::vector<CellOffsets> cells_;   // [L*D]
+  std::vector<float> params_;       // every tensor, one after another
+  std::vector<CellOffsets> cells_;  // [L*D]
 };
 
 }  // namespace lstm_fast

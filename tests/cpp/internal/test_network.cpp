@@ -21,9 +21,11 @@ TEST(Backward, RefusesATraceNoTrainingForwardFilled) {
   const std::vector<lstm_fast::CellWeights<float>> weights(1);  // never read: the trace is refused first
   lstm_fast::Trace<float> empty_trace;
   std::vector<lstm_fast::CellGrads<float>> grads(1);
-  EXPECT_TRUE(throws_error([&] {
-    lstm_fast::backward<float>(weights, empty_trace, y.data(), nullptr, nullptr, x.data(), nullptr, nullptr, grads);
-  }, "backward needs the trace of a training forward"));
+  EXPECT_TRUE(throws_error(
+      [&] {
+        lstm_fast::backward<float>(weights, empty_trace, y.data(), nullptr, nullptr, x.data(), nullptr, nullptr, grads);
+      },
+      "backward needs the trace of a training forward"));
 }
 
 // Training twice: the second call runs on blocks recycled from the first (uninitialised, dirty) and
@@ -36,10 +38,18 @@ TEST(Workspace, RecycledBlocksGiveTheSameOutputsAndGradients) {
   const Index T = 50, B = 8, N = T * B, H = c.hidden_size, I = c.input_size, G = 4 * H;
   std::mt19937 gen(3);
   std::normal_distribution<float> normal(0.0f, 0.3f);
-  auto random = [&](Index n) { std::vector<float> v(static_cast<size_t>(n)); for (float& e : v) e = normal(gen); return v; };
-  auto w_ih = random(G * I), w_hh = random(G * H), b_ih = random(G), b_hh = random(G), x = random(N * I), dy = random(N * H);
+  auto random = [&](Index n) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& e : v) e = normal(gen);
+    return v;
+  };
+  auto w_ih = random(G * I), w_hh = random(G * H), b_ih = random(G), b_hh = random(G), x = random(N * I),
+       dy = random(N * H);
   std::vector<lstm_fast::CellWeights<float>> w(1);
-  w[0].weight_ih = w_ih.data(); w[0].weight_hh = w_hh.data(); w[0].bias_ih = b_ih.data(); w[0].bias_hh = b_hh.data();
+  w[0].weight_ih = w_ih.data();
+  w[0].weight_hh = w_hh.data();
+  w[0].bias_ih = b_ih.data();
+  w[0].bias_hh = b_hh.data();
   const lstm_fast::Schedule s = lstm_fast::Schedule::dense(T, B);
   std::vector<float> results[2];
   lstm_fast::workspace_release();
@@ -47,13 +57,17 @@ TEST(Workspace, RecycledBlocksGiveTheSameOutputsAndGradients) {
     std::vector<float> y(N * H), h_n(B * H), c_n(B * H), dx(N * I), dh0(B * H), dc0(B * H);
     std::vector<float> g_ih(G * I), g_hh(G * H), g_bi(G), g_bh(G);
     std::vector<lstm_fast::CellGrads<float>> g(1);
-    g[0].weight_ih = g_ih.data(); g[0].weight_hh = g_hh.data(); g[0].bias_ih = g_bi.data(); g[0].bias_hh = g_bh.data();
+    g[0].weight_ih = g_ih.data();
+    g[0].weight_hh = g_hh.data();
+    g[0].bias_ih = g_bi.data();
+    g[0].bias_hh = g_bh.data();
     {
       lstm_fast::Trace<float> trace;
       lstm_fast::forward<float>(c, w, s, x.data(), nullptr, nullptr, nullptr, y.data(), h_n.data(), c_n.data(), &trace);
       lstm_fast::backward<float>(w, trace, dy.data(), nullptr, nullptr, dx.data(), dh0.data(), dc0.data(), g);
     }
-    for (const auto* v : {&y, &dx, &dh0, &dc0, &g_ih, &g_hh, &g_bi}) results[run].insert(results[run].end(), v->begin(), v->end());
+    for (const auto* v : {&y, &dx, &dh0, &dc0, &g_ih, &g_hh, &g_bi})
+      results[run].insert(results[run].end(), v->begin(), v->end());
     EXPECT_GE(lstm_fast::workspace_cached_bytes(), size_t(N * G) * sizeof(float));
   }
   EXPECT_TRUE(results[0] == results[1]) << "the second training call differs from the first";

@@ -40,8 +40,8 @@ template <typename T>
 ::testing::AssertionResult close(const char* what, Index unit, T got, Wide<T> want) {
   const Wide<T> error = std::abs(Wide<T>(got) - want);
   if (error <= kTolerance<T> * std::max(Wide<T>(1), std::abs(want))) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << " of unit " << unit << ": " << got << ", equations "
-                                       << double(want) << " (error " << double(error) << ")";
+  return ::testing::AssertionFailure() << what << " of unit " << unit << ": " << got << ", equations " << double(want)
+                                       << " (error " << double(error) << ")";
 }
 
 // A row of H units: what the forward kernel reads and writes.
@@ -51,8 +51,11 @@ struct ForwardRow {
   std::vector<T> z, cell, m, peep;  // [4H] pre-activations (i, f, g, o), [H] c_{t-1}, [H] out, [3H]
 
   ForwardRow(Index H_, unsigned seed)
-      : H(H_), z(random_values<T>(4 * H_, seed, T(-6), T(6))), cell(random_values<T>(H_, seed + 1, T(-3), T(3))),
-        m(static_cast<size_t>(H_), quiet_nan<T>()), peep(random_values<T>(3 * H_, seed + 2)) {}
+      : H(H_),
+        z(random_values<T>(4 * H_, seed, T(-6), T(6))),
+        cell(random_values<T>(H_, seed + 1, T(-3), T(3))),
+        m(static_cast<size_t>(H_), quiet_nan<T>()),
+        peep(random_values<T>(3 * H_, seed + 2)) {}
 
   // Units [u0, u0 + count) through the kernel, with the row's buffers or others of the same layout.
   void run(bool peephole, Index u0, Index count, T* z_, T* cell_, T* m_, const T* peep_) const {
@@ -89,9 +92,9 @@ template <typename T>
     const X c = f * c_prev + i * g;
     const X o = sigmoid<T>(X(before.z[3 * H + u]) + p_o * c);
     const X m = o * std::tanh(c);
-    for (auto result : {close("i", u, after.z[u], i), close("f", u, after.z[H + u], f),
-                        close("g", u, after.z[2 * H + u], g), close("o", u, after.z[3 * H + u], o),
-                        close("c", u, after.cell[u], c), close("m", u, after.m[u], m)})
+    for (auto result :
+         {close("i", u, after.z[u], i), close("f", u, after.z[H + u], f), close("g", u, after.z[2 * H + u], g),
+          close("o", u, after.z[3 * H + u], o), close("c", u, after.cell[u], c), close("m", u, after.m[u], m)})
       if (!result) return result;
   }
   return ::testing::AssertionSuccess();
@@ -116,8 +119,8 @@ TYPED_TEST(Gates, ForwardFollowsTheEquations) {
   for (bool peephole : {false, true})
     for (Index count : unit_counts<T>())
       for (Index u0 : {0, 3}) {
-        SCOPED_TRACE(::testing::Message() << "count " << count << ", first unit " << u0
-                                          << (peephole ? ", peephole" : ""));
+        SCOPED_TRACE(::testing::Message()
+                     << "count " << count << ", first unit " << u0 << (peephole ? ", peephole" : ""));
         const ForwardRow<T> before(u0 ? count + 8 : count, unsigned(count * 10 + u0));
         ForwardRow<T> after = before;
         if (u0 == 0 && peephole)  // the whole-row entry point, as the streaming step calls it
@@ -135,9 +138,13 @@ struct BackwardRow {
   std::vector<T> gates, cell, cell_prev, dm, dc, dz, peep;  // [4H] activated (i, f, g, o), [H] c_t, [H] c_{t-1},
                                                             // [H] dL/dm, [H] dc_t in / dc_{t-1} out, [4H] out, [3H]
   BackwardRow(Index H_, unsigned seed)
-      : H(H_), gates(random_values<T>(4 * H_, seed, T(-4), T(4))), cell(random_values<T>(H_, seed + 1, T(-3), T(3))),
-        cell_prev(random_values<T>(H_, seed + 2, T(-3), T(3))), dm(random_values<T>(H_, seed + 3)),
-        dc(random_values<T>(H_, seed + 4)), dz(static_cast<size_t>(4 * H_), quiet_nan<T>()),
+      : H(H_),
+        gates(random_values<T>(4 * H_, seed, T(-4), T(4))),
+        cell(random_values<T>(H_, seed + 1, T(-3), T(3))),
+        cell_prev(random_values<T>(H_, seed + 2, T(-3), T(3))),
+        dm(random_values<T>(H_, seed + 3)),
+        dc(random_values<T>(H_, seed + 4)),
+        dz(static_cast<size_t>(4 * H_), quiet_nan<T>()),
         peep(random_values<T>(3 * H_, seed + 5)) {
     for (Index u = 0; u < 4 * H; ++u)  // activated: i, f, o in (0, 1), g in (-1, 1)
       gates[u] = u / H == 2 ? T(std::tanh(gates[u])) : T(1 / (1 + std::exp(-gates[u])));
@@ -155,8 +162,8 @@ struct BackwardRow {
       detail::gates_backward_units<true>(count, H, b.gates + u0, b.cell + u0, b.cell_prev + u0, b.dm + u0, b.dc + u0,
                                          b.dz + u0, p);
     else
-      detail::gates_backward_units<false>(count, H, b.gates + u0, b.cell + u0, b.cell_prev + u0, b.dm + u0,
-                                          b.dc + u0, b.dz + u0, p);
+      detail::gates_backward_units<false>(count, H, b.gates + u0, b.cell + u0, b.cell_prev + u0, b.dm + u0, b.dc + u0,
+                                          b.dz + u0, p);
   }
   void run(bool peephole, Index u0, Index count) {
     const Buffers own{gates.data(), cell.data(), cell_prev.data(), dm.data(), dc.data(), dz.data(), peep.data()};
@@ -202,8 +209,8 @@ TYPED_TEST(Gates, BackwardFollowsTheEquations) {
   for (bool peephole : {false, true})
     for (Index count : unit_counts<T>())
       for (Index u0 : {0, 3}) {
-        SCOPED_TRACE(::testing::Message() << "count " << count << ", first unit " << u0
-                                          << (peephole ? ", peephole" : ""));
+        SCOPED_TRACE(::testing::Message()
+                     << "count " << count << ", first unit " << u0 << (peephole ? ", peephole" : ""));
         const BackwardRow<T> before(u0 ? count + 8 : count, unsigned(count * 10 + u0));
         BackwardRow<T> after = before;
         after.run(peephole, u0, count);

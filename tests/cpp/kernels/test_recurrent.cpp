@@ -72,9 +72,8 @@ TYPED_TEST(Packing, TransposedLayoutWithZeroPadding) {
       detail::pack_transposed(w.data(), ldw, row0, col0, n, K, p.data());
       EXPECT_TRUE(std::isnan(p.back())) << "wrote past panel_size";
       p.pop_back();
-      EXPECT_TRUE(bitwise_equal(p, expected_panel<T>(n, K, [&](Index k, Index j) {
-        return w[(row0 + j) * ldw + col0 + k];
-      })));
+      EXPECT_TRUE(
+          bitwise_equal(p, expected_panel<T>(n, K, [&](Index k, Index j) { return w[(row0 + j) * ldw + col0 + k]; })));
     }
 }
 
@@ -134,8 +133,8 @@ struct Product {
 // the product's columns untouched. `before` is C before the call (its product columns NaN when
 // overwriting: they must not be read).
 template <typename T>
-::testing::AssertionResult matches_naive(const Product<T>& p, const std::vector<T>& before,
-                                         const std::vector<T>& after, bool accumulate) {
+::testing::AssertionResult matches_naive(const Product<T>& p, const std::vector<T>& before, const std::vector<T>& after,
+                                         bool accumulate) {
   for (Index r = 0; r < p.rows; ++r)
     for (Index j = 0; j < p.ldc; ++j) {
       const size_t at = static_cast<size_t>(r * p.ldc + j);
@@ -153,9 +152,9 @@ template <typename T>
       const Wide<T> error = std::abs(Wide<T>(after[at]) - sum);
       const Wide<T> bound = (2 * p.K + 4) * Wide<T>(kEpsilon<T>) * magnitude;
       if (!(error <= bound))
-        return ::testing::AssertionFailure() << "C[" << r << "][" << j << "] = " << after[at] << ", naive "
-                                             << double(sum) << " (error " << double(error) << " > "
-                                             << double(bound) << ")";
+        return ::testing::AssertionFailure()
+               << "C[" << r << "][" << j << "] = " << after[at] << ", naive " << double(sum) << " (error "
+               << double(error) << " > " << double(bound) << ")";
     }
   return ::testing::AssertionSuccess();
 }
