@@ -44,12 +44,8 @@ class JsonParser {
     if (at_end()) fail("unexpected end of JSON");
     Json v;
     switch (s_[pos_]) {
-      case '{':
-        parse_object(v, depth);
-        break;
-      case '[':
-        parse_array(v, depth);
-        break;
+      case '{': parse_object(v, depth); break;
+      case '[': parse_array(v, depth); break;
       case '"':
         v.kind = Json::Kind::String;
         v.string = parse_string();
@@ -84,17 +80,36 @@ class JsonParser {
     return std::string("\\x") + hex[u >> 4] + hex[u & 15];
   }
 
-  void parse_object(Json& v, int depth) {
-    v.kind = Json::Kind::Object;
-    ++pos_;  // '{'
+  // The members of an object or the items of an array, after its opening bracket: `element` parses
+  // one, which is followed by ',' or by `close`.
+  template <typename Element>
+  void parse_elements(char close, const Element& element) {
+    ++pos_;  // '{' or '['
     skip_whitespace();
-    if (peek() == '}') {
+    if (peek() == close) {
       ++pos_;
       return;
     }
-    std::unordered_set<std::string> keys;  // a header may hold many tensors: no quadratic search
     for (;;) {
       skip_whitespace();
+      element();
+      skip_whitespace();
+      if (peek() == ',') {
+        ++pos_;
+        continue;
+      }
+      if (peek() == close) {
+        ++pos_;
+        return;
+      }
+      fail(std::string("expected ',' or '") + close + "'");
+    }
+  }
+
+  void parse_object(Json& v, int depth) {
+    v.kind = Json::Kind::Object;
+    std::unordered_set<std::string> keys;  // a header may hold many tensors: no quadratic search
+    parse_elements('}', [&] {
       if (peek() != '"') fail("expected a string (object key)");
       std::string key = parse_string();
       if (!keys.insert(key).second) fail("duplicate key \"" + key + "\"");
@@ -103,41 +118,12 @@ class JsonParser {
       ++pos_;
       skip_whitespace();
       v.members.emplace_back(std::move(key), parse_value(depth + 1));
-      skip_whitespace();
-      if (peek() == ',') {
-        ++pos_;
-        continue;
-      }
-      if (peek() == '}') {
-        ++pos_;
-        return;
-      }
-      fail("expected ',' or '}'");
-    }
+    });
   }
 
   void parse_array(Json& v, int depth) {
     v.kind = Json::Kind::Array;
-    ++pos_;  // '['
-    skip_whitespace();
-    if (peek() == ']') {
-      ++pos_;
-      return;
-    }
-    for (;;) {
-      skip_whitespace();
-      v.items.push_back(parse_value(depth + 1));
-      skip_whitespace();
-      if (peek() == ',') {
-        ++pos_;
-        continue;
-      }
-      if (peek() == ']') {
-        ++pos_;
-        return;
-      }
-      fail("expected ',' or ']'");
-    }
+    parse_elements(']', [&] { v.items.push_back(parse_value(depth + 1)); });
   }
 
   // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
@@ -275,30 +261,14 @@ class JsonParser {
       if (at_end()) fail("unterminated string");
       const char esc = s_[pos_++];
       switch (esc) {
-        case '"':
-          out += '"';
-          break;
-        case '\\':
-          out += '\\';
-          break;
-        case '/':
-          out += '/';
-          break;
-        case 'b':
-          out += '\b';
-          break;
-        case 'f':
-          out += '\f';
-          break;
-        case 'n':
-          out += '\n';
-          break;
-        case 'r':
-          out += '\r';
-          break;
-        case 't':
-          out += '\t';
-          break;
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
         case 'u': {
           unsigned cp = hex4();
           if (cp >= 0xDC00 && cp <= 0xDFFF) fail("unpaired surrogate in a \\u escape");
@@ -312,9 +282,7 @@ class JsonParser {
           append_utf8(out, cp);
           break;
         }
-        default:
-          --pos_;
-          fail(std::string("invalid escape '\\") + printable(esc) + "'");
+        default: --pos_; fail(std::string("invalid escape '\\") + printable(esc) + "'");
       }
     }
   }
@@ -334,18 +302,12 @@ const Json* Json::find(std::string_view key) const {
 
 const char* Json::kind_name(Kind kind) {
   switch (kind) {
-    case Kind::Null:
-      return "null";
-    case Kind::Bool:
-      return "a bool";
-    case Kind::Number:
-      return "a number";
-    case Kind::String:
-      return "a string";
-    case Kind::Array:
-      return "an array";
-    case Kind::Object:
-      return "an object";
+    case Kind::Null: return "null";
+    case Kind::Bool: return "a bool";
+    case Kind::Number: return "a number";
+    case Kind::String: return "a string";
+    case Kind::Array: return "an array";
+    case Kind::Object: return "an object";
   }
   return "?";
 }
