@@ -156,6 +156,13 @@ class LSTMConfig:
             raise ValueError(f"config must be a JSON object, got {type(d).__name__}")
         return cls(**d)
 
+    @classmethod
+    def from_arguments(cls, arguments: Dict[str, Any], exclude: Tuple[str, ...] = ()) -> "LSTMConfig":
+        """The config of a constructor's arguments (its ``locals()``): every field found there by name,
+        but those in `exclude`, which keep their defaults."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name in arguments and f.name not in exclude]
+        return cls(**{name: arguments[name] for name in names})
+
     def replace(self, **changes: Any) -> "LSTMConfig":
         """A validated copy with some arguments changed."""
         return dataclasses.replace(self, **changes)

@@ -98,21 +98,7 @@ class LSTM(ConfigAttributes):
         dtype: Any = np.float32,
         seed: Optional[int] = None,
     ) -> None:
-        config = LSTMConfig(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            proj_size=proj_size,
-            peephole=peephole,
-            forget_bias=forget_bias,
-            dtype=dtype,
-            seed=seed,
-        )
-        self._setup(config)
+        self._setup(LSTMConfig.from_arguments(locals()))
         self._params = self._init_params()
 
     def _setup(self, config: LSTMConfig) -> None:

@@ -138,18 +138,7 @@ class LSTM(ConfigAttributes, nn.Module):
         peephole: bool = False,
         forget_bias: float = 0.0,
     ) -> None:
-        config = LSTMConfig(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            proj_size=proj_size,
-            peephole=peephole,
-            forget_bias=forget_bias,
-        )
+        config = LSTMConfig.from_arguments(locals(), exclude=self._config_exclude)
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"device must be the CPU (lstm_fast runs on CPUs), got {device!r}")
         dtype = torch.get_default_dtype() if dtype is None else dtype
