@@ -104,17 +104,12 @@ Config parse_config(const std::string& text, const std::string& what) {
 std::vector<std::int64_t> expected_shape(const Config& c, const detail::ModelTensor& t) {
   const Index H = c.hidden_size, R = c.output_size();
   switch (t.field) {
-    case 0:
-      return {4 * H, c.layer_input_size(static_cast<Index>(t.cell) / c.directions())};
-    case 1:
-      return {4 * H, R};
+    case 0: return {4 * H, c.layer_input_size(static_cast<Index>(t.cell) / c.directions())};
+    case 1: return {4 * H, R};
     case 2:
-    case 3:
-      return {4 * H};
-    case 4:
-      return {R, H};
-    default:
-      return {3, H};
+    case 3: return {4 * H};
+    case 4: return {R, H};
+    default: return {3, H};
   }
 }
 

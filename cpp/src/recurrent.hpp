@@ -156,15 +156,9 @@ void last_group(Index blocks, Index narrow, Index rows, Index depth, const T* A,
       case 0:
         if constexpr (NF > 0) tile<T, MR, NF, 0, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols);
         break;
-      case 1:
-        tile<T, MR, NF, 1, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols);
-        break;
-      case 2:
-        tile<T, MR, NF, 2, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols);
-        break;
-      default:
-        tile<T, MR, NF, 3, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols);
-        break;
+      case 1: tile<T, MR, NF, 1, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols); break;
+      case 2: tile<T, MR, NF, 2, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols); break;
+      default: tile<T, MR, NF, 3, kAccumulate>(depth, a, lda, P, block_stride, last, c, ldc, cols); break;
     }
   }
 }
@@ -208,17 +202,10 @@ void panel_product_depth(Index rows, Index cols, Index K, Index k0, Index depth,
   const T* a = A + done * lda;
   T* c = C + done * ldc;
   switch (rows - done) {
-    case 3:
-      tiles<T, 3, 1, kAccumulate>(3, cols, K, k0, depth, a, lda, P, c, ldc);
-      break;
-    case 2:
-      tiles<T, 2, 2, kAccumulate>(2, cols, K, k0, depth, a, lda, P, c, ldc);
-      break;
-    case 1:
-      tiles<T, 1, 3, kAccumulate>(1, cols, K, k0, depth, a, lda, P, c, ldc);
-      break;
-    default:
-      break;
+    case 3: tiles<T, 3, 1, kAccumulate>(3, cols, K, k0, depth, a, lda, P, c, ldc); break;
+    case 2: tiles<T, 2, 2, kAccumulate>(2, cols, K, k0, depth, a, lda, P, c, ldc); break;
+    case 1: tiles<T, 1, 3, kAccumulate>(1, cols, K, k0, depth, a, lda, P, c, ldc); break;
+    default: break;
   }
 }
 
