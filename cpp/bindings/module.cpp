@@ -194,9 +194,13 @@ py::tuple read_model_file(const std::string& path) {
     throw py::error_already_set();
   }
   const std::string what = "path '" + path + "'";
-  const std::string bytes = lstm_fast::detail::read_file(path, what);
-  const auto file =
-      lstm_fast::detail::read_model_file(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), what);
+  std::string bytes;
+  lstm_fast::detail::ModelFile file;
+  {
+    py::gil_scoped_release release;  // reading and checking a large file need no Python
+    bytes = lstm_fast::detail::read_file(path, what);
+    file = lstm_fast::detail::read_model_file(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), what);
+  }
   py::dict tensors;
   for (const auto& t : file.tensors) {
     const auto& info = file.info(t);
