@@ -18,24 +18,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
-from bench_torch import SHAPES
-
-
-def measure(fn, repeats: int = 7, min_seconds: float = 0.2) -> float:
-    """Median milliseconds of fn() over `repeats` samples, each long enough to last min_seconds / repeats."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    inner = max(1, int(min_seconds / repeats / max(time.perf_counter() - start, 1e-6)))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - start) / inner * 1e3)
-    return statistics.median(samples)
+from bench_torch import SHAPES, median_ms
 
 
 def worker(threads: int) -> None:
@@ -51,17 +35,17 @@ def worker(threads: int) -> None:
         model = lf.LSTM(I, H, L, bidirectional=bidirectional, seed=0)
         x = rng.standard_normal((T, B, I), dtype=np.float32)
         dy = np.ones((T, B, model.num_directions * H), np.float32)
-        out[f"{name} inference"] = measure(lambda: model(x))
+        out[f"{name} inference"] = median_ms(lambda: model(x), 7)
 
         def train():
             model.forward(x, train=True)
             model.backward(dy)
 
-        out[f"{name} training"] = measure(train)
+        out[f"{name} training"] = median_ms(train, 7)
     model = lf.LSTM(64, 256, seed=0)
     state = model.initial_state(1)
     x_t = rng.standard_normal((1, 64), dtype=np.float32)
-    out["step B1 I64 H256 (us)"] = 1e3 * measure(lambda: model.step(x_t, state))
+    out["step B1 I64 H256 (us)"] = 1e3 * median_ms(lambda: model.step(x_t, state), 7)
     print(json.dumps(out))
 
 
