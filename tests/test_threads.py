@@ -175,8 +175,8 @@ print("ok")
 def test_teams_on_a_process_restricted_to_one_cpu_finish_and_agree():
     # Helper threads are kept off their caller's CPU when the affinity mask allows it
     # (cpp/src/affinity.hpp). With a single allowed CPU there is nowhere else: the team must still
-    # finish (its barrier yields) and give the one-thread answer, and the pool's workers, started
-    # before the restriction, must move to that CPU with their next job.
+    # finish (its barrier sleeps after a bounded spin) and give the one-thread answer, and the pool's
+    # workers, started before the restriction, must move to that CPU with their next job.
     run_script(_ONE_CPU_SCRIPT)
 
 
@@ -241,3 +241,49 @@ def test_calls_reuse_the_workers_instead_of_starting_threads(rng):
         assert _workers() == workers  # the same threads, none started since
     finally:
         lf.set_num_threads(before)
+
+
+_STALL_SCRIPT = r"""
+import sys
+import numpy as np
+import lstm_fast as lf
+lf.set_num_threads(2)
+rng = np.random.default_rng(0)
+out = {}
+# The unit split (a barrier per step): B = 1, H = 256, and with a projection and peepholes.
+model = lf.LSTM(64, 256, seed=1)
+x = rng.standard_normal((20, 1, 64)).astype(np.float32)
+out["b1"], _ = model(x)
+state = model.initial_state(1)
+for t in range(5):
+    out[f"step{t}"], state = model.step(x[t], state)
+model = lf.LSTM(32, 128, proj_size=64, peephole=True, seed=2)
+x = rng.standard_normal((12, 8, 32)).astype(np.float32)
+y, _ = model.forward(x, train=True)
+dx, _ = model.backward(np.ones_like(y))
+out["proj_y"], out["proj_dx"], out["proj_dw"] = y, dx, model.grads["weight_hh_l0"]
+# The row split, and the two directions side by side.
+model = lf.LSTM(16, 64, 2, bidirectional=True, seed=3)
+out["bi"], _ = model(rng.standard_normal((30, 32, 16)).astype(np.float32))
+np.savez(sys.argv[1], **out)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell environment")
+def test_a_stalled_helper_changes_no_result_and_hangs_no_call(tmp_path):
+    # LSTM_FAST_TEST_STALL_US makes every worker sleep before each job (cpp/src/team.cpp), as a helper
+    # descheduled on a busy machine: the other members then wait at the barrier long enough to sleep
+    # there (team.hpp), and must be woken; the results must be those of a run without the stall.
+    runs = {}
+    for stall in ("0", "3000"):
+        path = tmp_path / f"stall{stall}.npz"
+        env = dict(os.environ, LSTM_FAST_TEST_STALL_US=stall)
+        done = subprocess.run(
+            [sys.executable, "-c", _STALL_SCRIPT, str(path)], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+        runs[stall] = dict(np.load(path))
+    assert runs["0"].keys() == runs["3000"].keys()
+    for name, expected in runs["0"].items():
+        np.testing.assert_array_equal(runs["3000"][name], expected, err_msg=name)

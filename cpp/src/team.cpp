@@ -1,6 +1,7 @@
 // The worker pool behind Team (team.hpp).
 #include "team.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -24,7 +25,26 @@
 #include <signal.h>
 #endif
 
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+#endif
+
 namespace lstm_fast::detail {
+
+// A test hook: LSTM_FAST_TEST_STALL_US=n (read once) makes every worker sleep n microseconds before
+// each job, as a helper descheduled on a busy machine would; results must not change and calls must
+// not hang (tests/test_threads.py).
+static int stall_microseconds() {
+  static const int stall = [] {
+    const char* value = std::getenv("LSTM_FAST_TEST_STALL_US");
+    return value ? std::max(0, std::atoi(value)) : 0;
+  }();
+  return stall;
+}
 
 // One worker: a thread that waits for `epoch` to move, then runs job(context, k) and counts
 // itself off `pending`. The fields of a job are written before the epoch is bumped (release) and
@@ -55,6 +75,7 @@ struct Worker {
         pinned = cpus;
       }
       std::atomic<int>* done = pending;
+      if (stall_microseconds() > 0) std::this_thread::sleep_for(std::chrono::microseconds(stall_microseconds()));
       job(context, k);
       done->fetch_sub(1, std::memory_order_release);  // the last touch of the caller's run
     }
@@ -222,15 +243,50 @@ void Team::run(void (*job)(const void*, int), const void* context) {
   }
 }
 
+namespace {
+
+// Sleeps while *word == expected (returns at once when it is not, or on a spurious wake-up).
+void sleep_while_equal(std::atomic<int>& word, int expected) {
+#ifdef __linux__
+  static_assert(sizeof(std::atomic<int>) == sizeof(int) && std::atomic<int>::is_always_lock_free);
+  syscall(SYS_futex, reinterpret_cast<int*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+#else
+  (void)word, (void)expected;
+  std::this_thread::yield();
+#endif
+}
+
+void wake_all(std::atomic<int>& word) {
+#ifdef __linux__
+  syscall(SYS_futex, reinterpret_cast<int*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#else
+  (void)word;
+#endif
+}
+
+}  // namespace
+
 void SpinBarrier::arrive_and_wait() {
   const int generation = generation_.load(std::memory_order_acquire);
   if (arrived_.fetch_add(1, std::memory_order_acq_rel) == parties_ - 1) {
     arrived_.store(0, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
+    // seq_cst, as a sleeper's count-then-check below: either it sees the new generation, or this
+    // sees it counted and wakes it.
+    generation_.fetch_add(1, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) wake_all(generation_);
     return;
   }
-  for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins)
-    if (spins > 4000) std::this_thread::yield();
+  const auto start = std::chrono::steady_clock::now();
+  for (int spins = 1; generation_.load(std::memory_order_acquire) == generation; ++spins) {
+    LSTM_FAST_PAUSE();
+    if ((spins & 63) == 0 &&
+        std::chrono::steady_clock::now() - start > std::chrono::microseconds(kBarrierSpinMicroseconds)) {
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      while (generation_.load(std::memory_order_seq_cst) == generation) sleep_while_equal(generation_, generation);
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+      return;
+    }
+  }
 }
 
 }  // namespace lstm_fast::detail

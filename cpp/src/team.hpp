@@ -48,8 +48,16 @@ class Team {
   std::vector<Worker*> workers_;
 };
 
-// A barrier for a team of threads that meet once or twice per time step: spins briefly (a step is
-// microseconds), then yields so an oversubscribed machine still makes progress.
+// How long a member waiting at a SpinBarrier spins before it sleeps: far above the imbalance of a
+// step on a quiet machine (a step is microseconds), far below a scheduler's time slice (milliseconds),
+// which is what the wait lasts when the member it waits for has been descheduled.
+constexpr int kBarrierSpinMicroseconds = 50;
+
+// A barrier for a team of threads that meet once or twice per time step: spins for
+// kBarrierSpinMicroseconds, then sleeps (a futex on Linux; elsewhere it yields) until the last member
+// arrives. On a busy machine a spinning or yielding waiter keeps its CPU, or gives it up for a whole
+// time slice, while the member it waits for is descheduled; a sleeper gives its CPU to the other work
+// and is woken, with the scheduler's preference for a task that slept, as soon as the last arrives.
 class SpinBarrier {
  public:
   explicit SpinBarrier(int parties) : parties_(parties) {}
@@ -61,7 +69,8 @@ class SpinBarrier {
   void arrive_and_wait();  // team.cpp: compiled once, not per instruction set
   const int parties_;
   std::atomic<int> arrived_{0};
-  std::atomic<int> generation_{0};
+  std::atomic<int> generation_{0};  // also the futex word the sleepers wait on
+  std::atomic<int> sleepers_{0};    // members asleep (or about to be): the last arrival wakes them
 };
 
 // Runs member(k, n, barrier) for k = 0 .. n-1 on a Team: k = 0 on the caller's thread, the others on
