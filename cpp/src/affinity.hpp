@@ -20,6 +20,7 @@ namespace lstm_fast::detail {
 // of several callers (two directions, each with a team) are left to the scheduler within the set.
 struct HelperCpus {
   bool valid = false;
+  int allowed = 0;  // how many CPUs the caller may run on (0: unknown)
 #ifdef __linux__
   cpu_set_t set;
 #endif
@@ -30,6 +31,7 @@ inline HelperCpus helper_cpus() {
 #ifdef __linux__
   CPU_ZERO(&cpus.set);
   if (sched_getaffinity(0, sizeof(cpus.set), &cpus.set) != 0) return cpus;
+  cpus.allowed = CPU_COUNT(&cpus.set);
   const int here = sched_getcpu();
   if (here >= 0 && here < CPU_SETSIZE && CPU_COUNT(&cpus.set) > 1) CPU_CLR(here, &cpus.set);
   cpus.valid = true;

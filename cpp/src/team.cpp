@@ -215,6 +215,7 @@ Team::Team(int members) {
     ++p.started;
     workers_.push_back(worker);
   }
+  if (!workers_.empty()) cpus_ = helper_cpus();  // the helpers off the caller's CPU
 }
 
 Team::~Team() {
@@ -230,9 +231,8 @@ void Team::run(void (*job)(const void*, int), const void* context) {
     return;
   }
   std::atomic<int> pending{static_cast<int>(workers_.size())};
-  const HelperCpus cpus = helper_cpus();  // the helpers off the caller's CPU
   for (size_t i = 0; i < workers_.size(); ++i)
-    workers_[i]->hand_over(job, context, static_cast<int>(i) + 1, &pending, cpus);
+    workers_[i]->hand_over(job, context, static_cast<int>(i) + 1, &pending, cpus_);
   job(context, 0);
   // The helpers end at about the same time (their jobs end at a barrier): spin, then yield.
   for (int spins = 0; pending.load(std::memory_order_acquire) != 0; ++spins) {
@@ -274,6 +274,11 @@ void SpinBarrier::arrive_and_wait() {
     // sees it counted and wakes it.
     generation_.fetch_add(1, std::memory_order_seq_cst);
     if (sleepers_.load(std::memory_order_seq_cst) > 0) wake_all(generation_);
+    return;
+  }
+  if (crowded_) {
+    for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins)
+      if (spins > 4000) std::this_thread::yield();
     return;
   }
   const auto start = std::chrono::steady_clock::now();

@@ -17,6 +17,8 @@
 #include <atomic>
 #include <vector>
 
+#include "affinity.hpp"
+
 namespace lstm_fast::detail {
 
 struct Worker;  // team.cpp
@@ -35,6 +37,8 @@ class Team {
   Team& operator=(const Team&) = delete;
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
+  // More members than CPUs the caller may run on (affinity): some must share a CPU.
+  bool crowded() const { return cpus_.allowed > 0 && cpus_.allowed < size(); }
 
   // Runs job(k) for k = 0 .. size()-1, k = 0 on the calling thread, and returns when all have
   // returned. job must not throw (a worker cannot hand an exception back; catch inside).
@@ -46,6 +50,7 @@ class Team {
  private:
   void run(void (*job)(const void* context, int k), const void* context);
   std::vector<Worker*> workers_;
+  HelperCpus cpus_;  // where the helpers run: off the caller's CPU (affinity.hpp), read when leased
 };
 
 // How long a member waiting at a SpinBarrier spins before it sleeps: far above the imbalance of a
@@ -58,9 +63,12 @@ constexpr int kBarrierSpinMicroseconds = 50;
 // arrives. On a busy machine a spinning or yielding waiter keeps its CPU, or gives it up for a whole
 // time slice, while the member it waits for is descheduled; a sleeper gives its CPU to the other work
 // and is woken, with the scheduler's preference for a task that slept, as soon as the last arrives.
+//
+// A crowded team (more members than CPUs) never sleeps: a waiter then shares its CPU with a member it
+// waits for, and yields to it after a short spin instead of keeping the CPU for the whole spin.
 class SpinBarrier {
  public:
-  explicit SpinBarrier(int parties) : parties_(parties) {}
+  explicit SpinBarrier(int parties, bool crowded = false) : parties_(parties), crowded_(crowded) {}
   void wait() {
     if (parties_ > 1) arrive_and_wait();
   }
@@ -68,6 +76,7 @@ class SpinBarrier {
  private:
   void arrive_and_wait();  // team.cpp: compiled once, not per instruction set
   const int parties_;
+  const bool crowded_;
   std::atomic<int> arrived_{0};
   std::atomic<int> generation_{0};  // also the futex word the sleepers wait on
   std::atomic<int> sleepers_{0};    // members asleep (or about to be): the last arrival wakes them
@@ -79,7 +88,7 @@ class SpinBarrier {
 template <typename Member>
 void run_team(int members, const Member& member) {
   Team workers(members);
-  SpinBarrier barrier(workers.size());
+  SpinBarrier barrier(workers.size(), workers.crowded());
   workers.run([&](int k) { member(k, workers.size(), barrier); });
 }
 
