@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from bench_torch import SHAPES, median_ms
+from bench_torch import SHAPES, median_ms, step_calls
 
 LOADS = ("quiet", "busy", "two", "torch", "affinity", "quota")
 LIBS = ("lstm_fast", "torch", "ort")
@@ -69,18 +69,8 @@ class Worker:
         if shape == "step":
             if self.lib == "ort":
                 return False
-            module = torch.nn.LSTM(64, 256)
-            model = lf.LSTM.from_torch(module)
-            x_t = rng.standard_normal((1, 64), dtype=np.float32)
-            state = model.initial_state(1)
-            xt = torch.from_numpy(x_t)[None]
-            tstate = (torch.zeros(1, 1, 256), torch.zeros(1, 1, 256))
-
-            def torch_step():
-                with torch.no_grad():
-                    module(xt, tstate)
-
-            self.fn = (lambda: model.step(x_t, state)) if self.lib == "lstm_fast" else torch_step
+            ours_step, torch_step = step_calls(rng)
+            self.fn = ours_step if self.lib == "lstm_fast" else torch_step
             return True
         T, B, I, H, layers, bidirectional = SHAPES[shape]
         module = torch.nn.LSTM(I, H, layers, bidirectional=bidirectional)

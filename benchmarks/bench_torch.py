@@ -62,6 +62,26 @@ def median_ms(fn, repeats: int, min_seconds: float = 0.2) -> float:
     return statistics.median(samples)
 
 
+def step_calls(rng):
+    """The streaming case: one step per call, the state carried (B = 1, I = 64, H = 256), on equal
+    weights; returns (lstm_fast's call, torch's call)."""
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(64, 256)
+    model = lf.LSTM.from_torch(module)
+    x_t = rng.standard_normal((1, 64), dtype=np.float32)
+    state = model.initial_state(1)
+    xt = torch.from_numpy(x_t)[None]
+    tstate = (torch.zeros(1, 1, 256), torch.zeros(1, 1, 256))
+
+    def torch_step():
+        with torch.no_grad():
+            module(xt, tstate)
+
+    return (lambda: model.step(x_t, state)), torch_step
+
+
 def gflops(T, B, I, H, layers, bidirectional, ms, factor=1.0):
     """Forward: 2*T*B*4H*(I+H) per layer and direction (the two GEMMs); training counts 3x."""
     D = 2 if bidirectional else 1
@@ -191,22 +211,7 @@ def main() -> None:
                 f"{row['gflops']:8.1f} {row['fraction_of_peak']:7.0%}"
             )
 
-    # Streaming: one step per call, the state carried (B = 1, I = 64, H = 256).
-    torch.manual_seed(0)
-    module = torch.nn.LSTM(64, 256)
-    model = lf.LSTM.from_torch(module)
-    x_t = rng.standard_normal((1, 64), dtype=np.float32)
-    state = model.initial_state(1)
-    xt = torch.from_numpy(x_t)[None]
-    tstate = (torch.zeros(1, 1, 256), torch.zeros(1, 1, 256))
-
-    def ours_step():
-        model.step(x_t, state)
-
-    def torch_step():
-        with torch.no_grad():
-            module(xt, tstate)
-
+    ours_step, torch_step = step_calls(rng)
     ours_ms, torch_ms = median_ms(ours_step, args.repeats), median_ms(torch_step, args.repeats)
     rows.append(
         dict(
