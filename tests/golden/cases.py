@@ -42,9 +42,27 @@ CASES = {
 }
 
 
+# Cases large enough that two threads share each cell's steps (a team, plan.hpp): the unit split with
+# and without packing and a projection, the row split, both directions side by side, the streaming
+# step. make_golden.py --team saved them at two threads from the build before issue 15 changed how a
+# team shares out its work (test_golden.py holds that change to these bits).
+TEAM_CASES = {
+    "team_units_packed_peep_lengths": (
+        dict(input_size=24, hidden_size=64, peephole=True, dtype=np.float32),
+        24,
+        8,
+        True,
+    ),
+    "team_units_proj": (dict(input_size=16, hidden_size=96, proj_size=40, dtype=np.float32), 20, 6, False),
+    "team_rows_2layers": (dict(input_size=16, hidden_size=48, num_layers=2, dtype=np.float32), 16, 16, True),
+    "team_bidir": (dict(input_size=20, hidden_size=64, bidirectional=True, dtype=np.float32), 24, 8, True),
+    "team_b1": (dict(input_size=32, hidden_size=96, dtype=np.float32), 8, 1, False),
+}
+
+
 def inputs(name, seed=0):
     """A case's model, x, state, lengths and dy, dstate (x and dy in the model's layout)."""
-    kwargs, T, B, with_lengths = CASES[name]
+    kwargs, T, B, with_lengths = {**CASES, **TEAM_CASES}[name]
     rng = np.random.default_rng(seed)
     model = lf.LSTM(seed=seed, **kwargs)
     D, R, H, L = model.num_directions, model.output_size, model.hidden_size, model.num_layers
