@@ -19,13 +19,17 @@ struct BackwardPass : PassShape {
                const BackwardArrays<T>& io);
   void run();
 
-  void unit_member(int k, int team, SpinBarrier& barrier);
-  void unit_step(const MemberSlice& slice, const T* panel, Index q, SpinBarrier& barrier);
-  void row_member(int k, int team, SpinBarrier& barrier);
+  T* panel_of(const MemberSlice& slice, int j) { return packed.data() + G * (slice.r0 + j * Simd<T>::kWidth); }
+  void unit_member(Seat& seat);
+  void unit_step_start(int j, int team, Index q);
+  void unit_step_gates(const MemberSlice& slice, Index q);
+  void hidden_gradient(int j, int team, Index q);
+  void row_member(Seat& seat);
   void row_step(int k, int team, Index q);
-  void gradients(int k, int team, SpinBarrier& barrier);
+  void gradients(Seat& seat);
+  void weight_gradients(int j, int team);
   void input_gradient(Index n0, Index n1);
-  void projection_gradient(const MemberSlice& slice, Index n0, Index n1, SpinBarrier& barrier);
+  void projection_gradient(const MemberSlice& slice);
   void peephole_gradient(const MemberSlice& slice);
 
   const CellWeights<T>& w;
@@ -87,39 +91,55 @@ void BackwardPass<T>::run() {
   if (dims.peephole) Map<T>(io.grads.weight_peep, 3, H) = dP;
 }
 
-// The unit split: member k owns hidden units [u0, u1) for the gate kernel and columns [r0, r1) of dh
-// for the recurrent product dh_{t-1} = dZ_t W_hh. Without a projection the two slices coincide, so
-// a member reads only its own part of dh and one barrier per step suffices (dZ_t complete before
-// the product); a projection's dm = dh W_hr needs all of dh.
+// The unit split: slice j is hidden units [u0, u1) for the gate kernel and columns [r0, r1) of dh for
+// the recurrent product dh_{t-1} = dZ_t W_hh. Without a projection the two coincide, so a slice reads
+// only its own part of dh and one segment per step suffices (dZ_t complete before the product); a
+// projection's dm = dh W_hr needs all of dh, a second segment.
 template <typename T>
-void BackwardPass<T>::unit_member(int k, int team, SpinBarrier& barrier) {
-  const MemberSlice slice = member_slice<T>(dims, team, k);
-  T* panel = plan.packing ? packed.data() + G * (slice.r0 + k * Simd<T>::kWidth) : nullptr;
-  if (plan.packing) {
-    pack_columns(w.weight_hh, R, slice.r0, slice.r1 - slice.r0, G, panel);
-    pack_columns_share(k, team, w.weight_ih, I, G, packed_ih.data());
+void BackwardPass<T>::unit_member(Seat& seat) {
+  const int team = seat.slices();
+  for (Index q = steps - 1; q >= 0; --q) {
+    seat.share([&](int j) {
+      unit_step_start(j, team, q);
+      if (!dims.projection) unit_step_gates(member_slice<T>(dims, team, j), q);
+    });
+    if (dims.projection) seat.share([&](int j) { unit_step_gates(member_slice<T>(dims, team, j), q); });
   }
-  for (Index q = steps - 1; q >= 0; --q) unit_step(slice, panel, q, barrier);
-  barrier.wait();  // dZ of every step complete (and W_ih's panel packed)
-  gradients(k, team, barrier);
+  if (steps > 0) seat.share([&](int j) { hidden_gradient(j, team, 0); });  // dh_{-1}, and dZ is complete
+  gradients(seat);
 }
 
-// Step q of the forward's processing order, for a unit-split member.
+// The start of step q (the forward's processing order) of slice j: the product of the step after it
+// (or the packing, at the first step), then dh += dy (kept for dW_hr with a projection).
 template <typename T>
-void BackwardPass<T>::unit_step(const MemberSlice& slice, const T* panel, Index q, SpinBarrier& barrier) {
-  const Index u0 = slice.u0, n = slice.u1 - slice.u0, r0 = slice.r0, nr = slice.r1 - slice.r0;
+void BackwardPass<T>::unit_step_start(int j, int team, Index q) {
+  const MemberSlice slice = member_slice<T>(dims, team, j);
+  if (q < steps - 1) {
+    hidden_gradient(j, team, q + 1);
+  } else if (plan.packing) {
+    pack_columns(w.weight_hh, R, slice.r0, slice.r1 - slice.r0, G, panel_of(slice, j));
+    pack_columns_share(j, team, w.weight_ih, I, G, packed_ih.data());
+  }
+  const Index r0 = slice.r0, nr = slice.r1 - slice.r0;
   const Index t = step_at(q);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
   dh.block(0, r0, b, nr) +=
       ConstStridedMap<T>(io.dy.data + row * io.dy.stride, b, R, Eigen::OuterStride<>(io.dy.stride)).middleCols(r0, nr);
+  if (dims.projection) Map<T>(dH_buffer.data(), N, R).block(row, r0, b, nr) = dh.block(0, r0, b, nr);
+}
+
+// dZ_t of the slice's units (with a projection, after dm = dh W_hr from all of dh).
+template <typename T>
+void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
+  const Index u0 = slice.u0, n = slice.u1 - slice.u0;
+  const Index t = step_at(q);
+  const Index b = s.batch_sizes[t], row = s.offsets[t];
   if (dims.projection) {
-    Map<T>(dH_buffer.data(), N, R).block(row, r0, b, nr) = dh.block(0, r0, b, nr);
-    barrier.wait();  // all of dh for dm = dh W_hr
     ConstMap<T> W_hr(w.weight_hr, R, H);
     dm.block(0, u0, b, n).noalias() = dh.topRows(b) * W_hr.middleCols(u0, n);
   }
   const T* dm_all = dims.projection ? dm.data() : dh.data();     // [B, H]
-  const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this member's p_i; rows H apart
+  const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this slice's p_i; rows H apart
   T* dZ = dZ_buffer.data();
   with_peephole(dims.peephole, [&](auto peephole) {
     for (Index r = 0; r < b; ++r) {
@@ -129,24 +149,39 @@ void BackwardPass<T>::unit_step(const MemberSlice& slice, const T* panel, Index 
           trace.cell_prev.data() + (row + r) * H + u0, dm_all + r * H + u0, dc.data() + r * H + u0, dZ + at, peep);
     }
   });
-  barrier.wait();  // dZ_t complete (and, with a projection, every dm read of dh done)
+}
+
+// dh_{t-1} = dZ_t W_hh for the slice's columns [r0, r1), t the step processed q-th (every dZ_t complete,
+// and every read of dh for dm done).
+template <typename T>
+void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
+  const MemberSlice slice = member_slice<T>(dims, team, j);
+  const Index r0 = slice.r0, nr = slice.r1 - slice.r0;
+  const Index t = step_at(q);
+  const Index b = s.batch_sizes[t], row = s.offsets[t];
+  const T* dZ = dZ_buffer.data();
   if (plan.packing)
-    panel_product<false>(b, nr, G, dZ + row * G, G, panel, dh.data() + r0, R);
+    panel_product<false>(b, nr, G, dZ + row * G, G, panel_of(slice, j), dh.data() + r0, R);
   else
     dh.block(0, r0, b, nr).noalias() =
         ConstMap<T>(dZ, N, G).middleRows(row, b) * ConstMap<T>(w.weight_hh, G, R).middleCols(r0, nr);
 }
 
-// The row split (plan.hpp; no projection): member k runs rows k, k + team, ... of every step, all
-// units, on one panel of all R columns of W_hh. The time loop has no wait.
+// The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units, on
+// one panel of all R columns of W_hh. The team meets every plan.segment steps (a late member's rows
+// pass to another there).
 template <typename T>
-void BackwardPass<T>::row_member(int k, int team, SpinBarrier& barrier) {
-  pack_columns_share(k, team, w.weight_hh, R, G, packed.data());
-  pack_columns_share(k, team, w.weight_ih, I, G, packed_ih.data());
-  barrier.wait();  // W_hh's panel whole before any member's first product
-  for (Index q = steps - 1; q >= 0; --q) row_step(k, team, q);
-  barrier.wait();  // dZ of every step complete
-  gradients(k, team, barrier);
+void BackwardPass<T>::row_member(Seat& seat) {
+  const int team = seat.slices();
+  seat.share([&](int j) {  // W_hh's panel whole before any slice's first product
+    pack_columns_share(j, team, w.weight_hh, R, G, packed.data());
+    pack_columns_share(j, team, w.weight_ih, I, G, packed_ih.data());
+  });
+  for (Index last = steps - 1; last >= 0; last -= plan.segment)
+    seat.share([&](int j) {
+      for (Index q = last; q >= std::max<Index>(0, last - plan.segment + 1); --q) row_step(j, team, q);
+    });
+  gradients(seat);  // after the last segment: dZ of every step complete
 }
 
 template <typename T>
@@ -170,21 +205,32 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
 }
 
 // After the time loop (every dZ complete): the weight gradients and dX, single products over all
-// steps, their outputs shared out by rows.
+// steps, their outputs shared out by rows; with a projection, M first and dW_hr in a second segment.
 template <typename T>
-void BackwardPass<T>::gradients(int k, int team, SpinBarrier& barrier) {
-  const MemberSlice slice = member_slice<T>(dims, team, k);
-  const Index g0 = split(G, team, k, Simd<T>::kWidth), g1 = split(G, team, k + 1, Simd<T>::kWidth);
+void BackwardPass<T>::gradients(Seat& seat) {
+  const int team = seat.slices();
+  seat.share([&](int j) { weight_gradients(j, team); });
+  if (dims.projection) seat.share([&](int j) { projection_gradient(member_slice<T>(dims, team, j)); });
+}
+
+template <typename T>
+void BackwardPass<T>::weight_gradients(int j, int team) {
+  const Index g0 = split(G, team, j, Simd<T>::kWidth), g1 = split(G, team, j + 1, Simd<T>::kWidth);
   ConstMap<T> dZ(dZ_buffer.data(), N, G);
   Map<T>(io.grads.weight_ih, G, I).middleRows(g0, g1 - g0).noalias() =
       dZ.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(io.x, N, I);
   Map<T>(io.grads.weight_hh, G, R).middleRows(g0, g1 - g0).noalias() =
       dZ.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(trace.hidden_prev.data(), N, R);
   db.middleCols(g0, g1 - g0) = dZ.middleCols(g0, g1 - g0).colwise().sum();
-  const Index n0 = N * k / team, n1 = N * (k + 1) / team;
+  const Index n0 = N * j / team, n1 = N * (j + 1) / team;
   input_gradient(n0, n1);
-  if (dims.projection) projection_gradient(slice, n0, n1, barrier);
-  if (dims.peephole) peephole_gradient(slice);
+  if (dims.projection) {  // m_t = o * tanh(c_t), recomputed from the trace for rows [n0, n1), for dW_hr
+    ConstStridedMap<T> O(trace.gates.data() + 3 * H, N, H, Eigen::OuterStride<>(G));
+    ConstMap<T> C(trace.cell.data(), N, H);
+    Map<T>(M_buffer.data(), N, H).middleRows(n0, n1 - n0) =
+        O.middleRows(n0, n1 - n0).array() * C.middleRows(n0, n1 - n0).array().tanh();
+  }
+  if (dims.peephole) peephole_gradient(member_slice<T>(dims, team, j));
 }
 
 // Rows [n0, n1) of dX (+)= dZ W_ih.
@@ -203,22 +249,16 @@ void BackwardPass<T>::input_gradient(Index n0, Index n1) {
     dX.noalias() = ConstMap<T>(dZ, N, G).middleRows(n0, n1 - n0) * ConstMap<T>(w.weight_ih, G, I);
 }
 
-// m_t = o * tanh(c_t), recomputed from the trace for rows [n0, n1); then dW_hr = dH^T M, each member
-// taking its own outputs [r0, r1).
+// dW_hr = dH^T M for the slice's outputs [r0, r1) (all of M complete).
 template <typename T>
-void BackwardPass<T>::projection_gradient(const MemberSlice& slice, Index n0, Index n1, SpinBarrier& barrier) {
-  ConstStridedMap<T> O(trace.gates.data() + 3 * H, N, H, Eigen::OuterStride<>(G));
-  ConstMap<T> C(trace.cell.data(), N, H);
-  Map<T> M(M_buffer.data(), N, H);
-  M.middleRows(n0, n1 - n0) = O.middleRows(n0, n1 - n0).array() * C.middleRows(n0, n1 - n0).array().tanh();
-  barrier.wait();  // all of M
+void BackwardPass<T>::projection_gradient(const MemberSlice& slice) {
   const Index r0 = slice.r0, nr = slice.r1 - slice.r0;
   Map<T>(io.grads.weight_hr, R, H).middleRows(r0, nr).noalias() =
-      Map<T>(dH_buffer.data(), N, R).middleCols(r0, nr).transpose() * M;
+      Map<T>(dH_buffer.data(), N, R).middleCols(r0, nr).transpose() * Map<T>(M_buffer.data(), N, H);
 }
 
 // dp_i = sum_rows dz_i * c_{t-1};  dp_f = sum_rows dz_f * c_{t-1};  dp_o = sum_rows dz_o * c_t,
-// for the member's units [u0, u1).
+// for the slice's units [u0, u1).
 template <typename T>
 void BackwardPass<T>::peephole_gradient(const MemberSlice& slice) {
   const Index u0 = slice.u0, n = slice.u1 - slice.u0;

@@ -69,7 +69,7 @@ inline void with_peephole(bool peephole, const F& f) {
     f(std::false_type{});
 }
 
-// Member k of a team of `parts` gets [split(n, k), split(n, k + 1)): boundaries on multiples of
+// Slice k of `parts` (a team's member k) gets [split(n, k), split(n, k + 1)): boundaries on multiples of
 // `align` (a SIMD width) so that only the last slice has a partial packet.
 inline Index split(Index n, int parts, int k, Index align) {
   if (k >= parts) return n;
@@ -133,14 +133,14 @@ struct PassShape {
   const Index I, H, R, G, B, N, steps;  // G = 4H gate columns; N rows of the packed sequence
 };
 
-// Runs a pass (ForwardPass, BackwardPass) on the plan's team: pass.row_member(k, team, barrier) for
-// each member when the plan splits by batch rows, else pass.unit_member(k, team, barrier).
+// Runs a pass (ForwardPass, BackwardPass) on the plan's team: pass.row_member(seat) for each member
+// when the plan splits by batch rows, else pass.unit_member(seat); the work in plan.team slices.
 template <typename Pass>
 void run_members(const CellPlan& plan, Pass& pass) {
   if (plan.split == Split::kRows)
-    run_team(plan.team, [&pass](int k, int team, SpinBarrier& barrier) { pass.row_member(k, team, barrier); });
+    run_team(plan.team, [&pass](Seat& seat) { pass.row_member(seat); });
   else
-    run_team(plan.team, [&pass](int k, int team, SpinBarrier& barrier) { pass.unit_member(k, team, barrier); });
+    run_team(plan.team, [&pass](Seat& seat) { pass.unit_member(seat); });
 }
 
 }  // namespace

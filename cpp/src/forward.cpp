@@ -27,11 +27,14 @@ struct ForwardPass : PassShape {
   void run();
 
   using Share = UnitShare<T>;
-  Share share_of(int k, int team);
-  void unit_member(int k, int team, SpinBarrier& barrier);
-  void project(const Share& share, int k, int team, Index row0, Index rows, T* z, SpinBarrier& barrier);
-  void unit_step(const Share& share, Index p, Index row0, T* z, SpinBarrier& barrier);
-  void row_member(int k, int team, SpinBarrier& barrier);
+  Share share_of(int j, int team);
+  void unit_member(Seat& seat);
+  void pack_units(int j, int team);
+  void project_rows(int j, int team, Index row0, Index rows, T* z);
+  void project_units(const Share& share, Index row0, Index rows, T* z);
+  void step_units(const Share& share, Index p, Index row0, T* z);
+  void step_projection(const Share& share, Index p);
+  void row_member(Seat& seat);
   void row_step(int k, int team, Index p);
 
   const CellWeights<T>& w;
@@ -95,49 +98,63 @@ void ForwardPass<T>::run() {
 }
 
 template <typename T>
-UnitShare<T> ForwardPass<T>::share_of(int k, int team) {
-  const MemberSlice slice = member_slice<T>(dims, team, k);
+UnitShare<T> ForwardPass<T>::share_of(int j, int team) {
+  const MemberSlice slice = member_slice<T>(dims, team, j);
   const Index n = slice.u1 - slice.u0;
   return {slice, n, panel_size<T>(n, R), dims.peephole ? w.weight_peep + slice.u0 : nullptr,
           plan.packing ? packed.data() + 4 * R * slice.u0 : nullptr};
 }
 
-// The unit split: member k owns hidden units [u0, u1) (all four gates of them, so its rows of W_hh
-// stay in its core's cache: the "persistent RNN" idea) and, with a projection, outputs [r0, r1).
+// The unit split: slice j is hidden units [u0, u1) (all four gates of them, so that the member that
+// owns them keeps their rows of W_hh in its core's cache: the "persistent RNN" idea) and, with a
+// projection, outputs [r0, r1). A segment per step (two with a projection), one per chunk's
+// projection when packed, one to pack.
 template <typename T>
-void ForwardPass<T>::unit_member(int k, int team, SpinBarrier& barrier) {
-  const Share share = share_of(k, team);
-  if (plan.packing) {
-    for (Index gate = 0; gate < 4; ++gate)
-      pack_transposed(w.weight_hh, R, gate * H + share.slice.u0, 0, share.n, R, share.panels + gate * share.panel);
-    pack_transposed_share(k, team, w.weight_ih, G, I, packed_ih.data());
-    barrier.wait();  // all of W_ih's panel before any member's projection
-  }
+void ForwardPass<T>::unit_member(Seat& seat) {
+  const int team = seat.slices();
+  if (plan.packing) seat.share([&](int j) { pack_units(j, team); });  // all of W_ih's panel before a projection
   for (Index first = 0; first < steps; first += plan.chunk) {
     const Index count = std::min(plan.chunk, steps - first);
     // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
     const Index t_lo = reverse ? steps - first - count : first;
     const Index row0 = s.offsets[t_lo], rows = s.offsets[t_lo + count] - row0;
     T* z = trace ? trace->gates.data() + row0 * G : z_chunk.data();
-    project(share, k, team, row0, rows, z, barrier);
-    for (Index p = first; p < first + count; ++p) unit_step(share, p, row0, z, barrier);
+    if (plan.packing) seat.share([&](int j) { project_rows(j, team, row0, rows, z); });
+    for (Index p = first; p < first + count; ++p) {
+      seat.share([&](int j) {
+        const Share share = share_of(j, team);
+        if (!plan.packing && p == first) project_units(share, row0, rows, z);
+        step_units(share, p, row0, z);
+      });
+      if (dims.projection) seat.share([&](int j) { step_projection(share_of(j, team), p); });
+    }
   }
 }
 
-// Input projection of rows [row0, row0 + rows): Z = X W_ih^T + b_ih + b_hh, one GEMM for the chunk.
+// Slice j's panels of W_hh, and its share of W_ih's.
 template <typename T>
-void ForwardPass<T>::project(const Share& share, int k, int team, Index row0, Index rows, T* z, SpinBarrier& barrier) {
-  if (plan.packing) {  // its rows shared out, all 4H columns of each
-    const Index q0 = rows * k / team, q1 = rows * (k + 1) / team;
-    Map<T> Z(z + q0 * G, q1 - q0, G);
-    panel_gemm<false>(q1 - q0, G, I, io.x + (row0 + q0) * I, I, packed_ih.data(), Z.data(), G);
-    Z.rowwise() += bias;
-    barrier.wait();
-    return;
-  }
-  // Few rows (a streaming step): each member projects the columns of its own units, reading only its
-  // rows of W_ih (which stay in its core's cache from call to call); it is the only one to read
-  // them, so no barrier.
+void ForwardPass<T>::pack_units(int j, int team) {
+  const Share share = share_of(j, team);
+  for (Index gate = 0; gate < 4; ++gate)
+    pack_transposed(w.weight_hh, R, gate * H + share.slice.u0, 0, share.n, R, share.panels + gate * share.panel);
+  pack_transposed_share(j, team, w.weight_ih, G, I, packed_ih.data());
+}
+
+// Input projection of rows [row0, row0 + rows): Z = X W_ih^T + b_ih + b_hh, one GEMM for the chunk,
+// its rows shared out, all 4H columns of each (packed).
+template <typename T>
+void ForwardPass<T>::project_rows(int j, int team, Index row0, Index rows, T* z) {
+  const Index q0 = rows * j / team, q1 = rows * (j + 1) / team;
+  Map<T> Z(z + q0 * G, q1 - q0, G);
+  panel_gemm<false>(q1 - q0, G, I, io.x + (row0 + q0) * I, I, packed_ih.data(), Z.data(), G);
+  Z.rowwise() += bias;
+}
+
+// Few rows (a streaming step): the slice's own columns of the projection, from its rows of W_ih alone
+// (which stay in its member's cache from call to call); the next steps of the chunk read them only in
+// the same slice, so no segment of their own.
+template <typename T>
+void ForwardPass<T>::project_units(const Share& share, Index row0, Index rows, T* z) {
   ConstMap<T> X(io.x, N, I);
   ConstMap<T> W_ih(w.weight_ih, G, I);
   for (Index gate = 0; gate < 4; ++gate) {
@@ -148,18 +165,18 @@ void ForwardPass<T>::project(const Share& share, int k, int team, Index row0, In
   }
 }
 
-// Step p (in processing order) of a unit-split member; z holds the chunk's pre-activations from row0.
+// Step p (in processing order) of a unit slice: the recurrent product and the gates of its units;
+// without a projection also its part of h_t and y_t. z holds the chunk's pre-activations from row0.
 template <typename T>
-void ForwardPass<T>::unit_step(const Share& share, Index p, Index row0, T* z, SpinBarrier& barrier) {
+void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
   const Index u0 = share.slice.u0, r0 = share.slice.r0, r1 = share.slice.r1, n = share.n;
   const Index t = step_at(p);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
   const Matrix<T>& h = hidden[p & 1];
   Matrix<T>& h_next = hidden[(p + 1) & 1];
-  if (b < B) h_next.block(b, r0, B - b, r1 - r0) = h.block(b, r0, B - b, r1 - r0);
   T* zt = z + (row - row0) * G;
   ConstMap<T> W_hh(w.weight_hh, G, R);
-  for (Index gate = 0; gate < 4; ++gate) {  // the recurrent GEMM, this member's units of each gate
+  for (Index gate = 0; gate < 4; ++gate) {  // the recurrent GEMM, this slice's units of each gate
     if (plan.packing)
       panel_product<true>(b, n, R, h.data(), R, share.panels + gate * share.panel, zt + gate * H + u0, G);
     else
@@ -177,24 +194,41 @@ void ForwardPass<T>::unit_step(const Share& share, Index p, Index row0, T* z, Sp
                                                      share.peep);
   });
   if (trace) Map<T>(trace->cell.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
+  if (!dims.projection) step_projection(share, p);  // only the carry and y: h_t is m_t
+}
+
+// Step p's outputs [r0, r1) of a slice: h_t = W_hr m_t with a projection (every unit of m complete),
+// rows that ended carried over, and y_t.
+template <typename T>
+void ForwardPass<T>::step_projection(const Share& share, Index p) {
+  const Index r0 = share.slice.r0, r1 = share.slice.r1;
+  const Index t = step_at(p);
+  const Index b = s.batch_sizes[t], row = s.offsets[t];
+  const Matrix<T>& h = hidden[p & 1];
+  Matrix<T>& h_next = hidden[(p + 1) & 1];
+  if (b < B) h_next.block(b, r0, B - b, r1 - r0) = h.block(b, r0, B - b, r1 - r0);
   if (dims.projection) {
-    barrier.wait();  // every unit of m is needed for h_t = W_hr m_t
     ConstMap<T> W_hr(w.weight_hr, R, H);
     h_next.block(0, r0, b, r1 - r0).noalias() = m.topRows(b) * W_hr.middleRows(r0, r1 - r0).transpose();
   }
   StridedMap<T>(io.y.data + row * io.y.stride, b, R, Eigen::OuterStride<>(io.y.stride)).middleCols(r0, r1 - r0) =
       h_next.block(0, r0, b, r1 - r0);
-  barrier.wait();  // h_t complete before the next step reads it
 }
 
-// The row split (plan.hpp; no projection): member k runs rows k, k + team, ... of every step, all
-// units; its rows depend on nothing else, so the time loop has no barrier.
+// The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units;
+// its rows depend on nothing else, so the team meets only every plan.segment steps (where a late
+// member's rows pass to another) and once to pack.
 template <typename T>
-void ForwardPass<T>::row_member(int k, int team, SpinBarrier& barrier) {
-  pack_transposed_share(k, team, w.weight_hh, G, R, packed.data());
-  pack_transposed_share(k, team, w.weight_ih, G, I, packed_ih.data());
-  barrier.wait();  // both panels whole before any member reads them; the only wait
-  for (Index p = 0; p < steps; ++p) row_step(k, team, p);
+void ForwardPass<T>::row_member(Seat& seat) {
+  const int team = seat.slices();
+  seat.share([&](int j) {  // both panels whole before any slice reads them
+    pack_transposed_share(j, team, w.weight_hh, G, R, packed.data());
+    pack_transposed_share(j, team, w.weight_ih, G, I, packed_ih.data());
+  });
+  for (Index first = 0; first < steps; first += plan.segment)
+    seat.share([&](int j) {
+      for (Index p = first; p < std::min(steps, first + plan.segment); ++p) row_step(j, team, p);
+    });
 }
 
 template <typename T>

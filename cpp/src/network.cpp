@@ -66,22 +66,24 @@ detail::LayerPlan plan_of(const Config& config, Index layer, const Schedule& sch
   return detail::plan_layer(problem);
 }
 
-// Runs direction(0) here and direction(1) on a worker (team.hpp) when `parallel`, else both here in
-// order (also when no worker can be had); an exception from either is rethrown on the caller's thread.
+// Runs the directions of a layer: with `parallel`, direction(0) here and direction(1) on a worker
+// (team.hpp), either taken by the other thread when its own is late; else both here in order. An
+// exception from either is rethrown on the caller's thread.
 template <typename Direction>
 void run_directions(Index directions, bool parallel, Direction direction) {
-  detail::Team pair(parallel && directions == 2 ? 2 : 1);
-  if (pair.size() == 1) {
+  if (!parallel || directions != 2) {
     for (Index d = 0; d < directions; ++d) direction(d);
     return;
   }
   std::exception_ptr errors[2];
-  pair.run([&](int d) {
-    try {
-      direction(d);
-    } catch (...) {
-      errors[d] = std::current_exception();
-    }
+  detail::run_team(2, [&](detail::Seat& seat) {
+    seat.share([&](int d) {
+      try {
+        direction(d);
+      } catch (...) {
+        errors[d] = std::current_exception();
+      }
+    });
   });
   for (const std::exception_ptr& error : errors)
     if (error) std::rethrow_exception(error);

@@ -47,6 +47,7 @@ LayerPlan plan_layer(const Problem& p) {
   cell.chunk = p.training ? std::max<Index>(p.steps, 1)
                           : std::clamp<Index>(kInferenceChunkNumbers / (p.batch * 4 * p.dims.hidden_size), 1,
                                               kInferenceChunkMaxSteps);
+  cell.segment = cell.split == Split::kRows ? kRowSegmentSteps : 1;
   return plan;
 }
 

@@ -49,6 +49,7 @@ struct CellPlan {
   Split split = Split::kUnits;
   bool packing = false;  // W_ih and W_hh packed into panels once per call (recurrent.hpp)
   Index chunk = 1;       // steps whose input projection is one GEMM (all steps when training)
+  Index segment = 1;     // row split: steps each member runs between meetings of the team
 };
 
 struct LayerPlan {
@@ -70,6 +71,9 @@ constexpr Index kInferenceChunkMaxSteps = 64;
 // kRowSplitWeightBytes (so that they sit whole in each core's L2).
 constexpr Index kRowsPerMemberMin = 8;  // a full AVX-512 tile
 constexpr std::size_t kRowSplitWeightBytes = 512 << 10;
+// The row split's members meet every kRowSegmentSteps steps, where the rows of a late (descheduled)
+// member pass to another (team.hpp): a meeting costs about a microsecond, a step of the split tens.
+constexpr Index kRowSegmentSteps = 16;
 
 // Work thresholds in multiply-adds: directions side by side from kParallelDirectionsWork in all
 // (N 4H (I_k + R)); a team from kTeamStepWork per step (B 4H R) and kTeamCallWork in all.

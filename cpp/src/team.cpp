@@ -35,10 +35,7 @@
 
 namespace lstm_fast::detail {
 
-// A test hook: LSTM_FAST_TEST_STALL_US=n (read once) makes every worker sleep n microseconds before
-// each job, as a helper descheduled on a busy machine would; results must not change and calls must
-// not hang (tests/test_threads.py).
-static int stall_microseconds() {
+int test_stall_microseconds() {
   static const int stall = [] {
     const char* value = std::getenv("LSTM_FAST_TEST_STALL_US");
     return value ? std::max(0, std::atoi(value)) : 0;
@@ -46,19 +43,63 @@ static int stall_microseconds() {
   return stall;
 }
 
-// One worker: a thread that waits for `epoch` to move, then runs job(context, k) and counts
-// itself off `pending`. The fields of a job are written before the epoch is bumped (release) and
-// read after it is seen (acquire).
+void test_stall(unsigned segment) {
+  if (segment % 8 == 1) std::this_thread::sleep_for(std::chrono::microseconds(test_stall_microseconds()));
+}
+
+namespace {
+
+// Sleeps while *word == expected (returns at once when it is not, or on a spurious wake-up).
+void sleep_while_equal(std::atomic<int>& word, int expected) {
+#ifdef __linux__
+  static_assert(sizeof(std::atomic<int>) == sizeof(int) && std::atomic<int>::is_always_lock_free);
+  syscall(SYS_futex, reinterpret_cast<int*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+#else
+  (void)word, (void)expected;
+  std::this_thread::yield();
+#endif
+}
+
+void wake_all(std::atomic<int>& word) {
+#ifdef __linux__
+  syscall(SYS_futex, reinterpret_cast<int*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#else
+  (void)word;
+#endif
+}
+
+using Clock = std::chrono::steady_clock;
+
+// Spins until done() or for `microseconds`; true when done() held.
+template <typename Done>
+bool spin_until(const Done& done, int microseconds) {
+  const auto start = Clock::now();
+  for (int spins = 1;; ++spins) {
+    if (done()) return true;
+    LSTM_FAST_PAUSE();
+    if ((spins & 63) == 0 && Clock::now() - start > std::chrono::microseconds(microseconds)) return false;
+  }
+}
+
+}  // namespace
+
+// One worker: a thread that waits for `epoch` to move, then takes the job handed over (state kHanded
+// -> kRunning) unless its caller has taken it back, runs job(context, k) and sets state kFree. The
+// fields of a job are written before state becomes kHanded (release) and read after the worker takes
+// it (acquire); a caller waiting for the job to end sleeps on `state` (a futex on Linux).
 struct Worker {
+  enum : int { kFree = 0, kHanded = 1, kRunning = 2 };
   std::atomic<std::uint64_t> epoch{0};
+  std::atomic<int> state{kFree};
+  std::atomic<int> caller_sleeps{0};
   std::mutex mutex;
   std::condition_variable wake;
   void (*job)(const void*, int) = nullptr;
   const void* context = nullptr;
   int k = 0;
-  std::atomic<int>* pending = nullptr;
   HelperCpus cpus;
-  bool stop = false;  // a job that says: return (at exit)
+  bool crowded = false;  // the job's team has more members than CPUs (team.hpp)
+  bool stop = false;     // a job that says: return (at exit)
   std::thread thread;
 
   void loop() {
@@ -66,25 +107,46 @@ struct Worker {
     pthread_setname_np(pthread_self(), "lstm_fast");  // as top, perf and /proc show it
 #endif
     std::uint64_t seen = 0;
-    HelperCpus pinned;  // where this thread is pinned now (valid = false: nowhere yet)
+    bool yield = false;  // the last job was a crowded team's
+    HelperCpus pinned;   // where this thread is pinned now (valid = false: nowhere yet)
     for (;;) {
-      seen = wait_for_job(seen);
+      seen = wait_for_job(seen, yield);
       if (stop) return;
+      int handed = kHanded;
+      if (!state.compare_exchange_strong(handed, kRunning, std::memory_order_acq_rel)) continue;  // taken back
       if (cpus.valid && !(pinned.valid && same_cpus(pinned, cpus))) {  // a syscall only on a change
         pin_this_thread(cpus);
         pinned = cpus;
       }
-      std::atomic<int>* done = pending;
-      if (stall_microseconds() > 0) std::this_thread::sleep_for(std::chrono::microseconds(stall_microseconds()));
+      yield = crowded;
+      if (test_stall_microseconds() > 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(test_stall_microseconds()));
       job(context, k);
-      done->fetch_sub(1, std::memory_order_release);  // the last touch of the caller's run
+      state.store(kFree, std::memory_order_seq_cst);  // the last touch of the caller's job
+      if (caller_sleeps.load(std::memory_order_seq_cst)) wake_all(state);
     }
   }
 
+  // The caller's side, after its own part: true when the job was never started (taken back now).
+  bool take_back() {
+    int handed = kHanded;
+    return state.compare_exchange_strong(handed, kFree, std::memory_order_acq_rel);
+  }
+
+  // The caller's side: returns once a started job has ended (spins, then sleeps on `state`).
+  void wait_until_free() {
+    const auto free = [this] { return state.load(std::memory_order_acquire) == kFree; };
+    if (spin_until(free, kBarrierSpinMicroseconds)) return;
+    caller_sleeps.store(1, std::memory_order_seq_cst);
+    while (state.load(std::memory_order_seq_cst) == kRunning) sleep_while_equal(state, kRunning);
+    caller_sleeps.store(0, std::memory_order_relaxed);
+  }
+
   // Spins for kSpinMicroseconds, then sleeps until the epoch moves past `seen`; returns the new one.
-  // The spin yields now and then, so that on a busy machine (more runnable threads than CPUs) it
-  // gives its CPU to them.
-  std::uint64_t wait_for_job(std::uint64_t seen) {
+  // After a crowded team's job (team.hpp) the spin yields now and then: the caller may need this CPU.
+  // Otherwise it does not: a yield on a busy CPU gives it to the other work for the rest of a
+  // scheduler slice (milliseconds), and the worker would miss every job until then.
+  std::uint64_t wait_for_job(std::uint64_t seen, bool yield) {
     const auto start = std::chrono::steady_clock::now();
     for (int spins = 0;; ++spins) {
       const std::uint64_t now = epoch.load(std::memory_order_acquire);
@@ -92,7 +154,7 @@ struct Worker {
       LSTM_FAST_PAUSE();
       if ((spins & 255) == 255) {
         if (std::chrono::steady_clock::now() - start > std::chrono::microseconds(kSpinMicroseconds)) break;
-        std::this_thread::yield();
+        if (yield) std::this_thread::yield();
       }
     }
     std::unique_lock<std::mutex> lock(mutex);
@@ -100,12 +162,13 @@ struct Worker {
     return epoch.load(std::memory_order_acquire);
   }
 
-  void hand_over(void (*j)(const void*, int), const void* c, int member, std::atomic<int>* p, const HelperCpus& where) {
+  void hand_over(void (*j)(const void*, int), const void* c, int member, const HelperCpus& where, bool in_crowd) {
     job = j;
+    crowded = in_crowd;
     context = c;
     k = member;
-    pending = p;
     cpus = where;
+    state.store(kHanded, std::memory_order_release);
     {
       // Under the mutex, so that a worker between its last check and its wait cannot miss it.
       std::lock_guard<std::mutex> lock(mutex);
@@ -230,68 +293,42 @@ void Team::run(void (*job)(const void*, int), const void* context) {
     job(context, 0);
     return;
   }
-  std::atomic<int> pending{static_cast<int>(workers_.size())};
   for (size_t i = 0; i < workers_.size(); ++i)
-    workers_[i]->hand_over(job, context, static_cast<int>(i) + 1, &pending, cpus_);
+    workers_[i]->hand_over(job, context, static_cast<int>(i) + 1, cpus_, crowded());
   job(context, 0);
-  // The helpers end at about the same time (their jobs end at a barrier): spin, then yield.
-  for (int spins = 0; pending.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins < 4096)
-      LSTM_FAST_PAUSE();
-    else
-      std::this_thread::yield();
-  }
+  for (Worker* worker : workers_)
+    if (!worker->take_back()) worker->wait_until_free();
 }
 
-namespace {
+Crew::Crew(int slices, int members, bool crowded)
+    : slices_(slices), alone_(members <= 1), crowded_(crowded), slots_(new Slot[static_cast<size_t>(slices)]) {}
 
-// Sleeps while *word == expected (returns at once when it is not, or on a spurious wake-up).
-void sleep_while_equal(std::atomic<int>& word, int expected) {
-#ifdef __linux__
-  static_assert(sizeof(std::atomic<int>) == sizeof(int) && std::atomic<int>::is_always_lock_free);
-  syscall(SYS_futex, reinterpret_cast<int*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
-#else
-  (void)word, (void)expected;
-  std::this_thread::yield();
-#endif
+bool Crew::take_late(int slice, unsigned segment, bool patient) {
+  if (claimed(slice, segment)) return false;
+  if (patient && spin_until([&] { return claimed(slice, segment); }, kLateMicroseconds)) return false;
+  return claim(slice, segment);
 }
 
-void wake_all(std::atomic<int>& word) {
-#ifdef __linux__
-  syscall(SYS_futex, reinterpret_cast<int*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
-#else
-  (void)word;
-#endif
+void Crew::finish(unsigned segment) {
+  // seq_cst, as a sleeper's count-then-check in wait(): either it sees this count, or this sees it
+  // counted and wakes it.
+  const int done = done_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  if (complete(segment, done) && sleepers_.load(std::memory_order_seq_cst) > 0) wake_all(done_);
 }
 
-}  // namespace
-
-void SpinBarrier::arrive_and_wait() {
-  const int generation = generation_.load(std::memory_order_acquire);
-  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == parties_ - 1) {
-    arrived_.store(0, std::memory_order_relaxed);
-    // seq_cst, as a sleeper's count-then-check below: either it sees the new generation, or this
-    // sees it counted and wakes it.
-    generation_.fetch_add(1, std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) wake_all(generation_);
-    return;
-  }
+void Crew::wait(unsigned segment) {
+  const auto segment_done = [&] { return complete(segment, done_.load(std::memory_order_acquire)); };
   if (crowded_) {
-    for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins)
+    for (int spins = 0; !segment_done(); ++spins)
       if (spins > 4000) std::this_thread::yield();
     return;
   }
-  const auto start = std::chrono::steady_clock::now();
-  for (int spins = 1; generation_.load(std::memory_order_acquire) == generation; ++spins) {
-    LSTM_FAST_PAUSE();
-    if ((spins & 63) == 0 &&
-        std::chrono::steady_clock::now() - start > std::chrono::microseconds(kBarrierSpinMicroseconds)) {
-      sleepers_.fetch_add(1, std::memory_order_seq_cst);
-      while (generation_.load(std::memory_order_seq_cst) == generation) sleep_while_equal(generation_, generation);
-      sleepers_.fetch_sub(1, std::memory_order_relaxed);
-      return;
-    }
-  }
+  if (spin_until(segment_done, kBarrierSpinMicroseconds)) return;
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  for (int done = done_.load(std::memory_order_seq_cst); !complete(segment, done);
+       done = done_.load(std::memory_order_seq_cst))
+    sleep_while_equal(done_, done);
+  sleepers_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace lstm_fast::detail

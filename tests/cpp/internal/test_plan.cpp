@@ -56,7 +56,10 @@ TEST(Plan, BigBatchOnSmallWeightsSplitsRows) {
   EXPECT_EQ(plan.cell.team, 2);
   EXPECT_TRUE(plan.cell.packing);
   EXPECT_EQ(plan.cell.split, Split::kRows);
+  EXPECT_EQ(plan.cell.segment, lstm_fast::detail::kRowSegmentSteps);  // the team meets every few steps
 }
+
+TEST(Plan, UnitSplitMeetsEveryStep) { EXPECT_EQ(plan_layer(problem(100, 4, 64, 256, 2)).cell.segment, 1); }
 
 TEST(Plan, RowSplitNeedsEnoughRowsPerMemberAndSmallWeights) {
   EXPECT_EQ(plan_layer(problem(100, 15, 64, 128, 2)).cell.split, Split::kUnits);  // < 8 rows a member
