@@ -303,10 +303,9 @@ void Team::run(void (*job)(const void*, int), const void* context) {
 Crew::Crew(int slices, int members, bool crowded)
     : slices_(slices), alone_(members <= 1), crowded_(crowded), slots_(new Slot[static_cast<size_t>(slices)]) {}
 
-bool Crew::take_late(int slice, unsigned segment, bool patient) {
-  if (claimed(slice, segment)) return false;
-  if (patient && spin_until([&] { return claimed(slice, segment); }, kLateMicroseconds)) return false;
-  return claim(slice, segment);
+bool Crew::wait_for(unsigned segment, int microseconds) {
+  const auto segment_done = [&] { return complete(segment, done_.load(std::memory_order_acquire)); };
+  return segment_done() || (microseconds > 0 && spin_until(segment_done, microseconds));
 }
 
 void Crew::finish(unsigned segment) {

@@ -68,17 +68,17 @@ class Team {
 // slice (milliseconds), which is what the wait lasts when the member it waits for has been descheduled.
 constexpr int kBarrierSpinMicroseconds = 50;
 
-// How long a member that has done its own slice of a segment waits for another member to start its
-// slice before it takes that slice itself, unless that member was late in the previous segment too.
-// On a quiet machine members start a segment within a microsecond of each other; one that has not
-// started while another did a whole slice is late (descheduled, or still waking).
+// How long a member that has done its own slice of a segment waits for the others to finish theirs
+// before it looks for slices no one has started, to take them, unless a member was late in the
+// previous segment too. On a quiet machine members start a segment within a microsecond of each other
+// and finish within a few; looking costs a read of every member's claim (a cache line each).
 constexpr int kLateMicroseconds = 5;
 
 // How a team shares out a call's work: in segments (a time step, a chunk of steps, the weight
 // gradients), each split into slices() pieces. Slice j is what member j did when each member did its
 // own: the split, not the schedule, fixes which numbers are added in which order, so results do not
 // depend on who runs a slice. Every member calls Seat::share for the same segments in the same order.
-// A member runs its own slice, then any slice not yet claimed by a late member, then waits until every
+// A member runs its own slice, then any slice a late member has not started, then waits until every
 // slice of the segment is done (spinning for kBarrierSpinMicroseconds, then asleep on a futex on
 // Linux). So a descheduled member delays the others by at most the slice it is in, not by the
 // scheduler's time slice per segment, and a member that has not started by the end of a call delays
@@ -101,13 +101,10 @@ class Crew {
     unsigned expected = segment;  // unclaimed in `segment` <=> claimed in every segment before it
     return slots_[slice].claimed.compare_exchange_strong(expected, segment + 1, std::memory_order_acq_rel);
   }
-  bool claimed(int slice, unsigned segment) const {
-    return slots_[slice].claimed.load(std::memory_order_acquire) != segment;
-  }
-  bool take_late(int slice, unsigned segment, bool patient);  // team.cpp
-  void finish(unsigned segment);                              // team.cpp
-  void wait(unsigned segment);                                // team.cpp
-  bool complete(unsigned segment, int done) const {           // every slice of `segment` done
+  bool wait_for(unsigned segment, int microseconds);  // team.cpp: spins at most that long; true: complete
+  void finish(unsigned segment);                      // team.cpp
+  void wait(unsigned segment);                        // team.cpp
+  bool complete(unsigned segment, int done) const {   // every slice of `segment` done
     return static_cast<int>(static_cast<unsigned>(done) - (segment + 1) * static_cast<unsigned>(slices_)) >= 0;
   }
 
@@ -134,16 +131,23 @@ class Seat {
     const int n = crew_.slices_;
     if (member_ > 0 && test_stall_microseconds() > 0) test_stall(segment);
     if (crew_.claim(member_, segment)) run(work, member_, segment);
+    // A segment not complete kLateMicroseconds after this member's own slice (at once when a member
+    // was late in the previous segment, or there is no one else) may have a late member: take the
+    // slices no one has started.
+    const bool patient = !took_last_ && !crew_.alone_;
     bool took = false;
-    for (int i = 1; i < n; ++i) {
-      const int j = member_ + i < n ? member_ + i : member_ + i - n;
-      if (crew_.take_late(j, segment, !took_last_ && !crew_.alone_)) {
-        run(work, j, segment);
-        took = true;
+    if (!crew_.wait_for(segment, patient ? kLateMicroseconds : 0)) {
+      const int n = crew_.slices_;
+      for (int i = 1; i < n; ++i) {
+        const int j = member_ + i < n ? member_ + i : member_ + i - n;
+        if (crew_.claim(j, segment)) {
+          run(work, j, segment);
+          took = true;
+        }
       }
+      crew_.wait(segment);
     }
     took_last_ = took;
-    crew_.wait(segment);
   }
 
  private:
