@@ -175,7 +175,7 @@ print("ok")
 def test_teams_on_a_process_restricted_to_one_cpu_finish_and_agree():
     # Helper threads are kept off their caller's CPU when the affinity mask allows it
     # (cpp/src/affinity.hpp). With a single allowed CPU there is nowhere else: the team must still
-    # finish (its barrier sleeps after a bounded spin) and give the one-thread answer, and the pool's
+    # finish (its members yield while they wait) and give the one-thread answer, and the pool's
     # workers, started before the restriction, must move to that CPU with their next job.
     run_script(_ONE_CPU_SCRIPT)
 
@@ -250,7 +250,7 @@ import lstm_fast as lf
 lf.set_num_threads(2)
 rng = np.random.default_rng(0)
 out = {}
-# The unit split (a barrier per step): B = 1, H = 256, and with a projection and peepholes.
+# The unit split (a segment per step): B = 1, H = 256, and with a projection and peepholes.
 model = lf.LSTM(64, 256, seed=1)
 x = rng.standard_normal((20, 1, 64)).astype(np.float32)
 out["b1"], _ = model(x)
@@ -272,9 +272,10 @@ print("ok")
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell environment")
 def test_a_stalled_helper_changes_no_result_and_hangs_no_call(tmp_path):
-    # LSTM_FAST_TEST_STALL_US makes every worker sleep before each job (cpp/src/team.cpp), as a helper
-    # descheduled on a busy machine: the other members then wait at the barrier long enough to sleep
-    # there (team.hpp), and must be woken; the results must be those of a run without the stall.
+    # LSTM_FAST_TEST_STALL_US makes every worker sleep before each job and before every 8th segment
+    # (cpp/src/team.cpp), as a helper descheduled on a busy machine: the caller then takes the late
+    # helper's slices, the helper catches up, and members wait long enough to sleep (team.hpp) and must
+    # be woken; the results must be those of a run without the stall.
     runs = {}
     for stall in ("0", "3000"):
         path = tmp_path / f"stall{stall}.npz"

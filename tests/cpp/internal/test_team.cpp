@@ -70,6 +70,28 @@ TEST(Crew, AMemberLateAgainAndAgainCatchesUp) {
   EXPECT_GT(taken, 0);
 }
 
+TEST(Crew, ShortCallsAfterIdleGapsRunEverySliceOnce) {
+  // Between calls the workers go to sleep (after kSpinMicroseconds); a call of one tiny segment is then
+  // done by the caller before a worker wakes, and the worker's job is taken back (Team::run) instead of
+  // waited for. Whoever runs them, each slice runs once, and a job runs at most once.
+  int helpers_ran = 0;
+  for (int call = 0; call < 100; ++call) {
+    std::this_thread::sleep_for(std::chrono::microseconds(call % 2 ? 400 : 0));
+    std::atomic<int> runs[2] = {0, 0};
+    std::atomic<int> members{0};
+    run_team(2, [&](Seat& seat) {
+      members.fetch_add(1 << (4 * seat.member()));
+      seat.share([&](int j) { runs[j].fetch_add(1); });
+    });
+    EXPECT_EQ(runs[0].load(), 1);
+    EXPECT_EQ(runs[1].load(), 1);
+    EXPECT_EQ(members.load() & 15, 1);  // the caller, once
+    EXPECT_LE(members.load() >> 4, 1);  // the helper at most once
+    helpers_ran += members.load() >> 4;
+  }
+  RecordProperty("helper_jobs_run_of_100", helpers_ran);
+}
+
 TEST(Crew, CallersInParallelShareNothing) {
   std::vector<std::thread> callers;
   std::atomic<int> wrong{0};
