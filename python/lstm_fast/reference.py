@@ -21,6 +21,15 @@ weight_peep_l{k} (3, H) and exist only when peephole=True. The reverse direction
 "_reverse") runs the same equations from the last step down to the first. Layer k > 0 reads the
 concatenated outputs of both directions of layer k - 1, times dropout_masks[k - 1] when given.
 
+Reduced precision (forward only, `precision=`; the contract of lf.Model's precisions): every matrix
+product (W_ih x_t, W_hh h_{t-1}, W_hr m_t) reads its operands rounded, and everything else stays
+float64 here (float32 in the kernels):
+
+    "bf16": both operands rounded to bfloat16 (from float32, round to nearest even); the sums exact.
+    "int8": the weights quantized per output row, symmetric: q_w = rint(w / s_w), s_w = max|row| / 127;
+            the inputs (x_t, h_{t-1}, m_t) likewise per batch row, at every step; the sums of q_a q_w
+            exact integers, then times s_a s_w.
+
 Padded batches (lengths) follow torch's packed sequences: sequence b only runs steps 0..L_b - 1.
 We write that as a masked update: at step t, active = t < L_b; the state moves to the new state
 only where active, and the output is h_t where active, else 0. The reverse direction then starts
@@ -31,6 +40,35 @@ import numpy as np
 
 ROLES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")
 SUFFIXES = ("", "_reverse")  # direction d = 0, 1
+PRECISIONS = ("fp64", "bf16", "int8")
+
+
+def bf16(v) -> np.ndarray:
+    """v rounded to bfloat16 (from float32, round to nearest even; NaN stays NaN), as float64."""
+    v = np.asarray(v, dtype=np.float32)
+    u = v.view(np.uint32).astype(np.uint64)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000).astype(np.uint32).view(np.float32)
+    return np.where(np.isnan(v), np.nan, rounded).astype(np.float64)
+
+
+def quantize_rows(v) -> "tuple[np.ndarray, np.ndarray]":
+    """Symmetric int8 per row of v (..., K): q (int64, in [-127, 127]) and s (..., 1), v ~ q * s.
+    A row of zeros gets s = 1 (and q = 0)."""
+    v = np.asarray(v, dtype=np.float64)
+    s = np.abs(v).max(axis=-1, keepdims=True) / 127
+    s = np.where(s > 0, s, 1.0)
+    return np.clip(np.rint(v / s), -127, 127).astype(np.int64), s
+
+
+def _product(a, w, precision):
+    """a @ w.T, (B, K) x (N, K) -> (B, N), with the operands of the precision (module docstring)."""
+    if precision == "bf16":
+        return bf16(a) @ bf16(w).T
+    if precision == "int8":
+        q_a, s_a = quantize_rows(a)
+        q_w, s_w = quantize_rows(w)
+        return (q_a @ q_w.T) * s_a * s_w.T  # integer sums: exact in int64
+    return a @ w.T
 
 
 def _sigmoid(z):
@@ -38,10 +76,12 @@ def _sigmoid(z):
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def _cell_forward(x_t, h_prev, c_prev, p):
+def _cell_forward(x_t, h_prev, c_prev, p, precision="fp64"):
     """One step of one direction. x_t (B, I_k), h_prev (B, R), c_prev (B, H); p maps the roles
     (weight_ih, ...) to arrays. Returns h_t (B, R), c_t (B, H) and what the backward step needs."""
-    gates = x_t @ p["weight_ih"].T + h_prev @ p["weight_hh"].T  # (B, 4H), gate order i, f, g, o
+    gates = _product(x_t, p["weight_ih"], precision) + _product(
+        h_prev, p["weight_hh"], precision
+    )  # (B, 4H): i, f, g, o
     gates = gates + p.get("bias_ih", 0.0) + p.get("bias_hh", 0.0)
     i_pre, f_pre, g_pre, o_pre = np.split(gates, 4, axis=1)
     if "weight_peep" in p:
@@ -55,7 +95,7 @@ def _cell_forward(x_t, h_prev, c_prev, p):
     o = _sigmoid(o_pre)
     tanh_c = np.tanh(c)
     m = o * tanh_c  # the cell output before the projection, (B, H)
-    h = m @ p["weight_hr"].T if "weight_hr" in p else m
+    h = _product(m, p["weight_hr"], precision) if "weight_hr" in p else m
     step = dict(x=x_t, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, c=c, tanh_c=tanh_c, m=m)
     return h, c, step
 
@@ -99,7 +139,7 @@ def _cell_backward(dh, dc, step, p, grads):
     return dgates @ p["weight_ih"], dgates @ p["weight_hh"], dc_prev
 
 
-def _direction_forward(x, h0, c0, active, p, reverse):
+def _direction_forward(x, h0, c0, active, p, reverse, precision):
     """Runs one direction over the sequence. x (T, B, I_k), h0 (B, R), c0 (B, H), active (T, B, 1).
     Returns y (T, B, R), the final h (B, R) and c (B, H), and the per-step caches indexed by t."""
     T = x.shape[0]
@@ -107,7 +147,7 @@ def _direction_forward(x, h0, c0, active, p, reverse):
     y = np.zeros((T,) + h0.shape)
     steps = [None] * T
     for t in reversed(range(T)) if reverse else range(T):
-        h_new, c_new, steps[t] = _cell_forward(x[t], h, c, p)
+        h_new, c_new, steps[t] = _cell_forward(x[t], h, c, p, precision)
         h = np.where(active[t], h_new, h)
         c = np.where(active[t], c_new, c)
         y[t] = np.where(active[t], h_new, 0.0)
@@ -193,6 +233,7 @@ def forward(
     state=None,
     lengths=None,
     dropout_masks=None,
+    precision="fp64",
 ) -> "tuple[np.ndarray, tuple[np.ndarray, np.ndarray], dict]":
     """x: (T, B, I) array (time-major, batched only). Returns (y, (h_n, c_n), cache).
 
@@ -210,12 +251,16 @@ def forward(
     dropout_masks: None or a list of num_layers - 1 arrays (T, B, D*R), already scaled by
       1/(1-p): the output of layer k is multiplied by dropout_masks[k] before it becomes the input
       of layer k + 1.
+    precision: "fp64", or "bf16" or "int8": the operands of every matrix product rounded as the
+      module docstring states (backward() then refuses the cache: inference only).
     y: (T, B, D*R); h_n (num_layers*D, B, R); c_n (num_layers*D, B, H). The cache is opaque: pass
       it to backward() unchanged.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 3:
         raise ValueError(f"x must have shape (T, B, I), got {x.shape}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     T, B, _ = x.shape
     D = 2 if bidirectional else 1
     layers = _split_params(params, num_layers, D, proj_size, peephole)
@@ -236,7 +281,7 @@ def forward(
         for d in range(D):
             j = k * D + d
             y_d, h_n[j], c_n[j], steps = _direction_forward(
-                layer_input, h0[j], c0[j], active, layers[j], reverse=(d == 1)
+                layer_input, h0[j], c0[j], active, layers[j], reverse=(d == 1), precision=precision
             )
             outputs.append(y_d)
             all_steps.append(steps)
@@ -254,6 +299,7 @@ def forward(
         dropout_masks=dropout_masks,
         y_shape=y.shape,
         state_shapes=(h_shape, c_shape),
+        precision=precision,
     )
     return y, (h_n, c_n), cache
 
@@ -262,6 +308,10 @@ def backward(dy, cache, dstate=None) -> "tuple[np.ndarray, tuple[np.ndarray, np.
     """dy: (T, B, D*R) gradient of the loss w.r.t. y; dstate: None (zeros) or (dh_n, dc_n) shaped
     like (h_n, c_n). Returns (dx, (dh0, dc0), grads) with dx (T, B, I), dh0/dc0 shaped like h0/c0,
     and grads a dict with exactly the keys of params."""
+    if cache["precision"] != "fp64":
+        raise ValueError(
+            f"backward differentiates the fp64 forward only; this cache is precision={cache['precision']!r}"
+        )
     dy = np.asarray(dy, dtype=np.float64)
     if dy.shape != cache["y_shape"]:
         raise ValueError(f"dy must have shape {cache['y_shape']}, got {dy.shape}")
