@@ -99,7 +99,8 @@ struct Worker {
   int k = 0;
   HelperCpus cpus;
   bool crowded = false;  // the job's team has more members than CPUs (team.hpp)
-  bool stop = false;     // a job that says: return (at exit)
+  // Return (at exit). Atomic: a worker may still be waking from a job taken back when it is set.
+  std::atomic<bool> stop{false};
   std::thread thread;
 
   void loop() {
@@ -111,7 +112,7 @@ struct Worker {
     HelperCpus pinned;   // where this thread is pinned now (valid = false: nowhere yet)
     for (;;) {
       seen = wait_for_job(seen, yield);
-      if (stop) return;
+      if (stop.load(std::memory_order_acquire)) return;
       int handed = kHanded;
       if (!state.compare_exchange_strong(handed, kRunning, std::memory_order_acq_rel)) continue;  // taken back
       if (cpus.valid && !(pinned.valid && same_cpus(pinned, cpus))) {  // a syscall only on a change
@@ -178,7 +179,7 @@ struct Worker {
   }
 
   void stop_and_join() {
-    stop = true;
+    stop.store(true, std::memory_order_release);
     {
       std::lock_guard<std::mutex> lock(mutex);
       epoch.fetch_add(1, std::memory_order_release);

@@ -23,8 +23,10 @@ struct Tally {
   std::vector<std::atomic<int>> by;    // [segment * slices + slice]: the member that ran it
   std::vector<std::atomic<int>> done;  // [segment]: slices of it finished
   std::atomic<int> out_of_order{0};    // slices that started before the segment before was done
+  std::vector<int> written;            // [segment * slices + slice]: plain ints written by the slice and
+  std::atomic<int> unseen{0};          // read by every slice of the next segment (the crew orders them)
 
-  Tally(int n, int s) : slices(n), segments(s), runs(n * s), by(n * s), done(s) {}
+  Tally(int n, int s) : slices(n), segments(s), runs(n * s), by(n * s), done(s), written(n * s, -1) {}
 
   void go(int late, int late_every) {
     run_team(slices, [&](Seat& seat) {
@@ -34,6 +36,8 @@ struct Tally {
         if (seat.member() == late && late_every > 0 && s % late_every == 0) nap();
         seat.share([&](int j) {
           if (s > 0 && done[s - 1].load() != slices) out_of_order.fetch_add(1);
+          for (int i = 0; s > 0 && i < slices; ++i) unseen += written[(s - 1) * slices + i] != s - 1 + i;
+          written[s * slices + j] = s + j;
           runs[s * slices + j].fetch_add(1);
           by[s * slices + j].store(seat.member());
           done[s].fetch_add(1);
@@ -49,6 +53,7 @@ TEST(Crew, EverySliceRunsOnceInOrder) {
     run.go(/*late=*/-1, 0);
     for (auto& count : run.runs) EXPECT_EQ(count.load(), 1);
     EXPECT_EQ(run.out_of_order.load(), 0);
+    EXPECT_EQ(run.unseen.load(), 0);
   }
 }
 
