@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from bench_torch import SHAPES, median_ms, step_calls
+from bench_torch import SHAPES, median_ms, shape_case, step_calls
 
 LOADS = ("quiet", "busy", "two", "torch", "affinity", "quota")
 LIBS = ("lstm_fast", "torch", "ort")
@@ -72,13 +72,7 @@ class Worker:
             ours_step, torch_step = step_calls(rng)
             self.fn = ours_step if self.lib == "lstm_fast" else torch_step
             return True
-        T, B, I, H, layers, bidirectional = SHAPES[shape]
-        module = torch.nn.LSTM(I, H, layers, bidirectional=bidirectional)
-        model = lf.LSTM.from_torch(module)
-        x = rng.standard_normal((T, B, I), dtype=np.float32)
-        D = 2 if bidirectional else 1
-        dy = rng.standard_normal((T, B, D * H), dtype=np.float32)
-        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+        module, model, x, dy, xt, dyt = shape_case(shape, rng)
         if self.lib == "lstm_fast":
             if mode == "inference":
                 self.fn = lambda: model(x)

@@ -82,6 +82,20 @@ def step_calls(rng):
     return (lambda: model.step(x_t, state)), torch_step
 
 
+def shape_case(name, rng):
+    """The case `name` of SHAPES on equal weights: (torch.nn.LSTM, lstm_fast's LSTM, x, dy) and x, dy as
+    torch tensors; x (T, B, I), dy (T, B, D*H), float32."""
+    import torch
+
+    T, B, I, H, layers, bidirectional = SHAPES[name]
+    module = torch.nn.LSTM(I, H, layers, bidirectional=bidirectional)
+    model = lf.LSTM.from_torch(module)
+    x = rng.standard_normal((T, B, I), dtype=np.float32)
+    D = 2 if bidirectional else 1
+    dy = rng.standard_normal((T, B, D * H), dtype=np.float32)
+    return module, model, x, dy, torch.from_numpy(x), torch.from_numpy(dy)
+
+
 def gflops(T, B, I, H, layers, bidirectional, ms, factor=1.0):
     """Forward: 2*T*B*4H*(I+H) per layer and direction (the two GEMMs); training counts 3x."""
     D = 2 if bidirectional else 1
@@ -128,12 +142,7 @@ def main() -> None:
     for name in args.shapes.split(","):
         T, B, I, H, layers, bidirectional = SHAPES[name]
         torch.manual_seed(0)
-        module = torch.nn.LSTM(I, H, layers, bidirectional=bidirectional)
-        model = lf.LSTM.from_torch(module)
-        x = rng.standard_normal((T, B, I), dtype=np.float32)
-        D = 2 if bidirectional else 1
-        dy = rng.standard_normal((T, B, D * H), dtype=np.float32)
-        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+        module, model, x, dy, xt, dyt = shape_case(name, rng)
 
         def torch_infer():
             with torch.no_grad():
