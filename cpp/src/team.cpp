@@ -302,7 +302,11 @@ void Team::run(void (*job)(const void*, int), const void* context) {
 }
 
 Crew::Crew(int slices, int members, bool crowded)
-    : slices_(slices), alone_(members <= 1), crowded_(crowded), slots_(new Slot[static_cast<size_t>(slices)]) {}
+    : slices_(slices),
+      alone_(members <= 1),
+      crowded_(crowded),
+      stall_(test_stall_microseconds() > 0),
+      slots_(new Slot[static_cast<size_t>(slices)]) {}
 
 bool Crew::wait_for(unsigned segment, int microseconds) {
   const auto segment_done = [&] { return complete(segment, done_.load(std::memory_order_acquire)); };

@@ -111,6 +111,7 @@ class Crew {
   const int slices_;
   const bool alone_;  // one member: no one else to wait for
   const bool crowded_;
+  const bool stall_;  // test_stall_microseconds() > 0, read once per call rather than per segment
   std::unique_ptr<Slot[]> slots_;
   alignas(64) std::atomic<int> done_{0};  // slices finished in all segments (wraps); the futex word
   std::atomic<int> sleepers_{0};          // members asleep (or about to be) in wait()
@@ -129,7 +130,7 @@ class Seat {
   void share(const Work& work) {
     const unsigned segment = segment_++;
     const int n = crew_.slices_;
-    if (member_ > 0 && test_stall_microseconds() > 0) test_stall(segment);
+    if (member_ > 0 && crew_.stall_) test_stall(segment);
     if (crew_.claim(member_, segment)) run(work, member_, segment);
     // A segment not complete kLateMicroseconds after this member's own slice (at once when a member
     // was late in the previous segment, or there is no one else) may have a late member: take the
