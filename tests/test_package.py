@@ -79,6 +79,8 @@ def test_dir_shows_the_public_api_only():
         "LSTM",
         "State",
         "load",
+        "Model",
+        "load_model",
         "set_num_threads",
         "get_num_threads",
         "isa",
@@ -213,7 +215,8 @@ def test_the_core_reads_model_files_in_their_own_dtype(tmp_path, dtype):
     model = lf.LSTM(3, 4, 2, bidirectional=True, proj_size=2, peephole=True, dtype=dtype, seed=1)
     path = tmp_path / "m.safetensors"
     model.save(path)
-    config_json, tensors = _core.read_model_file(str(path))
+    config_json, tensors, precision = _core.read_model_file(str(path))
+    assert precision == "fp32"
     assert json.loads(config_json) == model.config()
     assert sorted(tensors) == sorted(model.state_dict())
     for name, value in model.state_dict().items():

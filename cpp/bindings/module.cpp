@@ -13,11 +13,14 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lstm_fast/config.hpp"
-#include "network.hpp"      // internal: the raw-array stack, the allocator, fma_peak_gflops
-#include "safetensors.hpp"  // internal: the model file reader
+#include "lstm_fast/lstm_fast.hpp"
+#include "model_access.hpp"  // internal: Model's packed-sequence forward on NumPy's arrays
+#include "network.hpp"       // internal: the raw-array stack, the allocator, fma_peak_gflops
+#include "safetensors.hpp"   // internal: the model file reader
 
 namespace py = pybind11;
 using lstm_fast::CellGrads;
@@ -185,8 +188,9 @@ py::tuple backward(const py::sequence& weights, const Trace<T>& trace, const py:
   return py::make_tuple(dx, dh0, dc0, grads_out);
 }
 
-// read_model_file(path) -> (config_json, {name: array}): the checks of Model::load, but each tensor
-// in its file dtype (float32 or float64, not converted), so that lf.load keeps float64 models exact.
+// read_model_file(path) -> (config_json, {name: array} or None, precision): the checks of
+// Model::load, but each tensor in its file dtype (float32 or float64, not converted), so that lf.load
+// keeps float64 models exact. A bf16 or int8 file gives None for the tensors (lf.load refuses it).
 // A file that cannot be opened raises the OSError Python's open() would (FileNotFoundError, ...).
 py::tuple read_model_file(const std::string& path) {
   if (!std::ifstream(path, std::ios::binary)) {
@@ -201,6 +205,8 @@ py::tuple read_model_file(const std::string& path) {
     bytes = lstm_fast::detail::read_file(path, what);
     file = lstm_fast::detail::read_model_file(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), what);
   }
+  const std::string precision = lstm_fast::precision_name(file.precision);
+  if (file.precision != lstm_fast::Precision::fp32) return py::make_tuple(file.config_json, py::none(), precision);
   py::dict tensors;
   for (const auto& t : file.tensors) {
     const auto& info = file.info(t);
@@ -210,7 +216,91 @@ py::tuple read_model_file(const std::string& path) {
     std::memcpy(array.mutable_data(), file.data + info.begin, static_cast<std::size_t>(info.end - info.begin));
     tensors[py::str(t.name)] = array;
   }
-  return py::make_tuple(file.config_json, tensors);
+  return py::make_tuple(file.config_json, tensors, precision);
+}
+
+lstm_fast::Precision precision_arg(const py::object& precision, lstm_fast::Precision fallback) {
+  return precision.is_none() ? fallback : lstm_fast::parse_precision(precision.cast<std::string>());
+}
+
+// Model.forward(x [N, I], batch_sizes, batch, h0, c0) -> (y [N, D*R], h_n, c_n).
+py::tuple model_forward(const lstm_fast::Model& m, const py::handle& x, std::vector<Index> batch_sizes, Index batch,
+                        const py::handle& h0, const py::handle& c0) {
+  const Config& c = m.config();
+  const Schedule schedule = Schedule::packed(batch_sizes, batch);  // checks them
+  const Index N = schedule.rows(), LD = c.num_cells(), R = c.output_size(), H = c.hidden_size;
+  const float* x_data = array_data<float>(x, {N, c.input_size}, "x");
+  const float* h0_data = array_data<float>(h0, {LD, batch, R}, "h0", true);
+  const float* c0_data = array_data<float>(c0, {LD, batch, H}, "c0", true);
+  auto y = empty<float>({N, c.directions() * R});
+  auto h_n = empty<float>({LD, batch, R});
+  auto c_n = empty<float>({LD, batch, H});
+  {
+    py::gil_scoped_release release;
+    lstm_fast::detail::ModelAccess::run(m, x_data, batch_sizes.data(), schedule.steps(), batch, y.mutable_data(),
+                                        h0_data, c0_data, h_n.mutable_data(), c_n.mutable_data());
+  }
+  return py::make_tuple(y, h_n, c_n);
+}
+
+// Model.step(x [B, I], h, c) -> (y [B, R], h, c): through a State, as a C++ program steps.
+py::tuple model_step(const lstm_fast::Model& model, const py::handle& x, const py::handle& h, const py::handle& c) {
+  const Config& cf = model.config();
+  const Index LD = cf.num_cells(), R = cf.output_size(), H = cf.hidden_size;
+  const auto x_array = py::reinterpret_borrow<py::array>(x);
+  const Index B = x_array.ndim() == 2 ? x_array.shape(0) : 0;
+  const float* x_data = array_data<float>(x, {B, cf.input_size}, "x");
+  lstm_fast::State state = model.initial_state(B);
+  if (const float* h_data = array_data<float>(h, {LD, B, R}, "h", true))
+    std::copy_n(h_data, LD * B * R, state.h.data());
+  if (const float* c_data = array_data<float>(c, {LD, B, H}, "c", true))
+    std::copy_n(c_data, LD * B * H, state.c.data());
+  auto y = empty<float>({B, R});
+  {
+    py::gil_scoped_release release;
+    model.step(x_data, y.mutable_data(), state);
+  }
+  auto h_n = empty<float>({LD, B, R});
+  auto c_n = empty<float>({LD, B, H});
+  std::copy(state.h.begin(), state.h.end(), h_n.mutable_data());
+  std::copy(state.c.begin(), state.c.end(), c_n.mutable_data());
+  return py::make_tuple(y, h_n, c_n);
+}
+
+// lstm_fast::Model as _core.Model (lstm_fast._model wraps it).
+void bind_model(py::module_& m) {
+  py::class_<lstm_fast::Model>(m, "Model", "lstm_fast::Model: a frozen inference model (use lstm_fast.Model).")
+      .def_static(
+          "load",
+          [](const std::string& path, const py::object& precision) {
+            const bool given = !precision.is_none();
+            const lstm_fast::Precision p = precision_arg(precision, lstm_fast::Precision::fp32);
+            py::gil_scoped_release release;  // reading, converting and packing need no Python
+            return given ? lstm_fast::Model::load(path, p) : lstm_fast::Model::load(path);
+          },
+          py::arg("path"), py::arg("precision") = py::none())
+      .def_static(
+          "from_bytes",
+          [](const py::bytes& data, const std::string& name, const py::object& precision) {
+            const std::string_view bytes = data;
+            const bool given = !precision.is_none();
+            const lstm_fast::Precision p = precision_arg(precision, lstm_fast::Precision::fp32);
+            py::gil_scoped_release release;
+            return given ? lstm_fast::Model::load_from_bytes(bytes.data(), bytes.size(), name, p)
+                         : lstm_fast::Model::load_from_bytes(bytes.data(), bytes.size(), name);
+          },
+          py::arg("data"), py::arg("name"), py::arg("precision") = py::none())
+      .def_property_readonly("precision",
+                             [](const lstm_fast::Model& m) { return lstm_fast::precision_name(m.precision()); })
+      .def_property_readonly("config", &lstm_fast::Model::config)
+      .def_property_readonly("config_json", &lstm_fast::Model::config_json)
+      .def("forward", &model_forward, py::arg("x"), py::arg("batch_sizes"), py::arg("batch"), py::arg("h0"),
+           py::arg("c0"), "The stack over packed x [N, I] from (h0, c0) (None: zeros); returns (y, h_n, c_n).")
+      .def("step", &model_step, py::arg("x"), py::arg("h"), py::arg("c"),
+           "One step (unidirectional): x [B, I]; returns (y [B, R], h, c).")
+      .def(
+          "save", [](const lstm_fast::Model& m, const std::string& path) { m.save(path); }, py::arg("path"),
+          py::call_guard<py::gil_scoped_release>());
 }
 
 }  // namespace
@@ -275,6 +365,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("dc_n"));
   m.def("backward", &backward<double>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dc_n"), "Backpropagation through time; returns (dx [N, I], dh0, dc0, grads: one 6-tuple per cell).");
+
+  bind_model(m);
 
   m.attr("MAX_THREADS") = lstm_fast::kMaxThreads;
   m.def("read_model_file", &read_model_file, py::arg("path"),

@@ -90,6 +90,13 @@ struct StepArrays {
 };
 using StepRows = void (*)(const CellDims& dims, const CellWeights<float>& weights, const StepArrays& arrays);
 
+// One cell of a frozen bf16 or int8 model over a sequence (frozen.hpp has the types and the contract).
+struct FrozenCell;
+struct FrozenSteps;
+struct FrozenArrays;
+using FrozenForward = void (*)(Precision p, const CellDims& dims, const FrozenCell& cell, const FrozenSteps& steps,
+                               Index chunk, const FrozenArrays& arrays);
+
 // Float multiply-adds per second one thread sustains for about `seconds` with this ISA's widest
 // packets (independent accumulator chains, so FMA throughput, not latency, is the limit), in GFLOP/s
 // counting a multiply-add as 2. The benchmark's measure of the machine's peak.
@@ -102,6 +109,7 @@ struct KernelTable {
   CellKernels<float> f32;
   CellKernels<double> f64;
   StepRows step_rows;
+  FrozenForward frozen_forward;
   FmaThroughput fma_throughput;
 };
 

@@ -42,6 +42,8 @@ template <typename T>
 void cell_backward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
                    const BackwardArrays<T>& arrays);
 void step_rows(const CellDims& dims, const CellWeights<float>& weights, const StepArrays& arrays);
+void frozen_forward(Precision p, const CellDims& dims, const FrozenCell& cell, const FrozenSteps& steps, Index chunk,
+                    const FrozenArrays& arrays);
 double fma_throughput(double seconds);
 
 namespace {

@@ -1,17 +1,12 @@
-// lstm_fast::Model: reading the file LSTM.save() writes (Model::load and, through _core, lf.load), and the
-// whole-sequence forward. (The per-step kernel is in step.cpp.)
+// lstm_fast::Model: a model made from a file's bytes (any precision, converted on load), and the
+// whole-sequence forward. (The file format is model_file.cpp's; the per-step kernel step.cpp's.)
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <string>
-#include <string_view>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "cell.hpp"  // checked_mul
+#include "frozen.hpp"
 #include "lstm_fast/lstm_fast.hpp"
 #include "network.hpp"
 #include "safetensors.hpp"
@@ -19,191 +14,9 @@
 namespace lstm_fast {
 namespace {
 
-using detail::Json;
-
-constexpr const char* kFormat = "lstm_fast/1";  // the "format" entry of a model file's metadata
-
 std::string str(Index v) { return std::to_string(v); }
 
-std::string shape_str(const std::vector<std::int64_t>& shape) {
-  std::string s = "(";
-  for (size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
-  return s + (shape.size() == 1 ? ",)" : ")");
-}
-
-// The constructor arguments of LSTM(...) as saved by LSTM.config(): known keys only, ints as JSON
-// integers, bools as JSON booleans, sizes the C++ Config accepts. (lf.load reads files through this
-// too, then holds the values to the Python constructor's checks.)
-Config parse_config(const std::string& text, const std::string& what) {
-  const std::string where = what + ": metadata config";
-  const Json root = detail::parse_json(text, where);
-  if (root.kind != Json::Kind::Object) throw Error(where + " must be a JSON object");
-  static const char* const known[] = {"input_size",  "hidden_size", "num_layers",    "bias",
-                                      "batch_first", "dropout",     "bidirectional", "proj_size",
-                                      "peephole",    "forget_bias", "dtype",         "seed"};
-  for (const auto& m : root.members)
-    if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return m.first == k; }) ==
-        std::end(known))
-      throw Error(where + " has an unknown argument \"" + m.first + "\"");
-
-  // Sizes up to 2^31 - 1: the shape checks then compute in 64 bits without overflow.
-  auto integer = [&](const char* key, Index fallback, bool required) -> Index {
-    const Json* v = root.find(key);
-    if (!v) {
-      if (required) throw Error(where + " is missing \"" + key + "\"");
-      return fallback;
-    }
-    if (v->kind != Json::Kind::Number || !v->is_integer)
-      throw Error(where + ": \"" + key + "\" must be an integer, got " + Json::kind_name(v->kind));
-    if (v->integer < 0 || v->integer > 0x7fffffff)
-      throw Error(where + ": \"" + key + "\" must be in [0, 2^31), got " + std::to_string(v->integer));
-    return static_cast<Index>(v->integer);
-  };
-  auto boolean = [&](const char* key, bool fallback) -> bool {
-    const Json* v = root.find(key);
-    if (!v) return fallback;
-    if (v->kind != Json::Kind::Bool)
-      throw Error(where + ": \"" + key + "\" must be true or false, got " + Json::kind_name(v->kind));
-    return v->boolean;
-  };
-  Config c;
-  c.input_size = integer("input_size", 0, true);
-  c.hidden_size = integer("hidden_size", 0, true);
-  c.num_layers = integer("num_layers", 1, false);
-  c.proj_size = integer("proj_size", 0, false);
-  c.bias = boolean("bias", true);
-  c.bidirectional = boolean("bidirectional", false);
-  c.peephole = boolean("peephole", false);
-  boolean("batch_first", false);  // checked for type only: the C++ API is always (T, B, I)
-  for (const char* key : {"dropout", "forget_bias"}) {
-    const Json* v = root.find(key);
-    if (v && v->kind != Json::Kind::Number)
-      throw Error(where + ": \"" + key + "\" must be a number, got " + Json::kind_name(v->kind));
-  }
-  // seed only drives Python's initialisation and dropout, and Python's ints are unbounded: any number
-  // here (one past int64 is not is_integer); the Python loader holds it to an int >= 0.
-  if (const Json* seed = root.find("seed"); seed && seed->kind != Json::Kind::Null) {
-    if (seed->kind != Json::Kind::Number)
-      throw Error(where + ": \"seed\" must be an integer or null, got " + Json::kind_name(seed->kind));
-    if (seed->is_integer && seed->integer < 0)
-      throw Error(where + ": \"seed\" must be >= 0, got " + std::to_string(seed->integer));
-  }
-  if (const Json* dtype = root.find("dtype")) {
-    if (dtype->kind != Json::Kind::String || (dtype->string != "float32" && dtype->string != "float64"))
-      throw Error(where + ": \"dtype\" must be \"float32\" or \"float64\"");
-  }
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    throw Error(where + ": " + e.what());
-  }
-  return c;
-}
-
-// The shape config `c` gives tensor `t` (torch's shapes; peepholes (3, H)).
-std::vector<std::int64_t> expected_shape(const Config& c, const detail::ModelTensor& t) {
-  const Index H = c.hidden_size, R = c.output_size();
-  switch (t.field) {
-    case 0: return {4 * H, c.layer_input_size(static_cast<Index>(t.cell) / c.directions())};
-    case 1: return {4 * H, R};
-    case 2:
-    case 3: return {4 * H};
-    case 4: return {R, H};
-    default: return {3, H};
-  }
-}
-
-// The tensors `c` implies, in the cell order k*D + d, each found in `st` (or an Error naming the
-// first missing one), and no other tensor in `st`.
-std::vector<detail::ModelTensor> expected_tensors(const Config& c, const detail::SafetensorsHeader& st,
-                                                  const std::string& what) {
-  std::unordered_map<std::string, std::size_t> by_name;
-  for (std::size_t n = 0; n < st.tensors.size(); ++n) by_name.emplace(st.tensors[n].name, n);
-  const Index L = c.num_layers, D = c.directions();
-  std::vector<detail::ModelTensor> expected;
-  for (Index k = 0; k < L; ++k) {
-    for (Index d = 0; d < D; ++d) {
-      // Checked cell by cell as the list grows: a huge num_layers in a hostile config stops at the
-      // first missing tensor instead of allocating for all of them.
-      const auto cell = static_cast<std::size_t>(k * D + d);
-      const std::string sfx = "_l" + str(k) + (d == 1 ? "_reverse" : "");
-      const std::size_t first = expected.size();
-      expected.push_back({"weight_ih" + sfx, cell, 0, 0});
-      expected.push_back({"weight_hh" + sfx, cell, 1, 0});
-      if (c.bias) {
-        expected.push_back({"bias_ih" + sfx, cell, 2, 0});
-        expected.push_back({"bias_hh" + sfx, cell, 3, 0});
-      }
-      if (c.proj_size > 0) expected.push_back({"weight_hr" + sfx, cell, 4, 0});
-      if (c.peephole) expected.push_back({"weight_peep" + sfx, cell, 5, 0});
-      for (std::size_t n = first; n < expected.size(); ++n) {
-        const auto found = by_name.find(expected[n].name);
-        if (found == by_name.end())
-          throw Error(what + " is missing tensor " + expected[n].name + " (expected shape " +
-                      shape_str(expected_shape(c, expected[n])) + ")");
-        expected[n].index = found->second;
-      }
-    }
-  }
-  if (expected.size() != st.tensors.size()) {
-    std::unordered_set<std::string> names;
-    for (const auto& e : expected) names.insert(e.name);
-    for (const auto& t : st.tensors)
-      if (!names.count(t.name)) throw Error(what + " has an unexpected tensor \"" + t.name + "\"");
-  }
-  return expected;
-}
-
 }  // namespace
-
-namespace detail {
-
-std::string read_file(const std::string& path, const std::string& what) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw Error("cannot open " + what + ": " + std::strerror(errno));
-  // Read in chunks to the end rather than sized by seek/tell, which is meaningless for a directory,
-  // a pipe or a file that changes meanwhile: a read error is an Error, never a huge allocation.
-  std::string bytes;
-  std::vector<char> chunk(1 << 20);
-  while (file) {
-    file.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-    bytes.append(chunk.data(), static_cast<size_t>(file.gcount()));
-  }
-  if (file.bad() || !file.eof()) throw Error("cannot read " + what + ": " + std::strerror(errno));
-  return bytes;
-}
-
-ModelFile read_model_file(const unsigned char* bytes, std::size_t size, const std::string& what) {
-  const auto file_size = static_cast<std::uint64_t>(size);
-  unsigned char first8[8] = {};
-  if (file_size >= 8) std::memcpy(first8, bytes, 8);
-  const std::uint64_t header_bytes = header_length(first8, file_size, what);
-  const std::string_view header(reinterpret_cast<const char*>(bytes) + 8, static_cast<size_t>(header_bytes));
-  const std::uint64_t data_start = 8 + header_bytes;
-  ModelFile f;
-  f.header = parse_header(header, file_size - data_start, what);
-  f.data = bytes + data_start;
-
-  const std::string* format = f.header.meta("format");
-  const std::string* config_text = f.header.meta("config");
-  if (!format || *format != kFormat || !config_text)
-    throw Error(what + " is not an lstm_fast model file: its metadata has no format=\"" + std::string(kFormat) +
-                "\" and config");
-  f.config = parse_config(*config_text, what);
-  f.config_json = *config_text;
-  f.tensors = expected_tensors(f.config, f.header, what);
-  for (const ModelTensor& t : f.tensors) {
-    const TensorInfo& info = f.info(t);
-    if (info.dtype != "F32" && info.dtype != "F64")
-      throw Error(what + ": tensor " + t.name + " has dtype " + info.dtype + ", expected F32 or F64");
-    if (const auto shape = expected_shape(f.config, t); info.shape != shape)
-      throw Error(what + ": tensor " + t.name + " must have shape " + shape_str(shape) + ", got " +
-                  shape_str(info.shape));
-  }
-  return f;
-}
-
-}  // namespace detail
 
 void State::reset() {
   std::fill(h.begin(), h.end(), 0.0f);
@@ -214,35 +27,56 @@ Model Model::load(const std::string& path) {
   const std::string what = "model file '" + path + "'";
   // The whole file, then the parser works on bytes in memory (the code path the fuzzer exercises).
   const std::string bytes = detail::read_file(path, what);
-  return from_bytes(bytes.data(), bytes.size(), what);
+  return from_bytes(bytes.data(), bytes.size(), what, nullptr);
+}
+
+Model Model::load(const std::string& path, Precision precision) {
+  const std::string what = "model file '" + path + "'";
+  const std::string bytes = detail::read_file(path, what);
+  return from_bytes(bytes.data(), bytes.size(), what, &precision);
 }
 
 Model Model::load_from_bytes(const void* data, std::size_t size, const std::string& name) {
   if (!data && size > 0) throw Error("load_from_bytes: data must not be null when size > 0");
-  return from_bytes(static_cast<const unsigned char*>(data), size, "model bytes '" + name + "'");
+  return from_bytes(static_cast<const unsigned char*>(data), size, "model bytes '" + name + "'", nullptr);
 }
 
-Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::string& what) {
+Model Model::load_from_bytes(const void* data, std::size_t size, const std::string& name, Precision precision) {
+  if (!data && size > 0) throw Error("load_from_bytes: data must not be null when size > 0");
+  return from_bytes(static_cast<const unsigned char*>(data), size, "model bytes '" + name + "'", &precision);
+}
+
+Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::string& what, const Precision* precision) {
   const auto* bytes = static_cast<const unsigned char*>(data_ptr);
   const detail::ModelFile file = detail::read_model_file(bytes, size, what);
   Model m;
   m.config_ = file.config;
   m.config_json_ = file.config_json;
-  m.cells_.resize(static_cast<size_t>(m.config_.num_cells()));
-  const Index H = m.config_.hidden_size;
+  m.precision_ = precision ? *precision : file.precision;
+  const bool frozen = m.precision_ != Precision::fp32;
+  const Config& c = m.config_;
+  if (m.precision_ == Precision::int8 &&
+      std::max({c.input_size, c.hidden_size, c.directions() * c.output_size()}) > detail::kMaxInt8Depth)
+    throw Error(what + ": an int8 model needs input_size, hidden_size and D*R <= " + str(detail::kMaxInt8Depth) +
+                " (its int32 sums must be exact)");
+  m.cells_.resize(static_cast<size_t>(c.num_cells()));
+  const Index H = c.hidden_size;
 
-  // The layout of params_: the tensors, then one summed bias per cell.
+  // The layout of params_: the float tensors (all of them in fp32; the biases and peepholes of a
+  // frozen model), then one summed bias per cell.
   auto offset_of = [&](const detail::ModelTensor& t) -> Index& {
     CellOffsets& o = m.cells_[t.cell];
     Index* fields[] = {&o.weight_ih, &o.weight_hh, &o.bias_ih, &o.bias_hh, &o.weight_hr, &o.weight_peep};
     return *fields[t.field];
   };
+  auto in_params = [&](const detail::ModelTensor& t) { return t.field < 6 && !(frozen && detail::is_weight(t.field)); };
   Index total = 0;
   for (const detail::ModelTensor& t : file.tensors) {
+    if (!in_params(t)) continue;
     offset_of(t) = total;
     total += static_cast<Index>(file.info(t).elements());
   }
-  if (m.config_.bias) {
+  if (c.bias) {
     for (CellOffsets& o : m.cells_) {
       o.bias = total;
       total += 4 * H;
@@ -250,16 +84,46 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
   }
   m.params_.assign(static_cast<size_t>(total), 0.0f);
 
+  // An int8 file's row scales, by cell and weight (0 ih, 1 hh, 4 hr).
+  std::vector<std::vector<float>> row_scales(static_cast<size_t>(c.num_cells() * 5));
+  for (const detail::ModelTensor& t : file.tensors)
+    if (t.field >= 6) row_scales[t.cell * 5 + (t.field == 8 ? 4 : t.field - 6)] = detail::row_scales(file, t, what);
+  auto scale_of = [&](const detail::ModelTensor& t) {
+    return file.precision == Precision::int8 && detail::is_weight(t.field) ? row_scales[t.cell * 5 + t.field].data()
+                                                                           : nullptr;
+  };
+
+  std::vector<detail::FrozenCell> cells(frozen ? static_cast<size_t>(c.num_cells()) : 0);
   for (const detail::ModelTensor& t : file.tensors) {  // parse_header checked that [begin, end) lies inside the data
+    if (t.field >= 6) continue;
+    if (in_params(t)) {
+      const std::vector<float> v = detail::tensor_floats(file, t, scale_of(t), what);
+      std::copy(v.begin(), v.end(), m.params_.begin() + offset_of(t));
+      continue;
+    }
     const detail::TensorInfo& info = file.info(t);
-    detail::tensor_to_float(info, file.data + info.begin, m.params_.data() + offset_of(t), what);
+    const Index n = info.shape[0], K = info.shape[1];
+    detail::FrozenCell& cell = cells[t.cell];
+    detail::FrozenMatrix& matrix = t.field == 0 ? cell.ih : t.field == 1 ? cell.hh : cell.hr;
+    if (file.precision == m.precision_ && m.precision_ == Precision::int8)
+      matrix = detail::freeze_int8(reinterpret_cast<const std::int8_t*>(file.data + info.begin), scale_of(t), n, K);
+    else if (file.precision == m.precision_)
+      matrix = detail::freeze_bf16(detail::tensor_words(info, file.data + info.begin).data(), n, K);
+    else
+      matrix = detail::freeze_matrix(m.precision_, detail::tensor_floats(file, t, scale_of(t), what).data(), n, K);
   }
-  if (m.config_.bias) {
+  if (c.bias) {
     for (CellOffsets& o : m.cells_)
       for (Index j = 0; j < 4 * H; ++j)
         m.params_[static_cast<size_t>(o.bias + j)] =
             m.params_[static_cast<size_t>(o.bias_ih + j)] + m.params_[static_cast<size_t>(o.bias_hh + j)];
   }
+  for (size_t k = 0; k < cells.size(); ++k) {
+    const CellOffsets& o = m.cells_[k];
+    cells[k].bias = o.bias < 0 ? nullptr : m.params_.data() + o.bias;
+    cells[k].peep = o.weight_peep < 0 ? nullptr : m.params_.data() + o.weight_peep;
+  }
+  if (frozen) m.frozen_ = std::make_shared<const std::vector<detail::FrozenCell>>(std::move(cells));
   return m;
 }
 
@@ -283,7 +147,7 @@ State Model::initial_state(Index batch) const {
   s.batch_ = batch;
   s.h.assign(static_cast<size_t>(LD * batch * R), 0.0f);
   s.c.assign(static_cast<size_t>(LD * batch * H), 0.0f);
-  if (!config_.bidirectional) s.workspace_.assign(static_cast<size_t>(5 * H), 0.0f);  // one row at a time
+  if (!config_.bidirectional) s.workspace_.assign(step_workspace_floats(batch), 0.0f);
   return s;
 }
 
@@ -299,16 +163,62 @@ void Model::check_state(const State& state, const char* call) const {
 }
 
 void Model::forward(const float* x, Index steps, Index batch, float* y, State& state) const {
+  const Schedule dense = Schedule::dense(steps, batch);  // checks steps * batch before allocating
+  forward(x, dense.batch_sizes.data(), steps, batch, y, state);
+}
+
+void Model::forward(const float* x, const Index* batch_sizes, Index steps, Index batch, float* y, State& state) const {
   check_state(state, "forward");
   if (batch != state.batch_)
     throw Error("forward: batch must equal the state's batch " + str(state.batch_) + ", got " + str(batch));
-  if (!x || !y) throw Error("forward: x and y must not be null");
-  const Schedule schedule = Schedule::dense(steps, batch);
+  if (!x || !y || !batch_sizes) throw Error("forward: x, batch_sizes and y must not be null");
   std::vector<float> h_n(state.h.size()), c_n(state.c.size());
-  lstm_fast::forward<float>(config_, cell_weights(), schedule, x, state.h.data(), state.c.data(), nullptr, y,
-                            h_n.data(), c_n.data(), nullptr);
+  run(x, batch_sizes, steps, batch, y, state.h.data(), state.c.data(), h_n.data(), c_n.data());
   state.h.swap(h_n);
   state.c.swap(c_n);
+}
+
+void Model::run(const float* x, const Index* batch_sizes, Index steps, Index batch, float* y, const float* h0,
+                const float* c0, float* h_n, float* c_n) const {
+  if (steps < 1) throw Error("forward: the sequence must have >= 1 steps, got " + str(steps));
+  const Schedule schedule = Schedule::packed(std::vector<Index>(batch_sizes, batch_sizes + steps), batch);
+  if (!frozen_) {
+    lstm_fast::forward<float>(config_, cell_weights(), schedule, x, h0, c0, nullptr, y, h_n, c_n, nullptr);
+    return;
+  }
+  // bf16 and int8: layer by layer, each direction's cell by the frozen kernels, in one work buffer.
+  const Index L = config_.num_layers, D = config_.directions(), R = config_.output_size(), H = config_.hidden_size;
+  const Index N = schedule.rows(), B = batch;
+  const Index chunk = std::clamp<Index>(16384 / (B * 4 * H), 1, 64);  // as plan.hpp's inference chunk
+  std::size_t work_bytes = 0;
+  for (Index k = 0; k < L; ++k)
+    work_bytes =
+        std::max(work_bytes, detail::FrozenWork(detail::cell_dims(config_, k), precision_, B, chunk * B).bytes);
+  Buffer<unsigned char> work(work_bytes);
+  Buffer<float> layer_in, layer_out;
+  const float* in = x;
+  const detail::FrozenForward cell_forward = detail::active_kernels().frozen_forward;
+  for (Index k = 0; k < L; ++k) {
+    float* out = y;
+    if (k < L - 1) {
+      layer_out.resize(static_cast<size_t>(N * D * R));
+      out = layer_out.data();
+    }
+    for (Index d = 0; d < D; ++d) {
+      const Index cell = k * D + d;
+      const detail::FrozenSteps s{B, steps, schedule.batch_sizes.data(), schedule.offsets.data(), d == 1};
+      cell_forward(precision_, detail::cell_dims(config_, k), (*frozen_)[cell], s, chunk,
+                   {in,
+                    {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
+                    {out + d * R, D * R},
+                    {h_n + cell * B * R, c_n + cell * B * H},
+                    work.data()});
+    }
+    if (k < L - 1) {
+      std::swap(layer_in, layer_out);
+      in = layer_in.data();
+    }
+  }
 }
 
 }  // namespace lstm_fast

@@ -54,16 +54,20 @@ std::string read_file(const std::string& path, const std::string& what);
 struct ModelTensor {
   std::string name;   // e.g. weight_ih_l0_reverse
   std::size_t cell;   // k*D + d
-  int field;          // 0 weight_ih, 1 weight_hh, 2 bias_ih, 3 bias_hh, 4 weight_hr, 5 weight_peep
+  int field;          // 0 weight_ih, 1 weight_hh, 2 bias_ih, 3 bias_hh, 4 weight_hr, 5 weight_peep,
+                      // int8 files: 6, 7, 8 the row scales of weight_ih, weight_hh, weight_hr
   std::size_t index;  // into ModelFile::header.tensors
 };
 
-// An lstm_fast model file, checked: the container, the "format" and "config" metadata, and exactly
-// the tensors the config implies, each of dtype F32 or F64 with the shape the config gives it.
+// An lstm_fast model file, checked: the container, the "format", "config" and "precision" metadata,
+// and exactly the tensors the config and precision imply, each with the shape the config gives it and
+// the dtype of its precision: F32 or F64 (fp32); the weights BF16 (bf16) or I8 with F32 row scales
+// (int8), and the biases and peepholes F32.
 // Nothing is copied: the tensors' bytes stay in the caller's buffer, at data + [begin, end).
 struct ModelFile {
   Config config;
-  std::string config_json;  // the "config" metadata as written (LSTM's constructor arguments)
+  std::string config_json;                // the "config" metadata as written (LSTM's constructor arguments)
+  Precision precision = Precision::fp32;  // the "precision" metadata; fp32 when absent
   SafetensorsHeader header;
   std::vector<ModelTensor> tensors;  // in cell order, each cell's in field order
   const unsigned char* data = nullptr;
@@ -74,6 +78,20 @@ struct ModelFile {
 // Reads and checks the `size` bytes of a model file (Model::load and Python's lf.load share it).
 // Errors throw Error("<what>...") naming the problem; nothing is allocated on the file's word.
 ModelFile read_model_file(const unsigned char* bytes, std::size_t size, const std::string& what);
+
+// The tensors of cell k*D + d of a model file of precision p, in field order (index unset).
+std::vector<ModelTensor> cell_tensors(const Config& c, Precision p, Index k, Index d);
+
+// The weight fields (weight_ih, weight_hh, weight_hr): what bf16 and int8 files store reduced.
+inline bool is_weight(int field) { return field == 0 || field == 1 || field == 4; }
+
+// A tensor's little-endian 16-bit words (BF16).
+std::vector<std::uint16_t> tensor_words(const TensorInfo& info, const unsigned char* bytes);
+// A tensor of the file as float32: F32 and F64 converted, BF16 widened, I8 times its row's scale
+// (`scale`, one per row).
+std::vector<float> tensor_floats(const ModelFile& f, const ModelTensor& t, const float* scale, const std::string& what);
+// The row scales of an int8 weight (an F32 tensor): Error unless each is finite and > 0.
+std::vector<float> row_scales(const ModelFile& f, const ModelTensor& t, const std::string& what);
 
 // Converts one tensor's bytes (exactly end - begin of them, little-endian F32 or F64) to float.
 void tensor_to_float(const TensorInfo& t, const unsigned char* bytes, float* out, const std::string& what);

@@ -17,6 +17,7 @@ from typing import Any as _Any
 
 from ._cmake import get_cmake_dir
 from ._lstm import LSTM, State, load
+from ._model import Model, load_model
 from ._runtime import get_num_threads, isa, set_num_threads, supported_isas
 
 try:
@@ -33,6 +34,8 @@ __all__ = [
     "LSTM",
     "State",
     "load",
+    "Model",
+    "load_model",
     "set_num_threads",
     "get_num_threads",
     "isa",

@@ -51,11 +51,16 @@ def read(path: PathLike) -> Tuple[LSTMConfig, Dict[str, np.ndarray]]:
     """
     name = os.fsdecode(os.fspath(path))
     try:
-        config_json, tensors = _core.read_model_file(name)
+        config_json, tensors, precision = _core.read_model_file(name)
     except OSError as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"path {name!r} is not a valid lstm_fast model file: {exc}") from exc
+    if tensors is None:
+        raise ValueError(
+            f"path {name!r} holds a frozen {precision} model: read it with lf.load_model (lf.load reads the "
+            "trainable float32 and float64 files)"
+        )
     try:
         config = LSTMConfig.from_dict(json.loads(config_json))
     except (ValueError, TypeError, RecursionError) as exc:

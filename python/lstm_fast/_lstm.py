@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -19,17 +19,17 @@ from ._checks import (
     bool_arg,
     check_fits,
     check_pair,
-    check_sequence_shape,
     check_shape,
     core_ready,
     int_arg,
     shape_str,
 )
 from ._config import ConfigAttributes, LSTMConfig
+from ._layout import SequenceLayout, State
 from ._packing import Packing, packing_of
 
-State = Tuple[np.ndarray, np.ndarray]
-"""The recurrent state (h, c): h (L*D, B, R) and c (L*D, B, H), without B for unbatched input."""
+if TYPE_CHECKING:  # lf.Model, which LSTM.freeze returns; _model imports nothing of this module
+    from ._model import Model
 
 
 class _TrainingRun(NamedTuple):
@@ -46,7 +46,7 @@ class _TrainingRun(NamedTuple):
 # ---------------------------------------------------------------------------------------------------
 
 
-class LSTM(ConfigAttributes):
+class LSTM(SequenceLayout, ConfigAttributes):
     """A multi-layer LSTM with torch.nn.LSTM's equations, parameters and defaults, on NumPy arrays.
 
     Equations per layer and direction (gate order i, f, g, o, as torch)::
@@ -187,6 +187,18 @@ class LSTM(ConfigAttributes):
 
     # -- running -------------------------------------------------------------------------------------
 
+    @property
+    def _io_dtype(self) -> type:
+        return self.dtype
+
+    def freeze(self, precision: str = "fp32") -> "Model":
+        """The frozen inference model of these weights (lf.Model): "fp32", "bf16" or "int8" (README's
+        precision contract). Its weights are converted and packed once, here; later changes to this
+        LSTM do not reach it."""
+        from ._model import freeze
+
+        return freeze(self._lstm_config, self.state_dict(), precision)
+
     def initial_state(self, batch_size: Optional[int] = None) -> State:
         """Zero (h, c): h (L*D, B, R), c (L*D, B, H); without the B axis when batch_size is None."""
         LD = self.num_layers * self.num_directions
@@ -308,65 +320,13 @@ class LSTM(ConfigAttributes):
         Returns y_t (B, R) (or (R,)) and the new state. Feeding a sequence step by step gives the same
         outputs as one call on the whole sequence.
         """
-        if self.bidirectional:
-            raise ValueError("step() runs unidirectional models only; this one is bidirectional")
-        x_t = as_float_array("x_t", x_t, self.dtype)
-        if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
-            raise ValueError(
-                f"x_t must have shape (B, {self.input_size}) or ({self.input_size},), got {shape_str(x_t.shape)}"
-            )
-        unbatched = x_t.ndim == 1
-        x = x_t.reshape(1, -1, self.input_size)
-        B = x.shape[1]
-        if B == 0:
-            raise ValueError("x_t must have a batch of >= 1, got 0")
+        x, unbatched = self._check_step_input(x_t)
+        B = x.shape[0]
         h0, c0 = self._check_state("state", state, B, unbatched)
-        y, h_n, c_n, _ = _core.forward(
-            self._config, self._weights(self._params), [B], B, x.reshape(B, self.input_size), h0, c0, [], False
-        )
+        y, h_n, c_n, _ = _core.forward(self._config, self._weights(self._params), [B], B, x, h0, c0, [], False)
         if unbatched:
             return y[0], (h_n[:, 0], c_n[:, 0])
         return y, (h_n, c_n)
-
-    # -- layouts and checks --------------------------------------------------------------------------
-
-    def _check_input(self, x: Any) -> Tuple[np.ndarray, bool]:
-        """x as a C-contiguous (T, B, I) array of self.dtype, and whether it came unbatched."""
-        x = as_float_array("x", x, self.dtype)
-        unbatched = check_sequence_shape("x", x.shape, self.input_size, self.batch_first)
-        return np.ascontiguousarray(self._from_user_layout(x, unbatched)), unbatched
-
-    def _from_user_layout(self, a: np.ndarray, unbatched: bool) -> np.ndarray:
-        """User layout -> (T, B, F) view."""
-        if unbatched:
-            return a[:, None, :]
-        return a.transpose(1, 0, 2) if self.batch_first else a
-
-    def _to_user_layout(self, a: np.ndarray, unbatched: bool) -> np.ndarray:
-        if unbatched:
-            return a[:, 0, :]
-        return np.ascontiguousarray(a.transpose(1, 0, 2)) if self.batch_first else a
-
-    @staticmethod
-    def _drop_batch(s: np.ndarray, unbatched: bool) -> np.ndarray:
-        return s[:, 0, :] if unbatched else s
-
-    @staticmethod
-    def _add_batch(s: np.ndarray, unbatched: bool) -> np.ndarray:
-        return np.ascontiguousarray(s[:, None, :]) if unbatched else s
-
-    def _check_state(self, name: str, state: Any, batch: int, unbatched: bool):
-        """(h0, c0) as (L*D, B, R) and (L*D, B, H) arrays of self.dtype, or (None, None)."""
-        if state is None:  # the common case, first: every inference call asks
-            return None, None
-        h0, c0 = check_pair(
-            name,
-            state,
-            ("h0", "c0"),
-            self._lstm_config.state_shapes(None if unbatched else batch),
-            lambda part, value: as_float_array(part, value, self.dtype),
-        )
-        return self._add_batch(h0, unbatched), self._add_batch(c0, unbatched)
 
     def _dropout_masks(self, rows: int) -> List[np.ndarray]:
         """Inter-layer dropout masks, [rows, D*R] each, already scaled by 1/(1-p)."""

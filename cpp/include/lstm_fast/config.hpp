@@ -60,6 +60,17 @@ struct Config {
   void validate() const;
 };
 
+// The arithmetic of a frozen inference Model (lstm_fast.hpp; API.md "Inference models and precision"):
+//   fp32  float32 throughout;
+//   bf16  the weights and the inputs of every matrix product (x_t, h_{t-1}, m_t) rounded to bfloat16
+//         (nearest even), the products summed in float32; everything else float32;
+//   int8  the weights quantized per output row (symmetric, scale max|row| / 127), the inputs of every
+//         product quantized per row and step the same way, the products summed exactly in int32, then
+//         dequantized; everything else float32. Bitwise the same on every instruction set and thread count.
+enum class Precision { fp32, bf16, int8 };
+std::string precision_name(Precision p);             // "fp32", "bf16", "int8"
+Precision parse_precision(const std::string& name);  // throws Error for any other name
+
 // Threads the library may use at once (>= 1). A cell's time steps are shared by a team of threads
 // when each step has enough work (the members own slices of the hidden units, or, for a big batch
 // on small weights, rows of the batch), and a bidirectional layer runs its two directions side by

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,10 @@ namespace lstm_fast {
 class Model;
 template <typename T>
 struct CellWeights;  // internal (the raw-array stack of cpp/src/network.hpp)
+namespace detail {
+struct FrozenCell;   // internal: a cell's weights in bf16 or int8, packed (cpp/src/frozen.hpp)
+struct ModelAccess;  // internal: what the Python bindings call
+}  // namespace detail
 
 // The recurrent state of every layer and direction for a batch of B independent streams, plus the
 // scratch memory `step` works in (so that `step` never allocates). Get one from
@@ -57,7 +62,9 @@ class State {
  private:
   friend class Model;
   Index batch_ = 0;
-  std::vector<float> workspace_;  // step's buffers, one batch row at a time: [4H] gates, [H] o * tanh(c)
+  // step's buffers: fp32 one batch row at a time, [4H] gates and [H] o * tanh(c); bf16 and int8 the
+  // frozen kernels' working memory for B rows, then [B, R] of the layer output.
+  std::vector<float> workspace_;
 };
 
 // An LSTM stack with its weights, as read from a model file.
@@ -78,6 +85,19 @@ class Model {
   // the program, read from an archive or a socket). `name` only labels error messages. The bytes are
   // copied and converted: they need not outlive the call, nor be aligned.
   static Model load_from_bytes(const void* data, std::size_t size, const std::string& name = "<memory>");
+
+  // The same, converted on load to `precision` (Precision in config.hpp): a float file frozen to bf16 or
+  // int8, or a bf16 or int8 file widened back to fp32. A file's own precision is kept bit for bit.
+  // Files of every precision are read: the bf16 and int8 ones that save() writes hold the weights as
+  // BF16 or I8 tensors (the int8 ones with a float32 scale per row, "<weight name>_scale"), the biases
+  // and peepholes as F32, and "precision" in their metadata.
+  static Model load(const std::string& path, Precision precision);
+  static Model load_from_bytes(const void* data, std::size_t size, const std::string& name, Precision precision);
+
+  // Writes the model file of this model's precision (atomically: a temporary file, then renamed).
+  void save(const std::string& path) const;
+
+  Precision precision() const { return precision_; }
 
   const Config& config() const { return config_; }
   Index input_size() const { return config_.input_size; }    // I
@@ -104,6 +124,12 @@ class Model {
   // Every configuration, bidirectional included. Allocates its working memory.
   void forward(const float* x, Index steps, Index batch, float* y, State& state) const;
 
+  // A packed sequence (torch's PackedSequence): the batch sorted by length, longest first, step t
+  // holding the first batch_sizes[t] rows (non-increasing, batch_sizes[0] == batch), the rows of all
+  // steps one after another: x [N, I], y [N, D*R] with N = sum(batch_sizes). The state's row b is
+  // read as sequence b's start and left as its state after its last step.
+  void forward(const float* x, const Index* batch_sizes, Index steps, Index batch, float* y, State& state) const;
+
   // The constructor arguments saved in the file (the "config" metadata, as JSON text), e.g. to read
   // batch_first or dtype, which do not change what the C++ API computes.
   const std::string& config_json() const { return config_json_; }
@@ -118,12 +144,22 @@ class Model {
     Index bias = -1;  // b_ih + b_hh [4H], summed once for step
   };
   void check_state(const State& state, const char* call) const;
-  static Model from_bytes(const void* data, std::size_t size, const std::string& what);
+  static Model from_bytes(const void* data, std::size_t size, const std::string& what, const Precision* precision);
+  // The whole stack over rows in the packed layout, from (h0, c0) to (h_n, c_n), each [L*D, B, *].
+  void run(const float* x, const Index* batch_sizes, Index steps, Index batch, float* y, const float* h0,
+           const float* c0, float* h_n, float* c_n) const;
+  void step_frozen(const float* x, float* y, State& state) const;
+  std::size_t step_workspace_floats(Index batch) const;  // State::workspace_ of a batch
+  friend struct detail::ModelAccess;
 
   Config config_;
   std::string config_json_;
-  std::vector<float> params_;       // every tensor, one after another
-  std::vector<CellOffsets> cells_;  // [L*D]
+  Precision precision_ = Precision::fp32;
+  // fp32: every tensor, one after another; bf16 and int8: the float32 ones (biases, peepholes). Then
+  // one summed bias per cell.
+  std::vector<float> params_;
+  std::vector<CellOffsets> cells_;                                 // [L*D]
+  std::shared_ptr<const std::vector<detail::FrozenCell>> frozen_;  // bf16 and int8: [L*D]
 };
 
 }  // namespace lstm_fast

@@ -1,0 +1,129 @@
+// Converting and packing the weights of a frozen model (frozen.hpp): once, when the model is made.
+#include "frozen.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace lstm_fast {
+
+std::string precision_name(Precision p) {
+  switch (p) {
+    case Precision::bf16: return "bf16";
+    case Precision::int8: return "int8";
+    default: return "fp32";
+  }
+}
+
+Precision parse_precision(const std::string& name) {
+  for (Precision p : {Precision::fp32, Precision::bf16, Precision::int8})
+    if (name == precision_name(p)) return p;
+  throw Error("precision must be \"fp32\", \"bf16\" or \"int8\", got \"" + name + "\"");
+}
+
+namespace detail {
+namespace {
+
+// Where W[j][k] goes in the packed layout of a matrix of `groups` groups of g.
+inline std::size_t packed_index(Index j, Index k, Index groups, Index g) {
+  const Index block = j / kFrozenBlock, col = j % kFrozenBlock;
+  return static_cast<std::size_t>(((block * groups + k / g) * kFrozenBlock + col) * g + k % g);
+}
+
+FrozenMatrix shaped(Precision p, Index n, Index K) {
+  FrozenMatrix m;
+  m.n = n;
+  m.K = K;
+  const Index g = frozen_group(p);
+  m.groups = (K + g - 1) / g;
+  const auto size = static_cast<std::size_t>(m.padded_n() * m.groups * g);
+  if (p == Precision::int8) {
+    m.q.assign(size, 0);
+    m.scale.assign(static_cast<std::size_t>(n), 1.0f);
+    m.offset.assign(static_cast<std::size_t>(n), 0);
+  } else {
+    m.bf16.assign(size, 0);
+  }
+  return m;
+}
+
+// q = rint(v / s) in [-127, 127]; NaN (from a non-finite weight) gives 0.
+std::int8_t quantize(float v, float s) {
+  const float r = std::nearbyint(v / s);
+  if (!(r == r)) return 0;
+  return static_cast<std::int8_t>(r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r));
+}
+
+}  // namespace
+
+std::uint16_t to_bf16(float v) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);  // quiet NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest, ties to even
+  return static_cast<std::uint16_t>(bits >> 16);
+}
+
+float from_bf16(std::uint16_t v) {
+  const std::uint32_t bits = static_cast<std::uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+FrozenMatrix freeze_int8(const std::int8_t* q, const float* scale, Index n, Index K) {
+  FrozenMatrix m = shaped(Precision::int8, n, K);
+  for (Index j = 0; j < n; ++j) {
+    std::int32_t sum = 0;
+    for (Index k = 0; k < K; ++k) {
+      m.q[packed_index(j, k, m.groups, 4)] = q[j * K + k];
+      sum += q[j * K + k];
+    }
+    m.scale[static_cast<std::size_t>(j)] = scale[j];
+    m.offset[static_cast<std::size_t>(j)] = 128 * sum;
+  }
+  return m;
+}
+
+FrozenMatrix freeze_bf16(const std::uint16_t* values, Index n, Index K) {
+  FrozenMatrix m = shaped(Precision::bf16, n, K);
+  for (Index j = 0; j < n; ++j)
+    for (Index k = 0; k < K; ++k) m.bf16[packed_index(j, k, m.groups, 2)] = values[j * K + k];
+  return m;
+}
+
+FrozenMatrix freeze_matrix(Precision p, const float* W, Index n, Index K) {
+  if (p == Precision::bf16) {
+    std::vector<std::uint16_t> values(static_cast<std::size_t>(n * K));
+    for (std::size_t e = 0; e < values.size(); ++e) values[e] = to_bf16(W[e]);
+    return freeze_bf16(values.data(), n, K);
+  }
+  std::vector<std::int8_t> q(static_cast<std::size_t>(n * K));
+  std::vector<float> scale(static_cast<std::size_t>(n));
+  for (Index j = 0; j < n; ++j) {
+    float top = 0.0f;
+    for (Index k = 0; k < K; ++k) top = std::max(top, std::fabs(W[j * K + k]));
+    const float s = top > 0.0f ? top / 127.0f : 1.0f;
+    scale[static_cast<std::size_t>(j)] = s;
+    for (Index k = 0; k < K; ++k) q[static_cast<std::size_t>(j * K + k)] = quantize(W[j * K + k], s);
+  }
+  return freeze_int8(q.data(), scale.data(), n, K);
+}
+
+std::vector<std::int8_t> unpack_int8(const FrozenMatrix& m) {
+  std::vector<std::int8_t> out(static_cast<std::size_t>(m.n * m.K));
+  for (Index j = 0; j < m.n; ++j)
+    for (Index k = 0; k < m.K; ++k) out[static_cast<std::size_t>(j * m.K + k)] = m.q[packed_index(j, k, m.groups, 4)];
+  return out;
+}
+
+std::vector<std::uint16_t> unpack_bf16(const FrozenMatrix& m) {
+  std::vector<std::uint16_t> out(static_cast<std::size_t>(m.n * m.K));
+  for (Index j = 0; j < m.n; ++j)
+    for (Index k = 0; k < m.K; ++k)
+      out[static_cast<std::size_t>(j * m.K + k)] = m.bf16[packed_index(j, k, m.groups, 2)];
+  return out;
+}
+
+}  // namespace detail
+}  // namespace lstm_fast

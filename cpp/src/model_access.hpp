@@ -1,0 +1,17 @@
+// What the Python bindings reach of a Model beyond the public C++ API (internal: not installed): the
+// stack over a packed sequence from and to NumPy's state arrays, without a State in between.
+#pragma once
+
+#include "lstm_fast/lstm_fast.hpp"
+
+namespace lstm_fast::detail {
+
+struct ModelAccess {
+  // x [N, I], y [N, D*R]; h0, c0 [L*D, B, *] or null (zeros); h_n, c_n written.
+  static void run(const Model& m, const float* x, const Index* batch_sizes, Index steps, Index batch, float* y,
+                  const float* h0, const float* c0, float* h_n, float* c_n) {
+    m.run(x, batch_sizes, steps, batch, y, h0, c0, h_n, c_n);
+  }
+};
+
+}  // namespace lstm_fast::detail

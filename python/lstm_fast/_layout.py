@@ -1,0 +1,68 @@
+"""The user's layouts of sequences and states ((T, B, F), batch_first, unbatched), shared by the
+trainable LSTM and the frozen Model: both check and convert their arguments here."""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import numpy as np
+
+from ._checks import as_float_array, check_pair, check_sequence_shape, shape_str
+
+State = Tuple[np.ndarray, np.ndarray]
+"""The recurrent state (h, c): h (L*D, B, R) and c (L*D, B, H), without B for unbatched input."""
+
+
+class SequenceLayout:
+    """Mixin: needs input_size, batch_first, _lstm_config and _io_dtype (the arrays' dtype)."""
+
+    def _check_input(self, x: Any) -> Tuple[np.ndarray, bool]:
+        """x as a C-contiguous (T, B, I) array of self._io_dtype, and whether it came unbatched."""
+        x = as_float_array("x", x, self._io_dtype)
+        unbatched = check_sequence_shape("x", x.shape, self.input_size, self.batch_first)
+        return np.ascontiguousarray(self._from_user_layout(x, unbatched)), unbatched
+
+    def _from_user_layout(self, a: np.ndarray, unbatched: bool) -> np.ndarray:
+        """User layout -> (T, B, F) view."""
+        if unbatched:
+            return a[:, None, :]
+        return a.transpose(1, 0, 2) if self.batch_first else a
+
+    def _to_user_layout(self, a: np.ndarray, unbatched: bool) -> np.ndarray:
+        if unbatched:
+            return a[:, 0, :]
+        return np.ascontiguousarray(a.transpose(1, 0, 2)) if self.batch_first else a
+
+    @staticmethod
+    def _drop_batch(s: np.ndarray, unbatched: bool) -> np.ndarray:
+        return s[:, 0, :] if unbatched else s
+
+    @staticmethod
+    def _add_batch(s: np.ndarray, unbatched: bool) -> np.ndarray:
+        return np.ascontiguousarray(s[:, None, :]) if unbatched else s
+
+    def _check_state(self, name: str, state: Any, batch: int, unbatched: bool):
+        """(h0, c0) as (L*D, B, R) and (L*D, B, H) arrays of self._io_dtype, or (None, None)."""
+        if state is None:  # the common case, first: every inference call asks
+            return None, None
+        h0, c0 = check_pair(
+            name,
+            state,
+            ("h0", "c0"),
+            self._lstm_config.state_shapes(None if unbatched else batch),
+            lambda part, value: as_float_array(part, value, self._io_dtype),
+        )
+        return self._add_batch(h0, unbatched), self._add_batch(c0, unbatched)
+
+    def _check_step_input(self, x_t: Any) -> Tuple[np.ndarray, bool]:
+        """x_t of a streaming step as a C-contiguous (B, I) array, and whether it came as (I,)."""
+        if self.bidirectional:
+            raise ValueError("step() runs unidirectional models only; this one is bidirectional")
+        x_t = as_float_array("x_t", x_t, self._io_dtype)
+        if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x_t must have shape (B, {self.input_size}) or ({self.input_size},), got {shape_str(x_t.shape)}"
+            )
+        if x_t.ndim == 2 and x_t.shape[0] == 0:
+            raise ValueError("x_t must have a batch of >= 1, got 0")
+        return np.ascontiguousarray(x_t.reshape(-1, self.input_size)), x_t.ndim == 1
