@@ -243,27 +243,33 @@ py::tuple model_forward(const lstm_fast::Model& m, const py::handle& x, std::vec
   return py::make_tuple(y, h_n, c_n);
 }
 
-// Model.step(x [B, I], h, c) -> (y [B, R], h, c): through a State, as a C++ program steps.
+// Model.step(x [B, I], h, c) -> (y [B, R], h, c): h and c (None: zeros) copied into the new state,
+// which the step then updates in place.
 py::tuple model_step(const lstm_fast::Model& model, const py::handle& x, const py::handle& h, const py::handle& c) {
   const Config& cf = model.config();
-  const Index LD = cf.num_cells(), R = cf.output_size(), H = cf.hidden_size;
+  const Index L = cf.num_layers, R = cf.output_size(), H = cf.hidden_size;
   const auto x_array = py::reinterpret_borrow<py::array>(x);
   const Index B = x_array.ndim() == 2 ? x_array.shape(0) : 0;
   const float* x_data = array_data<float>(x, {B, cf.input_size}, "x");
-  lstm_fast::State state = model.initial_state(B);
-  if (const float* h_data = array_data<float>(h, {LD, B, R}, "h", true))
-    std::copy_n(h_data, LD * B * R, state.h.data());
-  if (const float* c_data = array_data<float>(c, {LD, B, H}, "c", true))
-    std::copy_n(c_data, LD * B * H, state.c.data());
+  const float* h_data = array_data<float>(h, {L, B, R}, "h", true);
+  const float* c_data = array_data<float>(c, {L, B, H}, "c", true);
   auto y = empty<float>({B, R});
+  auto h_n = empty<float>({L, B, R});
+  auto c_n = empty<float>({L, B, H});
+  float* h_out = h_n.mutable_data();
+  float* c_out = c_n.mutable_data();
   {
     py::gil_scoped_release release;
-    model.step(x_data, y.mutable_data(), state);
+    if (h_data)
+      std::copy_n(h_data, L * B * R, h_out);
+    else
+      std::fill_n(h_out, L * B * R, 0.0f);
+    if (c_data)
+      std::copy_n(c_data, L * B * H, c_out);
+    else
+      std::fill_n(c_out, L * B * H, 0.0f);
+    lstm_fast::detail::ModelAccess::step(model, x_data, y.mutable_data(), h_out, c_out, B);
   }
-  auto h_n = empty<float>({LD, B, R});
-  auto c_n = empty<float>({LD, B, H});
-  std::copy(state.h.begin(), state.h.end(), h_n.mutable_data());
-  std::copy(state.c.begin(), state.c.end(), c_n.mutable_data());
   return py::make_tuple(y, h_n, c_n);
 }
 
@@ -343,6 +349,15 @@ PYBIND11_MODULE(_core, m) {
         py::call_guard<py::gil_scoped_release>(),
         "The float32 peak (GFLOP/s) `threads` threads sustain for `seconds` with the active ISA's FMA.");
   m.def("get_num_threads", &lstm_fast::get_num_threads);
+  m.def(
+      "dot_peak_gops",
+      [](const std::string& precision, double seconds, int threads) {
+        const lstm_fast::Precision p = lstm_fast::parse_precision(precision);
+        py::gil_scoped_release release;
+        return lstm_fast::dot_peak_gops(p, seconds, threads);
+      },
+      py::arg("precision"), py::arg("seconds"), py::arg("threads"),
+      "GOP/s of the multiply-add instruction the frozen products of `precision` run on (fp32: the FMA peak).");
 
   py::class_<Trace<float>>(m, "Trace32", "What a float32 training forward keeps for backward (opaque).");
   py::class_<Trace<double>>(m, "Trace64", "What a float64 training forward keeps for backward (opaque).");

@@ -76,31 +76,20 @@ struct CellKernels {
   Index lanes;
 };
 
-// One time step of one unidirectional layer for B rows, in place (Model::step, float only). Per row:
-// z = W_ih x + W_hh h + bias (two GEMVs), the gates kernel, then h = W_hr m or h = m.
-//   x: [B, I_k];  h: [B, R] in/out;  c: [B, H] in/out;  bias: [4H] b_ih + b_hh, or null;
-//   workspace: [5H] (the gates of one row, then m). Never allocates.
-struct StepArrays {
-  Index batch;
-  const float* bias;
-  const float* x;
-  float* h;
-  float* c;
-  float* workspace;
-};
-using StepRows = void (*)(const CellDims& dims, const CellWeights<float>& weights, const StepArrays& arrays);
-
-// One cell of a frozen bf16 or int8 model over a sequence (frozen.hpp has the types and the contract).
+// One cell of a frozen model over a sequence (frozen.hpp has the types and the contract).
 struct FrozenCell;
 struct FrozenSteps;
 struct FrozenArrays;
-using FrozenForward = void (*)(Precision p, const CellDims& dims, const FrozenCell& cell, const FrozenSteps& steps,
-                               Index chunk, const FrozenArrays& arrays);
+using FrozenForward = void (*)(Precision p, const CellDims& dims, const CellPlan& plan, const FrozenCell& cell,
+                               const FrozenSteps& steps, const FrozenArrays& arrays);
 
 // Float multiply-adds per second one thread sustains for about `seconds` with this ISA's widest
 // packets (independent accumulator chains, so FMA throughput, not latency, is the limit), in GFLOP/s
 // counting a multiply-add as 2. The benchmark's measure of the machine's peak.
 using FmaThroughput = double (*)(double seconds);
+// The same for the multiply-add instruction of the frozen products of a precision (bf16, int8) on
+// this ISA and CPU, in GOP/s (frozen_kernels.cpp).
+using DotThroughput = double (*)(Precision p, double seconds);
 
 // Everything compiled per instruction set (kernel_table.cpp, once per ISA, each build in its own
 // namespace). A precision is a new CellKernels member here and a new set of files.
@@ -108,9 +97,9 @@ struct KernelTable {
   const char* isa;
   CellKernels<float> f32;
   CellKernels<double> f64;
-  StepRows step_rows;
   FrozenForward frozen_forward;
   FmaThroughput fma_throughput;
+  DotThroughput dot_throughput;
 };
 
 namespace baseline {

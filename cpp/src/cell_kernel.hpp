@@ -1,4 +1,4 @@
-// What the per-ISA kernel sources share (forward.cpp, backward.cpp, step_rows.cpp, fma_probe.cpp,
+// What the per-ISA kernel sources share (forward.cpp, backward.cpp, frozen_kernels.cpp, fma_probe.cpp,
 // kernel_table.cpp). Each of them is compiled once per instruction set (CMake sets LSTM_FAST_ISA and
 // the -m flags), and with Eigen's namespace renamed per build (-DEigen=lstm_fast_eigen_<isa>):
 // otherwise the linker would merge the identically named Eigen template instances of different
@@ -41,10 +41,10 @@ void cell_forward(const CellDims& dims, const CellPlan& plan, const CellWeights<
 template <typename T>
 void cell_backward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
                    const BackwardArrays<T>& arrays);
-void step_rows(const CellDims& dims, const CellWeights<float>& weights, const StepArrays& arrays);
-void frozen_forward(Precision p, const CellDims& dims, const FrozenCell& cell, const FrozenSteps& steps, Index chunk,
-                    const FrozenArrays& arrays);
+void frozen_forward(Precision p, const CellDims& dims, const CellPlan& plan, const FrozenCell& cell,
+                    const FrozenSteps& steps, const FrozenArrays& arrays);
 double fma_throughput(double seconds);
+double dot_throughput(Precision p, double seconds);
 
 namespace {
 

@@ -100,19 +100,35 @@ void set_isa(const std::string& name) {
   g_active.store(table, std::memory_order_release);
 }
 
-double fma_peak_gflops(double seconds, int threads) {
+namespace {
+
+// Runs measure() on `threads` threads at once and sums their rates.
+template <typename Measure>
+double on_threads(double seconds, int threads, const Measure& measure) {
   if (!(seconds > 0.0 && seconds <= 60.0)) throw Error("seconds must be in (0, 60], got " + std::to_string(seconds));
   if (threads < 1 || threads > kMaxThreads)
     throw Error("threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(threads));
-  const detail::FmaThroughput measure = detail::active_kernels().fma_throughput;
   std::vector<double> rates(static_cast<size_t>(threads), 0.0);
   std::vector<std::thread> others;
-  for (int k = 1; k < threads; ++k) others.emplace_back([&, k] { rates[k] = measure(seconds); });
-  rates[0] = measure(seconds);
+  for (int k = 1; k < threads; ++k) others.emplace_back([&, k] { rates[k] = measure(); });
+  rates[0] = measure();
   for (std::thread& t : others) t.join();
   double total = 0.0;
   for (double r : rates) total += r;
   return total;
+}
+
+}  // namespace
+
+double fma_peak_gflops(double seconds, int threads) {
+  const detail::FmaThroughput measure = detail::active_kernels().fma_throughput;
+  return on_threads(seconds, threads, [&] { return measure(seconds); });
+}
+
+double dot_peak_gops(Precision precision, double seconds, int threads) {
+  if (precision == Precision::fp32) return fma_peak_gflops(seconds, threads);
+  const detail::DotThroughput measure = detail::active_kernels().dot_throughput;
+  return on_threads(seconds, threads, [&] { return measure(precision, seconds); });
 }
 
 }  // namespace lstm_fast

@@ -1,6 +1,7 @@
 // Converting and packing the weights of a frozen model (frozen.hpp): once, when the model is made.
 #include "frozen.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -24,25 +25,40 @@ Precision parse_precision(const std::string& name) {
 namespace detail {
 namespace {
 
-// Where W[j][k] goes in the packed layout of a matrix of `groups` groups of g.
-inline std::size_t packed_index(Index j, Index k, Index groups, Index g) {
-  const Index block = j / kFrozenBlock, col = j % kFrozenBlock;
-  return static_cast<std::size_t>(((block * groups + k / g) * kFrozenBlock + col) * g + k % g);
+// Row j of W in block order: its block * kFrozenBlock + lane.
+inline Index block_lane(const FrozenMatrix& m, Index j) {
+  const Index part = j / m.part_n(), within = j % m.part_n();
+  return (part * m.part_blocks() + within / kFrozenBlock) * kFrozenBlock + within % kFrozenBlock;
 }
 
-FrozenMatrix shaped(Precision p, Index n, Index K) {
+// Where W[j][k] goes in the packed layout (groups of g).
+inline std::size_t packed_index(const FrozenMatrix& m, Index j, Index k, Index g) {
+  const Index at = block_lane(m, j), block = at / kFrozenBlock, lane = at % kFrozenBlock;
+  return static_cast<std::size_t>(((block * m.groups + k / g) * kFrozenBlock + lane) * g + k % g);
+}
+
+FrozenMatrix shaped(Precision p, Index n, Index K, Index parts) {
   FrozenMatrix m;
   m.n = n;
   m.K = K;
+  m.parts = parts;
   const Index g = frozen_group(p);
   m.groups = (K + g - 1) / g;
   const auto size = static_cast<std::size_t>(m.padded_n() * m.groups * g);
+  for (Index b = 0; b < m.blocks(); ++b) {  // looked up in the products' inner loops: no divisions there
+    const Index first = b % m.part_blocks() * kFrozenBlock;
+    m.block_column.push_back(b / m.part_blocks() * m.part_n() + first);
+    m.block_width.push_back(std::min(kFrozenBlock, m.part_n() - first));
+  }
   if (p == Precision::int8) {
     m.q.assign(size, 0);
     m.scale.assign(static_cast<std::size_t>(n), 1.0f);
-    m.offset.assign(static_cast<std::size_t>(n), 0);
-  } else {
+    m.block_scale.assign(static_cast<std::size_t>(m.padded_n()), 1.0f);
+    m.block_offset.assign(static_cast<std::size_t>(m.padded_n()), 0);
+  } else if (p == Precision::bf16) {
     m.bf16.assign(size, 0);
+  } else {
+    m.f32.assign(size, 0.0f);
   }
   return m;
 }
@@ -56,47 +72,39 @@ std::int8_t quantize(float v, float s) {
 
 }  // namespace
 
-std::uint16_t to_bf16(float v) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &v, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);  // quiet NaN
-  bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest, ties to even
-  return static_cast<std::uint16_t>(bits >> 16);
-}
-
-float from_bf16(std::uint16_t v) {
-  const std::uint32_t bits = static_cast<std::uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-FrozenMatrix freeze_int8(const std::int8_t* q, const float* scale, Index n, Index K) {
-  FrozenMatrix m = shaped(Precision::int8, n, K);
+FrozenMatrix freeze_int8(const std::int8_t* q, const float* scale, Index n, Index K, Index parts) {
+  FrozenMatrix m = shaped(Precision::int8, n, K, parts);
   for (Index j = 0; j < n; ++j) {
     std::int32_t sum = 0;
     for (Index k = 0; k < K; ++k) {
-      m.q[packed_index(j, k, m.groups, 4)] = q[j * K + k];
+      m.q[packed_index(m, j, k, 4)] = q[j * K + k];
       sum += q[j * K + k];
     }
     m.scale[static_cast<std::size_t>(j)] = scale[j];
-    m.offset[static_cast<std::size_t>(j)] = 128 * sum;
+    m.block_scale[static_cast<std::size_t>(block_lane(m, j))] = scale[j];
+    m.block_offset[static_cast<std::size_t>(block_lane(m, j))] = 128 * sum;
   }
   return m;
 }
 
-FrozenMatrix freeze_bf16(const std::uint16_t* values, Index n, Index K) {
-  FrozenMatrix m = shaped(Precision::bf16, n, K);
+FrozenMatrix freeze_bf16(const std::uint16_t* values, Index n, Index K, Index parts) {
+  FrozenMatrix m = shaped(Precision::bf16, n, K, parts);
   for (Index j = 0; j < n; ++j)
-    for (Index k = 0; k < K; ++k) m.bf16[packed_index(j, k, m.groups, 2)] = values[j * K + k];
+    for (Index k = 0; k < K; ++k) m.bf16[packed_index(m, j, k, 2)] = values[j * K + k];
   return m;
 }
 
-FrozenMatrix freeze_matrix(Precision p, const float* W, Index n, Index K) {
+FrozenMatrix freeze_matrix(Precision p, const float* W, Index n, Index K, Index parts) {
+  if (p == Precision::fp32) {
+    FrozenMatrix m = shaped(p, n, K, parts);
+    for (Index j = 0; j < n; ++j)
+      for (Index k = 0; k < K; ++k) m.f32[packed_index(m, j, k, 1)] = W[j * K + k];
+    return m;
+  }
   if (p == Precision::bf16) {
     std::vector<std::uint16_t> values(static_cast<std::size_t>(n * K));
     for (std::size_t e = 0; e < values.size(); ++e) values[e] = to_bf16(W[e]);
-    return freeze_bf16(values.data(), n, K);
+    return freeze_bf16(values.data(), n, K, parts);
   }
   std::vector<std::int8_t> q(static_cast<std::size_t>(n * K));
   std::vector<float> scale(static_cast<std::size_t>(n));
@@ -107,21 +115,20 @@ FrozenMatrix freeze_matrix(Precision p, const float* W, Index n, Index K) {
     scale[static_cast<std::size_t>(j)] = s;
     for (Index k = 0; k < K; ++k) q[static_cast<std::size_t>(j * K + k)] = quantize(W[j * K + k], s);
   }
-  return freeze_int8(q.data(), scale.data(), n, K);
+  return freeze_int8(q.data(), scale.data(), n, K, parts);
 }
 
 std::vector<std::int8_t> unpack_int8(const FrozenMatrix& m) {
   std::vector<std::int8_t> out(static_cast<std::size_t>(m.n * m.K));
   for (Index j = 0; j < m.n; ++j)
-    for (Index k = 0; k < m.K; ++k) out[static_cast<std::size_t>(j * m.K + k)] = m.q[packed_index(j, k, m.groups, 4)];
+    for (Index k = 0; k < m.K; ++k) out[static_cast<std::size_t>(j * m.K + k)] = m.q[packed_index(m, j, k, 4)];
   return out;
 }
 
 std::vector<std::uint16_t> unpack_bf16(const FrozenMatrix& m) {
   std::vector<std::uint16_t> out(static_cast<std::size_t>(m.n * m.K));
   for (Index j = 0; j < m.n; ++j)
-    for (Index k = 0; k < m.K; ++k)
-      out[static_cast<std::size_t>(j * m.K + k)] = m.bf16[packed_index(j, k, m.groups, 2)];
+    for (Index k = 0; k < m.K; ++k) out[static_cast<std::size_t>(j * m.K + k)] = m.bf16[packed_index(m, j, k, 2)];
   return out;
 }
 

@@ -1,13 +1,14 @@
-// The weights of a frozen model in a reduced precision (bf16, int8), converted and packed once when
-// the model is made, and the interface of the kernels that run them (frozen_kernels.cpp, compiled per
-// ISA). Internal header: not installed. The numerics are API.md's "Inference models and precision":
+// The weights of a frozen model (fp32, bf16, int8), converted and packed once when the model is made,
+// and the interface of the kernels that run them (frozen_kernels.cpp, compiled per ISA). Internal
+// header: not installed. The numerics are API.md's "Inference models and precision":
+//   fp32: z += a W^T in float32;
 //   bf16: z += bf16(a) bf16(W)^T, products summed in float32;
 //   int8: z += (q_a q_W^T) s_a s_W, q_a = rint(a / s_a) per row of a and step, s = max|row| / 127,
 //         the integer sums exact (int32), then float32: ((float(sum) * s_a) * s_W).
 //
 // Packed layout, the same for every instruction set (so a model packed once runs on any of them and
 // set_isa may change under it): the n output columns in blocks of kFrozenBlock, each block stored
-// whole over the depth K in groups of g numbers per column (g = 4 int8, 2 bf16):
+// whole over the depth K in groups of g numbers per column (g = 4 int8, 2 bf16, 1 float):
 //   P[block][k / g][j][k % g] = W[block * kFrozenBlock + j][k],   zero past n and K.
 // One group row of a block (kFrozenBlock * g numbers, 64 bytes) is what vpdpbusd and vdpbf16ps read
 // against one broadcast group of a row of a.
@@ -16,6 +17,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "cell.hpp"
@@ -29,37 +31,65 @@ constexpr Index kFrozenBlock = 16;  // output columns per packed block: one 512-
 // taken back) stay inside int32: the sums are exact.
 constexpr Index kMaxInt8Depth = 65536;
 
-inline Index frozen_group(Precision p) { return p == Precision::int8 ? 4 : 2; }
+// Depth numbers per column in one group of the packed layout: what one lane of vpdpbusd (4 int8),
+// vdpbf16ps (2 bf16) or an FMA (1 float) takes.
+inline Index frozen_group(Precision p) { return p == Precision::int8 ? 4 : p == Precision::bf16 ? 2 : 1; }
 
-// W [n, K] packed for products a W^T in one reduced precision.
+// W [n, K] packed for products a W^T in one reduced precision. The columns come in `parts` equal parts
+// (the four gates of W_ih and W_hh; 1 for W_hr), each padded to whole blocks, so that a team member's
+// share of the hidden units is whole blocks of every gate.
 struct FrozenMatrix {
   Index n = 0, K = 0;
-  Index groups = 0;                  // ceil(K / g)
-  std::vector<std::int8_t> q;        // int8: the packed q_W
-  std::vector<float> scale;          // int8: s_W per row [n]
-  std::vector<std::int32_t> offset;  // int8: 128 sum_k q_W[j][k] per row [n], for vpdpbusd's unsigned a
-  std::vector<std::uint16_t> bf16;   // bf16: the packed bf16(W)
-  Index padded_n() const { return (n + kFrozenBlock - 1) / kFrozenBlock * kFrozenBlock; }
+  Index parts = 1;
+  Index groups = 0;                        // ceil(K / g)
+  std::vector<std::int8_t> q;              // int8: the packed q_W
+  std::vector<float> scale;                // int8: s_W per row [n]
+  std::vector<float> block_scale;          // int8: s_W in block order [padded_n], 1 on the padding
+  std::vector<std::int32_t> block_offset;  // int8: 128 sum_k q_W[j][k] in block order, for vpdpbusd's +128
+  std::vector<std::uint16_t> bf16;         // bf16: the packed bf16(W)
+  std::vector<float> f32;                  // fp32: the packed W
+  std::vector<Index> block_column;         // [blocks] the output column of each block's first lane
+  std::vector<Index> block_width;          // [blocks] how many of its 16 columns exist
+
+  Index part_n() const { return n / parts; }
+  Index part_blocks() const { return (part_n() + kFrozenBlock - 1) / kFrozenBlock; }
+  Index blocks() const { return parts * part_blocks(); }
+  Index padded_n() const { return blocks() * kFrozenBlock; }
+  Index column(Index block) const { return block_column[static_cast<std::size_t>(block)]; }
+  Index width(Index block) const { return block_width[static_cast<std::size_t>(block)]; }
 };
 
-// float32 -> bfloat16, round to nearest even (NaN stays NaN).
-std::uint16_t to_bf16(float v);
-float from_bf16(std::uint16_t v);
+// float32 -> bfloat16, round to nearest even (NaN stays a quiet NaN). Branch-free, so that a loop of
+// it vectorizes.
+inline std::uint16_t to_bf16(float v) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  const std::uint32_t rounded = bits + 0x7fffu + ((bits >> 16) & 1u);
+  const bool nan = (bits & 0x7fffffffu) > 0x7f800000u;
+  return static_cast<std::uint16_t>((nan ? (bits | 0x00400000u) : rounded) >> 16);
+}
 
-// W [n, K] row-major float -> a FrozenMatrix of precision p (bf16 or int8): int8 quantizes each row
-// (scale max|row| / 127, 1 for a row of zeros; q = rint(w / s) in [-127, 127]).
-FrozenMatrix freeze_matrix(Precision p, const float* W, Index n, Index K);
+inline float from_bf16(std::uint16_t v) {
+  const std::uint32_t bits = static_cast<std::uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// W [n, K] row-major float -> a FrozenMatrix of precision p in `parts` parts: int8
+// quantizes each row (scale max|row| / 127, 1 for a row of zeros; q = rint(w / s) in [-127, 127]).
+FrozenMatrix freeze_matrix(Precision p, const float* W, Index n, Index K, Index parts);
 // From values already in the precision (a file's): q [n, K] with scales [n], or bf16 [n, K].
-FrozenMatrix freeze_int8(const std::int8_t* q, const float* scale, Index n, Index K);
-FrozenMatrix freeze_bf16(const std::uint16_t* values, Index n, Index K);
+FrozenMatrix freeze_int8(const std::int8_t* q, const float* scale, Index n, Index K, Index parts);
+FrozenMatrix freeze_bf16(const std::uint16_t* values, Index n, Index K, Index parts);
 // The values back, row-major [n, K] (for saving): q or bf16 bits.
 std::vector<std::int8_t> unpack_int8(const FrozenMatrix& m);
 std::vector<std::uint16_t> unpack_bf16(const FrozenMatrix& m);
 
 // One cell (layer, direction) of a frozen model: the three matrices and the float32 parameters.
 struct FrozenCell {
-  FrozenMatrix ih;              // W_ih [4H, I_k]
-  FrozenMatrix hh;              // W_hh [4H, R]
+  FrozenMatrix ih;              // W_ih [4H, I_k], 4 parts
+  FrozenMatrix hh;              // W_hh [4H, R], 4 parts
   FrozenMatrix hr;              // W_hr [R, H], when proj_size > 0
   const float* bias = nullptr;  // [4H] b_ih + b_hh, or null
   const float* peep = nullptr;  // [3, H] (i, f, o), or null
@@ -75,44 +105,50 @@ struct FrozenSteps {
   bool reverse;
 };
 
-// Where the working memory of one frozen_cell_forward call puts its buffers (byte offsets, each a
-// multiple of 64), for a cell of `dims` over steps of at most `batch` rows and input projections of
-// at most `chunk_rows` rows.
+// Where the working memory of one frozen_forward call puts its buffers (byte offsets, multiples of
+// 64), for a cell of `dims` over steps of at most `batch` rows, input projections of at most
+// `chunk_rows` rows, and `slices` slices per segment (the plan's team).
 struct FrozenWork {
   std::size_t z;      // float [chunk_rows, 4H]: pre-activations of a chunk of steps
-  std::size_t h;      // float [B, R]: the running h
-  std::size_t c;      // float [B, H]: the running c
+  std::size_t h[2];   // float [B, R] each: step p reads h[p % 2] and writes h[(p + 1) % 2]
+  std::size_t c;      // float [B, H]: the running c, updated in place unit by unit
   std::size_t m;      // float [B, H]: o * tanh(c) before the projection
-  std::size_t a;      // the rows of a product's left operand in the precision: int8 or bf16, each row
-                      // padded to whole groups (max over x, h and m rows)
-  std::size_t scale;  // float [rows]: s_a of each row (int8)
-  std::size_t bytes;  // in all
-  Index a_stride;     // numbers per row of the a buffer (the widest K rounded up to a group)
+  std::size_t a;      // slice j's at a + j * a_bytes: a product's left operand converted (int8
+                      // or bf16), rows padded to whole groups (the widest of x, h and m rows)
+  std::size_t scale;  // slice j's at scale + j * scale_bytes: float [rows] s_a of each row
+  std::size_t a_bytes = 0, scale_bytes = 0;
+  std::size_t bytes = 0;  // in all
+  Index a_stride = 0;     // numbers per row of a slice's a buffer
 
-  FrozenWork(const CellDims& dims, Precision p, Index batch, Index chunk_rows) {
-    const Index g = frozen_group(p), item = p == Precision::int8 ? 1 : 2;
+  FrozenWork(const CellDims& dims, Precision p, Index batch, Index chunk_rows, int slices) {
+    const Index g = frozen_group(p), item = p == Precision::int8 ? 1 : p == Precision::bf16 ? 2 : 4;
     const Index widest = std::max({dims.input_size, dims.output_size, dims.hidden_size});
     const Index rows = std::max(batch, chunk_rows);
     a_stride = (widest + g - 1) / g * g;
+    auto aligned = [](Index count, Index size) { return (static_cast<std::size_t>(count * size) + 63) / 64 * 64; };
+    a_bytes = aligned(rows * a_stride, item);
+    scale_bytes = aligned(rows, 4);
     std::size_t at = 0;
-    auto take = [&](Index count, Index size) {
+    auto take = [&](std::size_t size) {
       const std::size_t here = at;
-      at += (static_cast<std::size_t>(count * size) + 63) / 64 * 64;
+      at += size;
       return here;
     };
-    z = take(chunk_rows * 4 * dims.hidden_size, 4);
-    h = take(batch * dims.output_size, 4);
-    c = take(batch * dims.hidden_size, 4);
-    m = take(batch * dims.hidden_size, 4);
-    a = take(rows * a_stride, item);
-    scale = take(rows, 4);
+    z = take(aligned(chunk_rows * 4 * dims.hidden_size, 4));
+    h[0] = take(aligned(batch * dims.output_size, 4));
+    h[1] = take(aligned(batch * dims.output_size, 4));
+    c = take(aligned(batch * dims.hidden_size, 4));
+    m = take(aligned(batch * dims.hidden_size, 4));
+    a = take(a_bytes * static_cast<std::size_t>(slices));
+    scale = take(scale_bytes * static_cast<std::size_t>(slices));
     bytes = at;
   }
 };
 
-// One cell over the steps, in precision p. x: [N, I_k]; state0 read (null: zeros) before anything is
-// written, so state_n may alias it; y: [N, R] rows `stride` apart; work: frozen_work_bytes of them,
-// 64-byte aligned. chunk: steps per input projection. Never allocates.
+// One cell over the steps, in precision p, on a team of plan.team (frozen_kernels.cpp). x: [N, I_k];
+// state0 read (null: zeros) before anything is written, so state_n may alias it; y: [N, R] rows
+// `stride` apart; work: FrozenWork(dims, p, B, plan.chunk * B, plan.team).bytes of them, aligned to 4
+// bytes. Never allocates.
 struct FrozenArrays {
   const float* x;
   StatePointers<const float*> state0;

@@ -1,28 +1,24 @@
-// The cell of a frozen bf16 or int8 model over a sequence (frozen.hpp; compiled once per ISA, like
-// cell_kernel.hpp's files, and with -ffp-contract=off: every float operation here is the one written,
-// never fused, so that int8 results are bitwise the same on every instruction set).
+// The cell of a frozen bf16 or int8 model over a sequence, on the plan's team (frozen.hpp; compiled
+// once per ISA, like cell_kernel.hpp's files, and with -ffp-contract=off: every float operation here
+// is the one written, never fused, so that int8 results are bitwise the same on every instruction set).
 //
-// Per chunk of steps the input projection Z = X W_ih^T + b is one product over the chunk's rows; per
-// step Z_t += h_{t-1} W_hh^T, the gates, and h_t = W_hr m_t with a projection. Each product first
-// converts its left operand's rows to the precision (frozen.hpp), then runs the ISA's kernel
-// (frozen_products.hpp).
+// Each slice j of the team owns hidden units (whole blocks of 16 of every gate: the unit split of
+// forward.cpp): per chunk of steps it computes its units' columns of the input projection
+// Z = X W_ih^T + b for the chunk's rows, one product; per step Z_t += h_{t-1} W_hh^T for its units and
+// their gates. With a projection, h_t = W_hr m_t follows, each slice owning outputs. A product converts its left
+// operand first (frozen.hpp), whole rows, since an int8 row's scale is its largest value: each slice converts the rows
+// it needs into its own buffer, so no slice waits for another's conversion. The products are frozen_products.hpp's.
 // int8's pointwise part uses its own tanh and sigmoid of additions, multiplications and a division
 // only (gates.hpp's use FMAs where the ISA has them, which would change the last bits).
-#include <immintrin.h>
-
-#include <cmath>
-#include <cstdlib>
-#include <cstring>
+#include <algorithm>
+#include <chrono>
+#include <iterator>
 
 #include "cell_kernel.hpp"
 #include "frozen.hpp"
 #include "frozen_products.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
-
-void frozen_forward(Precision p, const CellDims& dims, const FrozenCell& cell, const FrozenSteps& steps, Index chunk,
-                    const FrozenArrays& arrays);
-
 namespace {
 
 // ---- the pointwise part of int8 ------------------------------------------------------------------
@@ -70,19 +66,20 @@ void exact_packet(const ForwardRow<float>& r, Index j) {
   S::store(r.m + j, S::mul(exact_sigmoid<S>(zo), exact_tanh<S>(cell)));
 }
 
-// One row of H units: z [4H] in (destroyed), cell in/out, m out. The tail as one zero-padded packet.
+// `count` units of one row, the gate blocks (and peephole rows) `stride` apart: z in (destroyed),
+// cell in/out, m out (gates.hpp's gates_forward_units). The tail as one zero-padded packet.
 template <bool kPeephole>
-void exact_gates_row(Index H, float* z, float* cell, float* m, const float* peep) {
+void exact_gates_units(Index count, Index stride, float* z, float* cell, float* m, const float* peep) {
   constexpr Index W = Simd<float>::kWidth;
-  const Index body = H - H % W;
-  for (Index j = 0; j < body; j += W) exact_packet<kPeephole>({z, cell, m, peep, H}, j);
-  if (body == H) return;
-  const Index n = H - body;
+  const Index body = count - count % W;
+  for (Index j = 0; j < body; j += W) exact_packet<kPeephole>({z, cell, m, peep, stride}, j);
+  if (body == count) return;
+  const Index n = count - body;
   float tz[4 * W] = {}, tcell[W] = {}, tm[W] = {}, tpeep[3 * W] = {};
-  for (Index k = 0; k < 4; ++k) std::copy_n(z + k * H + body, n, tz + k * W);
+  for (Index k = 0; k < 4; ++k) std::copy_n(z + k * stride + body, n, tz + k * W);
   std::copy_n(cell + body, n, tcell);
   if constexpr (kPeephole)
-    for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * H + body, n, tpeep + k * W);
+    for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * stride + body, n, tpeep + k * W);
   exact_packet<kPeephole>({tz, tcell, tm, tpeep, W}, 0);
   std::copy_n(tcell, n, cell + body);
   std::copy_n(tm, n, m + body);
@@ -90,53 +87,144 @@ void exact_gates_row(Index H, float* z, float* cell, float* m, const float* peep
 
 // ---- the cell ------------------------------------------------------------------------------------
 
+// [begin, end) of slice j of n things shared by `slices`.
+inline Index share_begin(Index n, int slices, int j) { return n * j / slices; }
+
 struct FrozenPass {
   Precision p;
   const CellDims& dims;
+  const CellPlan& plan;
   const FrozenCell& cell;
   const FrozenSteps& s;
   const FrozenArrays& io;
   FrozenWork layout;
-  unsigned char* work;
+  Index H, R, G;
 
-  template <typename U>
-  U* at(std::size_t offset) const {
-    return reinterpret_cast<U*>(work + offset);
+  FrozenPass(Precision precision, const CellDims& d, const CellPlan& pl, const FrozenCell& c, const FrozenSteps& st,
+             const FrozenArrays& arrays)
+      : p(precision),
+        dims(d),
+        plan(pl),
+        cell(c),
+        s(st),
+        io(arrays),
+        layout(d, precision, st.batch, pl.chunk * st.batch, pl.team),
+        H(d.hidden_size),
+        R(d.output_size),
+        G(4 * d.hidden_size) {}
+
+  float* buffer(std::size_t offset) const { return reinterpret_cast<float*>(io.work + offset); }
+  float* hidden(Index q) const { return buffer(layout.h[q & 1]); }  // h read by the q-th step processed
+
+  unsigned char* operand(int j) const { return io.work + layout.a + static_cast<std::size_t>(j) * layout.a_bytes; }
+  float* scales(int j) const { return buffer(layout.scale + static_cast<std::size_t>(j) * layout.scale_bytes); }
+
+  // A product's left operand: rows lda apart, in the precision (and scales(j) for int8).
+  struct Operand {
+    const void* rows;
+    Index lda;
+  };
+
+  // Rows [0, rows) of a [rows, K] (lda apart) in the precision: converted into slice j's buffer, or
+  // (fp32) a itself.
+  Operand convert(int j, Index rows, Index K, const float* a, Index lda) const {
+    if (p == Precision::fp32) return {a, lda};
+    if (p == Precision::int8)
+      quantize_rows(rows, K, a, lda, reinterpret_cast<std::int8_t*>(operand(j)), layout.a_stride, scales(j));
+    else
+      round_rows(rows, K, a, lda, reinterpret_cast<std::uint16_t*>(operand(j)), layout.a_stride);
+    return {operand(j), layout.a_stride};
   }
 
-  // out (+)= a W^T for rows [0, rows) of a [rows, K] (lda apart), the operand converted first.
-  void product(Index rows, Index K, const float* a, Index lda, const FrozenMatrix& W, const Output& out) const {
-    if (p == Precision::int8) {
-      std::int8_t* q = at<std::int8_t>(layout.a);
-      float* scale = at<float>(layout.scale);
-      quantize_rows(rows, K, a, lda, q, layout.a_stride, scale);
-      int8_product(rows, q, layout.a_stride, scale, W, out);
-    } else {
-      std::uint16_t* b = at<std::uint16_t>(layout.a);
-      round_rows(rows, K, a, lda, b, layout.a_stride);
-      bf16_product(rows, b, layout.a_stride, W, out);
+  // out (+)= a W^T over blocks [b0, b1) of W for rows [0, rows) of the operand a.
+  void multiply(int j, Index rows, Operand a, const FrozenMatrix& W, Index b0, Index b1, const Output& out) const {
+    if (p == Precision::int8)
+      int8_product(rows, static_cast<const std::int8_t*>(a.rows), a.lda, scales(j), W, b0, b1, out);
+    else if (p == Precision::bf16)
+      bf16_product(rows, static_cast<const std::uint16_t*>(a.rows), a.lda, W, b0, b1, out);
+    else
+      f32_product(rows, static_cast<const float*>(a.rows), a.lda, W, b0, b1, out);
+  }
+
+  // Slice j of the q-th step processed: its hidden units' recurrent product and gates; without a
+  // projection also their h_t and y_t. At the first step of a chunk (rows [row0, row0 + rows)) first
+  // the input projection of the chunk's rows, its units' columns only: the other slices never read
+  // them, so the projection needs no meeting of its own.
+  void step_units(int j, Index q, bool first, Index row0, Index rows, float* z_chunk) const {
+    const Index t = s.reverse ? s.steps - 1 - q : q, b = s.batch_sizes[t], row = s.offsets[t];
+    const Index blocks = cell.hh.part_blocks();
+    const Index ub0 = share_begin(blocks, plan.team, j), ub1 = share_begin(blocks, plan.team, j + 1);
+    const Index u0 = std::min(H, ub0 * kFrozenBlock), u1 = std::min(H, ub1 * kFrozenBlock);
+    if (u1 <= u0) return;
+    if (first) {
+      const Index I = dims.input_size;
+      const Operand x = convert(j, rows, I, io.x + row0 * I, I);
+      for (Index gate = 0; gate < 4; ++gate)
+        multiply(j, rows, x, cell.ih, gate * blocks + ub0, gate * blocks + ub1, {z_chunk, G, cell.bias, false});
+    }
+    const float* h = hidden(q);
+    float* h_next = hidden(q + 1);
+    float* zt = z_chunk + (row - row0) * G;
+    float* c = buffer(layout.c);
+    const Operand a = convert(j, b, R, h, R);
+    for (Index gate = 0; gate < 4; ++gate)
+      multiply(j, b, a, cell.hh, gate * blocks + ub0, gate * blocks + ub1, {zt, G, nullptr, true});
+    float* m = dims.projection ? buffer(layout.m) : h_next;  // [B, H]: o * tanh(c)
+    with_peephole(dims.peephole, [&](auto peephole) {
+      constexpr bool kPeep = decltype(peephole)::value;
+      const float* peep = kPeep ? cell.peep + u0 : nullptr;
+      for (Index r = 0; r < b; ++r) {
+        if (p == Precision::int8)  // bitwise on every ISA
+          exact_gates_units<kPeep>(u1 - u0, H, zt + r * G + u0, c + r * H + u0, m + r * H + u0, peep);
+        else
+          gates_forward_units<kPeep>(u1 - u0, H, zt + r * G + u0, c + r * H + u0, m + r * H + u0, peep);
+      }
+    });
+    if (!dims.projection) outputs(q, u0, u1);
+  }
+
+  // Slice j of the projection of the q-th step processed: h_t = W_hr m_t, outputs of its blocks.
+  void step_projection(int j, Index q) const {
+    const Index t = s.reverse ? s.steps - 1 - q : q, b = s.batch_sizes[t];
+    const Index blocks = cell.hr.blocks();
+    const Index rb0 = share_begin(blocks, plan.team, j), rb1 = share_begin(blocks, plan.team, j + 1);
+    const Index r0 = std::min(R, rb0 * kFrozenBlock), r1 = std::min(R, rb1 * kFrozenBlock);
+    if (r1 <= r0) return;
+    const Operand a = convert(j, b, H, buffer(layout.m), H);
+    multiply(j, b, a, cell.hr, rb0, rb1, {hidden(q + 1), R, nullptr, false});
+    outputs(q, r0, r1);
+  }
+
+  // Outputs [r0, r1) of the q-th step processed: rows that ended carried over, y_t of the others.
+  void outputs(Index q, Index r0, Index r1) const {
+    const Index t = s.reverse ? s.steps - 1 - q : q, b = s.batch_sizes[t], row = s.offsets[t];
+    const float* h = hidden(q);
+    float* h_next = hidden(q + 1);
+    for (Index r = b; r < s.batch; ++r) std::copy(h + r * R + r0, h + r * R + r1, h_next + r * R + r0);
+    for (Index r = 0; r < b; ++r)
+      std::copy(h_next + r * R + r0, h_next + r * R + r1, io.y.data + (row + r) * io.y.stride + r0);
+  }
+
+  // One member's part of the call; share(work) runs work(j) for the slices j of the next segment this
+  // member gets (Seat::share), or work(0) alone.
+  template <typename Share>
+  void member(const Share& share) const {
+    float* z = buffer(layout.z);
+    for (Index first = 0; first < s.steps; first += plan.chunk) {
+      const Index count = std::min(plan.chunk, s.steps - first);
+      const Index t_lo = s.reverse ? s.steps - first - count : first;
+      const Index row0 = s.offsets[t_lo], rows = s.offsets[t_lo + count] - row0;
+      for (Index q = first; q < first + count; ++q) {
+        share([&](int j) { step_units(j, q, q == first, row0, rows, z); });
+        if (dims.projection) share([&](int j) { step_projection(j, q); });
+      }
     }
   }
 
-  void gates(Index b, float* z, float* c, float* m) const {
-    const Index H = dims.hidden_size, G = 4 * H;
-    with_peephole(dims.peephole, [&](auto peephole) {
-      constexpr bool kPeep = decltype(peephole)::value;
-      for (Index r = 0; r < b; ++r) {
-        if (p == Precision::int8)
-          exact_gates_row<kPeep>(H, z + r * G, c + r * H, m + r * H, cell.peep);
-        else
-          gates_forward_row<kPeep>(H, z + r * G, c + r * H, m + r * H, cell.peep);
-      }
-    });
-  }
-
-  void run(Index chunk) const {
-    const Index I = dims.input_size, H = dims.hidden_size, R = dims.output_size, G = 4 * H, B = s.batch;
-    float* h = at<float>(layout.h);
-    float* c = at<float>(layout.c);
-    float* z = at<float>(layout.z);
-    float* m = dims.projection ? at<float>(layout.m) : h;
+  void run() const {
+    const Index B = s.batch;
+    float* h = hidden(0);
+    float* c = buffer(layout.c);
     if (io.state0.h)
       std::copy_n(io.state0.h, B * R, h);
     else
@@ -145,32 +233,106 @@ struct FrozenPass {
       std::copy_n(io.state0.c, B * H, c);
     else
       std::fill_n(c, B * H, 0.0f);
-    for (Index first = 0; first < s.steps; first += chunk) {
-      const Index count = std::min(chunk, s.steps - first);
-      const Index t_lo = s.reverse ? s.steps - first - count : first;
-      const Index row0 = s.offsets[t_lo], rows = s.offsets[t_lo + count] - row0;
-      product(rows, I, io.x + row0 * I, I, cell.ih, {z, G, cell.bias, false});
-      for (Index q = first; q < first + count; ++q) {
-        const Index t = s.reverse ? s.steps - 1 - q : q, b = s.batch_sizes[t], row = s.offsets[t];
-        float* zt = z + (row - row0) * G;
-        product(b, R, h, R, cell.hh, {zt, G, nullptr, true});  // h converted before it is overwritten
-        gates(b, zt, c, m);
-        if (dims.projection) product(b, H, m, H, cell.hr, {h, R, nullptr, false});
-        for (Index r = 0; r < b; ++r) std::copy_n(h + r * R, R, io.y.data + (row + r) * io.y.stride);
-      }
-    }
-    std::copy_n(h, B * R, io.state_n.h);
+    if (plan.team == 1)  // no team to lease, nothing allocated (Model::step promises it)
+      member([](const auto& work) { work(0); });
+    else
+      run_team(plan.team, [this](Seat& seat) { member([&seat](const auto& work) { seat.share(work); }); });
+    std::copy_n(hidden(s.steps), B * R, io.state_n.h);
     std::copy_n(c, B * H, io.state_n.c);
   }
 };
 
 }  // namespace
 
-void frozen_forward(Precision p, const CellDims& dims, const FrozenCell& cell, const FrozenSteps& steps, Index chunk,
-                    const FrozenArrays& arrays) {
-  const FrozenPass pass{p,          dims, cell, steps, arrays, FrozenWork(dims, p, steps.batch, chunk * steps.batch),
-                        arrays.work};
-  pass.run(chunk);
+void frozen_forward(Precision p, const CellDims& dims, const CellPlan& plan, const FrozenCell& cell,
+                    const FrozenSteps& steps, const FrozenArrays& arrays) {
+  FrozenPass(p, dims, plan, cell, steps, arrays).run();
+}
+
+}  // namespace lstm_fast::detail::LSTM_FAST_ISA
+
+namespace lstm_fast::detail::LSTM_FAST_ISA {
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kChains = 12;  // more independent chains than latency x ports
+
+// Seconds since start.
+inline double since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// kChains chains of vpdpbusd for about `seconds`: GOP/s, a multiply-add counting 2. (The loops are
+// written out in each function: a lambda would not inherit the function's target.)
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) double vnni_throughput(double seconds) {
+  __m512i acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_epi32(i);
+  const __m512i a = _mm512_set1_epi8(3), w = _mm512_set1_epi8(-2);
+  const auto start = std::chrono::steady_clock::now();
+  long long rounds = 0;
+  do {
+    for (int r = 0; r < 4096; ++r)
+      for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, w);
+    rounds += 4096;
+  } while (since(start) < seconds);
+  const double rate = double(rounds) * kChains * 64 * 2.0 / since(start) / 1e9;
+  for (int i = 1; i < kChains; ++i) acc[0] = _mm512_add_epi32(acc[0], acc[i]);
+  static volatile int sink;  // keeps the loop
+  sink = _mm512_reduce_add_epi32(acc[0]);
+  return rate;
+}
+
+// The same with vdpbf16ps (32 multiply-adds an instruction).
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) double bf16_dot_throughput(double seconds) {
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(float(i));
+  const __m512i a = _mm512_set1_epi16(0x3f80), w = _mm512_set1_epi16(0x3c00);  // 1.0, 2^-7
+  const auto start = std::chrono::steady_clock::now();
+  long long rounds = 0;
+  do {
+    for (int r = 0; r < 4096; ++r)
+      for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)a, (__m512bh)w);
+    rounds += 4096;
+  } while (since(start) < seconds);
+  const double rate = double(rounds) * kChains * 32 * 2.0 / since(start) / 1e9;
+  for (int i = 1; i < kChains; ++i) acc[0] = _mm512_add_ps(acc[0], acc[i]);
+  static volatile float sink;
+  sink = _mm512_reduce_add_ps(acc[0]);
+  return rate;
+}
+#endif
+
+}  // namespace
+
+// The multiply-add throughput of the instruction the frozen products of precision p run on this ISA
+// and CPU (vpdpbusd, vdpbf16ps; else the AVX2 sequences; baseline: the plain C++ block kernel on
+// weights in L1), in GOP/s: the peak the benchmark's bf16 and int8 fractions are of.
+double dot_throughput(Precision p, double seconds) {
+#if defined(__AVX512F__)
+  if (p == Precision::int8 && use_dot_instructions(true)) return vnni_throughput(seconds);
+  if (p == Precision::bf16 && use_dot_instructions(false)) return bf16_dot_throughput(seconds);
+#endif
+  // The block kernels, 4 rows by a block of 16 columns and depth 256 that stays in L1.
+  alignas(64) static std::int8_t q[4 * 256], w8[16 * 256];
+  alignas(64) static std::uint16_t b16[4 * 256], w16[16 * 256];
+  alignas(64) std::int32_t sums[4 * kFrozenBlock] = {};
+  alignas(64) float fsums[4 * kFrozenBlock] = {};
+  const auto start = std::chrono::steady_clock::now();
+  double elapsed = 0.0;
+  long long blocks = 0;
+  do {
+    for (int k = 0; k < 64; ++k) {
+      if (p == Precision::int8)
+        int8_block(4, q, 256, w8, 64, sums);
+      else
+        bf16_block(4, b16, 256, w16, 128, fsums);
+    }
+    blocks += 64;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  } while (elapsed < seconds);
+  static volatile float sink;
+  sink = float(sums[0]) + fsums[0];
+  return double(blocks) * 4 * kFrozenBlock * 256 * 2.0 / elapsed / 1e9;
 }
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

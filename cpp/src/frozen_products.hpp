@@ -1,13 +1,16 @@
 // The matrix products of the frozen bf16 and int8 models (included by frozen_kernels.cpp, so compiled
-// once per ISA, with -ffp-contract=off). The right operand is a FrozenMatrix (frozen.hpp's layout);
-// the left one rows of a, already converted (int8 with a scale per row, or bf16). The kernels:
+// once per ISA, with -ffp-contract=off). The right operand is a FrozenMatrix (frozen.hpp's layout), of
+// which a product computes the output blocks [b0, b1); the left one is rows of a, converted first
+// (int8 with a scale per row, or bf16). The kernels:
 //   int8: vpdpbusd (AVX512_VNNI, a shifted to unsigned by +128 and the shift taken back with the
 //         weights' row sums), else vpmaddubsw on |a| and sign(a) w (AVX2; pairs of int8 products
 //         reach at most 2 127^2 < 2^15, so nothing saturates) then vpmaddwd, else plain C++;
 //   bf16: vdpbf16ps (AVX512_BF16), else bf16 widened to float (a shift) and FMAs, else plain C++.
-// The integer sums are exact on every path; the float epilogue is the same operations everywhere.
-// AVX512_VNNI and AVX512_BF16 are chosen at run time inside the avx512 build (they are not part of
-// its flags); LSTM_FAST_NO_DOT_INSTRUCTIONS set in the environment turns them off, for the tests.
+// The integer sums are exact on every path, and every float operation after them (the conversion,
+// the two scalings, the addition to the output) is the same IEEE operation on every path and lane,
+// so int8 results do not depend on the ISA. AVX512_VNNI and AVX512_BF16 are chosen at run time
+// inside the avx512 build (they are not among its flags); LSTM_FAST_NO_DOT_INSTRUCTIONS set in the
+// environment turns them off, so that the tests run the other paths on a CPU that has them.
 #pragma once
 
 #include <immintrin.h>
@@ -19,78 +22,103 @@
 #include <cstring>
 
 #include "frozen.hpp"
+#include "gates.hpp"
 
 namespace lstm_fast::detail {
 namespace {
 
-// What a product writes: z[r][j] = v + bias[j] (bias given), z[r][j] + v (accumulate) or v.
+// Where a product writes: z[r][j] = v + bias[j] (bias given), z[r][j] + v (accumulate), or v.
 struct Output {
   float* z;
   Index ldz;
   const float* bias;
   bool accumulate;
-  void put(Index r, Index j, float v) const {
-    float& out = z[r * ldz + j];
-    out = accumulate ? out + v : (bias ? v + bias[j] : v);
-  }
 };
+
+// Writes the `width` values v[0..16) of row r at column col.
+inline void emit(const Output& out, Index r, Index col, Index width, const float* v) {
+  using S = Simd<float>;
+  float* z = out.z + r * out.ldz + col;
+  const float* bias = out.bias ? out.bias + col : nullptr;
+  if (width == kFrozenBlock) {
+    for (Index e = 0; e < kFrozenBlock; e += S::kWidth) {
+      auto x = S::load(v + e);
+      if (out.accumulate)
+        x = S::add(S::load(z + e), x);
+      else if (bias)
+        x = S::add(x, S::load(bias + e));
+      S::store(z + e, x);
+    }
+    return;
+  }
+  for (Index e = 0; e < width; ++e) z[e] = out.accumulate ? z[e] + v[e] : (bias ? v[e] + bias[e] : v[e]);
+}
 
 // ---- int8 ----------------------------------------------------------------------------------------
 
-// Row r of a [rows, K] (lda apart) -> q (int8, stride apart, zero past K) and its scale s.
-void quantize_rows(Index rows, Index K, const float* a, Index lda, std::int8_t* q, Index stride, float* scale) {
+// Round to nearest even for |x| < 2^22, by adding and subtracting 1.5 * 2^23: the same two IEEE
+// additions in a packet and in a scalar.
+constexpr float kRound = 12582912.0f;
+
+// Row r of a [rows, K] (lda apart) -> q (int8, stride apart, zero past K) and its scale s:
+// s = max|row| / 127 (1 for a row of zeros), q = round(min(max(a / s, -127), 127)).
+inline void quantize_rows(Index rows, Index K, const float* a, Index lda, std::int8_t* q, Index stride, float* scale) {
+  using S = Simd<float>;
+  constexpr Index W = S::kWidth;
+  const Index body = K - K % W;
   for (Index r = 0; r < rows; ++r) {
     const float* v = a + r * lda;
-    float top = 0.0f;
-    for (Index k = 0; k < K; ++k) top = std::max(top, std::fabs(v[k]));
+    auto top_packet = S::set1(0.0f);
+    for (Index k = 0; k < body; k += W)
+      top_packet = Eigen::internal::pmax(top_packet, Eigen::internal::pabs(S::load(v + k)));
+    float top = body > 0 ? Eigen::internal::predux_max(top_packet) : 0.0f;
+    for (Index k = body; k < K; ++k) top = std::max(top, std::fabs(v[k]));
     const float s = top > 0.0f ? top / 127.0f : 1.0f;
     scale[r] = s;
     std::int8_t* out = q + r * stride;
-    for (Index k = 0; k < K; ++k) {
-      float x = std::nearbyint(v[k] / s);
-      x = x == x ? x : 0.0f;
-      out[k] = static_cast<std::int8_t>(x > 127.0f ? 127.0f : (x < -127.0f ? -127.0f : x));
+    const auto sv = S::set1(s), lo = S::set1(-127.0f), hi = S::set1(127.0f), round = S::set1(kRound);
+    float lanes[W];
+    for (Index k = 0; k < body; k += W) {
+      auto x = Eigen::internal::pmin(Eigen::internal::pmax(Eigen::internal::pdiv(S::load(v + k), sv), lo), hi);
+      S::store(lanes, S::sub(S::add(x, round), round));
+      for (Index e = 0; e < W; ++e) out[k + e] = static_cast<std::int8_t>(lanes[e] == lanes[e] ? lanes[e] : 0.0f);
+    }
+    for (Index k = body; k < K; ++k) {
+      const float x = std::min(std::max(v[k] / s, -127.0f), 127.0f);
+      const float rounded = (x + kRound) - kRound;
+      out[k] = static_cast<std::int8_t>(rounded == rounded ? rounded : 0.0f);
     }
     std::memset(out + K, 0, static_cast<std::size_t>(stride - K));
   }
 }
 
-// Dequantizes the int32 sums of row r, columns [j0, j0 + cols): ((float(sum) * s_a) * s_W).
-inline void dequantize(const std::int32_t* sums, Index r, Index j0, Index cols, float s_a, const FrozenMatrix& W,
-                       const Output& out) {
-  for (Index j = 0; j < cols; ++j)
-    out.put(r, j0 + j, (static_cast<float>(sums[j]) * s_a) * W.scale[static_cast<std::size_t>(j0 + j)]);
-}
-
-// The sums of rows [0, rows) x one block of 16 columns, in plain C++ (the compiler vectorizes it).
-void int8_block_plain(Index rows, const std::int8_t* A, Index lda, const std::int8_t* P, Index groups,
-                      std::int32_t* sums) {
-  for (Index r = 0; r < rows; ++r) {
-    std::int32_t acc[kFrozenBlock] = {};
-    const std::int8_t* a = A + r * lda;
-    for (Index kg = 0; kg < groups; ++kg) {
-      const std::int8_t* w = P + kg * kFrozenBlock * 4;
-      for (Index j = 0; j < kFrozenBlock; ++j)
-        for (Index e = 0; e < 4; ++e) acc[j] += std::int32_t(a[kg * 4 + e]) * std::int32_t(w[j * 4 + e]);
-    }
-    std::memcpy(sums + r * kFrozenBlock, acc, sizeof acc);
+// float(sum) * s_a * s_W for the 16 columns of a block.
+inline void dequantize(const std::int32_t* sums, float s_a, const float* s_w, float* v) {
+#if defined(__AVX512F__)
+  const __m512 x = _mm512_cvtepi32_ps(_mm512_loadu_si512(sums));
+  _mm512_storeu_ps(v, _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(s_a)), _mm512_loadu_ps(s_w)));
+#elif defined(__AVX2__)
+  for (int h = 0; h < 16; h += 8) {
+    const __m256 x = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sums + h)));
+    _mm256_storeu_ps(v + h, _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(s_a)), _mm256_loadu_ps(s_w + h)));
   }
+#else
+  for (int e = 0; e < 16; ++e) v[e] = (static_cast<float>(sums[e]) * s_a) * s_w[e];
+#endif
 }
 
-#if defined(__AVX2__)
-// The same with AVX2: per group, |a| (unsigned) times sign(a) w in pairs (vpmaddubsw, at most
-// 2 127^2), then pairs of pairs (vpmaddwd by ones) into the eight int32 of each half block.
-void int8_block_avx2(Index rows, const std::int8_t* A, Index lda, const std::int8_t* P, Index groups,
-                     std::int32_t* sums) {
-  const __m256i ones = _mm256_set1_epi16(1);
+// The sums of `rows` rows x one block in plain C++, or AVX2: per group, |a| (unsigned) times
+// sign(a) w in pairs (vpmaddubsw, at most 2 127^2), then pairs of pairs (vpmaddwd by ones).
+void int8_block(Index rows, const std::int8_t* A, Index lda, const std::int8_t* P, Index groups, std::int32_t* sums) {
   for (Index r = 0; r < rows; ++r) {
-    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
     const std::int8_t* a = A + r * lda;
+#if defined(__AVX2__)
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
     for (Index kg = 0; kg < groups; ++kg) {
       std::int32_t group;
       std::memcpy(&group, a + kg * 4, 4);
-      const __m256i av = _mm256_set1_epi32(group);
-      const __m256i magnitude = _mm256_abs_epi8(av);
+      const __m256i av = _mm256_set1_epi32(group), magnitude = _mm256_abs_epi8(av);
       const __m256i* w = reinterpret_cast<const __m256i*>(P + kg * kFrozenBlock * 4);
       const __m256i w0 = _mm256_sign_epi8(_mm256_loadu_si256(w), av);
       const __m256i w1 = _mm256_sign_epi8(_mm256_loadu_si256(w + 1), av);
@@ -99,109 +127,136 @@ void int8_block_avx2(Index rows, const std::int8_t* A, Index lda, const std::int
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + r * kFrozenBlock), acc0);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + r * kFrozenBlock + 8), acc1);
+#else
+    std::int32_t acc[kFrozenBlock] = {};
+    for (Index kg = 0; kg < groups; ++kg) {
+      const std::int8_t* w = P + kg * kFrozenBlock * 4;
+      for (Index j = 0; j < kFrozenBlock; ++j)
+        for (Index e = 0; e < 4; ++e) acc[j] += std::int32_t(a[kg * 4 + e]) * std::int32_t(w[j * 4 + e]);
+    }
+    std::memcpy(sums + r * kFrozenBlock, acc, sizeof acc);
+#endif
   }
 }
-#endif
 
 #if defined(__AVX512F__)
-// AVX512_VNNI: 16 int32 sums per block in one register; up to 4 rows x 4 blocks at once, the 4-byte
-// group of each row broadcast and shifted to unsigned (xor 0x80 adds 128), then W's offset removed.
+bool use_dot_instructions(bool vnni) {
+  static const bool allowed = !std::getenv("LSTM_FAST_NO_DOT_INSTRUCTIONS");
+  return allowed && (vnni ? __builtin_cpu_supports("avx512vnni") : __builtin_cpu_supports("avx512bf16"));
+}
+
+// Adds v to the output at row r, block b of W, lanes past the block's width masked off: the epilogue
+// of the AVX-512 tiles, lane for lane the operations of emit().
+__attribute__((target("avx512f"))) inline void emit_packet(const Output& out, Index r, const FrozenMatrix& W, Index b,
+                                                           __m512 v) {
+  const Index col = W.column(b), width = W.width(b);
+  const __mmask16 mask = width == kFrozenBlock ? __mmask16(0xffff) : __mmask16((1u << width) - 1);
+  float* z = out.z + r * out.ldz + col;
+  if (out.accumulate)
+    v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, z), v);
+  else if (out.bias)
+    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, out.bias + col));
+  _mm512_mask_storeu_ps(z, mask, v);
+}
+
+// AVX512_VNNI: MR rows x NB blocks of 16 int32 sums in registers, from row r0 and block b0; the
+// 4-byte group of each row broadcast and shifted to unsigned (xor 0x80 adds 128), then W's offsets
+// taken off and the sums dequantized into the output.
 template <int MR, int NB>
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void int8_tile_vnni(const std::int8_t* A, Index lda,
-                                                                           const std::int8_t* P, Index groups,
-                                                                           const std::int32_t* offset,
-                                                                           std::int32_t* sums) {
+                                                                           const float* sa, const FrozenMatrix& W,
+                                                                           Index r0, Index b0, const Output& out) {
   __m512i acc[MR][NB];
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
     for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_setzero_si512();
   const __m512i shift = _mm512_set1_epi32(static_cast<int>(0x80808080u));
-  const Index block_stride = groups * kFrozenBlock * 4;
+  const Index groups = W.groups, block_stride = groups * kFrozenBlock * 4;
+  const std::int8_t* P = W.q.data() + b0 * block_stride;
+  A += r0 * lda;
   for (Index kg = 0; kg < groups; ++kg) {
     __m512i w[NB];
+#pragma GCC unroll 16
     for (int b = 0; b < NB; ++b) w[b] = _mm512_loadu_si512(P + b * block_stride + kg * kFrozenBlock * 4);
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       std::int32_t group;
       std::memcpy(&group, A + r * lda + kg * 4, 4);
       const __m512i a = _mm512_xor_si512(_mm512_set1_epi32(group), shift);
+#pragma GCC unroll 16
       for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], a, w[b]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int b = 0; b < NB; ++b)
-      _mm512_storeu_si512(sums + (r * NB + b) * kFrozenBlock,
-                          _mm512_sub_epi32(acc[r][b], _mm512_loadu_si512(offset + b * kFrozenBlock)));
+#pragma GCC unroll 16
+  for (int b = 0; b < NB; ++b) {
+    const Index block = b0 + b;
+    const __m512i offset = _mm512_loadu_si512(W.block_offset.data() + block * kFrozenBlock);
+    const __m512 scale = _mm512_loadu_ps(W.block_scale.data() + block * kFrozenBlock);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 x = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][b], offset));
+      emit_packet(out, r0 + r, W, block, _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(sa[r0 + r])), scale));
+    }
+  }
 }
 
-bool use_dot_instructions(const char* feature) {
-  static const bool allowed = !std::getenv("LSTM_FAST_NO_DOT_INSTRUCTIONS");
-  return allowed && (feature[0] == 'v' ? __builtin_cpu_supports("avx512vnni") : __builtin_cpu_supports("avx512bf16"));
+using Int8Tile = void (*)(const std::int8_t*, Index, const float*, const FrozenMatrix&, Index, Index, const Output&);
+
+// The tile for mr rows (1-4) and nb blocks (1-4).
+Int8Tile int8_tile(Index mr, Index nb) {
+  static const Int8Tile tiles[4][4] = {
+      {int8_tile_vnni<1, 1>, int8_tile_vnni<1, 2>, int8_tile_vnni<1, 3>, int8_tile_vnni<1, 4>},
+      {int8_tile_vnni<2, 1>, int8_tile_vnni<2, 2>, int8_tile_vnni<2, 3>, int8_tile_vnni<2, 4>},
+      {int8_tile_vnni<3, 1>, int8_tile_vnni<3, 2>, int8_tile_vnni<3, 3>, int8_tile_vnni<3, 4>},
+      {int8_tile_vnni<4, 1>, int8_tile_vnni<4, 2>, int8_tile_vnni<4, 3>, int8_tile_vnni<4, 4>},
+  };
+  return tiles[mr - 1][nb - 1];
 }
 #endif
 
-// Z (+)= q_a q_W^T, dequantized: rows of A quantized already (scales sa), W packed.
-void int8_product(Index rows, const std::int8_t* A, Index lda, const float* sa, const FrozenMatrix& W,
-                  const Output& out) {
-  const Index blocks = W.padded_n() / kFrozenBlock, block_stride = W.groups * kFrozenBlock * 4;
+// out (+)= dequantized q_a q_W^T for rows [0, rows) of A (quantized, scales sa) and blocks [b0, b1).
+void int8_product(Index rows, const std::int8_t* A, Index lda, const float* sa, const FrozenMatrix& W, Index b0,
+                  Index b1, const Output& out) {
+  const Index block_stride = W.groups * kFrozenBlock * 4;
   alignas(64) std::int32_t sums[4 * 4 * kFrozenBlock];
+  alignas(64) float v[kFrozenBlock];
+  auto finish = [&](Index r, Index b, const std::int32_t* s) {
+    dequantize(s, sa[r], W.block_scale.data() + b * kFrozenBlock, v);
+    emit(out, r, W.column(b), W.width(b), v);
+  };
 #if defined(__AVX512F__)
-  static const bool vnni = use_dot_instructions("vnni");
+  static const bool vnni = use_dot_instructions(true);
   if (vnni) {
-    // Offsets padded to whole blocks: the tile reads 16 of them per block.
     for (Index r0 = 0; r0 < rows; r0 += 4) {
       const Index mr = std::min<Index>(4, rows - r0);
-      for (Index b0 = 0; b0 < blocks; b0 += 4) {
-        const Index nb = std::min<Index>(4, blocks - b0);
-        const std::int8_t* a = A + r0 * lda;
-        const std::int8_t* p = W.q.data() + b0 * block_stride;
-        std::int32_t offset[4 * kFrozenBlock] = {};
-        const Index j0 = b0 * kFrozenBlock, cols = std::min(W.n - j0, nb * kFrozenBlock);
-        std::memcpy(offset, W.offset.data() + j0, static_cast<std::size_t>(cols) * 4);
-        auto run = [&](auto tile) { tile(a, lda, p, W.groups, offset, sums); };
-        // The tile shape from the rows and blocks left; sums are [mr][nb][16].
-        if (mr == 4 && nb == 4)
-          run(int8_tile_vnni<4, 4>);
-        else if (mr == 4)
-          run(nb == 3 ? int8_tile_vnni<4, 3> : nb == 2 ? int8_tile_vnni<4, 2> : int8_tile_vnni<4, 1>);
-        else if (nb == 4)
-          run(mr == 3 ? int8_tile_vnni<3, 4> : mr == 2 ? int8_tile_vnni<2, 4> : int8_tile_vnni<1, 4>);
-        else {
-          for (Index r = 0; r < mr; ++r)
-            for (Index b = 0; b < nb; ++b)
-              int8_tile_vnni<1, 1>(a + r * lda, lda, p + b * block_stride, W.groups, offset + b * kFrozenBlock,
-                                   sums + (r * nb + b) * kFrozenBlock);
-        }
-        for (Index r = 0; r < mr; ++r) dequantize(sums + r * nb * kFrozenBlock, r0 + r, j0, cols, sa[r0 + r], W, out);
+      for (Index b = b0; b < b1; b += 4) {
+        const Index nb = std::min<Index>(4, b1 - b);
+        int8_tile(mr, nb)(A, lda, sa, W, r0, b, out);
       }
     }
     return;
   }
 #endif
-  for (Index b = 0; b < blocks; ++b) {
-    const Index j0 = b * kFrozenBlock, cols = std::min(kFrozenBlock, W.n - j0);
+  for (Index b = b0; b < b1; ++b)
     for (Index r0 = 0; r0 < rows; r0 += 4) {
       const Index mr = std::min<Index>(4, rows - r0);
-#if defined(__AVX2__)
-      int8_block_avx2(mr, A + r0 * lda, lda, W.q.data() + b * block_stride, W.groups, sums);
-#else
-      int8_block_plain(mr, A + r0 * lda, lda, W.q.data() + b * block_stride, W.groups, sums);
-#endif
-      for (Index r = 0; r < mr; ++r) dequantize(sums + r * kFrozenBlock, r0 + r, j0, cols, sa[r0 + r], W, out);
+      int8_block(mr, A + r0 * lda, lda, W.q.data() + b * block_stride, W.groups, sums);
+      for (Index r = 0; r < mr; ++r) finish(r0 + r, b, sums + r * kFrozenBlock);
     }
-  }
 }
 
 // ---- bf16 ----------------------------------------------------------------------------------------
 
-void round_rows(Index rows, Index K, const float* a, Index lda, std::uint16_t* out, Index stride) {
+inline void round_rows(Index rows, Index K, const float* a, Index lda, std::uint16_t* out, Index stride) {
   for (Index r = 0; r < rows; ++r) {
     for (Index k = 0; k < K; ++k) out[r * stride + k] = to_bf16(a[r * lda + k]);
     std::fill(out + r * stride + K, out + (r + 1) * stride, std::uint16_t(0));
   }
 }
 
-// The float sums of rows [0, rows) x one block of 16 columns, bf16 widened to float.
-void bf16_block_widened(Index rows, const std::uint16_t* A, Index lda, const std::uint16_t* P, Index groups,
-                        float* sums) {
+// The float sums of `rows` rows x one block of 16 columns, bf16 widened to float.
+void bf16_block(Index rows, const std::uint16_t* A, Index lda, const std::uint16_t* P, Index groups, float* sums) {
   for (Index r = 0; r < rows; ++r) {
     const std::uint16_t* a = A + r * lda;
 #if defined(__AVX2__)
@@ -223,10 +278,8 @@ void bf16_block_widened(Index rows, const std::uint16_t* A, Index lda, const std
     for (Index kg = 0; kg < groups; ++kg) {
       const std::uint16_t* w = P + kg * kFrozenBlock * 2;
       const float even = from_bf16(a[2 * kg]), odd = from_bf16(a[2 * kg + 1]);
-      for (Index j = 0; j < kFrozenBlock; ++j) {
-        acc[j] = acc[j] + even * from_bf16(w[2 * j]);
-        acc[j] = acc[j] + odd * from_bf16(w[2 * j + 1]);
-      }
+      for (Index j = 0; j < kFrozenBlock; ++j)
+        acc[j] = (acc[j] + even * from_bf16(w[2 * j])) + odd * from_bf16(w[2 * j + 1]);
     }
     std::memcpy(sums + r * kFrozenBlock, acc, sizeof acc);
 #endif
@@ -234,72 +287,133 @@ void bf16_block_widened(Index rows, const std::uint16_t* A, Index lda, const std
 }
 
 #if defined(__AVX512F__)
-// AVX512_BF16: a pair of bf16 of a row broadcast against 16 columns' pairs, float sums.
+// AVX512_BF16: a pair of bf16 of a row broadcast against 16 columns' pairs, MR rows x NB blocks of
+// float sums from row r0 and block b0, added into the output.
 template <int MR, int NB>
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_tile_dot(const std::uint16_t* A, Index lda,
-                                                                          const std::uint16_t* P, Index groups,
-                                                                          float* sums) {
+                                                                          const FrozenMatrix& W, Index r0, Index b0,
+                                                                          const Output& out) {
   __m512 acc[MR][NB];
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
     for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_setzero_ps();
-  const Index block_stride = groups * kFrozenBlock * 2;
+  const Index groups = W.groups, block_stride = groups * kFrozenBlock * 2;
+  const std::uint16_t* P = W.bf16.data() + b0 * block_stride;
+  A += r0 * lda;
   for (Index kg = 0; kg < groups; ++kg) {
     __m512i w[NB];
+#pragma GCC unroll 16
     for (int b = 0; b < NB; ++b) w[b] = _mm512_loadu_si512(P + b * block_stride + kg * kFrozenBlock * 2);
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       std::int32_t pair;
       std::memcpy(&pair, A + r * lda + kg * 2, 4);
       const __m512i a = _mm512_set1_epi32(pair);
+#pragma GCC unroll 16
       for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_dpbf16_ps(acc[r][b], (__m512bh)a, (__m512bh)w[b]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int b = 0; b < NB; ++b) _mm512_storeu_ps(sums + (r * NB + b) * kFrozenBlock, acc[r][b]);
+#pragma GCC unroll 16
+  for (int b = 0; b < NB; ++b)
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) emit_packet(out, r0 + r, W, b0 + b, acc[r][b]);
+}
+
+using Bf16Tile = void (*)(const std::uint16_t*, Index, const FrozenMatrix&, Index, Index, const Output&);
+
+Bf16Tile bf16_tile(Index mr, Index nb) {
+  static const Bf16Tile tiles[4][4] = {
+      {bf16_tile_dot<1, 1>, bf16_tile_dot<1, 2>, bf16_tile_dot<1, 3>, bf16_tile_dot<1, 4>},
+      {bf16_tile_dot<2, 1>, bf16_tile_dot<2, 2>, bf16_tile_dot<2, 3>, bf16_tile_dot<2, 4>},
+      {bf16_tile_dot<3, 1>, bf16_tile_dot<3, 2>, bf16_tile_dot<3, 3>, bf16_tile_dot<3, 4>},
+      {bf16_tile_dot<4, 1>, bf16_tile_dot<4, 2>, bf16_tile_dot<4, 3>, bf16_tile_dot<4, 4>},
+  };
+  return tiles[mr - 1][nb - 1];
 }
 #endif
 
-// Z (+)= bf16(a) bf16(W)^T: rows of A rounded already, W packed.
-void bf16_product(Index rows, const std::uint16_t* A, Index lda, const FrozenMatrix& W, const Output& out) {
-  const Index blocks = W.padded_n() / kFrozenBlock, block_stride = W.groups * kFrozenBlock * 2;
+// out (+)= bf16(a) bf16(W)^T for rows [0, rows) of A (rounded already) and blocks [b0, b1).
+void bf16_product(Index rows, const std::uint16_t* A, Index lda, const FrozenMatrix& W, Index b0, Index b1,
+                  const Output& out) {
+  const Index block_stride = W.groups * kFrozenBlock * 2;
   alignas(64) float sums[4 * 4 * kFrozenBlock];
-  auto emit = [&](const float* s, Index r, Index j0, Index cols) {
-    for (Index j = 0; j < cols; ++j) out.put(r, j0 + j, s[j]);
-  };
 #if defined(__AVX512F__)
-  static const bool dot = use_dot_instructions("bf16");
+  static const bool dot = use_dot_instructions(false);
   if (dot) {
     for (Index r0 = 0; r0 < rows; r0 += 4) {
       const Index mr = std::min<Index>(4, rows - r0);
-      for (Index b0 = 0; b0 < blocks; b0 += 4) {
-        const Index nb = std::min<Index>(4, blocks - b0);
-        const std::uint16_t* a = A + r0 * lda;
-        const std::uint16_t* p = W.bf16.data() + b0 * block_stride;
-        auto run = [&](auto tile) { tile(a, lda, p, W.groups, sums); };
-        if (mr == 4 && nb == 4)
-          run(bf16_tile_dot<4, 4>);
-        else if (mr == 4)
-          run(nb == 3 ? bf16_tile_dot<4, 3> : nb == 2 ? bf16_tile_dot<4, 2> : bf16_tile_dot<4, 1>);
-        else if (nb == 4)
-          run(mr == 3 ? bf16_tile_dot<3, 4> : mr == 2 ? bf16_tile_dot<2, 4> : bf16_tile_dot<1, 4>);
-        else {
-          for (Index r = 0; r < mr; ++r)
-            for (Index b = 0; b < nb; ++b)
-              bf16_tile_dot<1, 1>(a + r * lda, lda, p + b * block_stride, W.groups, sums + (r * nb + b) * kFrozenBlock);
-        }
-        const Index j0 = b0 * kFrozenBlock, cols = std::min(W.n - j0, nb * kFrozenBlock);
-        for (Index r = 0; r < mr; ++r) emit(sums + r * nb * kFrozenBlock, r0 + r, j0, cols);
+      for (Index b = b0; b < b1; b += 4) {
+        const Index nb = std::min<Index>(4, b1 - b);
+        bf16_tile(mr, nb)(A, lda, W, r0, b, out);
       }
     }
     return;
   }
 #endif
-  for (Index b = 0; b < blocks; ++b) {
-    const Index j0 = b * kFrozenBlock, cols = std::min(kFrozenBlock, W.n - j0);
+  for (Index b = b0; b < b1; ++b)
     for (Index r0 = 0; r0 < rows; r0 += 4) {
       const Index mr = std::min<Index>(4, rows - r0);
-      bf16_block_widened(mr, A + r0 * lda, lda, W.bf16.data() + b * block_stride, W.groups, sums);
-      for (Index r = 0; r < mr; ++r) emit(sums + r * kFrozenBlock, r0 + r, j0, cols);
+      bf16_block(mr, A + r0 * lda, lda, W.bf16.data() + b * block_stride, W.groups, sums);
+      for (Index r = 0; r < mr; ++r) emit(out, r0 + r, W.column(b), W.width(b), sums + r * kFrozenBlock);
     }
+}
+
+// ---- fp32 ----------------------------------------------------------------------------------------
+
+// MR rows x NB blocks of float sums (16 / W packets a block) from row r0 and block b0, one FMA chain
+// per output over k in order, added into the output. NB = W / 4 blocks keep 4 MR accumulators.
+template <int MR, int NB>
+void f32_tile(const float* A, Index lda, const FrozenMatrix& W, Index r0, Index b0, const Output& out) {
+  using S = Simd<float>;
+  constexpr int V = kFrozenBlock / S::kWidth;  // packets per block
+  typename S::Packet acc[MR][NB * V];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NB * V; ++v) acc[r][v] = S::set1(0.0f);
+  const Index K = W.K, block_stride = K * kFrozenBlock;
+  const float* P = W.f32.data() + b0 * block_stride;
+  A += r0 * lda;
+  for (Index k = 0; k < K; ++k) {
+    typename S::Packet w[NB * V];
+#pragma GCC unroll 16
+    for (int v = 0; v < NB * V; ++v)
+      w[v] = S::load(P + (v / V) * block_stride + k * kFrozenBlock + (v % V) * S::kWidth);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const auto a = S::set1(A[r * lda + k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NB * V; ++v) acc[r][v] = S::madd(a, w[v], acc[r][v]);
+    }
+  }
+  alignas(64) float sums[kFrozenBlock];
+#pragma GCC unroll 16
+  for (int b = 0; b < NB; ++b)
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 16
+      for (int v = 0; v < V; ++v) S::store(sums + v * S::kWidth, acc[r][b * V + v]);
+      emit(out, r0 + r, W.column(b0 + b), W.width(b0 + b), sums);
+    }
+}
+
+// out (+)= a W^T for rows [0, rows) of A and blocks [b0, b1).
+void f32_product(Index rows, const float* A, Index lda, const FrozenMatrix& W, Index b0, Index b1, const Output& out) {
+  constexpr int NB = std::max<int>(1, int(Simd<float>::kWidth) / 4);
+  for (Index r0 = 0; r0 < rows; r0 += 4) {
+    const Index mr = std::min<Index>(4, rows - r0);
+    Index b = b0;
+    for (; b + NB <= b1; b += NB) {
+      switch (mr) {
+        case 4: f32_tile<4, NB>(A, lda, W, r0, b, out); break;
+        case 3: f32_tile<3, NB>(A, lda, W, r0, b, out); break;
+        case 2: f32_tile<2, NB>(A, lda, W, r0, b, out); break;
+        default: f32_tile<1, NB>(A, lda, W, r0, b, out); break;
+      }
+    }
+    for (; b < b1; ++b)
+      for (Index r = r0; r < r0 + mr; ++r) f32_tile<1, 1>(A, lda, W, r, b, out);
   }
 }
 

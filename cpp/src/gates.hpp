@@ -1,5 +1,5 @@
 // The fused pointwise kernels of the LSTM cell for one batch row, shared by the sequence kernels
-// (forward.cpp, backward.cpp) and the streaming step (step_rows.cpp), and compiled for each ISA
+// (forward.cpp, backward.cpp) and the frozen models' (frozen_kernels.cpp), and compiled for each ISA
 // with the file that includes it (hence the anonymous namespace: each build keeps its own copy,
 // never merged by the linker).
 //

@@ -10,8 +10,8 @@ namespace lstm_fast::detail::LSTM_FAST_ISA {
 const KernelTable kernel_table{LSTM_FAST_STRINGIFY(LSTM_FAST_ISA),
                                {&cell_forward<float>, &cell_backward<float>, Simd<float>::kWidth},
                                {&cell_forward<double>, &cell_backward<double>, Simd<double>::kWidth},
-                               &step_rows,
                                &frozen_forward,
-                               &fma_throughput};
+                               &fma_throughput,
+                               &dot_throughput};
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

@@ -9,12 +9,28 @@
 #include "frozen.hpp"
 #include "lstm_fast/lstm_fast.hpp"
 #include "network.hpp"
+#include "plan.hpp"
+#include "team.hpp"
 #include "safetensors.hpp"
 
 namespace lstm_fast {
 namespace {
 
 std::string str(Index v) { return std::to_string(v); }
+
+// Weight tensor t of the file packed for the frozen kernels in `precision`: a file's own bf16 and int8
+// values bit for bit, anything else through float32. W_ih and W_hh in four parts (the gates).
+detail::FrozenMatrix frozen_matrix(const detail::ModelFile& file, const detail::ModelTensor& t, Precision precision,
+                                   const float* scale, const std::string& what) {
+  const detail::TensorInfo& info = file.info(t);
+  const Index n = info.shape[0], K = info.shape[1];
+  const Index parts = t.field == 4 ? 1 : 4;
+  if (file.precision == precision && precision == Precision::int8)
+    return detail::freeze_int8(reinterpret_cast<const std::int8_t*>(file.data + info.begin), scale, n, K, parts);
+  if (file.precision == precision && precision == Precision::bf16)
+    return detail::freeze_bf16(detail::tensor_words(info, file.data + info.begin).data(), n, K, parts);
+  return detail::freeze_matrix(precision, detail::tensor_floats(file, t, scale, what).data(), n, K, parts);
+}
 
 }  // namespace
 
@@ -93,24 +109,19 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
                                                                            : nullptr;
   };
 
-  std::vector<detail::FrozenCell> cells(frozen ? static_cast<size_t>(c.num_cells()) : 0);
+  std::vector<detail::FrozenCell> cells(static_cast<size_t>(c.num_cells()));
   for (const detail::ModelTensor& t : file.tensors) {  // parse_header checked that [begin, end) lies inside the data
     if (t.field >= 6) continue;
     if (in_params(t)) {
       const std::vector<float> v = detail::tensor_floats(file, t, scale_of(t), what);
       std::copy(v.begin(), v.end(), m.params_.begin() + offset_of(t));
-      continue;
     }
-    const detail::TensorInfo& info = file.info(t);
-    const Index n = info.shape[0], K = info.shape[1];
-    detail::FrozenCell& cell = cells[t.cell];
-    detail::FrozenMatrix& matrix = t.field == 0 ? cell.ih : t.field == 1 ? cell.hh : cell.hr;
-    if (file.precision == m.precision_ && m.precision_ == Precision::int8)
-      matrix = detail::freeze_int8(reinterpret_cast<const std::int8_t*>(file.data + info.begin), scale_of(t), n, K);
-    else if (file.precision == m.precision_)
-      matrix = detail::freeze_bf16(detail::tensor_words(info, file.data + info.begin).data(), n, K);
-    else
-      matrix = detail::freeze_matrix(m.precision_, detail::tensor_floats(file, t, scale_of(t), what).data(), n, K);
+    if (detail::is_weight(t.field)) {
+      detail::FrozenCell& cell = cells[t.cell];
+      (t.field == 0   ? cell.ih
+       : t.field == 1 ? cell.hh
+                      : cell.hr) = frozen_matrix(file, t, m.precision_, scale_of(t), what);
+    }
   }
   if (c.bias) {
     for (CellOffsets& o : m.cells_)
@@ -123,7 +134,7 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
     cells[k].bias = o.bias < 0 ? nullptr : m.params_.data() + o.bias;
     cells[k].peep = o.weight_peep < 0 ? nullptr : m.params_.data() + o.weight_peep;
   }
-  if (frozen) m.frozen_ = std::make_shared<const std::vector<detail::FrozenCell>>(std::move(cells));
+  m.frozen_ = std::make_shared<const std::vector<detail::FrozenCell>>(std::move(cells));
   return m;
 }
 
@@ -147,7 +158,7 @@ State Model::initial_state(Index batch) const {
   s.batch_ = batch;
   s.h.assign(static_cast<size_t>(LD * batch * R), 0.0f);
   s.c.assign(static_cast<size_t>(LD * batch * H), 0.0f);
-  if (!config_.bidirectional) s.workspace_.assign(step_workspace_floats(batch), 0.0f);
+  if (!config_.bidirectional) s.workspace_.assign(step_workspace_floats(batch, 1), 0.0f);
   return s;
 }
 
@@ -182,19 +193,15 @@ void Model::run(const float* x, const Index* batch_sizes, Index steps, Index bat
                 const float* c0, float* h_n, float* c_n) const {
   if (steps < 1) throw Error("forward: the sequence must have >= 1 steps, got " + str(steps));
   const Schedule schedule = Schedule::packed(std::vector<Index>(batch_sizes, batch_sizes + steps), batch);
-  if (!frozen_) {
+  if (precision_ == Precision::fp32) {  // the sequence kernels of lf.LSTM (row split, panels per call)
     lstm_fast::forward<float>(config_, cell_weights(), schedule, x, h0, c0, nullptr, y, h_n, c_n, nullptr);
     return;
   }
-  // bf16 and int8: layer by layer, each direction's cell by the frozen kernels, in one work buffer.
+  // bf16 and int8: layer by layer, each direction's cell by the frozen kernels on the plan's team, in
+  // a work buffer of its own per direction (the two may run side by side).
   const Index L = config_.num_layers, D = config_.directions(), R = config_.output_size(), H = config_.hidden_size;
   const Index N = schedule.rows(), B = batch;
-  const Index chunk = std::clamp<Index>(16384 / (B * 4 * H), 1, 64);  // as plan.hpp's inference chunk
-  std::size_t work_bytes = 0;
-  for (Index k = 0; k < L; ++k)
-    work_bytes =
-        std::max(work_bytes, detail::FrozenWork(detail::cell_dims(config_, k), precision_, B, chunk * B).bytes);
-  Buffer<unsigned char> work(work_bytes);
+  Buffer<unsigned char> work[2];
   Buffer<float> layer_in, layer_out;
   const float* in = x;
   const detail::FrozenForward cell_forward = detail::active_kernels().frozen_forward;
@@ -204,21 +211,38 @@ void Model::run(const float* x, const Index* batch_sizes, Index steps, Index bat
       layer_out.resize(static_cast<size_t>(N * D * R));
       out = layer_out.data();
     }
-    for (Index d = 0; d < D; ++d) {
+    const detail::CellDims dims = detail::cell_dims(config_, k);
+    const detail::LayerPlan plan = frozen_plan(k, B, N, steps);
+    const std::size_t bytes = detail::FrozenWork(dims, precision_, B, plan.cell.chunk * B, plan.cell.team).bytes;
+    for (Index d = 0; d < D; ++d) work[d].resize(bytes);
+    detail::run_directions(D, plan.directions_parallel, [&](Index d) {
       const Index cell = k * D + d;
       const detail::FrozenSteps s{B, steps, schedule.batch_sizes.data(), schedule.offsets.data(), d == 1};
-      cell_forward(precision_, detail::cell_dims(config_, k), (*frozen_)[cell], s, chunk,
+      cell_forward(precision_, dims, plan.cell, (*frozen_)[static_cast<size_t>(cell)], s,
                    {in,
                     {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
                     {out + d * R, D * R},
                     {h_n + cell * B * R, c_n + cell * B * H},
-                    work.data()});
-    }
+                    work[d].data()});
+    });
     if (k < L - 1) {
       std::swap(layer_in, layer_out);
       in = layer_in.data();
     }
   }
+}
+
+detail::LayerPlan Model::frozen_plan(Index layer, Index batch, Index rows, Index steps) const {
+  detail::Problem problem;
+  problem.dims = detail::cell_dims(config_, layer);
+  problem.directions = config_.directions();
+  problem.batch = batch;
+  problem.rows = rows;
+  problem.steps = steps;
+  problem.threads = get_num_threads();
+  problem.element_size = precision_ == Precision::int8 ? 1 : 2;
+  problem.lanes = detail::kFrozenBlock;  // a member's hidden units are whole blocks
+  return detail::plan_layer(problem);
 }
 
 }  // namespace lstm_fast

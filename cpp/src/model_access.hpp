@@ -3,6 +3,7 @@
 #pragma once
 
 #include "lstm_fast/lstm_fast.hpp"
+#include "workspace.hpp"
 
 namespace lstm_fast::detail {
 
@@ -12,6 +13,16 @@ struct ModelAccess {
                   const float* h0, const float* c0, float* h_n, float* c_n) {
     m.run(x, batch_sizes, steps, batch, y, h0, c0, h_n, c_n);
   }
+  // One step of `batch` rows on h [L, B, R] and c [L, B, H] in place (unidirectional models), with
+  // working memory of its own: no State to make per call.
+  static void step(const Model& m, const float* x, float* y, float* h, float* c, Index batch);
 };
+
+inline void ModelAccess::step(const Model& m, const float* x, float* y, float* h, float* c, Index batch) {
+  if (m.bidirectional()) throw Error("step: runs unidirectional models only; this model is bidirectional");
+  const int slices = m.step_slices(batch);
+  Buffer<float> work(m.step_workspace_floats(batch, slices));
+  m.step_arrays(x, y, h, c, batch, slices, work.data());
+}
 
 }  // namespace lstm_fast::detail

@@ -66,29 +66,6 @@ detail::LayerPlan plan_of(const Config& config, Index layer, const Schedule& sch
   return detail::plan_layer(problem);
 }
 
-// Runs the directions of a layer: with `parallel`, direction(0) here and direction(1) on a worker
-// (team.hpp), either taken by the other thread when its own is late; else both here in order. An
-// exception from either is rethrown on the caller's thread.
-template <typename Direction>
-void run_directions(Index directions, bool parallel, Direction direction) {
-  if (!parallel || directions != 2) {
-    for (Index d = 0; d < directions; ++d) direction(d);
-    return;
-  }
-  std::exception_ptr errors[2];
-  detail::run_team(2, [&](detail::Seat& seat) {
-    seat.share([&](int d) {
-      try {
-        direction(d);
-      } catch (...) {
-        errors[d] = std::current_exception();
-      }
-    });
-  });
-  for (const std::exception_ptr& error : errors)
-    if (error) std::rethrow_exception(error);
-}
-
 }  // namespace
 
 void set_num_threads(int num_threads) {
@@ -188,7 +165,7 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
     }
     // The directions write disjoint columns of `out` and their own state and trace.
     const detail::LayerPlan plan = plan_of<T>(config, k, schedule, trace != nullptr);
-    run_directions(D, plan.directions_parallel, [&](Index d) {
+    detail::run_directions(D, plan.directions_parallel, [&](Index d) {
       const Index cell = k * D + d;
       const detail::ForwardArrays<T> arrays{in,
                                             {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
@@ -241,7 +218,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     const detail::LayerPlan plan = plan_of<T>(config, k, schedule, true);
     const bool parallel = plan.directions_parallel;
     if (parallel) dx_reverse.resize(static_cast<size_t>(N * dims.input_size));
-    run_directions(D, parallel, [&](Index d) {
+    detail::run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
       T* dx_cell = (d == 1 && parallel) ? dx_reverse.data() : din;
       const detail::DxMode dx_mode = (d == 1 && !parallel) ? detail::DxMode::kAdd : detail::DxMode::kWrite;

@@ -81,6 +81,9 @@ struct Trace {
 // `threads` threads (1 .. kMaxThreads) sustain together for `seconds` in independent chains of the
 // active ISA's widest FMA. A diagnostic, not part of a model's work (dispatch.cpp).
 double fma_peak_gflops(double seconds, int threads);
+// The same for the products of a frozen bf16 or int8 model: GOP/s of their multiply-add instruction
+// (vdpbf16ps, vpdpbusd, or the fallback the ISA runs) on `threads` threads.
+double dot_peak_gops(Precision precision, double seconds, int threads);
 
 // Runs the stack over a packed sequence.
 //   weights: [L*D] cells.

@@ -7,11 +7,15 @@
 namespace lstm_fast::detail {
 namespace {
 
+// The time of a multiply-add relative to float32's: a frozen bf16 model's take half as long
+// (vdpbf16ps does two per lane), int8's a quarter (vpdpbusd four); float64's count as float32's.
+double work_scale(const Problem& p) { return std::min(1.0, double(p.element_size) / 4.0); }
+
 // Handing work to a pooled worker costs microseconds and a barrier about one, so threads pay only
 // above some work: the directions side by side when each has enough in all; a team (given the
 // budget, halved when the directions already run side by side) when each step has enough.
 int step_threads(const Problem& p, bool directions_parallel) {
-  const double gates = 4.0 * double(p.dims.hidden_size);
+  const double gates = 4.0 * double(p.dims.hidden_size) * work_scale(p);
   const double total = double(p.rows) * gates * double(p.dims.input_size + p.dims.output_size);
   const double per_step = double(p.batch) * gates * double(p.dims.output_size);
   if (per_step < kTeamStepWork || total < kTeamCallWork) return 1;
@@ -19,8 +23,8 @@ int step_threads(const Problem& p, bool directions_parallel) {
 }
 
 bool parallel_directions(const Problem& p) {
-  const double total =
-      double(p.rows) * 4.0 * double(p.dims.hidden_size) * double(p.dims.input_size + p.dims.output_size);
+  const double total = double(p.rows) * 4.0 * double(p.dims.hidden_size) *
+                       double(p.dims.input_size + p.dims.output_size) * work_scale(p);
   return p.directions == 2 && p.threads >= 2 && total >= kParallelDirectionsWork;
 }
 

@@ -34,7 +34,7 @@ struct Problem {
   Index steps = 1;               // T
   bool training = false;         // a trace is kept (a training forward, or the backward)
   int threads = 1;               // the budget: get_num_threads()
-  std::size_t element_size = 4;  // sizeof(T); the precision, later
+  std::size_t element_size = 4;  // bytes per weight: sizeof(T), or 2 (bf16) and 1 (int8) for a frozen model
   Index lanes = 1;               // numbers per SIMD packet of the active ISA for this element type
 };
 

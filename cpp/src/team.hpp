@@ -16,10 +16,12 @@
 #pragma once
 
 #include <atomic>
+#include <exception>
 #include <memory>
 #include <vector>
 
 #include "affinity.hpp"
+#include "lstm_fast/config.hpp"  // Index
 
 namespace lstm_fast::detail {
 
@@ -129,7 +131,6 @@ class Seat {
   template <typename Work>
   void share(const Work& work) {
     const unsigned segment = segment_++;
-    const int n = crew_.slices_;
     if (member_ > 0 && crew_.stall_) test_stall(segment);
     if (crew_.claim(member_, segment)) run(work, member_, segment);
     // A segment not complete kLateMicroseconds after this member's own slice (at once when a member
@@ -174,6 +175,29 @@ void run_team(int members, const Member& member) {
     Seat seat(crew, k);
     member(seat);
   });
+}
+
+// Runs the directions of a layer: with `parallel`, direction(0) here and direction(1) on a worker
+// (team.hpp), either taken by the other thread when its own is late; else both here in order. An
+// exception from either is rethrown on the caller's thread.
+template <typename Direction>
+void run_directions(Index directions, bool parallel, Direction direction) {
+  if (!parallel || directions != 2) {
+    for (Index d = 0; d < directions; ++d) direction(d);
+    return;
+  }
+  std::exception_ptr errors[2];
+  run_team(2, [&](Seat& seat) {
+    seat.share([&](int d) {
+      try {
+        direction(d);
+      } catch (...) {
+        errors[d] = std::current_exception();
+      }
+    });
+  });
+  for (const std::exception_ptr& error : errors)
+    if (error) std::rethrow_exception(error);
 }
 
 }  // namespace lstm_fast::detail

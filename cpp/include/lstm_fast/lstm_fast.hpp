@@ -40,6 +40,7 @@ template <typename T>
 struct CellWeights;  // internal (the raw-array stack of cpp/src/network.hpp)
 namespace detail {
 struct FrozenCell;   // internal: a cell's weights in bf16 or int8, packed (cpp/src/frozen.hpp)
+struct LayerPlan;    // internal: how a layer's call runs (cpp/src/plan.hpp)
 struct ModelAccess;  // internal: what the Python bindings call
 }  // namespace detail
 
@@ -62,8 +63,7 @@ class State {
  private:
   friend class Model;
   Index batch_ = 0;
-  // step's buffers: fp32 one batch row at a time, [4H] gates and [H] o * tanh(c); bf16 and int8 the
-  // frozen kernels' working memory for B rows, then [B, R] of the layer output.
+  // step's buffers: the frozen kernels' working memory for B rows, then [B, R] of a layer's output.
   std::vector<float> workspace_;
 };
 
@@ -114,8 +114,8 @@ class Model {
   //   x: [B, I] this step's input;  y: [B, R] written, the last layer's output;
   //   state: from initial_state(B), updated in place to the state after this step.
   // Never allocates memory; it throws (before touching anything) only when the model is
-  // bidirectional or `state` is not one of this model's (wrong sizes).
-  // Tuned for small B (streaming): the weights are read once per row of the batch.
+  // bidirectional or `state` is not one of this model's (wrong sizes). Runs on the calling thread,
+  // on the weights packed at load, in the model's precision; the B rows share each read of them.
   void step(const float* x, float* y, State& state) const;
 
   // A whole dense sequence through every layer and direction.
@@ -148,8 +148,10 @@ class Model {
   // The whole stack over rows in the packed layout, from (h0, c0) to (h_n, c_n), each [L*D, B, *].
   void run(const float* x, const Index* batch_sizes, Index steps, Index batch, float* y, const float* h0,
            const float* c0, float* h_n, float* c_n) const;
-  void step_frozen(const float* x, float* y, State& state) const;
-  std::size_t step_workspace_floats(Index batch) const;  // State::workspace_ of a batch
+  void step_arrays(const float* x, float* y, float* h, float* c, Index batch, int slices, float* workspace) const;
+  detail::LayerPlan frozen_plan(Index layer, Index batch, Index rows, Index steps) const;
+  int step_slices(Index batch) const;                                // the team a step of a batch has now
+  std::size_t step_workspace_floats(Index batch, int slices) const;  // State::workspace_ of a batch
   friend struct detail::ModelAccess;
 
   Config config_;
