@@ -83,8 +83,8 @@ def peers(name, model, x, tmp, threads):
             compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads, **hint})
             request = compiled.create_infer_request()
             # The default hint is bf16 where the CPU has AVX512_BF16 or AMX, else f32.
-            hint_used = str(compiled.get_property("INFERENCE_PRECISION_HINT")).split("'")[-2:-1] or ["?"]
-            label = "OpenVINO f32" if precision == "fp32" else f"OpenVINO {hint_used[0]}"
+            hint = str(compiled.get_property("INFERENCE_PRECISION_HINT")).split("'")[-2]  # "<Type: 'bfloat16'>"
+            label = "OpenVINO f32" if precision == "fp32" else f"OpenVINO {hint}"
             found[precision][label] = lambda r=request: r.infer({0: x})
     return found
 

@@ -202,6 +202,17 @@ def test_bf16_is_close_on_every_instruction_set(tmp_path):
         np.testing.assert_allclose(y, outputs[0], rtol=0, atol=1e-5)
 
 
+def test_dot_peaks_are_measured_for_every_precision():
+    from lstm_fast import _core
+
+    for precision in PRECISIONS:
+        assert _core.dot_peak_gops(precision, 0.01, 1) > 0
+    with pytest.raises(ValueError, match="precision"):
+        _core.dot_peak_gops("fp16", 0.01, 1)
+    with pytest.raises(ValueError, match="seconds"):
+        _core.dot_peak_gops("int8", 0.0, 1)
+
+
 def test_model_attributes_and_immutability():
     model = lf.LSTM(3, 8, num_layers=2, bidirectional=True, proj_size=2, batch_first=True).freeze("int8")
     assert (model.precision, model.input_size, model.hidden_size, model.output_size) == ("int8", 3, 8, 2)

@@ -109,3 +109,23 @@ TEST(Plan, TrainingProjectsEveryStepAtOnce) {
 }
 
 }  // namespace
+
+namespace {
+
+// A frozen model's multiply-adds weigh element_size / 4 of float32's (int8: a quarter), so a step that
+// just earns a team in float32 (B 4H R = 32768 multiply-adds) does not in int8; four times the work does.
+TEST(Plan, FrozenReducedPrecisionNeedsMoreWorkForATeam) {
+  Problem fp32 = problem(/*T=*/100, /*B=*/2, 64, 64, 2);  // 2 * 256 * 64 = 32768 per step
+  EXPECT_EQ(plan_layer(fp32).cell.team, 2);
+  Problem int8 = fp32;
+  int8.element_size = 1;
+  EXPECT_EQ(plan_layer(int8).cell.team, 1);
+  int8.batch = 8;
+  int8.rows = 800;
+  EXPECT_EQ(plan_layer(int8).cell.team, 2);
+  Problem f64 = fp32;  // float64 counts as float32: its plans are unchanged
+  f64.element_size = 8;
+  EXPECT_EQ(plan_layer(f64).cell.team, 2);
+}
+
+}  // namespace
