@@ -230,9 +230,10 @@ void int8_product(Index rows, const std::int8_t* A, Index lda, const float* sa, 
   if (vnni) {
     for (Index r0 = 0; r0 < rows; r0 += 4) {
       const Index mr = std::min<Index>(4, rows - r0);
-      for (Index b = b0; b < b1; b += 4) {
-        const Index nb = std::min<Index>(4, b1 - b);
+      for (Index b = b0; b < b1;) {
+        const Index nb = mr == 1 && b1 - b >= 8 ? 8 : std::min<Index>(4, b1 - b);
         int8_tile(mr, nb)(A, lda, sa, W, r0, b, out);
+        b += nb;
       }
     }
     return;
@@ -322,7 +323,8 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_tile_dot(const 
 
 using Bf16Tile = void (*)(const std::uint16_t*, Index, const FrozenMatrix&, Index, Index, const Output&);
 
-Bf16Tile bf16_tile(Index mr, Index nb) {
+Bf16Tile bf16_tile(Index mr, Index nb) {  // as int8_tile
+  if (nb == 8) return bf16_tile_dot<1, 8>;
   static const Bf16Tile tiles[4][4] = {
       {bf16_tile_dot<1, 1>, bf16_tile_dot<1, 2>, bf16_tile_dot<1, 3>, bf16_tile_dot<1, 4>},
       {bf16_tile_dot<2, 1>, bf16_tile_dot<2, 2>, bf16_tile_dot<2, 3>, bf16_tile_dot<2, 4>},
@@ -343,9 +345,10 @@ void bf16_product(Index rows, const std::uint16_t* A, Index lda, const FrozenMat
   if (dot) {
     for (Index r0 = 0; r0 < rows; r0 += 4) {
       const Index mr = std::min<Index>(4, rows - r0);
-      for (Index b = b0; b < b1; b += 4) {
-        const Index nb = std::min<Index>(4, b1 - b);
+      for (Index b = b0; b < b1;) {
+        const Index nb = mr == 1 && b1 - b >= 8 ? 8 : std::min<Index>(4, b1 - b);
         bf16_tile(mr, nb)(A, lda, W, r0, b, out);
+        b += nb;
       }
     }
     return;

@@ -21,7 +21,10 @@ struct ModelAccess {
 inline void ModelAccess::step(const Model& m, const float* x, float* y, float* h, float* c, Index batch) {
   if (m.bidirectional()) throw Error("step: runs unidirectional models only; this model is bidirectional");
   const int slices = m.step_slices(batch);
-  Buffer<float> work(m.step_workspace_floats(batch, slices));
+  // The thread's working memory, kept between calls: a streaming loop allocates it once.
+  thread_local Buffer<float> work;
+  const std::size_t floats = m.step_workspace_floats(batch, slices);
+  if (work.size() < floats) work.resize(floats);
   m.step_arrays(x, y, h, c, batch, slices, work.data());
 }
 
