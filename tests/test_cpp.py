@@ -228,30 +228,27 @@ def test_streaming_program_refuses_a_bidirectional_model(tmp_path, programs):
     assert "bidirectional" in out.stderr
 
 
+def _cpp_forward(programs, model, path, x):
+    """model saved at path, then model_tool's Model::forward of x (T, B, I): y as float32 (T, B, O)."""
+    model.save(path)
+    T, B, I = x.shape
+    out = _run([programs["model_tool"], "--forward", path, T, B], input=_frames(x.reshape(T * B, I)))
+    assert out.returncode == 0, out.stderr
+    return np.loadtxt(out.stdout.splitlines()).astype(np.float32).reshape(T, B, -1)  # %.9g: exact
+
+
 def test_cpp_forward_reproduces_a_bidirectional_model(tmp_path, rng, programs):
     model = lf.LSTM(4, 6, num_layers=2, bidirectional=True, proj_size=2, peephole=True, seed=1)
-    path = tmp_path / "model.safetensors"
-    model.save(path)
-    T, B = 7, 3
-    x = rng.normal(size=(T, B, 4)).astype(np.float32)
-    out = _run([programs["model_tool"], "--forward", path, T, B], input=_frames(x.reshape(T * B, 4)))
-    assert out.returncode == 0, out.stderr
-    y_cpp = np.loadtxt(out.stdout.splitlines()).reshape(T, B, 4)
-    y_python, _ = model(x)
-    np.testing.assert_allclose(y_cpp, y_python, rtol=1e-5, atol=1e-5)
+    x = rng.normal(size=(7, 3, 4)).astype(np.float32)
+    y_cpp = _cpp_forward(programs, model, tmp_path / "model.safetensors", x)
+    np.testing.assert_allclose(y_cpp, model(x)[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_cpp_forward_gives_the_numbers_of_python_for_a_frozen_file(tmp_path, rng, programs, precision):
     model = lf.LSTM(4, 6, num_layers=2, proj_size=2, peephole=True, seed=1).freeze(precision)
-    path = tmp_path / "model.safetensors"
-    model.save(path)
-    T, B = 7, 3
-    x = rng.normal(size=(T, B, 4)).astype(np.float32)
-    out = _run([programs["model_tool"], "--forward", path, T, B], input=_frames(x.reshape(T * B, 4)))
-    assert out.returncode == 0, out.stderr
-    y_cpp = np.loadtxt(out.stdout.splitlines()).astype(np.float32).reshape(T, B, 2)  # %.9g: exact
-    np.testing.assert_array_equal(y_cpp, model(x)[0])
+    x = rng.normal(size=(7, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(_cpp_forward(programs, model, tmp_path / "model.safetensors", x), model(x)[0])
 
 
 # ---- bad files: each is made from a good one, and both loaders must refuse it ---------------------------

@@ -54,6 +54,27 @@ inline void emit(const Output& out, Index r, Index col, Index width, const float
   for (Index e = 0; e < width; ++e) z[e] = out.accumulate ? z[e] + v[e] : (bias ? v[e] + bias[e] : v[e]);
 }
 
+// Runs tile(mr, nb, r0, b) over rows [0, rows) in tiles of up to 4 rows and blocks [b0, b1) in tiles of
+// up to 4 blocks (8 for a single row, whose 4 chains alone would wait on the dot instruction's latency).
+template <typename Tile>
+void over_tiles(Index rows, Index b0, Index b1, const Tile& tile) {
+  for (Index r0 = 0; r0 < rows; r0 += 4) {
+    const Index mr = std::min<Index>(4, rows - r0);
+    for (Index b = b0; b < b1;) {
+      const Index nb = mr == 1 && b1 - b >= 8 ? 8 : std::min<Index>(4, b1 - b);
+      tile(mr, nb, r0, b);
+      b += nb;
+    }
+  }
+}
+
+// Runs block(mr, r0, b) (the fallback kernels: one block, up to 4 rows) over the same rows and blocks.
+template <typename Block>
+void over_blocks(Index rows, Index b0, Index b1, const Block& block) {
+  for (Index b = b0; b < b1; ++b)
+    for (Index r0 = 0; r0 < rows; r0 += 4) block(std::min<Index>(4, rows - r0), r0, b);
+}
+
 // ---- int8 ----------------------------------------------------------------------------------------
 
 // Round to nearest even for |x| < 2^22, by adding and subtracting 1.5 * 2^23: the same two IEEE
@@ -219,7 +240,7 @@ Int8Tile int8_tile(Index mr, Index nb) {
 void int8_product(Index rows, const std::int8_t* A, Index lda, const float* sa, const FrozenMatrix& W, Index b0,
                   Index b1, const Output& out) {
   const Index block_stride = W.groups * kFrozenBlock * 4;
-  alignas(64) std::int32_t sums[4 * 4 * kFrozenBlock];
+  alignas(64) std::int32_t sums[4 * kFrozenBlock];
   alignas(64) float v[kFrozenBlock];
   auto finish = [&](Index r, Index b, const std::int32_t* s) {
     dequantize(s, sa[r], W.block_scale.data() + b * kFrozenBlock, v);
@@ -228,23 +249,15 @@ void int8_product(Index rows, const std::int8_t* A, Index lda, const float* sa, 
 #if defined(__AVX512F__)
   static const bool vnni = use_dot_instructions(true);
   if (vnni) {
-    for (Index r0 = 0; r0 < rows; r0 += 4) {
-      const Index mr = std::min<Index>(4, rows - r0);
-      for (Index b = b0; b < b1;) {
-        const Index nb = mr == 1 && b1 - b >= 8 ? 8 : std::min<Index>(4, b1 - b);
-        int8_tile(mr, nb)(A, lda, sa, W, r0, b, out);
-        b += nb;
-      }
-    }
+    over_tiles(rows, b0, b1,
+               [&](Index mr, Index nb, Index r0, Index b) { int8_tile(mr, nb)(A, lda, sa, W, r0, b, out); });
     return;
   }
 #endif
-  for (Index b = b0; b < b1; ++b)
-    for (Index r0 = 0; r0 < rows; r0 += 4) {
-      const Index mr = std::min<Index>(4, rows - r0);
-      int8_block(mr, A + r0 * lda, lda, W.q.data() + b * block_stride, W.groups, sums);
-      for (Index r = 0; r < mr; ++r) finish(r0 + r, b, sums + r * kFrozenBlock);
-    }
+  over_blocks(rows, b0, b1, [&](Index mr, Index r0, Index b) {
+    int8_block(mr, A + r0 * lda, lda, W.q.data() + b * block_stride, W.groups, sums);
+    for (Index r = 0; r < mr; ++r) finish(r0 + r, b, sums + r * kFrozenBlock);
+  });
 }
 
 // ---- bf16 ----------------------------------------------------------------------------------------
@@ -339,27 +352,18 @@ Bf16Tile bf16_tile(Index mr, Index nb) {  // as int8_tile
 void bf16_product(Index rows, const std::uint16_t* A, Index lda, const FrozenMatrix& W, Index b0, Index b1,
                   const Output& out) {
   const Index block_stride = W.groups * kFrozenBlock * 2;
-  alignas(64) float sums[4 * 4 * kFrozenBlock];
+  alignas(64) float sums[4 * kFrozenBlock];
 #if defined(__AVX512F__)
   static const bool dot = use_dot_instructions(false);
   if (dot) {
-    for (Index r0 = 0; r0 < rows; r0 += 4) {
-      const Index mr = std::min<Index>(4, rows - r0);
-      for (Index b = b0; b < b1;) {
-        const Index nb = mr == 1 && b1 - b >= 8 ? 8 : std::min<Index>(4, b1 - b);
-        bf16_tile(mr, nb)(A, lda, W, r0, b, out);
-        b += nb;
-      }
-    }
+    over_tiles(rows, b0, b1, [&](Index mr, Index nb, Index r0, Index b) { bf16_tile(mr, nb)(A, lda, W, r0, b, out); });
     return;
   }
 #endif
-  for (Index b = b0; b < b1; ++b)
-    for (Index r0 = 0; r0 < rows; r0 += 4) {
-      const Index mr = std::min<Index>(4, rows - r0);
-      bf16_block(mr, A + r0 * lda, lda, W.bf16.data() + b * block_stride, W.groups, sums);
-      for (Index r = 0; r < mr; ++r) emit(out, r0 + r, W.column(b), W.width(b), sums + r * kFrozenBlock);
-    }
+  over_blocks(rows, b0, b1, [&](Index mr, Index r0, Index b) {
+    bf16_block(mr, A + r0 * lda, lda, W.bf16.data() + b * block_stride, W.groups, sums);
+    for (Index r = 0; r < mr; ++r) emit(out, r0 + r, W.column(b), W.width(b), sums + r * kFrozenBlock);
+  });
 }
 
 // ---- fp32 ----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any, Tuple
 import numpy as np
 
 from ._checks import as_float_array, check_pair, check_sequence_shape, shape_str
+from ._packing import Packing, packing_of
 
 State = Tuple[np.ndarray, np.ndarray]
 """The recurrent state (h, c): h (L*D, B, R) and c (L*D, B, H), without B for unbatched input."""
@@ -53,6 +54,25 @@ class SequenceLayout:
             lambda part, value: as_float_array(part, value, self._io_dtype),
         )
         return self._add_batch(h0, unbatched), self._add_batch(c0, unbatched)
+
+    def _sequence_inputs(self, x: Any, state: Any, lengths: Any):
+        """A call's arguments checked and laid out for the core: (x (T, B, I), unbatched, packing, h0,
+        c0), h0 and c0 in the packing's order or None."""
+        x, unbatched = self._check_input(x)
+        T, B = x.shape[0], x.shape[1]
+        if unbatched and lengths is not None:
+            raise ValueError("lengths needs batched input (T, B, I); got unbatched input (T, I)")
+        packing = packing_of(T, B, lengths)
+        h0, c0 = self._check_state("state", state, B, unbatched)
+        h0 = None if h0 is None else packing.sort_state(h0)
+        c0 = None if c0 is None else packing.sort_state(c0)
+        return x, unbatched, packing, h0, c0
+
+    def _sequence_outputs(self, y: np.ndarray, h_n: np.ndarray, c_n: np.ndarray, packing: Packing, unbatched: bool):
+        """The core's packed (y, h_n, c_n) in the caller's layout: (y, (h_n, c_n))."""
+        y = self._to_user_layout(packing.unpack(y), unbatched)
+        h_n, c_n = packing.unsort_state(h_n), packing.unsort_state(c_n)
+        return y, (self._drop_batch(h_n, unbatched), self._drop_batch(c_n, unbatched))
 
     def _check_step_input(self, x_t: Any) -> Tuple[np.ndarray, bool]:
         """x_t of a streaming step as a C-contiguous (B, I) array, and whether it came as (I,)."""

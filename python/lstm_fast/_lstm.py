@@ -26,7 +26,7 @@ from ._checks import (
 )
 from ._config import ConfigAttributes, LSTMConfig
 from ._layout import SequenceLayout, State
-from ._packing import Packing, packing_of
+from ._packing import Packing
 
 if TYPE_CHECKING:  # lf.Model, which LSTM.freeze returns; _model imports nothing of this module
     from ._model import Model
@@ -232,12 +232,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
             y: (T, B, D*R) in x's layout; (h_n, c_n) shaped like (h0, c0).
         """
         train = bool_arg("train", train)
-        x, unbatched = self._check_input(x)
-        T, B = x.shape[0], x.shape[1]
-        if unbatched and lengths is not None:
-            raise ValueError("lengths needs batched input (T, B, I); got unbatched input (T, I)")
-        packing = packing_of(T, B, lengths)
-        h0, c0 = self._check_state("state", state, B, unbatched)
+        x, unbatched, packing, h0, c0 = self._sequence_inputs(x, state, lengths)
         # What the call allocates beyond x: y, and in training each cell's trace (gates, c, c_prev,
         # h_prev) and each layer's input. A small x can ask for a huge y when D*R >> I.
         rows, H, DR = sum(packing.batch_sizes), self.hidden_size, self.num_directions * self.output_size
@@ -249,23 +244,9 @@ class LSTM(SequenceLayout, ConfigAttributes):
         masks = self._dropout_masks(sum(packing.batch_sizes)) if train else []
         weights = self._weights(self._params)
         y, h_n, c_n, trace = _core.forward(
-            self._config,
-            weights,
-            packing.batch_sizes,
-            B,
-            packing.pack(x),
-            None if h0 is None else packing.sort_state(h0),
-            None if c0 is None else packing.sort_state(c0),
-            masks,
-            train,
+            self._config, weights, packing.batch_sizes, x.shape[1], packing.pack(x), h0, c0, masks, train
         )
-        y = packing.unpack(y)
-        h_n, c_n = packing.unsort_state(h_n), packing.unsort_state(c_n)
-        y, h_n, c_n = (
-            self._to_user_layout(y, unbatched),
-            self._drop_batch(h_n, unbatched),
-            self._drop_batch(c_n, unbatched),
-        )
+        y, (h_n, c_n) = self._sequence_outputs(y, h_n, c_n, packing, unbatched)
         if train:
             snapshot = [tuple(None if a is None else a.copy() for a in cell) for cell in weights]
             self._training_run = _TrainingRun(trace, snapshot, packing, unbatched, y.shape, (h_n.shape, c_n.shape))

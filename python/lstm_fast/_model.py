@@ -18,7 +18,6 @@ from . import _core, _io
 from ._checks import check_fits, int_arg
 from ._config import ConfigAttributes, LSTMConfig
 from ._layout import SequenceLayout, State
-from ._packing import packing_of
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -67,27 +66,11 @@ class Model(SequenceLayout, ConfigAttributes):
         """Inference over a sequence: the arguments, shapes and packed-sequence semantics of
         ``LSTM.__call__`` (x (T, B, I), (B, T, I) when batch_first, or (T, I); y with last
         dimension D*R; lengths (B,) in [1, T]); float32 arrays out."""
-        x, unbatched = self._check_input(x)
-        T, B = x.shape[0], x.shape[1]
-        if unbatched and lengths is not None:
-            raise ValueError("lengths needs batched input (T, B, I); got unbatched input (T, I)")
-        packing = packing_of(T, B, lengths)
-        h0, c0 = self._check_state("state", state, B, unbatched)
-        check_fits(
-            f"the output of x of shape {x.shape}",
-            sum(packing.batch_sizes) * self.num_directions * self.output_size,
-            np.float32,
-        )
-        y, h_n, c_n = self._core.forward(
-            packing.pack(x),
-            packing.batch_sizes,
-            B,
-            None if h0 is None else packing.sort_state(h0),
-            None if c0 is None else packing.sort_state(c0),
-        )
-        y = self._to_user_layout(packing.unpack(y), unbatched)
-        h_n, c_n = packing.unsort_state(h_n), packing.unsort_state(c_n)
-        return y, (self._drop_batch(h_n, unbatched), self._drop_batch(c_n, unbatched))
+        x, unbatched, packing, h0, c0 = self._sequence_inputs(x, state, lengths)
+        rows = sum(packing.batch_sizes)
+        check_fits(f"the output of x of shape {x.shape}", rows * self.num_directions * self.output_size, np.float32)
+        y, h_n, c_n = self._core.forward(packing.pack(x), packing.batch_sizes, x.shape[1], h0, c0)
+        return self._sequence_outputs(y, h_n, c_n, packing, unbatched)
 
     def step(self, x_t: Any, state: Optional[State] = None) -> Tuple[np.ndarray, State]:
         """One time step through every layer (unidirectional models): x_t (B, I) or (I,), state (h, c)
