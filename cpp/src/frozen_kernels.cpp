@@ -23,10 +23,16 @@ namespace {
 
 // ---- the pointwise part of int8 ------------------------------------------------------------------
 
-// tanh as a rational function of x (Eigen's and TensorFlow's float coefficients: a few ulp), with
-// additions, multiplications and one division only.
-template <typename S, typename Packet = typename S::Packet>
-Packet exact_tanh(const Packet& x_in) {
+// tanh(x) = p / q, a rational function of x (Eigen's and TensorFlow's float coefficients: a few ulp),
+// with additions and multiplications only; the caller divides. q is in [0.0048, 0.9].
+using S = Simd<float>;
+using Packet = S::Packet;
+
+struct Ratio {
+  Packet p, q;
+};
+
+inline Ratio tanh_ratio(const Packet& x_in) {
   const Packet clamp = S::set1(7.90531110763549805f);
   const Packet x = Eigen::internal::pmax(Eigen::internal::pmin(x_in, clamp), S::set1(-7.90531110763549805f));
   const Packet x2 = S::mul(x, x);
@@ -34,23 +40,22 @@ Packet exact_tanh(const Packet& x_in) {
   for (float a : {2.00018790482477e-13f, -8.60467152213735e-11f, 5.12229709037114e-08f, 1.48572235717979e-05f,
                   6.37261928875436e-04f, 4.89352455891786e-03f})
     p = S::add(S::mul(p, x2), S::set1(a));
-  p = S::mul(p, x);
   Packet q = S::set1(1.19825839466702e-06f);
   for (float b : {1.18534705686654e-04f, 2.26843463243900e-03f, 4.89352518554385e-03f})
     q = S::add(S::mul(q, x2), S::set1(b));
-  return Eigen::internal::pdiv(p, q);
+  return {S::mul(p, x), q};
 }
 
-template <typename S, typename Packet = typename S::Packet>
-Packet exact_sigmoid(const Packet& x) {  // 1 / (1 + e^-x) = (1 + tanh(x / 2)) / 2
-  const Packet half = S::set1(0.5f);
-  return S::add(half, S::mul(half, exact_tanh<S>(S::mul(half, x))));
+// sigmoid(x) = (1 + tanh(x / 2)) / 2 = (q + p) / 2q for tanh(x / 2) = p / q.
+inline Ratio sigmoid_ratio(const Packet& x) {
+  const Ratio t = tanh_ratio(S::mul(S::set1(0.5f), x));
+  return {S::add(t.q, t.p), S::add(t.q, t.q)};
 }
 
-// gates.hpp's forward_packet with exact_tanh and exact_sigmoid, and no fused multiply-add.
+// gates.hpp's forward_packet with tanh_ratio and sigmoid_ratio and no fused multiply-add. Divisions
+// are the slow part: i, f and g share one (a / b = a (c d) / (b c d)), o and tanh(c) another.
 template <bool kPeephole>
 void exact_packet(const ForwardRow<float>& r, Index j) {
-  using S = Simd<float>;
   const Index H = r.stride;
   const auto c_prev = S::load(r.cell + j);
   auto zi = S::load(r.z + j), zf = S::load(r.z + H + j), zo = S::load(r.z + 3 * H + j);
@@ -58,12 +63,18 @@ void exact_packet(const ForwardRow<float>& r, Index j) {
     zi = S::add(zi, S::mul(S::load(r.peep + j), c_prev));
     zf = S::add(zf, S::mul(S::load(r.peep + H + j), c_prev));
   }
-  const auto input_gate = exact_sigmoid<S>(zi), forget_gate = exact_sigmoid<S>(zf);
-  const auto candidate = exact_tanh<S>(S::load(r.z + 2 * H + j));
+  const Ratio i = sigmoid_ratio(zi), f = sigmoid_ratio(zf), g = tanh_ratio(S::load(r.z + 2 * H + j));
+  const auto qfg = S::mul(f.q, g.q), qig = S::mul(i.q, g.q), qif = S::mul(i.q, f.q);
+  const auto inverse = Eigen::internal::pdiv(S::set1(1.0f), S::mul(qif, g.q));
+  const auto input_gate = S::mul(S::mul(i.p, qfg), inverse);
+  const auto forget_gate = S::mul(S::mul(f.p, qig), inverse);
+  const auto candidate = S::mul(S::mul(g.p, qif), inverse);
   const auto cell = S::add(S::mul(forget_gate, c_prev), S::mul(input_gate, candidate));
   if constexpr (kPeephole) zo = S::add(zo, S::mul(S::load(r.peep + 2 * H + j), cell));
+  const Ratio o = sigmoid_ratio(zo), t = tanh_ratio(cell);
+  const auto m = Eigen::internal::pdiv(S::mul(o.p, t.p), S::mul(o.q, t.q));  // sigmoid(zo) tanh(c)
   S::store(r.cell + j, cell);
-  S::store(r.m + j, S::mul(exact_sigmoid<S>(zo), exact_tanh<S>(cell)));
+  S::store(r.m + j, m);
 }
 
 // `count` units of one row, the gate blocks (and peephole rows) `stride` apart: z in (destroyed),
