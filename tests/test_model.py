@@ -249,6 +249,33 @@ def test_model_refuses_bad_input():
         lf.LSTM(3, 4).freeze("bf16").step(np.zeros((1, 2)))
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_a_nan_input_propagates(precision):
+    model = lf.LSTM(20, 32, seed=0).freeze(precision)
+    x = np.zeros((3, 2, 20), np.float32)
+    x[1, 0, 5] = np.nan  # sequence 0, step 1
+    y, _ = model(x)
+    assert np.isnan(y[1:, 0]).all() and np.isfinite(y[:1]).all() and np.isfinite(y[:, 1]).all()
+
+
+def test_an_infinite_input_is_nan_in_int8():
+    # int8 cannot quantize a row holding an infinity (its scale would be infinite): NaN, not a silent number
+    x = np.zeros((2, 1, 20), np.float32)
+    x[1, 0, 7] = np.inf
+    y, _ = lf.LSTM(20, 32, seed=0).freeze("int8")(x)
+    assert np.isfinite(y[0]).all() and np.isnan(y[1]).all()
+
+
+def test_int8_refuses_non_finite_weights_and_names_the_tensor():
+    lstm = lf.LSTM(4, 8)
+    state = lstm.state_dict()
+    state["weight_hh_l0"][3, 2] = np.nan
+    lstm.load_state_dict(state)
+    with pytest.raises(ValueError, match="weight_hh_l0.*finite"):
+        lstm.freeze("int8")
+    assert np.isnan(lstm.freeze("bf16")(np.ones((2, 1, 4), np.float32))[0][-1]).all()  # bf16 keeps NaN
+
+
 def test_lf_load_refuses_a_frozen_file_and_names_load_model(tmp_path):
     lf.LSTM(2, 3).freeze("bf16").save(tmp_path / "bf16.safetensors")
     with pytest.raises(ValueError, match="load_model"):

@@ -63,7 +63,7 @@ FrozenMatrix shaped(Precision p, Index n, Index K, Index parts) {
   return m;
 }
 
-// q = rint(v / s) in [-127, 127]; NaN (from a non-finite weight) gives 0.
+// q = rint(v / s) in [-127, 127] (v finite; NaN would give 0).
 std::int8_t quantize(float v, float s) {
   const float r = std::nearbyint(v / s);
   if (!(r == r)) return 0;
@@ -110,7 +110,11 @@ FrozenMatrix freeze_matrix(Precision p, const float* W, Index n, Index K, Index 
   std::vector<float> scale(static_cast<std::size_t>(n));
   for (Index j = 0; j < n; ++j) {
     float top = 0.0f;
-    for (Index k = 0; k < K; ++k) top = std::max(top, std::fabs(W[j * K + k]));
+    for (Index k = 0; k < K; ++k) {
+      if (!std::isfinite(W[j * K + k]))
+        throw Error("int8 needs finite weights, got " + std::to_string(W[j * K + k]) + " in row " + std::to_string(j));
+      top = std::max(top, std::fabs(W[j * K + k]));
+    }
     const float s = top > 0.0f ? top / 127.0f : 1.0f;
     scale[static_cast<std::size_t>(j)] = s;
     for (Index k = 0; k < K; ++k) q[static_cast<std::size_t>(j * K + k)] = quantize(W[j * K + k], s);

@@ -77,7 +77,8 @@ inline float from_bf16(std::uint16_t v) {
 }
 
 // W [n, K] row-major float -> a FrozenMatrix of precision p in `parts` parts: int8
-// quantizes each row (scale max|row| / 127, 1 for a row of zeros; q = rint(w / s) in [-127, 127]).
+// quantizes each row (scale max|row| / 127, 1 for a row of zeros; q = rint(w / s) in [-127, 127]), and
+// throws Error for a NaN or infinite weight, which int8 cannot hold.
 FrozenMatrix freeze_matrix(Precision p, const float* W, Index n, Index K, Index parts);
 // From values already in the precision (a file's): q [n, K] with scales [n], or bf16 [n, K].
 FrozenMatrix freeze_int8(const std::int8_t* q, const float* scale, Index n, Index K, Index parts);

@@ -16,6 +16,7 @@
 
 #include "cell_kernel.hpp"
 #include "frozen.hpp"
+#include "frozen_operands.hpp"
 #include "frozen_products.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {

@@ -77,42 +77,6 @@ void over_blocks(Index rows, Index b0, Index b1, const Block& block) {
 
 // ---- int8 ----------------------------------------------------------------------------------------
 
-// Round to nearest even for |x| < 2^22, by adding and subtracting 1.5 * 2^23: the same two IEEE
-// additions in a packet and in a scalar.
-constexpr float kRound = 12582912.0f;
-
-// Row r of a [rows, K] (lda apart) -> q (int8, stride apart, zero past K) and its scale s:
-// s = max|row| / 127 (1 for a row of zeros), q = round(min(max(a / s, -127), 127)).
-inline void quantize_rows(Index rows, Index K, const float* a, Index lda, std::int8_t* q, Index stride, float* scale) {
-  using S = Simd<float>;
-  constexpr Index W = S::kWidth;
-  const Index body = K - K % W;
-  for (Index r = 0; r < rows; ++r) {
-    const float* v = a + r * lda;
-    auto top_packet = S::set1(0.0f);
-    for (Index k = 0; k < body; k += W)
-      top_packet = Eigen::internal::pmax(top_packet, Eigen::internal::pabs(S::load(v + k)));
-    float top = body > 0 ? Eigen::internal::predux_max(top_packet) : 0.0f;
-    for (Index k = body; k < K; ++k) top = std::max(top, std::fabs(v[k]));
-    const float s = top > 0.0f ? top / 127.0f : 1.0f;
-    scale[r] = s;
-    std::int8_t* out = q + r * stride;
-    const auto sv = S::set1(s), lo = S::set1(-127.0f), hi = S::set1(127.0f), round = S::set1(kRound);
-    float lanes[W];
-    for (Index k = 0; k < body; k += W) {
-      auto x = Eigen::internal::pmin(Eigen::internal::pmax(Eigen::internal::pdiv(S::load(v + k), sv), lo), hi);
-      S::store(lanes, S::sub(S::add(x, round), round));
-      for (Index e = 0; e < W; ++e) out[k + e] = static_cast<std::int8_t>(lanes[e] == lanes[e] ? lanes[e] : 0.0f);
-    }
-    for (Index k = body; k < K; ++k) {
-      const float x = std::min(std::max(v[k] / s, -127.0f), 127.0f);
-      const float rounded = (x + kRound) - kRound;
-      out[k] = static_cast<std::int8_t>(rounded == rounded ? rounded : 0.0f);
-    }
-    std::memset(out + K, 0, static_cast<std::size_t>(stride - K));
-  }
-}
-
 // float(sum) * s_a * s_W for the 16 columns of a block.
 inline void dequantize(const std::int32_t* sums, float s_a, const float* s_w, float* v) {
 #if defined(__AVX512F__)
@@ -261,13 +225,6 @@ void int8_product(Index rows, const std::int8_t* A, Index lda, const float* sa, 
 }
 
 // ---- bf16 ----------------------------------------------------------------------------------------
-
-inline void round_rows(Index rows, Index K, const float* a, Index lda, std::uint16_t* out, Index stride) {
-  for (Index r = 0; r < rows; ++r) {
-    for (Index k = 0; k < K; ++k) out[r * stride + k] = to_bf16(a[r * lda + k]);
-    std::fill(out + r * stride + K, out + (r + 1) * stride, std::uint16_t(0));
-  }
-}
 
 // The float sums of `rows` rows x one block of 16 columns, bf16 widened to float.
 void bf16_block(Index rows, const std::uint16_t* A, Index lda, const std::uint16_t* P, Index groups, float* sums) {

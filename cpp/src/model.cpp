@@ -29,7 +29,11 @@ detail::FrozenMatrix frozen_matrix(const detail::ModelFile& file, const detail::
     return detail::freeze_int8(reinterpret_cast<const std::int8_t*>(file.data + info.begin), scale, n, K, parts);
   if (file.precision == precision && precision == Precision::bf16)
     return detail::freeze_bf16(detail::tensor_words(info, file.data + info.begin).data(), n, K, parts);
-  return detail::freeze_matrix(precision, detail::tensor_floats(file, t, scale, what).data(), n, K, parts);
+  try {
+    return detail::freeze_matrix(precision, detail::tensor_floats(file, t, scale, what).data(), n, K, parts);
+  } catch (const Error& e) {
+    throw Error(what + ": tensor " + t.name + ": " + e.what());
+  }
 }
 
 }  // namespace
