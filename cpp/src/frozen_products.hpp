@@ -226,25 +226,35 @@ void int8_product(Index rows, const std::int8_t* A, Index lda, const float* sa, 
 
 // ---- bf16 ----------------------------------------------------------------------------------------
 
-// The float sums of `rows` rows x one block of 16 columns, bf16 widened to float.
+// The float sums of `rows` (<= 4) rows x one block of 16 columns, bf16 widened to float: per group
+// the block's weights widened once (a shift for the even k, a mask for the odd), then two FMAs a row
+// and half block, 8 independent chains for 4 rows.
 void bf16_block(Index rows, const std::uint16_t* A, Index lda, const std::uint16_t* P, Index groups, float* sums) {
+#if defined(__AVX2__)
+  __m256 acc[4][2];
+  for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (Index kg = 0; kg < groups; ++kg) {
+    const __m256i* w = reinterpret_cast<const __m256i*>(P + kg * kFrozenBlock * 2);
+    const __m256i w0 = _mm256_loadu_si256(w), w1 = _mm256_loadu_si256(w + 1);
+    const __m256 even0 = _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16));
+    const __m256 odd0 = _mm256_castsi256_ps(_mm256_and_si256(w0, high));
+    const __m256 even1 = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16));
+    const __m256 odd1 = _mm256_castsi256_ps(_mm256_and_si256(w1, high));
+    for (Index r = 0; r < rows; ++r) {
+      const std::uint16_t* a = A + r * lda + 2 * kg;
+      const __m256 ae = _mm256_set1_ps(from_bf16(a[0])), ao = _mm256_set1_ps(from_bf16(a[1]));
+      acc[r][0] = _mm256_fmadd_ps(ao, odd0, _mm256_fmadd_ps(ae, even0, acc[r][0]));
+      acc[r][1] = _mm256_fmadd_ps(ao, odd1, _mm256_fmadd_ps(ae, even1, acc[r][1]));
+    }
+  }
+  for (Index r = 0; r < rows; ++r) {
+    _mm256_storeu_ps(sums + r * kFrozenBlock, acc[r][0]);
+    _mm256_storeu_ps(sums + r * kFrozenBlock + 8, acc[r][1]);
+  }
+#else
   for (Index r = 0; r < rows; ++r) {
     const std::uint16_t* a = A + r * lda;
-#if defined(__AVX2__)
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    const __m256i high = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
-    for (Index kg = 0; kg < groups; ++kg) {
-      const __m256 even = _mm256_set1_ps(from_bf16(a[2 * kg])), odd = _mm256_set1_ps(from_bf16(a[2 * kg + 1]));
-      const __m256i* w = reinterpret_cast<const __m256i*>(P + kg * kFrozenBlock * 2);
-      const __m256i w0 = _mm256_loadu_si256(w), w1 = _mm256_loadu_si256(w + 1);
-      acc0 = _mm256_fmadd_ps(even, _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)), acc0);
-      acc0 = _mm256_fmadd_ps(odd, _mm256_castsi256_ps(_mm256_and_si256(w0, high)), acc0);
-      acc1 = _mm256_fmadd_ps(even, _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)), acc1);
-      acc1 = _mm256_fmadd_ps(odd, _mm256_castsi256_ps(_mm256_and_si256(w1, high)), acc1);
-    }
-    _mm256_storeu_ps(sums + r * kFrozenBlock, acc0);
-    _mm256_storeu_ps(sums + r * kFrozenBlock + 8, acc1);
-#else
     float acc[kFrozenBlock] = {};
     for (Index kg = 0; kg < groups; ++kg) {
       const std::uint16_t* w = P + kg * kFrozenBlock * 2;
@@ -253,8 +263,8 @@ void bf16_block(Index rows, const std::uint16_t* A, Index lda, const std::uint16
         acc[j] = (acc[j] + even * from_bf16(w[2 * j])) + odd * from_bf16(w[2 * j + 1]);
     }
     std::memcpy(sums + r * kFrozenBlock, acc, sizeof acc);
-#endif
   }
+#endif
 }
 
 #if defined(__AVX512F__)
