@@ -6,14 +6,16 @@ would pick at that precision, in one run, on the same threads and the shapes of 
     int8   lf.Model("int8")              against torch's quantize_dynamic and ONNX Runtime's
                                          quantize_dynamic (DynamicQuantizeLSTM)
     step   Model.step, one call per time step with the state fed back, at the shape's batch, against an
-           ONNX Runtime session of one step with h0 and c0 inputs (and torch.nn.LSTM at fp32)
+           ONNX Runtime session of one step with h0 and c0 inputs
 
-Prints medians, the ratio to the best peer of the same precision (below 1: lstm_fast is faster),
-GOP/s (a multiply-add counting 2: forward 2*T*B*4H*(I+H) per layer and direction) and the fraction
-of the precision's measured peak on these threads (FMA for fp32, vdpbf16ps for bf16, vpdpbusd for
-int8, or what this CPU runs instead: lstm_fast._core.dot_peak_gops). --json writes the rows.
+Each shape's lstm_fast side and peer side run in processes of their own, one after the other, so that
+no engine's threads or sessions are around while another is timed. Prints medians, the ratio to the
+best peer of the same precision (below 1: lstm_fast is faster), GOP/s (a multiply-add counting 2:
+forward 2*T*B*4H*(I+H) per layer and direction) and the fraction of the precision's measured peak on
+these threads (FMA for fp32, vdpbf16ps for bf16, vpdpbusd for int8, or what this CPU runs instead:
+lstm_fast._core.dot_peak_gops). --json writes the rows.
 
-    python benchmarks/bench_precision.py [--repeats 7] [--shapes small,long] [--json out.json]
+    python benchmarks/bench_precision.py [--repeats 7] [--rounds 3] [--shapes small,long] [--json out.json]
 
 Peers are benchmark-only: `pip install torch==2.13.0 onnx onnxruntime openvino`. A missing one
 leaves its column empty.
@@ -22,10 +24,12 @@ leaves its column empty.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import warnings
 
@@ -161,24 +165,51 @@ def row_of(name, label, precision, ours_ms, peer_ms, work, peak):
     )
 
 
-def shape_rows(name, repeats, peak, tmp, threads, rng):
-    """The rows of one shape. lstm_fast is timed before the peers' sessions exist: with OpenVINO's and
-    ONNX Runtime's sessions alive (idle, their threads asleep) lstm_fast's small int8 inference took
-    3.6 ms here against 2.9 once they were freed, so each engine runs without the others loaded."""
+def case(name):
+    """The model and input of shape `name`, the same in every process (seeded)."""
     T, B, I, H, layers, bidirectional = SHAPES[name]
     model = lf.LSTM(I, H, layers, bidirectional=bidirectional, seed=0)
-    x = rng.standard_normal((T, B, I), dtype=np.float32)
-    mine = [(label, precision, median_ms(call, repeats), work) for label, precision, call, work in ours(model, x)]
+    x = np.random.default_rng(0).standard_normal((T, B, I), dtype=np.float32)
+    return model, x
+
+
+def time_part(part, name, repeats, threads):
+    """One engine side of one shape, timed in this process: lstm_fast's medians by label, or the peers'
+    by precision and peer (the step under "step")."""
+    model, x = case(name)
+    if part == "ours":
+        return {label: median_ms(call, repeats) for label, _, call, _ in ours(model, x)}
+    tmp = tempfile.mkdtemp()
     theirs = peers(name, model, x, tmp, threads)
-    step = ort_step(model, B, tmp, threads) if not bidirectional else None
     timed = {p: {peer: median_ms(call, repeats) for peer, call in group.items()} for p, group in theirs.items()}
-    step_ms = {"ORT step": median_ms(step, repeats)} if step else {}
-    del theirs, step
-    gc.collect()
-    for label, precision, ours_ms, work in mine:
-        yield row_of(
-            name, label, precision, ours_ms, step_ms if label.startswith("step") else timed[precision], work, peak
-        )
+    step = ort_step(model, x.shape[1], tmp, threads) if not model.bidirectional else None
+    timed["step"] = {"ORT step": median_ms(step, repeats)} if step else {}
+    return timed
+
+
+def medians(runs):
+    """The per-key medians of `runs` (dicts of numbers, or of dicts of numbers)."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {key: medians([run[key] for run in runs]) for key in first}
+    return statistics.median(runs)
+
+
+def shape_rows(name, repeats, rounds, peak, threads):
+    """The rows of one shape. Each side runs in a process of its own (in one process, with OpenVINO's and
+    ONNX Runtime's sessions alive, idle, lstm_fast's small int8 inference took 3.6 ms against 2.9 once
+    they were freed), the two sides alternating for `rounds` rounds, and each time is the median over
+    the rounds: this machine has spells in which one side runs at half speed."""
+    timed = {"ours": [], "peers": []}
+    for _ in range(rounds):
+        for part in ("ours", "peers"):
+            command = [sys.executable, __file__, "--part", part, "--shapes", name, "--repeats", str(repeats)]
+            timed[part].append(json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout))
+    mine, theirs = medians(timed["ours"]), medians(timed["peers"])
+    model, x = case(name)
+    for label, precision, _, work in ours(model, x):
+        peer_ms = theirs["step" if label.startswith("step") else precision]
+        yield row_of(name, label, precision, mine[label], peer_ms, work, peak)
 
 
 def show(row):
@@ -196,12 +227,17 @@ def show(row):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of lstm_fast's and the peers' processes")
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated subset of " + ",".join(SHAPES))
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument("--part", choices=["ours", "peers"], help=argparse.SUPPRESS)  # one side, as JSON
     args = parser.parse_args()
     warnings.filterwarnings("ignore")  # torch.ao's deprecation notice of quantize_dynamic
     logging.getLogger().setLevel(logging.ERROR)  # ORT quantization's advice to pre-process
     threads = lf.get_num_threads()
+    if args.part:
+        print(json.dumps(time_part(args.part, args.shapes, args.repeats, threads)))
+        return
     peak = {p: _core.dot_peak_gops(p, 1.0, threads) for p in PRECISIONS}
     print(
         f"lstm_fast {lf.__version__} ({lf.isa()}, {threads} threads); measured peaks, GOP/s: "
@@ -209,12 +245,15 @@ def main() -> None:
     )
     print(HEADER)
     print("-" * len(HEADER))
-    rows, tmp, rng = [], tempfile.mkdtemp(), np.random.default_rng(0)
+    rows = []
     for name in args.shapes.split(","):
-        for row in shape_rows(name, args.repeats, peak, tmp, threads, rng):
+        for row in shape_rows(name, args.repeats, args.rounds, peak, threads):
             rows.append(row)
             show(row)
-    print("ratio: lstm_fast / the fastest peer of the same precision in this run; step: one call a step.")
+    print(
+        f"ratio: lstm_fast / the fastest peer of the same precision in this run (medians over {args.rounds} "
+        "alternating rounds); step: one call a step."
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(peaks_gops=peak, isa=lf.isa(), threads=threads, rows=rows), f, indent=1)
