@@ -15,7 +15,9 @@
 //               `step` when the whole sequence is at hand. Allocates its working memory.
 // Feeding a sequence step by step gives the outputs of one `forward` over it (to rounding).
 //
-// Numbers are float: a model saved in float64 is converted to float32 when loaded.
+// Numbers are float: a model saved in float64 is converted to float32 when loaded. A model computes in
+// its precision (config.hpp's Precision): fp32, or bf16 / int8 from a file Model::save or Python's
+// lf.Model.save wrote, or converted on load with Model::load(path, precision).
 // Arrays are dense and row-major; sizes are in elements. Letters as in config.hpp:
 //   I input_size, H hidden_size, L num_layers, D directions (2 when bidirectional, else 1),
 //   R proj_size when > 0 else H (the output size of one direction of a layer), B batch, T steps.
