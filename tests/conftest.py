@@ -54,20 +54,25 @@ def random_case(
     return model, x, state, lengths, dy, dstate
 
 
-def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None):
-    """The oracle's outputs and gradients for the model's parameters, in float64."""
-    params = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
-    y, (h_n, c_n), cache = ref.forward(
-        np.asarray(x, np.float64),
-        params,
+def reference_forward(model, x, state=None, lengths=None, **kwargs):
+    """reference.forward (float64) on the model's parameters and configuration: (y, (h_n, c_n), cache).
+    kwargs: dropout_masks, precision."""
+    return ref.forward(
+        x,
+        model.state_dict(),
         num_layers=model.num_layers,
         bidirectional=model.bidirectional,
         proj_size=model.proj_size,
         peephole=model.peephole,
         state=state,
         lengths=lengths,
-        dropout_masks=dropout_masks,
+        **kwargs,
     )
+
+
+def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None):
+    """The oracle's outputs and gradients for the model's parameters, in float64."""
+    y, (h_n, c_n), cache = reference_forward(model, x, state, lengths, dropout_masks=dropout_masks)
     dx, (dh0, dc0), grads = ref.backward(dy, cache, dstate)
     return dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0), grads
 

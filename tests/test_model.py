@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import reference_forward
 
 import lstm_fast as lf
-from lstm_fast import reference as ref
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -38,17 +38,7 @@ def _name(c):
 
 
 def _reference(lstm, x, precision, state=None, lengths=None):
-    y, (h, c), _ = ref.forward(
-        x,
-        lstm.state_dict(),
-        num_layers=lstm.num_layers,
-        bidirectional=lstm.bidirectional,
-        proj_size=lstm.proj_size,
-        peephole=lstm.peephole,
-        state=state,
-        lengths=lengths,
-        precision="fp64" if precision == "fp32" else precision,
-    )
+    y, (h, c), _ = reference_forward(lstm, x, state, lengths, precision="fp64" if precision == "fp32" else precision)
     return y, h, c
 
 

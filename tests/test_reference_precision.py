@@ -4,7 +4,7 @@ forward pass that uses them."""
 
 import numpy as np
 import pytest
-from conftest import random_case
+from conftest import random_case, reference_forward
 
 from lstm_fast import reference as ref
 
@@ -84,17 +84,8 @@ def test_int8_products_sum_exactly(rng):
 )
 def test_reduced_forward_is_near_fp64_and_not_equal(rng, precision, config):
     model, x, state, lengths, _, _ = random_case(rng, T=30, B=3, **config)
-    params = model.state_dict()
-    kwargs = dict(
-        num_layers=model.num_layers,
-        bidirectional=model.bidirectional,
-        proj_size=model.proj_size,
-        peephole=model.peephole,
-        state=state,
-        lengths=lengths,
-    )
-    y, (h, c), _ = ref.forward(x, params, **kwargs)
-    y_p, (h_p, c_p), _ = ref.forward(x, params, precision=precision, **kwargs)
+    y, (h, c), _ = reference_forward(model, x, state, lengths)
+    y_p, (h_p, c_p), _ = reference_forward(model, x, state, lengths, precision=precision)
     for exact, reduced in ((y, y_p), (h, h_p), (c, c_p)):
         error = np.abs(reduced - exact).max()
         assert 1e-7 < error < 2e-2, error  # measured: 4e-4 to 4e-3 at these sizes

@@ -1,4 +1,4 @@
-// The cell of a frozen bf16 or int8 model over a sequence, on the plan's team (frozen.hpp; compiled
+// The cell of a frozen model (fp32, bf16, int8) over a sequence, on the plan's team (frozen.hpp; compiled
 // once per ISA, like cell_kernel.hpp's files, and with -ffp-contract=off: every float operation here
 // is the one written, never fused, so that int8 results are bitwise the same on every instruction set).
 //
@@ -78,29 +78,15 @@ void exact_packet(const ForwardRow<float>& r, Index j) {
   S::store(r.m + j, m);
 }
 
-// `count` units of one row, the gate blocks (and peephole rows) `stride` apart: z in (destroyed),
-// cell in/out, m out (gates.hpp's gates_forward_units). The tail as one zero-padded packet.
+// `count` units of one row, the gate blocks (and peephole rows) `stride` apart: z in (left as it was),
+// cell in/out, m out (gates.hpp's gates_forward_units with exact_packet).
 template <bool kPeephole>
 void exact_gates_units(Index count, Index stride, float* z, float* cell, float* m, const float* peep) {
-  constexpr Index W = Simd<float>::kWidth;
-  const Index body = count - count % W;
-  for (Index j = 0; j < body; j += W) exact_packet<kPeephole>({z, cell, m, peep, stride}, j);
-  if (body == count) return;
-  const Index n = count - body;
-  float tz[4 * W] = {}, tcell[W] = {}, tm[W] = {}, tpeep[3 * W] = {};
-  for (Index k = 0; k < 4; ++k) std::copy_n(z + k * stride + body, n, tz + k * W);
-  std::copy_n(cell + body, n, tcell);
-  if constexpr (kPeephole)
-    for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * stride + body, n, tpeep + k * W);
-  exact_packet<kPeephole>({tz, tcell, tm, tpeep, W}, 0);
-  std::copy_n(tcell, n, cell + body);
-  std::copy_n(tm, n, m + body);
+  over_units(count, stride, z, cell, m, kPeephole ? peep : nullptr,
+             [](const ForwardRow<float>& row, Index j) { exact_packet<kPeephole>(row, j); });
 }
 
 // ---- the cell ------------------------------------------------------------------------------------
-
-// [begin, end) of slice j of n things shared by `slices`.
-inline Index share_begin(Index n, int slices, int j) { return n * j / slices; }
 
 struct FrozenPass {
   Precision p;
@@ -126,7 +112,8 @@ struct FrozenPass {
         G(4 * d.hidden_size) {}
 
   float* buffer(std::size_t offset) const { return reinterpret_cast<float*>(io.work + offset); }
-  float* hidden(Index q) const { return buffer(layout.h[q & 1]); }  // h read by the q-th step processed
+  Index step_at(Index q) const { return s.reverse ? s.steps - 1 - q : q; }  // the step processed q-th
+  float* hidden(Index q) const { return buffer(layout.h[q & 1]); }          // h read by the q-th step processed
 
   unsigned char* operand(int j) const { return io.work + layout.a + static_cast<std::size_t>(j) * layout.a_bytes; }
   float* scales(int j) const { return buffer(layout.scale + static_cast<std::size_t>(j) * layout.scale_bytes); }
@@ -163,9 +150,9 @@ struct FrozenPass {
   // the input projection of the chunk's rows, its units' columns only: the other slices never read
   // them, so the projection needs no meeting of its own.
   void step_units(int j, Index q, bool first, Index row0, Index rows, float* z_chunk) const {
-    const Index t = s.reverse ? s.steps - 1 - q : q, b = s.batch_sizes[t], row = s.offsets[t];
+    const Index t = step_at(q), b = s.batch_sizes[t], row = s.offsets[t];
     const Index blocks = cell.hh.part_blocks();
-    const Index ub0 = share_begin(blocks, plan.team, j), ub1 = share_begin(blocks, plan.team, j + 1);
+    const Index ub0 = split(blocks, plan.team, j, 1), ub1 = split(blocks, plan.team, j + 1, 1);
     const Index u0 = std::min(H, ub0 * kFrozenBlock), u1 = std::min(H, ub1 * kFrozenBlock);
     if (u1 <= u0) return;
     if (first) {
@@ -197,9 +184,9 @@ struct FrozenPass {
 
   // Slice j of the projection of the q-th step processed: h_t = W_hr m_t, outputs of its blocks.
   void step_projection(int j, Index q) const {
-    const Index t = s.reverse ? s.steps - 1 - q : q, b = s.batch_sizes[t];
+    const Index t = step_at(q), b = s.batch_sizes[t];
     const Index blocks = cell.hr.blocks();
-    const Index rb0 = share_begin(blocks, plan.team, j), rb1 = share_begin(blocks, plan.team, j + 1);
+    const Index rb0 = split(blocks, plan.team, j, 1), rb1 = split(blocks, plan.team, j + 1, 1);
     const Index r0 = std::min(R, rb0 * kFrozenBlock), r1 = std::min(R, rb1 * kFrozenBlock);
     if (r1 <= r0) return;
     const Operand a = convert(j, b, H, buffer(layout.m), H);
@@ -209,7 +196,7 @@ struct FrozenPass {
 
   // Outputs [r0, r1) of the q-th step processed: rows that ended carried over, y_t of the others.
   void outputs(Index q, Index r0, Index r1) const {
-    const Index t = s.reverse ? s.steps - 1 - q : q, b = s.batch_sizes[t], row = s.offsets[t];
+    const Index t = step_at(q), b = s.batch_sizes[t], row = s.offsets[t];
     const float* h = hidden(q);
     float* h_next = hidden(q + 1);
     for (Index r = b; r < s.batch; ++r) std::copy(h + r * R + r0, h + r * R + r1, h_next + r * R + r0);
@@ -261,18 +248,15 @@ void frozen_forward(Precision p, const CellDims& dims, const CellPlan& plan, con
   FrozenPass(p, dims, plan, cell, steps, arrays).run();
 }
 
-}  // namespace lstm_fast::detail::LSTM_FAST_ISA
-
-namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {
-
-#if defined(__AVX512F__)
-constexpr int kChains = 12;  // more independent chains than latency x ports
 
 // Seconds since start.
 inline double since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+#if defined(__AVX512F__)
+constexpr int kChains = 12;  // more independent chains than latency x ports
 
 // kChains chains of vpdpbusd for about `seconds`: GOP/s, a multiply-add counting 2. (The loops are
 // written out in each function: a lambda would not inherit the function's target.)
@@ -330,7 +314,6 @@ double dot_throughput(Precision p, double seconds) {
   alignas(64) std::int32_t sums[4 * kFrozenBlock] = {};
   alignas(64) float fsums[4 * kFrozenBlock] = {};
   const auto start = std::chrono::steady_clock::now();
-  double elapsed = 0.0;
   long long blocks = 0;
   do {
     for (int k = 0; k < 64; ++k) {
@@ -340,11 +323,11 @@ double dot_throughput(Precision p, double seconds) {
         bf16_block(4, b16, 256, w16, 128, fsums);
     }
     blocks += 64;
-    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  } while (elapsed < seconds);
+  } while (since(start) < seconds);
+  const double rate = double(blocks) * 4 * kFrozenBlock * 256 * 2.0 / since(start) / 1e9;
   static volatile float sink;
   sink = float(sums[0]) + fsums[0];
-  return double(blocks) * 4 * kFrozenBlock * 256 * 2.0 / elapsed / 1e9;
+  return rate;
 }
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

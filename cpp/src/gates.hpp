@@ -85,6 +85,28 @@ inline void forward_packet(const ForwardRow<T>& r, Index j) {
   S::store(r.m + j, S::mul(output_gate, S::tanh(cell)));
 }
 
+// Runs packet(row, j) (forward_packet, or another kernel of the same streams) over `count` units of one
+// row, the gate blocks (and peephole rows) `stride` apart; the last count % W units as one full packet
+// of zero-padded copies (gates W apart in the copy). peep may be null (no peephole).
+template <typename T, typename Packet>
+inline void over_units(Index count, Index stride, T* z, T* cell, T* m, const T* peep, const Packet& packet) {
+  constexpr Index W = Simd<T>::kWidth;
+  const Index body = count - count % W;
+  const ForwardRow<T> row{z, cell, m, peep, stride};
+  for (Index j = 0; j < body; j += W) packet(row, j);
+  if (body == count) return;
+  const Index n = count - body;
+  T tz[4 * W] = {}, tcell[W] = {}, tm[W] = {}, tpeep[3 * W] = {};
+  for (Index k = 0; k < 4; ++k) std::copy_n(z + k * stride + body, n, tz + k * W);
+  std::copy_n(cell + body, n, tcell);
+  if (peep)
+    for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * stride + body, n, tpeep + k * W);
+  packet(ForwardRow<T>{tz, tcell, tm, tpeep, W}, 0);
+  for (Index k = 0; k < 4; ++k) std::copy_n(tz + k * W, n, z + k * stride + body);
+  std::copy_n(tcell, n, cell + body);
+  std::copy_n(tm, n, m + body);
+}
+
 // The forward pointwise kernel for `count` units of one row, the gate blocks `stride` apart (a slice
 // of the hidden units when a team of threads shares a step; count == stride == H for a whole row).
 //   z: gate i of the first unit, pre-activations in, activated gates (i, f, g, o) out;
@@ -92,22 +114,8 @@ inline void forward_packet(const ForwardRow<T>& r, Index j) {
 //   apart, read only when kPeephole.
 template <bool kPeephole, typename T>
 inline void gates_forward_units(Index count, Index stride, T* z, T* cell, T* m, const T* peep) {
-  constexpr Index W = Simd<T>::kWidth;
-  const Index body = count - count % W;
-  const ForwardRow<T> row{z, cell, m, peep, stride};
-  for (Index j = 0; j < body; j += W) forward_packet<kPeephole>(row, j);
-  if (body == count) return;
-  // The tail: one full packet of zero-padded copies (gates W apart in the copy).
-  const Index n = count - body;
-  T tz[4 * W] = {}, tcell[W] = {}, tm[W] = {}, tpeep[3 * W] = {};
-  for (Index k = 0; k < 4; ++k) std::copy_n(z + k * stride + body, n, tz + k * W);
-  std::copy_n(cell + body, n, tcell);
-  if constexpr (kPeephole)
-    for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * stride + body, n, tpeep + k * W);
-  forward_packet<kPeephole>(ForwardRow<T>{tz, tcell, tm, tpeep, W}, 0);
-  for (Index k = 0; k < 4; ++k) std::copy_n(tz + k * W, n, z + k * stride + body);
-  std::copy_n(tcell, n, cell + body);
-  std::copy_n(tm, n, m + body);
+  over_units(count, stride, z, cell, m, kPeephole ? peep : nullptr,
+             [](const ForwardRow<T>& row, Index j) { forward_packet<kPeephole>(row, j); });
 }
 
 // One whole row: z [4H], cell [H], m [H], peep [3, H].

@@ -202,24 +202,17 @@ void Model::run(const float* x, const Index* batch_sizes, Index steps, Index bat
     return;
   }
   // bf16 and int8: layer by layer, each direction's cell by the frozen kernels on the plan's team, in
-  // a work buffer of its own per direction (the two may run side by side).
-  const Index L = config_.num_layers, D = config_.directions(), R = config_.output_size(), H = config_.hidden_size;
-  const Index N = schedule.rows(), B = batch;
+  // a work buffer of its own per direction when the two run side by side.
+  const Index D = config_.directions(), R = config_.output_size(), H = config_.hidden_size, B = batch;
   Buffer<unsigned char> work[2];
-  Buffer<float> layer_in, layer_out;
-  const float* in = x;
   const detail::FrozenForward cell_forward = detail::active_kernels().frozen_forward;
-  for (Index k = 0; k < L; ++k) {
-    float* out = y;
-    if (k < L - 1) {
-      layer_out.resize(static_cast<size_t>(N * D * R));
-      out = layer_out.data();
-    }
+  over_layers(config_.num_layers, schedule.rows(), D * R, x, y, [&](Index k, const float* in, float* out) {
     const detail::CellDims dims = detail::cell_dims(config_, k);
-    const detail::LayerPlan plan = frozen_plan(k, B, N, steps);
+    const detail::LayerPlan plan = frozen_plan(k, B, schedule.rows(), steps);
     const std::size_t bytes = detail::FrozenWork(dims, precision_, B, plan.cell.chunk * B, plan.cell.team).bytes;
-    for (Index d = 0; d < D; ++d) work[d].resize(bytes);
-    detail::run_directions(D, plan.directions_parallel, [&](Index d) {
+    const bool parallel = plan.directions_parallel && D == 2;
+    for (Index d = 0; d < (parallel ? 2 : 1); ++d) work[d].resize(bytes);
+    detail::run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
       const detail::FrozenSteps s{B, steps, schedule.batch_sizes.data(), schedule.offsets.data(), d == 1};
       cell_forward(precision_, dims, plan.cell, (*frozen_)[static_cast<size_t>(cell)], s,
@@ -227,22 +220,13 @@ void Model::run(const float* x, const Index* batch_sizes, Index steps, Index bat
                     {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
                     {out + d * R, D * R},
                     {h_n + cell * B * R, c_n + cell * B * H},
-                    work[d].data()});
+                    work[parallel ? d : 0].data()});
     });
-    if (k < L - 1) {
-      std::swap(layer_in, layer_out);
-      in = layer_in.data();
-    }
-  }
+  });
 }
 
 detail::LayerPlan Model::frozen_plan(Index layer, Index batch, Index rows, Index steps) const {
-  detail::Problem problem;
-  problem.dims = detail::cell_dims(config_, layer);
-  problem.directions = config_.directions();
-  problem.batch = batch;
-  problem.rows = rows;
-  problem.steps = steps;
+  detail::Problem problem = detail::layer_problem(config_, layer, batch, rows, steps);
   problem.threads = get_num_threads();
   problem.element_size = precision_ == Precision::int8 ? 1 : 2;
   problem.lanes = detail::kFrozenBlock;  // a member's hidden units are whole blocks

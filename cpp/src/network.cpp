@@ -53,12 +53,7 @@ std::atomic<int> g_num_threads{std::max(1, static_cast<int>(std::thread::hardwar
 // The plan of layer k of a call (plan.hpp): decided here once, read by the kernels.
 template <typename T>
 detail::LayerPlan plan_of(const Config& config, Index layer, const Schedule& schedule, bool training) {
-  detail::Problem problem;
-  problem.dims = detail::cell_dims(config, layer);
-  problem.directions = config.directions();
-  problem.batch = schedule.batch;
-  problem.rows = schedule.rows();
-  problem.steps = schedule.steps();
+  detail::Problem problem = detail::layer_problem(config, layer, schedule.batch, schedule.rows(), schedule.steps());
   problem.training = training;
   problem.threads = g_num_threads.load();
   problem.element_size = sizeof(T);
@@ -153,16 +148,9 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
     trace->dropout_masks.assign(static_cast<size_t>(L - 1), {});
     trace->cells.assign(static_cast<size_t>(L * D), {});
   }
-  Buffer<T> layer_in, layer_out;  // [N, D*R] between layers
-  const T* in = x;
-  for (Index k = 0; k < L; ++k) {
+  over_layers(L, N, D * R, x, y, [&](Index k, const T* in, T* out) {
     const detail::CellDims dims = detail::cell_dims(config, k);
     if (trace) trace->layer_inputs[k].assign(in, in + N * dims.input_size);
-    T* out = y;
-    if (k < L - 1) {
-      layer_out.resize(static_cast<size_t>(N * D * R));
-      out = layer_out.data();
-    }
     // The directions write disjoint columns of `out` and their own state and trace.
     const detail::LayerPlan plan = plan_of<T>(config, k, schedule, trace != nullptr);
     detail::run_directions(D, plan.directions_parallel, [&](Index d) {
@@ -174,16 +162,12 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
                                             trace ? &trace->cells[cell] : nullptr};
       detail::cell_kernels<T>().forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
     });
-    if (k < L - 1) {
-      if (dropout_masks && dropout_masks[k]) {
-        const T* mask = dropout_masks[k];
-        for (Index e = 0; e < N * D * R; ++e) out[e] *= mask[e];
-        if (trace) trace->dropout_masks[k].assign(mask, mask + N * D * R);
-      }
-      std::swap(layer_in, layer_out);
-      in = layer_in.data();
+    if (k < L - 1 && dropout_masks && dropout_masks[k]) {
+      const T* mask = dropout_masks[k];
+      for (Index e = 0; e < N * D * R; ++e) out[e] *= mask[e];
+      if (trace) trace->dropout_masks[k].assign(mask, mask + N * D * R);
     }
-  }
+  });
 }
 
 template <typename T>

@@ -14,6 +14,7 @@
 // no copy. Padded steps are never computed.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "lstm_fast/config.hpp"
@@ -84,6 +85,26 @@ double fma_peak_gflops(double seconds, int threads);
 // The same for the products of a frozen bf16 or int8 model: GOP/s of their multiply-add instruction
 // (vdpbf16ps, vpdpbusd, or the fallback the ISA runs) on `threads` threads.
 double dot_peak_gops(Precision precision, double seconds, int threads);
+
+// The layers of a stack in order: layer(k, in, out) for k = 0 .. layers-1, layer 0 reading x, the last
+// writing y, each other one writing [rows, width] numbers that the next one reads.
+template <typename T, typename Layer>
+void over_layers(Index layers, Index rows, Index width, const T* x, T* y, const Layer& layer) {
+  Buffer<T> layer_in, layer_out;  // between layers
+  const T* in = x;
+  for (Index k = 0; k < layers; ++k) {
+    T* out = y;
+    if (k < layers - 1) {
+      layer_out.resize(static_cast<size_t>(rows * width));
+      out = layer_out.data();
+    }
+    layer(k, in, out);
+    if (k < layers - 1) {
+      std::swap(layer_in, layer_out);
+      in = layer_in.data();
+    }
+  }
+}
 
 // Runs the stack over a packed sequence.
 //   weights: [L*D] cells.

@@ -38,6 +38,18 @@ struct Problem {
   Index lanes = 1;               // numbers per SIMD packet of the active ISA for this element type
 };
 
+// The Problem of layer `layer` of a stack over `rows` packed rows of `steps` steps and `batch` sequences;
+// the budget, the element type and training are the caller's to set.
+inline Problem layer_problem(const Config& config, Index layer, Index batch, Index rows, Index steps) {
+  Problem p;
+  p.dims = cell_dims(config, layer);
+  p.directions = config.directions();
+  p.batch = batch;
+  p.rows = rows;
+  p.steps = steps;
+  return p;
+}
+
 // What each member of a cell's team owns.
 enum class Split {
   kUnits,  // hidden units [u0, u1) (all four gates of them), on packet boundaries; a barrier per step

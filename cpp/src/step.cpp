@@ -36,20 +36,20 @@ int Model::step_slices(Index batch) const {
   return slices;
 }
 
+// [B, R] of a layer's output, then the frozen kernels' working memory for B rows.
 std::size_t Model::step_workspace_floats(Index batch, int slices) const {
   std::size_t bytes = 0;
   for (Index k = 0; k < config_.num_layers; ++k)
     bytes = std::max(bytes, detail::FrozenWork(detail::cell_dims(config_, k), precision_, batch, batch, slices).bytes);
-  return bytes / sizeof(float) + static_cast<std::size_t>(batch * config_.output_size());
+  return static_cast<std::size_t>(batch * config_.output_size()) + bytes / sizeof(float);
 }
 
 // h [L, B, R] and c [L, B, H] in place; workspace: step_workspace_floats(batch, slices) floats. The
 // team is the plan's, at most `slices`.
 void Model::step_arrays(const float* x, float* y, float* h, float* c, Index B, int slices, float* workspace) const {
   const Index H = config_.hidden_size, R = config_.output_size(), L = config_.num_layers;
-  const std::size_t work_floats = step_workspace_floats(B, slices) - static_cast<std::size_t>(B * R);
-  unsigned char* work = reinterpret_cast<unsigned char*>(workspace);
-  float* out = workspace + work_floats;  // [B, R]
+  float* out = workspace;  // [B, R]
+  unsigned char* work = reinterpret_cast<unsigned char*>(workspace + B * R);
   const Index batch_sizes[1] = {B}, offsets[2] = {0, B};
   const detail::FrozenForward cell_forward = detail::active_kernels().frozen_forward;
   const float* in = x;

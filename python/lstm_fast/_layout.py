@@ -3,11 +3,12 @@ trainable LSTM and the frozen Model: both check and convert their arguments here
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+import math
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._checks import as_float_array, check_pair, check_sequence_shape, shape_str
+from ._checks import as_float_array, check_fits, check_pair, check_sequence_shape, int_arg, shape_str
 from ._packing import Packing, packing_of
 
 State = Tuple[np.ndarray, np.ndarray]
@@ -15,7 +16,22 @@ State = Tuple[np.ndarray, np.ndarray]
 
 
 class SequenceLayout:
-    """Mixin: needs input_size, batch_first, _lstm_config and _io_dtype (the arrays' dtype)."""
+    """Mixin: needs the config attributes (input_size, num_layers, ...), _lstm_config and _io_dtype (the
+    arrays' dtype)."""
+
+    def initial_state(self, batch_size: Optional[int] = None) -> State:
+        """Zero (h, c): h (L*D, B, R), c (L*D, B, H); without the B axis when batch_size is None."""
+        LD = self.num_layers * self.num_directions
+        batch = () if batch_size is None else (int_arg("batch_size", batch_size, 1),)
+        check_fits(
+            f"the state of initial_state(batch_size={batch_size})",
+            LD * math.prod(batch) * (self.output_size + self.hidden_size),
+            self._io_dtype,
+        )
+        return (
+            np.zeros((LD,) + batch + (self.output_size,), self._io_dtype),
+            np.zeros((LD,) + batch + (self.hidden_size,), self._io_dtype),
+        )
 
     def _check_input(self, x: Any) -> Tuple[np.ndarray, bool]:
         """x as a C-contiguous (T, B, I) array of self._io_dtype, and whether it came unbatched."""

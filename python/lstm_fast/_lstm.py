@@ -21,7 +21,6 @@ from ._checks import (
     check_pair,
     check_shape,
     core_ready,
-    int_arg,
     shape_str,
 )
 from ._config import ConfigAttributes, LSTMConfig
@@ -198,20 +197,6 @@ class LSTM(SequenceLayout, ConfigAttributes):
         from ._model import freeze
 
         return freeze(self._lstm_config, self.state_dict(), precision)
-
-    def initial_state(self, batch_size: Optional[int] = None) -> State:
-        """Zero (h, c): h (L*D, B, R), c (L*D, B, H); without the B axis when batch_size is None."""
-        LD = self.num_layers * self.num_directions
-        batch = () if batch_size is None else (int_arg("batch_size", batch_size, 1),)
-        check_fits(
-            f"the state of initial_state(batch_size={batch_size})",
-            LD * math.prod(batch) * (self.output_size + self.hidden_size),
-            self.dtype,
-        )
-        return (
-            np.zeros((LD,) + batch + (self.output_size,), self.dtype),
-            np.zeros((LD,) + batch + (self.hidden_size,), self.dtype),
-        )
 
     def __call__(self, x: Any, state: Optional[State] = None, lengths: Any = None) -> Tuple[np.ndarray, State]:
         """Inference: ``y, (h_n, c_n) = lstm(x, state=None, lengths=None)``; see forward()."""

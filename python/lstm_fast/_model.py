@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from . import _core, _io
-from ._checks import check_fits, int_arg
+from ._checks import check_fits
 from ._config import ConfigAttributes, LSTMConfig
 from ._layout import SequenceLayout, State
 
@@ -53,15 +53,6 @@ class Model(SequenceLayout, ConfigAttributes):
         """The constructor arguments of the LSTM it was made from, as saved in its file's metadata."""
         return self._lstm_config.to_dict()
 
-    def initial_state(self, batch_size: Optional[int] = None) -> State:
-        """Zero (h, c), float32: h (L*D, B, R), c (L*D, B, H); without the B axis when batch_size is None."""
-        LD = self.num_layers * self.num_directions
-        batch = () if batch_size is None else (int_arg("batch_size", batch_size, 1),)
-        return (
-            np.zeros((LD,) + batch + (self.output_size,), np.float32),
-            np.zeros((LD,) + batch + (self.hidden_size,), np.float32),
-        )
-
     def __call__(self, x: Any, state: Optional[State] = None, lengths: Any = None) -> Tuple[np.ndarray, State]:
         """Inference over a sequence: the arguments, shapes and packed-sequence semantics of
         ``LSTM.__call__`` (x (T, B, I), (B, T, I) when batch_first, or (T, I); y with last
@@ -93,7 +84,7 @@ class Model(SequenceLayout, ConfigAttributes):
         if type(x_t) is not np.ndarray or x_t.ndim != 2 or self.bidirectional:
             return False
         B = x_t.shape[0]
-        if not (_ready(x_t, (B, self.input_size)) and B > 0):
+        if not (_core_ready(x_t, (B, self.input_size)) and B > 0):
             return False
         if state is None:
             return True
@@ -101,8 +92,8 @@ class Model(SequenceLayout, ConfigAttributes):
         return (
             type(state) is tuple
             and len(state) == 2
-            and _ready(state[0], (L, B, self.output_size))
-            and _ready(state[1], (L, B, self.hidden_size))
+            and _core_ready(state[0], (L, B, self.output_size))
+            and _core_ready(state[1], (L, B, self.hidden_size))
         )
 
     def save(self, path: "os.PathLike[str] | str") -> None:
@@ -114,7 +105,7 @@ class Model(SequenceLayout, ConfigAttributes):
         return f"Model({self._lstm_config.arguments_repr()}, precision={self.precision!r})"
 
 
-def _ready(a: Any, shape: Tuple[int, ...]) -> bool:
+def _core_ready(a: Any, shape: Tuple[int, ...]) -> bool:
     """a is a C-contiguous, aligned float32 ndarray of exactly `shape` (the core reads it as it is)."""
     return (
         type(a) is np.ndarray

@@ -65,7 +65,7 @@ class State {
  private:
   friend class Model;
   Index batch_ = 0;
-  // step's buffers: the frozen kernels' working memory for B rows, then [B, R] of a layer's output.
+  // step's buffers: [B, R] of a layer's output, then the frozen kernels' working memory for B rows.
   std::vector<float> workspace_;
 };
 
