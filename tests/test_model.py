@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import reference_forward
+from conftest import num_threads, reference_forward
 
 import lstm_fast as lf
 
@@ -55,11 +55,39 @@ def test_model_matches_the_reference_of_its_precision(rng, config, precision):
     y_ref, h_ref, c_ref = _reference(lstm, x, precision, state, lengths)
     for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
         assert got.dtype == np.float32
-        if precision == "fp32":
-            np.testing.assert_allclose(got, want, rtol=0, atol=CONTRACT)
-        else:
-            error = np.abs(got - want)
-            assert (error <= CONTRACT).mean() >= 0.9 and error.max() <= FLIP, error.max()
+        _assert_within_contract(got, want, precision)
+
+
+def _assert_within_contract(got, want, precision):
+    if precision == "fp32":
+        np.testing.assert_allclose(got, want, rtol=0, atol=CONTRACT)
+    else:
+        error = np.abs(got - want)
+        assert (error <= CONTRACT).mean() >= 0.9 and error.max() <= FLIP, error.max()
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("batch", (1, 3, 6, 20))
+@pytest.mark.parametrize("hidden", (16, 75, 160))
+def test_every_tile_and_split_matches_the_reference(rng, precision, threads, batch, hidden):
+    # 1, 5 (the last partial) and 10 blocks of 16 units a gate, 1 to 20 rows, some of them ending early:
+    # the products run every tile (1-4 rows x 1-4 blocks, one row x 8 blocks), alone, split by units
+    # and split by rows; and the B = 1 step.
+    lstm = lf.LSTM(24, hidden, seed=hidden)
+    x = rng.normal(size=(6, batch, 24)).astype(np.float32)
+    lengths = [6] + [int(n) for n in rng.integers(1, 7, size=batch - 1)]
+    with num_threads(threads):
+        model = lstm.freeze(precision)
+        y, (h, c) = model(x, lengths=lengths)
+        y_ref, h_ref, c_ref = _reference(lstm, x, precision, lengths=lengths)
+        for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
+            _assert_within_contract(got, want, precision)
+        if batch == 1:
+            state = model.initial_state(1)
+            for t in range(6):
+                y_t, state = model.step(x[t], state)
+                _assert_within_contract(y_t, y_ref[t], precision)
 
 
 @pytest.mark.parametrize("precision", ("bf16", "int8"))
@@ -139,8 +167,9 @@ _ISA_SCRIPT = """
 import sys, numpy as np, lstm_fast as lf
 lf.set_num_threads(int(sys.argv[2]))
 model = lf.load_model(sys.argv[1])
-x = np.random.default_rng(0).normal(size=(40, 9, model.input_size)).astype(np.float32)
-y, (h, c) = model(x, lengths=[40, 3, 17, 40, 1, 22, 40, 8, 30])
+lengths = [int(n) for n in sys.argv[3].split(",")]
+x = np.random.default_rng(0).normal(size=(max(lengths), len(lengths), model.input_size)).astype(np.float32)
+y, (h, c) = model(x, lengths=lengths)
 sys.stdout.buffer.write(np.concatenate([y.ravel(), h.ravel(), c.ravel()]).tobytes())
 """
 
@@ -154,13 +183,25 @@ def _runs(path):
     return [(name, env, threads) for name, env in runs for threads in (1, 2)]
 
 
-def test_int8_is_bitwise_the_same_on_every_instruction_set_and_thread_count(tmp_path):
+_LENGTHS = "40,3,17,40,1,22,40,8,30"
+
+
+@pytest.mark.parametrize(
+    ("hidden", "config", "lengths"),
+    [
+        (70, dict(num_layers=2, proj_size=17, peephole=True), _LENGTHS),  # two threads split units
+        (70, dict(num_layers=2, peephole=True), ",".join([_LENGTHS] * 3)),  # 27 rows: split rows
+        (160, dict(), "5,1"),  # one row, 10 blocks a gate: tiles of 8 blocks
+    ],
+    ids=["units", "rows", "wide"],
+)
+def test_int8_is_bitwise_the_same_on_every_instruction_set_and_thread_count(tmp_path, hidden, config, lengths):
     path = tmp_path / "int8.safetensors"
-    lf.LSTM(33, 70, num_layers=2, proj_size=17, peephole=True, seed=8).freeze("int8").save(path)
+    lf.LSTM(33, hidden, seed=8, **config).freeze("int8").save(path)
     outputs = {}
     for name, env, threads in _runs(path):
         out = subprocess.run(
-            [sys.executable, "-c", _ISA_SCRIPT, str(path), str(threads)],
+            [sys.executable, "-c", _ISA_SCRIPT, str(path), str(threads), lengths],
             env={**os.environ, **env},
             capture_output=True,
             check=True,
@@ -178,7 +219,7 @@ def test_bf16_is_close_on_every_instruction_set(tmp_path):
     outputs = [
         np.frombuffer(
             subprocess.run(
-                [sys.executable, "-c", _ISA_SCRIPT, str(path), "1"],
+                [sys.executable, "-c", _ISA_SCRIPT, str(path), "1", _LENGTHS],
                 env={**os.environ, **env},
                 capture_output=True,
                 check=True,

@@ -188,8 +188,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void int8_tile_vnni(const
 
 using Int8Tile = void (*)(const std::int8_t*, Index, const float*, const FrozenMatrix&, Index, Index, const Output&);
 
-// The tile for mr rows (1-4) and nb blocks (1-4).
+// The tile for mr rows (1-4) and nb blocks (1-4), or one row and 8 blocks (over_tiles).
 Int8Tile int8_tile(Index mr, Index nb) {
+  if (nb == 8) return int8_tile_vnni<1, 8>;
   static const Int8Tile tiles[4][4] = {
       {int8_tile_vnni<1, 1>, int8_tile_vnni<1, 2>, int8_tile_vnni<1, 3>, int8_tile_vnni<1, 4>},
       {int8_tile_vnni<2, 1>, int8_tile_vnni<2, 2>, int8_tile_vnni<2, 3>, int8_tile_vnni<2, 4>},
