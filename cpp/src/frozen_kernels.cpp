@@ -204,10 +204,47 @@ struct FrozenPass {
       std::copy(h_next + r * R + r0, h_next + r * R + r1, io.y.data + (row + r) * io.y.stride + r0);
   }
 
+  // The row split (plan.hpp; no projection): slice k is rows k, k + team, ... of every step, all units;
+  // its rows depend on nothing else, so the team meets only every plan.segment steps. A row's numbers
+  // are the unit split's: its operand scale, sums and gates do not depend on the other rows.
+  void row_step(int k, Index q) const {
+    const int team = plan.team;
+    const Index t = step_at(q), b = s.batch_sizes[t], row = s.offsets[t];
+    const float* h = hidden(q);
+    float* h_next = hidden(q + 1);
+    const Index active = rows_of(b, team, k);
+    for (Index r = k + active * team; r < s.batch; r += team) std::copy_n(h + r * R, R, h_next + r * R);
+    if (active == 0) return;
+    const Index I = dims.input_size;
+    float* zt = buffer(layout.z) + k * G;  // the slice's rows of z_t, team * G apart
+    const Operand x = convert(k, active, I, io.x + (row + k) * I, team * I);
+    multiply(k, active, x, cell.ih, 0, cell.ih.blocks(), {zt, team * G, cell.bias, false});
+    const Operand a = convert(k, active, R, h + k * R, team * R);
+    multiply(k, active, a, cell.hh, 0, cell.hh.blocks(), {zt, team * G, nullptr, true});
+    float* c = buffer(layout.c);
+    with_peephole(dims.peephole, [&](auto peephole) {
+      constexpr bool kPeep = decltype(peephole)::value;
+      for (Index i = 0, r = k; i < active; ++i, r += team) {
+        if (p == Precision::int8)
+          exact_gates_units<kPeep>(H, H, zt + i * team * G, c + r * H, h_next + r * R, cell.peep);
+        else
+          gates_forward_units<kPeep>(H, H, zt + i * team * G, c + r * H, h_next + r * R, cell.peep);
+        std::copy_n(h_next + r * R, R, io.y.data + (row + r) * io.y.stride);
+      }
+    });
+  }
+
   // One member's part of the call; share(work) runs work(j) for the slices j of the next segment this
   // member gets (Seat::share), or work(0) alone.
   template <typename Share>
   void member(const Share& share) const {
+    if (plan.split == Split::kRows) {
+      for (Index first = 0; first < s.steps; first += plan.segment)
+        share([&](int k) {
+          for (Index q = first; q < std::min(s.steps, first + plan.segment); ++q) row_step(k, q);
+        });
+      return;
+    }
     float* z = buffer(layout.z);
     for (Index first = 0; first < s.steps; first += plan.chunk) {
       const Index count = std::min(plan.chunk, s.steps - first);

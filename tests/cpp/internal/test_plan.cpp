@@ -128,4 +128,15 @@ TEST(Plan, FrozenReducedPrecisionNeedsMoreWorkForATeam) {
   EXPECT_EQ(plan_layer(f64).cell.team, 2);
 }
 
+// int8 weights take a quarter of float32's bytes, so more of them sit whole in each core's L2: the
+// medium shape's (I = H = 256: 512 KiB in int8, 1 MiB in bf16) split rows in int8 only.
+TEST(Plan, FrozenInt8SplitsRowsOnWeightsThatFitInL2) {
+  Problem int8 = problem(/*T=*/100, /*B=*/64, 256, 256, 2);
+  int8.element_size = 1;
+  EXPECT_EQ(plan_layer(int8).cell.split, Split::kRows);
+  Problem bf16 = int8;
+  bf16.element_size = 2;
+  EXPECT_EQ(plan_layer(bf16).cell.split, Split::kUnits);
+}
+
 }  // namespace
