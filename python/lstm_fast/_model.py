@@ -67,34 +67,23 @@ class Model(SequenceLayout, ConfigAttributes):
         """One time step through every layer (unidirectional models): x_t (B, I) or (I,), state (h, c)
         or None for zeros; returns y_t (B, R) (or (R,)) and the new state. Stepping a sequence gives
         bit for bit the outputs of one call on it."""
-        if self._ready(x_t, state):  # the streaming loop's own arrays: nothing to check or convert
+        fast = type(x_t) is np.ndarray and x_t.ndim == 2 and len(x_t) > 0
+        if fast and (state is None or (type(state) is tuple and len(state) == 2)):
+            # The streaming loop's own arrays (C-contiguous float32 of the right shapes, as step
+            # returns them) go straight to the core, which checks them; anything else it refuses
+            # takes the checked path below, which converts it or raises the error that names it.
             h, c = (None, None) if state is None else state
-            y, h_n, c_n = self._core.step(x_t, h, c)
-            return y, (h_n, c_n)
+            try:
+                y, h_n, c_n = self._core.step(x_t, h, c)
+                return y, (h_n, c_n)
+            except (TypeError, ValueError):
+                pass
         x, unbatched = self._check_step_input(x_t)
         h, c = self._check_state("state", state, x.shape[0], unbatched)
         y, h_n, c_n = self._core.step(x, h, c)
         if unbatched:
             return y[0], (h_n[:, 0], c_n[:, 0])
         return y, (h_n, c_n)
-
-    def _ready(self, x_t: Any, state: Any) -> bool:
-        """x_t (B, I) and state None or a tuple of (h (L, B, R), c (L, B, H)), all C-contiguous float32
-        arrays, on a unidirectional model: what step() returns and a streaming loop feeds back."""
-        if type(x_t) is not np.ndarray or x_t.ndim != 2 or self.bidirectional:
-            return False
-        B = x_t.shape[0]
-        if not (_core_ready(x_t, (B, self.input_size)) and B > 0):
-            return False
-        if state is None:
-            return True
-        L = self.num_layers
-        return (
-            type(state) is tuple
-            and len(state) == 2
-            and _core_ready(state[0], (L, B, self.output_size))
-            and _core_ready(state[1], (L, B, self.hidden_size))
-        )
 
     def save(self, path: "os.PathLike[str] | str") -> None:
         """Writes the model file of this precision (bf16 and int8 weights as BF16 and I8 tensors, int8
@@ -103,17 +92,6 @@ class Model(SequenceLayout, ConfigAttributes):
 
     def __repr__(self) -> str:
         return f"Model({self._lstm_config.arguments_repr()}, precision={self.precision!r})"
-
-
-def _core_ready(a: Any, shape: Tuple[int, ...]) -> bool:
-    """a is a C-contiguous, aligned float32 ndarray of exactly `shape` (the core reads it as it is)."""
-    return (
-        type(a) is np.ndarray
-        and a.dtype == np.float32
-        and a.shape == shape
-        and a.flags.c_contiguous
-        and a.flags.aligned
-    )
 
 
 def freeze(config: LSTMConfig, tensors: Mapping[str, np.ndarray], precision: Any) -> Model:
