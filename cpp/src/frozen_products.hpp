@@ -54,17 +54,17 @@ inline void emit(const Output& out, Index r, Index col, Index width, const float
   for (Index e = 0; e < width; ++e) z[e] = out.accumulate ? z[e] + v[e] : (bias ? v[e] + bias[e] : v[e]);
 }
 
-// Runs tile(mr, nb, r0, b) over rows [0, rows) in tiles of up to 4 rows and blocks [b0, b1) in tiles of
-// up to 4 blocks (8 for a single row, whose 4 chains alone would wait on the dot instruction's latency).
+// Runs tile(mr, nb, r0, b) over blocks [b0, b1) in tiles of up to 4 blocks (8 for a single row, whose 4
+// chains alone would wait on the dot instruction's latency) and, for each, rows [0, rows) in tiles of
+// up to 4 rows. Blocks outside: a tile's weights are read from memory once a product and then from L1
+// or L2 for every row tile, while the rows (a few KiB to a few hundred) stay in L2; rows outside
+// would stream all of the weights once per 4 rows, from L3 where they exceed L2.
 template <typename Tile>
 void over_tiles(Index rows, Index b0, Index b1, const Tile& tile) {
-  for (Index r0 = 0; r0 < rows; r0 += 4) {
-    const Index mr = std::min<Index>(4, rows - r0);
-    for (Index b = b0; b < b1;) {
-      const Index nb = mr == 1 && b1 - b >= 8 ? 8 : std::min<Index>(4, b1 - b);
-      tile(mr, nb, r0, b);
-      b += nb;
-    }
+  for (Index b = b0; b < b1;) {
+    const Index nb = rows == 1 && b1 - b >= 8 ? 8 : std::min<Index>(4, b1 - b);
+    for (Index r0 = 0; r0 < rows; r0 += 4) tile(std::min<Index>(4, rows - r0), nb, r0, b);
+    b += nb;
   }
 }
 
@@ -374,22 +374,21 @@ void f32_tile(const float* A, Index lda, const FrozenMatrix& W, Index r0, Index 
 }
 
 // out (+)= a W^T for rows [0, rows) of A and blocks [b0, b1).
+// (Blocks outside, as over_tiles.)
 void f32_product(Index rows, const float* A, Index lda, const FrozenMatrix& W, Index b0, Index b1, const Output& out) {
   constexpr int NB = std::max<int>(1, int(Simd<float>::kWidth) / 4);
-  for (Index r0 = 0; r0 < rows; r0 += 4) {
-    const Index mr = std::min<Index>(4, rows - r0);
-    Index b = b0;
-    for (; b + NB <= b1; b += NB) {
-      switch (mr) {
+  Index b = b0;
+  for (; b + NB <= b1; b += NB)
+    for (Index r0 = 0; r0 < rows; r0 += 4) {
+      switch (std::min<Index>(4, rows - r0)) {
         case 4: f32_tile<4, NB>(A, lda, W, r0, b, out); break;
         case 3: f32_tile<3, NB>(A, lda, W, r0, b, out); break;
         case 2: f32_tile<2, NB>(A, lda, W, r0, b, out); break;
         default: f32_tile<1, NB>(A, lda, W, r0, b, out); break;
       }
     }
-    for (; b < b1; ++b)
-      for (Index r = r0; r < r0 + mr; ++r) f32_tile<1, 1>(A, lda, W, r, b, out);
-  }
+  for (; b < b1; ++b)
+    for (Index r = 0; r < rows; ++r) f32_tile<1, 1>(A, lda, W, r, b, out);
 }
 
 }  // namespace

@@ -228,7 +228,7 @@ void Model::run(const float* x, const Index* batch_sizes, Index steps, Index bat
 detail::LayerPlan Model::frozen_plan(Index layer, Index batch, Index rows, Index steps) const {
   detail::Problem problem = detail::layer_problem(config_, layer, batch, rows, steps);
   problem.threads = get_num_threads();
-  problem.element_size = precision_ == Precision::int8 ? 1 : 2;
+  problem.element_size = precision_ == Precision::int8 ? 1 : precision_ == Precision::bf16 ? 2 : 4;
   problem.lanes = detail::kFrozenBlock;  // a member's hidden units are whole blocks
   return detail::plan_layer(problem);
 }
