@@ -244,13 +244,12 @@ Pool& pool() {
 
 }  // namespace
 
-Team::Team(int members) {
+Team::Team(int members) : workers_(static_cast<size_t>(std::max(members - 1, 0))) {  // may throw: none taken yet
   if (members <= 1) return;
   Pool& p = pool();
-  workers_.reserve(static_cast<size_t>(members - 1));  // before any worker is taken: may throw
   std::lock_guard<std::mutex> lock(p.mutex);
   while (size() < members && !p.idle.empty()) {
-    workers_.push_back(p.idle.back());
+    workers_[static_cast<size_t>(leased_++)] = p.idle.back();
     p.idle.pop_back();
   }
   // At most kMaxThreads workers in all (config.hpp): beyond it a team gets fewer members (the work is
@@ -266,6 +265,7 @@ Team::Team(int members) {
 #endif
     bool started = false;
     try {
+      p.idle.reserve(static_cast<size_t>(p.started) + 1);  // so that ~Team gives it back without allocating
       worker = new Worker;
       worker->thread = std::thread(&Worker::loop, worker);
       started = true;
@@ -277,28 +277,29 @@ Team::Team(int members) {
 #endif
     if (!started) break;
     ++p.started;
-    workers_.push_back(worker);
+    workers_[static_cast<size_t>(leased_++)] = worker;
   }
-  if (!workers_.empty()) cpus_ = helper_cpus();  // the helpers off the caller's CPU
+  if (leased_ > 0) cpus_ = helper_cpus();  // the helpers off the caller's CPU
 }
 
 Team::~Team() {
-  if (workers_.empty()) return;
+  if (leased_ == 0) return;
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mutex);
-  p.idle.insert(p.idle.end(), workers_.begin(), workers_.end());
+  for (int i = 0; i < leased_; ++i) p.idle.push_back(workers_[static_cast<size_t>(i)]);  // within capacity
 }
 
 void Team::run(void (*job)(const void*, int), const void* context) {
-  if (workers_.empty()) {
+  if (leased_ == 0) {
     job(context, 0);
     return;
   }
-  for (size_t i = 0; i < workers_.size(); ++i)
-    workers_[i]->hand_over(job, context, static_cast<int>(i) + 1, cpus_, crowded());
+  for (int i = 0; i < leased_; ++i) workers_[static_cast<size_t>(i)]->hand_over(job, context, i + 1, cpus_, crowded());
   job(context, 0);
-  for (Worker* worker : workers_)
+  for (int i = 0; i < leased_; ++i) {
+    Worker* worker = workers_[static_cast<size_t>(i)];
     if (!worker->take_back()) worker->wait_until_free();
+  }
 }
 
 Crew::Crew(int slices, int members, bool crowded)
@@ -306,7 +307,7 @@ Crew::Crew(int slices, int members, bool crowded)
       alone_(members <= 1),
       crowded_(crowded),
       stall_(test_stall_microseconds() > 0),
-      slots_(new Slot[static_cast<size_t>(slices)]) {}
+      slots_(static_cast<size_t>(slices)) {}
 
 bool Crew::wait_for(unsigned segment, int microseconds) {
   const auto segment_done = [&] { return complete(segment, done_.load(std::memory_order_acquire)); };

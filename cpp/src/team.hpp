@@ -37,6 +37,20 @@ void test_stall(unsigned segment);  // sleeps when segment % 8 == 1
 // layers, the directions and the calls of a training step, so those find it awake.
 constexpr int kSpinMicroseconds = 200;
 
+// n elements in place when n <= N, else on the heap: a team of up to N members leases and meets
+// without allocating, so that a streaming step on a team allocates nothing either.
+template <typename T, std::size_t N>
+class InlineArray {
+ public:
+  explicit InlineArray(std::size_t n) : heap_(n > N ? new T[n] : nullptr) {}
+  T& operator[](std::size_t i) { return heap_ ? heap_[i] : local_[i]; }
+  const T& operator[](std::size_t i) const { return heap_ ? heap_[i] : local_[i]; }
+
+ private:
+  T local_[N];
+  std::unique_ptr<T[]> heap_;
+};
+
 class Team {
  public:
   // Leases up to members - 1 workers. Fewer only when the system refuses to start a thread; the
@@ -46,7 +60,7 @@ class Team {
   Team(const Team&) = delete;
   Team& operator=(const Team&) = delete;
 
-  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  int size() const { return leased_ + 1; }
   // More members than CPUs the caller may run on (affinity): some must share a CPU.
   bool crowded() const { return cpus_.allowed > 0 && cpus_.allowed < size(); }
 
@@ -61,7 +75,8 @@ class Team {
 
  private:
   void run(void (*job)(const void* context, int k), const void* context);
-  std::vector<Worker*> workers_;
+  InlineArray<Worker*, 15> workers_;  // [leased_]
+  int leased_ = 0;
   HelperCpus cpus_;  // where the helpers run: off the caller's CPU (affinity.hpp), read when leased
 };
 
@@ -114,7 +129,7 @@ class Crew {
   const bool alone_;  // one member: no one else to wait for
   const bool crowded_;
   const bool stall_;  // test_stall_microseconds() > 0, read once per call rather than per segment
-  std::unique_ptr<Slot[]> slots_;
+  InlineArray<Slot, 16> slots_;
   alignas(64) std::atomic<int> done_{0};  // slices finished in all segments (wraps); the futex word
   std::atomic<int> sleepers_{0};          // members asleep (or about to be) in wait()
 };
