@@ -80,6 +80,7 @@ def test_dir_shows_the_public_api_only():
         "State",
         "load",
         "Model",
+        "Streams",
         "load_model",
         "set_num_threads",
         "get_num_threads",

@@ -309,6 +309,62 @@ void bind_model(py::module_& m) {
           py::call_guard<py::gil_scoped_release>());
 }
 
+// lstm_fast::Streams as _core.Streams (lstm_fast._streams wraps it); keeps its Model alive.
+void bind_streams(py::module_& m) {
+  using lstm_fast::Streams;
+  auto state_arrays = [](const Streams& s) {
+    const lstm_fast::Model& model = s.model();
+    return std::make_pair(empty<float>({model.num_layers(), model.config().output_size()}),
+                          empty<float>({model.num_layers(), model.hidden_size()}));
+  };
+  py::class_<Streams>(m, "Streams", "lstm_fast::Streams: many streams over one model (use lstm_fast.Streams).")
+      .def(py::init<const lstm_fast::Model&>(), py::arg("model"), py::keep_alive<1, 2>())
+      .def(
+          "open",
+          [](Streams& s, const py::handle& h, const py::handle& c) {
+            const lstm_fast::Model& model = s.model();
+            const Index L = model.num_layers(), R = model.config().output_size(), H = model.hidden_size();
+            const float* h_data = array_data<float>(h, {L, R}, "h", true);
+            const float* c_data = array_data<float>(c, {L, H}, "c", true);
+            if (!h_data != !c_data) throw py::value_error("h and c are given together or not at all");
+            return s.open(h_data, c_data);
+          },
+          py::arg("h"), py::arg("c"))
+      .def(
+          "close",
+          [state_arrays](Streams& s, Index id) {
+            auto [h, c] = state_arrays(s);
+            s.close(id, h.mutable_data(), c.mutable_data());
+            return py::make_tuple(h, c);
+          },
+          py::arg("id"))
+      .def(
+          "state",
+          [state_arrays](const Streams& s, Index id) {
+            auto [h, c] = state_arrays(s);
+            s.state(id, h.mutable_data(), c.mutable_data());
+            return py::make_tuple(h, c);
+          },
+          py::arg("id"))
+      .def(
+          "step",
+          [](Streams& s, const py::handle& ids, const py::handle& x) {
+            const auto ids_array = py::reinterpret_borrow<py::array>(ids);
+            const Index n = ids_array.ndim() == 1 ? ids_array.shape(0) : -1;
+            const Index* id_data = array_data<Index>(ids, {n}, "ids");
+            const float* x_data = array_data<float>(x, {n, s.model().input_size()}, "x");
+            auto y = empty<float>({n, s.model().config().output_size()});
+            {
+              py::gil_scoped_release release;
+              s.step(id_data, n, x_data, y.mutable_data());
+            }
+            return y;
+          },
+          py::arg("ids"), py::arg("x"), "One step of the streams ids [n] (int64): x [n, I] -> y [n, R].")
+      .def("__len__", &Streams::size)
+      .def("ids", &Streams::ids);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -382,6 +438,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("dc_n"), "Backpropagation through time; returns (dx [N, I], dh0, dc0, grads: one 6-tuple per cell).");
 
   bind_model(m);
+  bind_streams(m);
 
   m.attr("MAX_THREADS") = lstm_fast::kMaxThreads;
   m.def("read_model_file", &read_model_file, py::arg("path"),

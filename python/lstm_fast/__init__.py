@@ -19,6 +19,7 @@ from ._cmake import get_cmake_dir
 from ._lstm import LSTM, State, load
 from ._model import Model, load_model
 from ._runtime import get_num_threads, isa, set_num_threads, supported_isas
+from ._streams import Streams
 
 try:
     __version__ = _version("lstm_fast")
@@ -35,6 +36,7 @@ __all__ = [
     "State",
     "load",
     "Model",
+    "Streams",
     "load_model",
     "set_num_threads",
     "get_num_threads",

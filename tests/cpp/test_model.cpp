@@ -137,6 +137,60 @@ TEST(Model, StepMatchesForwardWithoutAllocating) {
   }
 }
 
+// Streams: each stream stepped in a changing company equals stepping it alone (bitwise in int8), bad
+// ids throw before any state changes, and a step of no more streams than before allocates nothing.
+TEST(Streams, EachStreamEqualsStepAloneAndSteadyStepsDoNotAllocate) {
+  const ModelSpec spec{4, 64, 2, 0, true, false, true, "float32"};  // 64 streams at 2 threads: a team
+  const std::string path = temp_path("streams.safetensors");
+  write_and_load(spec, 3).save(path);
+  const lstm_fast::Model m = lstm_fast::Model::load(path, lstm_fast::Precision::int8);
+  const Index I = m.input_size(), O = m.output_size(), n = 64, T = 7;
+  const int saved = lstm_fast::get_num_threads();
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE(threads);
+    lstm_fast::set_num_threads(threads);
+    lstm_fast::Streams streams(m);
+    std::vector<Index> ids;
+    std::vector<lstm_fast::State> alone;
+    for (Index k = 0; k < n; ++k) {
+      ids.push_back(streams.open());
+      alone.push_back(m.initial_state(1));
+    }
+    EXPECT_EQ(streams.size(), n);
+    const std::vector<float> x = random_vector(static_cast<size_t>(T * n * I), 11);
+    std::vector<float> y(static_cast<size_t>(n * O)), y1(static_cast<size_t>(O));
+    long allocated = 0;
+    for (Index t = 0; t < T; ++t) {
+      // Step t lists streams t % 3 .. n - 1, in reverse order.
+      std::vector<Index> chosen(ids.rbegin(), ids.rend() - t % 3);
+      const long before = g_allocations.load();
+      streams.step(chosen.data(), static_cast<Index>(chosen.size()), x.data() + t * n * I, y.data());
+      if (t > 0) allocated += g_allocations.load() - before;
+      for (size_t i = 0; i < chosen.size(); ++i) {
+        const size_t k = static_cast<size_t>(n - 1) - i;
+        m.step(x.data() + (t * n + static_cast<Index>(i)) * I, y1.data(), alone[k]);
+        for (Index j = 0; j < O; ++j) ASSERT_EQ(y[i * static_cast<size_t>(O) + static_cast<size_t>(j)], y1[j]);
+      }
+    }
+    EXPECT_EQ(allocated, 0) << "steady steps allocated";
+    std::vector<float> h(static_cast<size_t>(m.num_layers() * O)),
+        c(static_cast<size_t>(m.num_layers() * m.hidden_size()));
+    streams.state(ids[2], h.data(), c.data());
+    for (size_t j = 0; j < h.size(); ++j) EXPECT_EQ(h[j], alone[2].h[j]);
+    // A repeated or closed id throws, and no stream moves.
+    const Index twice[2] = {ids[0], ids[0]};
+    EXPECT_THROW(streams.step(twice, 2, x.data(), y.data()), lstm_fast::Error);
+    streams.close(ids[1]);
+    const Index closed[2] = {ids[0], ids[1]};
+    EXPECT_THROW(streams.step(closed, 2, x.data(), y.data()), lstm_fast::Error);
+    std::vector<float> h_after(h.size()), c_after(c.size());
+    streams.state(ids[2], h_after.data(), c_after.data());
+    EXPECT_EQ(h_after, h);
+    EXPECT_EQ(streams.size(), n - 1);
+  }
+  lstm_fast::set_num_threads(saved);
+}
+
 // A float64 file gives the float32 weights of the same numbers.
 TEST(Model, Float64FileIsConverted) {
   ModelSpec spec{3, 4, 2, 0, true, false, false, "float64"};

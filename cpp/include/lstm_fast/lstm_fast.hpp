@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -155,6 +156,7 @@ class Model {
   int step_slices(Index batch) const;                                // the team a step of a batch has now
   std::size_t step_workspace_floats(Index batch, int slices) const;  // State::workspace_ of a batch
   friend struct detail::ModelAccess;
+  friend class Streams;
 
   Config config_;
   std::string config_json_;
@@ -164,6 +166,52 @@ class Model {
   std::vector<float> params_;
   std::vector<CellOffsets> cells_;                                 // [L*D]
   std::shared_ptr<const std::vector<detail::FrozenCell>> frozen_;  // bf16 and int8: [L*D]
+};
+
+// Many independent streams over one unidirectional Model (keep the model alive as long as this): a
+// slot per open stream holding its state (h [L, R], c [L, H]), and step(), which advances any of them
+// by one time step as one batched step of the model, so that the weights are read once for all of
+// them. Each stream's outputs are those of stepping it alone with Model::step (bitwise in int8).
+// An id names one stream for as long as it is open; a closed id is never valid again. Not
+// thread-safe: one thread at a time (the Python batcher serialises its own calls).
+class Streams {
+ public:
+  explicit Streams(const Model& model);  // throws Error for a bidirectional model
+
+  // A new stream from zeros, or from h [L, R] and c [L, H]; returns its id.
+  Index open();
+  Index open(const float* h, const float* c);
+  // Ends stream `id`, its final state written to h and c when given.
+  void close(Index id, float* h = nullptr, float* c = nullptr);
+  // A copy of the state of stream `id`.
+  void state(Index id, float* h, float* c) const;
+  // One time step of the n streams ids[0..n) (distinct, open): x [n, I] their inputs, y [n, R] written.
+  // Checks every id before it changes anything. Allocates nothing once n streams have been stepped
+  // at once and as many opened before.
+  void step(const Index* ids, Index n, const float* x, float* y);
+
+  Index size() const { return open_; }  // open streams
+  std::vector<Index> ids() const;       // their ids, oldest slot first
+  const Model& model() const { return *model_; }
+
+ private:
+  Index find(Index id) const;                       // its slot, or -1 unless id is open
+  Index slot_of(Index id, const char* what) const;  // its slot; throws Error naming `what` unless open
+  float* slot_h(Index slot) { return h_.data() + slot * L_ * R_; }
+  float* slot_c(Index slot) { return c_.data() + slot * L_ * H_; }
+
+  const Model* model_;
+  Index L_, R_, H_;
+  Index open_ = 0;
+  std::vector<float> h_, c_;               // [slots, L, R], [slots, L, H]
+  std::vector<std::uint32_t> generation_;  // [slots]: an id is generation << 32 | slot
+  std::vector<char> live_;                 // [slots]
+  std::vector<Index> free_;                // slots to reuse
+  std::vector<std::uint64_t> seen_;        // [slots]: the step that last listed it (repeated ids)
+  std::uint64_t steps_ = 0;
+  std::vector<Index> slots_;              // this step's slots
+  std::vector<float> batch_h_, batch_c_;  // [L, n, R], [L, n, H]: the listed streams' states
+  std::vector<float> work_;               // Model::step_arrays' workspace
 };
 
 }  // namespace lstm_fast

@@ -1,0 +1,141 @@
+// Streams: many independent streams over one model, stepped together. A stream's state lives in its
+// slot; step() gathers the listed streams' states into the [L, n, *] layout of Model::step_arrays,
+// runs one batched step (the weights read once for all n), and scatters the new states back. Rows do
+// not interact in a step (each row's products, scales and gates are its own), so a stream's outputs
+// do not depend on which other streams share its step.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "lstm_fast/lstm_fast.hpp"
+
+namespace lstm_fast {
+namespace {
+
+constexpr int kSlotBits = 32;  // an id is generation << kSlotBits | slot
+constexpr Index kSlotMask = (Index(1) << kSlotBits) - 1;
+
+}  // namespace
+
+Streams::Streams(const Model& model)
+    : model_(&model), L_(model.num_layers()), R_(model.config().output_size()), H_(model.hidden_size()) {
+  if (model.bidirectional()) throw Error("Streams: a stream steps forward in time; this model is bidirectional");
+}
+
+Index Streams::open() { return open(nullptr, nullptr); }
+
+Index Streams::open(const float* h, const float* c) {
+  Index slot;
+  if (!free_.empty()) {
+    slot = free_.back();
+  } else {
+    slot = static_cast<Index>(live_.size());
+    if (slot > kSlotMask) throw Error("Streams.open: too many streams");
+    // Grown together before anything is recorded: a failed allocation leaves the table as it was.
+    h_.resize(static_cast<std::size_t>((slot + 1) * L_ * R_));
+    c_.resize(static_cast<std::size_t>((slot + 1) * L_ * H_));
+    generation_.reserve(live_.size() + 1);
+    seen_.reserve(live_.size() + 1);
+    live_.reserve(live_.size() + 1);
+    free_.reserve(live_.size() + 1);
+    generation_.push_back(0);
+    seen_.push_back(0);
+    live_.push_back(0);
+    free_.push_back(slot);
+  }
+  free_.pop_back();
+  float* hs = slot_h(slot);
+  float* cs = slot_c(slot);
+  if (h)
+    std::copy_n(h, L_ * R_, hs);
+  else
+    std::fill_n(hs, L_ * R_, 0.0f);
+  if (c)
+    std::copy_n(c, L_ * H_, cs);
+  else
+    std::fill_n(cs, L_ * H_, 0.0f);
+  live_[static_cast<std::size_t>(slot)] = 1;
+  ++open_;
+  return static_cast<Index>(generation_[static_cast<std::size_t>(slot)]) << kSlotBits | slot;
+}
+
+Index Streams::find(Index id) const {
+  const Index slot = id & kSlotMask;
+  const auto s = static_cast<std::size_t>(slot);
+  if (id < 0 || s >= live_.size() || !live_[s] || static_cast<Index>(generation_[s]) != (id >> kSlotBits)) return -1;
+  return slot;
+}
+
+Index Streams::slot_of(Index id, const char* what) const {
+  const Index slot = find(id);
+  if (slot < 0) throw Error(std::string(what) + " = " + std::to_string(id) + " is not an open stream");
+  return slot;
+}
+
+void Streams::close(Index id, float* h, float* c) {
+  const Index slot = slot_of(id, "Streams.close: id");
+  free_.reserve(live_.size());  // before the state changes: a failed allocation changes nothing
+  if (h) std::copy_n(slot_h(slot), L_ * R_, h);
+  if (c) std::copy_n(slot_c(slot), L_ * H_, c);
+  const auto s = static_cast<std::size_t>(slot);
+  live_[s] = 0;
+  ++generation_[s];  // the closed id never names a stream again
+  free_.push_back(slot);
+  --open_;
+}
+
+void Streams::state(Index id, float* h, float* c) const {
+  const Index slot = slot_of(id, "Streams.state: id");
+  std::copy_n(h_.data() + slot * L_ * R_, L_ * R_, h);
+  std::copy_n(c_.data() + slot * L_ * H_, L_ * H_, c);
+}
+
+std::vector<Index> Streams::ids() const {
+  std::vector<Index> out;
+  out.reserve(static_cast<std::size_t>(open_));
+  for (std::size_t s = 0; s < live_.size(); ++s)
+    if (live_[s]) out.push_back(static_cast<Index>(generation_[s]) << kSlotBits | static_cast<Index>(s));
+  return out;
+}
+
+void Streams::step(const Index* ids, Index n, const float* x, float* y) {
+  if (n < 0) throw Error("Streams.step: n must be >= 0, got " + std::to_string(n));
+  if (n == 0) return;
+  if (!ids || !x || !y) throw Error("Streams.step: ids, x and y must not be null");
+  // Every check and every allocation before the first state changes.
+  const int slices = model_->step_slices(n);
+  const std::size_t work = model_->step_workspace_floats(n, slices);
+  if (slots_.size() < static_cast<std::size_t>(n)) slots_.resize(static_cast<std::size_t>(n));
+  if (batch_h_.size() < static_cast<std::size_t>(L_ * n * R_)) batch_h_.resize(static_cast<std::size_t>(L_ * n * R_));
+  if (batch_c_.size() < static_cast<std::size_t>(L_ * n * H_)) batch_c_.resize(static_cast<std::size_t>(L_ * n * H_));
+  if (work_.size() < work) work_.resize(work);
+  const std::uint64_t step = ++steps_;
+  for (Index i = 0; i < n; ++i) {
+    const Index slot = find(ids[i]);
+    if (slot < 0)
+      throw Error("Streams.step: ids[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
+                  " is not an open stream");
+    std::uint64_t& seen = seen_[static_cast<std::size_t>(slot)];
+    if (seen == step)
+      throw Error("Streams.step: ids[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
+                  " appears more than once in this step");
+    seen = step;
+    slots_[static_cast<std::size_t>(i)] = slot;
+  }
+  // Gather [L, n, *], step, scatter back.
+  for (Index k = 0; k < L_; ++k)
+    for (Index i = 0; i < n; ++i) {
+      const Index slot = slots_[static_cast<std::size_t>(i)];
+      std::copy_n(slot_h(slot) + k * R_, R_, batch_h_.data() + (k * n + i) * R_);
+      std::copy_n(slot_c(slot) + k * H_, H_, batch_c_.data() + (k * n + i) * H_);
+    }
+  model_->step_arrays(x, y, batch_h_.data(), batch_c_.data(), n, slices, work_.data());
+  for (Index k = 0; k < L_; ++k)
+    for (Index i = 0; i < n; ++i) {
+      const Index slot = slots_[static_cast<std::size_t>(i)];
+      std::copy_n(batch_h_.data() + (k * n + i) * R_, R_, slot_h(slot) + k * R_);
+      std::copy_n(batch_c_.data() + (k * n + i) * H_, H_, slot_c(slot) + k * H_);
+    }
+}
+
+}  // namespace lstm_fast

@@ -1,0 +1,271 @@
+"""lf.Streams: many independent streams over one frozen model, stepped together.
+
+Each open stream has a slot holding its state (h (L, R), c (L, H)). ``step(ids, x)`` advances any of
+them by one time step as one batched step of the model, so the weights are read once for all of them
+(the C++ ``lstm_fast::Streams``). ``submit`` queues single frames for a background batcher that runs
+the frames of distinct streams waiting at the same moment as one step (continuous batching).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import threading
+import time
+from typing import Any, Deque, List, Optional, Tuple
+
+import numpy as np
+
+from . import _core
+from ._model import Model
+
+State = Tuple[np.ndarray, np.ndarray]
+
+
+class _Frame:
+    __slots__ = ("sid", "x", "future", "submitted")
+
+    def __init__(self, sid: int, x: np.ndarray, future: concurrent.futures.Future, submitted: float) -> None:
+        self.sid, self.x, self.future, self.submitted = sid, x, future, submitted
+
+
+class Streams:
+    """Many streams over one unidirectional ``lf.Model`` of any precision.
+
+    Args:
+        model: the frozen model (``lstm.freeze(...)`` or ``lf.load_model(...)``), unidirectional.
+        max_batch: the batcher runs a step as soon as this many distinct streams have a frame waiting
+            (None: as soon as every open stream has one).
+        max_wait_us: ... or when the oldest waiting frame has waited this long, in microseconds.
+
+    Every stream's outputs equal stepping it alone with ``model.step`` (to 1e-6 in fp32 and bf16,
+    bitwise in int8). Calls are thread-safe. Use as a context manager, or call ``shutdown()``, to stop
+    the batcher's thread.
+    """
+
+    def __init__(self, model: Model, max_batch: Optional[int] = None, max_wait_us: float = 200) -> None:
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be an lf.Model (lstm.freeze() or lf.load_model()), got {type(model).__name__}")
+        if model.bidirectional:
+            raise ValueError("model must be unidirectional: a stream steps forward in time, got a bidirectional model")
+        if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
+            raise ValueError(f"max_batch must be None or an int >= 1, got {max_batch!r}")
+        if isinstance(max_wait_us, bool) or not isinstance(max_wait_us, (int, float)) or not 0 <= max_wait_us < 1e12:
+            raise ValueError(f"max_wait_us must be a number >= 0, got {max_wait_us!r}")
+        self.model = model
+        self.max_batch = max_batch
+        self.max_wait_us = max_wait_us
+        self._core = _core.Streams(model._core)
+        self._lock = threading.RLock()  # the streams' states: open, close, state, step
+        self._open: set = set()
+        self._queue: Deque[_Frame] = collections.deque()  # submitted frames, oldest first
+        self._queued = threading.Condition(threading.Lock())  # guards _queue, _batcher, _stopping
+        self._batcher: Optional[threading.Thread] = None
+        self._stopping = False
+
+    # ---- the streams -----------------------------------------------------------------------------
+
+    def open(self, state: Optional[State] = None) -> int:
+        """A new stream from zeros, or from ``state = (h (L, R), c (L, H))``; returns its id."""
+        h = c = None
+        if state is not None:
+            h, c = self._check_state(state)
+        with self._lock:
+            sid = int(self._core.open(h, c))
+            self._open.add(sid)
+        return sid
+
+    def close(self, sid: int) -> State:
+        """Ends stream ``sid``: its frames still queued are cancelled; returns its final state (h, c)."""
+        with self._lock:
+            self._check_id("sid", sid)
+            with self._queued:
+                mine = [f for f in self._queue if f.sid == sid]
+                for frame in mine:
+                    self._queue.remove(frame)
+            h, c = self._core.close(sid)
+            self._open.discard(sid)
+        for frame in mine:
+            frame.future.cancel()
+        return h, c
+
+    def state(self, sid: int) -> State:
+        """A copy of stream ``sid``'s state (h (L, R), c (L, H))."""
+        with self._lock:
+            self._check_id("sid", sid)
+            return tuple(self._core.state(sid))
+
+    def step(self, ids: Any, x: Any) -> np.ndarray:
+        """One time step of the streams ``ids`` ((n,) distinct open ids) on ``x`` (n, I); returns y (n, O).
+
+        Raises ValueError naming the id or the shape that is wrong, and then changes no stream."""
+        id_array = self._check_ids(ids)
+        x = _as_float32(x)
+        want = (len(id_array), self.model.input_size)
+        if x.shape != want:
+            raise ValueError(f"x must have shape (n, I) = {want} for {len(id_array)} ids, got {x.shape}")
+        with self._lock:
+            return self._core.step(id_array, x)
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    def ids(self) -> List[int]:
+        """The ids of the open streams."""
+        with self._lock:
+            return [int(i) for i in self._core.ids()]
+
+    def __repr__(self) -> str:
+        return f"Streams({self.model!r}, open={len(self)}, max_batch={self.max_batch}, max_wait_us={self.max_wait_us})"
+
+    # ---- the batcher -----------------------------------------------------------------------------
+
+    def submit(self, sid: int, x_t: Any) -> concurrent.futures.Future:
+        """Queues one frame x_t (I,) of stream ``sid``; returns a Future of its output y_t (O,).
+
+        A frame that cannot run (an id that is not open, a wrong shape) gives a Future that fails with
+        the ValueError; the other frames are unaffected. A stream's frames run in the order submitted.
+        """
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            x = _as_float32(x_t)
+            if x.shape != (self.model.input_size,):
+                raise ValueError(f"x_t must have shape (I,) = ({self.model.input_size},), got {x.shape}")
+            with self._lock:
+                self._check_id("sid", sid)
+        except (TypeError, ValueError) as error:
+            future.set_exception(error)
+            return future
+        with self._queued:
+            if self._stopping:
+                raise RuntimeError("submit after shutdown")
+            self._queue.append(_Frame(sid, x, future, time.monotonic()))
+            if self._batcher is None:
+                self._batcher = threading.Thread(target=self._run, name="lstm_fast-streams", daemon=True)
+                self._batcher.start()
+            self._queued.notify()
+        return future
+
+    async def asubmit(self, sid: int, x_t: Any) -> np.ndarray:
+        """``submit`` for asyncio: awaits the frame's output y_t (O,)."""
+        return await asyncio.wrap_future(self.submit(sid, x_t))
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None:
+        """Stops the batcher: the frames still queued are cancelled (or run first with
+        ``cancel_futures=False``); ``wait`` joins its thread."""
+        with self._queued:
+            self._stopping = True
+            dropped = list(self._queue) if cancel_futures else []
+            if cancel_futures:
+                self._queue.clear()
+            self._queued.notify()
+            batcher = self._batcher
+        for frame in dropped:
+            frame.future.cancel()
+        if wait and batcher is not None and batcher is not threading.current_thread():
+            batcher.join()
+
+    def __enter__(self) -> "Streams":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    def _run(self) -> None:
+        while True:
+            with self._queued:
+                batch = self._next_batch()
+            if batch is None:
+                return
+            self._run_batch(batch)
+
+    def _next_batch(self) -> Optional[List[_Frame]]:
+        """Waits (holding _queued) until a batch is due: the frames to run, or None to stop."""
+        while True:
+            while not self._queue and not self._stopping:
+                self._queued.wait()
+            if not self._queue:
+                return None
+            wanted = self.max_batch if self.max_batch is not None else max(1, len(self._open))
+            due = self._queue[0].submitted + self.max_wait_us * 1e-6
+            remaining = due - time.monotonic()
+            if self._stopping or remaining <= 0 or _distinct(self._queue, wanted) >= wanted:
+                return self._take(wanted)
+            self._queued.wait(remaining)
+
+    def _take(self, wanted: int) -> List[_Frame]:
+        """Removes and returns the oldest frame of each of up to ``wanted`` streams, oldest first."""
+        batch, taken, kept = [], set(), collections.deque()
+        while self._queue:
+            frame = self._queue.popleft()
+            if len(batch) < wanted and frame.sid not in taken:
+                taken.add(frame.sid)
+                batch.append(frame)
+            else:
+                kept.append(frame)
+        self._queue = kept
+        return batch
+
+    def _run_batch(self, batch: List[_Frame]) -> None:
+        with self._lock:
+            ready = []
+            for frame in batch:
+                if frame.sid not in self._open:  # closed after its frame was taken: cancelled like the rest
+                    frame.future.cancel()
+                elif frame.future.set_running_or_notify_cancel():
+                    ready.append(frame)
+            batch = ready
+            if not batch:
+                return
+            try:
+                y = self._core.step(np.array([f.sid for f in batch], np.int64), np.stack([f.x for f in batch]))
+            except Exception as error:  # noqa: BLE001 - handed to the futures, never lost
+                for frame in batch:
+                    frame.future.set_exception(error)
+                return
+        for i, frame in enumerate(batch):
+            frame.future.set_result(y[i])
+
+    # ---- checks ----------------------------------------------------------------------------------
+
+    def _check_id(self, name: str, sid: Any) -> None:
+        if isinstance(sid, bool) or not isinstance(sid, (int, np.integer)):
+            raise TypeError(f"{name} must be an int stream id, got {type(sid).__name__}")
+        if int(sid) not in self._open:
+            raise ValueError(f"{name} = {sid} is not an open stream")
+
+    def _check_ids(self, ids: Any) -> np.ndarray:
+        array = np.asarray(ids)
+        if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
+            raise ValueError(f"ids must be a 1-D sequence of int stream ids, got shape {array.shape} of {array.dtype}")
+        return np.ascontiguousarray(array, dtype=np.int64)
+
+    def _check_state(self, state: Any) -> State:
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise ValueError(f"state must be a tuple (h, c), got {type(state).__name__}")
+        L, R, H = self.model.num_layers, self.model.output_size, self.model.hidden_size
+        h, c = (_as_float32(a) for a in state)
+        if h.shape != (L, R) or c.shape != (L, H):
+            raise ValueError(f"state must be (h (L, R), c (L, H)) = ({(L, R)}, {(L, H)}), got ({h.shape}, {c.shape})")
+        return h, c
+
+
+def _as_float32(a: Any) -> np.ndarray:
+    try:
+        array = np.asarray(a)
+    except Exception as error:  # noqa: BLE001
+        raise TypeError(f"expected a float array, got {type(a).__name__}") from error
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"expected a float array, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _distinct(queue: Deque[_Frame], enough: int) -> int:
+    """The number of distinct streams with a frame in queue, counted up to ``enough``."""
+    seen: set = set()
+    for frame in queue:
+        seen.add(frame.sid)
+        if len(seen) >= enough:
+            break
+    return len(seen)
