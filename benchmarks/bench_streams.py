@@ -7,15 +7,22 @@ the same run, on the same threads. Model: LSTM(64, 256) by default, one layer.
 
 Each figure is the median over --repeats samples of about --seconds / --repeats each; "x per call" is
 Streams' frames/s over the best per-call engine's at the same precision.
+
+Then the submit path (--submit-streams asyncio tasks, each awaiting `asubmit` frame after frame, as
+fast as answered and at 100 frames/s each: frames/s and the p50/p99 latency of a frame), and the
+capacity in real-time streams: the most streams at 100 frames/s each that one `Streams.step` every
+10 ms serves with a frame's latency (the start of its 10 ms period to its output) p99 <= 20 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import tempfile
+import time
 
 import numpy as np
 from bench_torch import median_ms
@@ -78,6 +85,58 @@ def ort_run(lstm, precision, n, rng, tmp, threads):
     return run
 
 
+def submit_path(model, n, seconds, rate=None):
+    """n streams, each an asyncio task awaiting asubmit frame after frame (rate: frames/s each, paced;
+    None: as fast as answered), for `seconds`: (frames/s, p50 ms, p99 ms) of a frame submitted to
+    answered."""
+    x = np.random.default_rng(1).standard_normal(model.input_size, dtype=np.float32)
+    latencies = []
+
+    async def stream(streams, sid, start):
+        t = start + (np.random.default_rng(sid % 1000).uniform(0, 1 / rate) if rate else 0.0)
+        while t < start + seconds:
+            if rate:
+                await asyncio.sleep(max(0.0, t - time.perf_counter()))
+            sent = time.perf_counter()
+            await streams.asubmit(sid, x)
+            latencies.append(time.perf_counter() - sent)
+            t = t + 1 / rate if rate else time.perf_counter()
+
+    async def run():
+        with lf.Streams(model, max_wait_us=500) as streams:
+            ids = [streams.open() for _ in range(n)]
+            start = time.perf_counter()
+            await asyncio.gather(*(stream(streams, sid, start) for sid in ids))
+            return time.perf_counter() - start
+
+    elapsed = asyncio.run(run())
+    ms = np.percentile(latencies, [50, 99]) * 1e3
+    return len(latencies) / elapsed, float(ms[0]), float(ms[1])
+
+
+def capacity(model, candidates, seconds, frame_rate=100.0, p99_ms=20.0):
+    """The most real-time streams (frame_rate frames/s each) among `candidates` that one Streams.step
+    a frame period serves with the frame's latency (its period's start to its output) p99 <= p99_ms and
+    no backlog: [(n, p99 ms, kept up)]."""
+    period = 1 / frame_rate
+    rows = []
+    for n in candidates:
+        streams = lf.Streams(model)
+        ids = np.array([streams.open() for _ in range(n)], np.int64)
+        x = np.random.default_rng(2).standard_normal((n, model.input_size), dtype=np.float32)
+        latencies, start = [], time.perf_counter()
+        for tick in range(int(seconds * frame_rate)):
+            due = start + tick * period  # the frames of this period are all in by now
+            time.sleep(max(0.0, due - time.perf_counter()))
+            streams.step(ids, x)
+            latencies.append(time.perf_counter() - due)
+        p99 = float(np.percentile(latencies, 99)) * 1e3
+        rows.append((n, p99, p99 <= p99_ms))
+        if p99 > 2 * p99_ms:
+            break
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", default="1,16,64,256,1024")
@@ -86,6 +145,9 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--submit-streams", type=int, default=256)
+    parser.add_argument("--submit-seconds", type=float, default=2.0)
+    parser.add_argument("--capacity", default="500,1000,2000,3000,4000,6000,8000", help="stream counts to try")
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args()
     threads = lf.get_num_threads()
@@ -111,9 +173,29 @@ def main() -> None:
                 )
                 ort_text = f"{ort_rate:10.0f}" if ort_rate else f"{'-':>10}"
                 print(f"{precision:9} {n:7d} {ours:12.0f} {alone:15.0f} {ort_text} {ours / best:10.1f}")
+    print(f"\nthe submit path (asyncio, asubmit per frame), {args.submit_streams} streams:")
+    print(f"{'precision':9} {'mode':>22} {'frames/s':>9} {'p50 ms':>7} {'p99 ms':>7}")
+    submits, capacities = [], []
+    for precision in args.precisions.split(","):
+        model = lstm.freeze(precision)
+        for rate in (None, 100.0):
+            fps, p50, p99 = submit_path(model, args.submit_streams, args.submit_seconds, rate)
+            mode = "as fast as answered" if rate is None else f"{rate:g} frames/s each"
+            submits.append(
+                dict(precision=precision, streams=args.submit_streams, rate=rate, fps=fps, p50_ms=p50, p99_ms=p99)
+            )
+            print(f"{precision:9} {mode:>22} {fps:9.0f} {p50:7.2f} {p99:7.2f}")
+    print("\ncapacity: real-time streams at 100 frames/s, one Streams.step a 10 ms period, p99 <= 20 ms:")
+    for precision in args.precisions.split(","):
+        rows_c = capacity(lstm.freeze(precision), [int(c) for c in args.capacity.split(",")], args.submit_seconds)
+        served = max([n for n, _, ok in rows_c if ok], default=0)
+        capacities.append(dict(precision=precision, trials=rows_c, streams=served))
+        trials = ", ".join(f"{n}: {p99:.1f} ms" for n, p99, _ in rows_c)
+        print(f"{precision:9} {served:6d} streams   (p99 by streams: {trials})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(isa=lf.isa(), threads=threads, rows=rows), f, indent=1)
+            result = dict(isa=lf.isa(), threads=threads, rows=rows, submit=submits, capacity=capacities)
+            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":

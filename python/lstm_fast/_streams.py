@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import itertools
 import threading
 import time
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -24,10 +25,36 @@ State = Tuple[np.ndarray, np.ndarray]
 
 
 class _Frame:
-    __slots__ = ("sid", "x", "future", "submitted")
+    """One submitted frame and where its output goes: a concurrent.futures.Future (submit), or an
+    asyncio future of `loop` (asubmit), resolved from the loop's own thread."""
 
-    def __init__(self, sid: int, x: np.ndarray, future: concurrent.futures.Future, submitted: float) -> None:
-        self.sid, self.x, self.future, self.submitted = sid, x, future, submitted
+    __slots__ = ("sid", "x", "future", "loop", "submitted")
+
+    def __init__(self, sid: int, x: np.ndarray, future: Any, loop: Any) -> None:
+        self.sid, self.x, self.future, self.loop = sid, x, future, loop
+        self.submitted = time.monotonic()
+
+    def start(self) -> bool:
+        """False if the frame was cancelled (then it must not run)."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.cancelled()  # read from another thread: at worst it runs for nothing
+
+    def cancel(self) -> None:
+        if self.loop is None:
+            self.future.cancel()
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.future.cancel)
+
+
+def _resolve(outcomes: List[Tuple[Any, Any, bool]]) -> None:
+    """Sets asyncio futures (on their loop's thread): (future, value, is_error)."""
+    for future, value, failed in outcomes:
+        if not future.done():
+            if failed:
+                future.set_exception(value)
+            else:
+                future.set_result(value)
 
 
 class Streams:
@@ -59,8 +86,10 @@ class Streams:
         self._core = _core.Streams(model._core)
         self._lock = threading.RLock()  # the streams' states: open, close, state, step
         self._open: set = set()
-        self._queue: Deque[_Frame] = collections.deque()  # submitted frames, oldest first
-        self._queued = threading.Condition(threading.Lock())  # guards _queue, _batcher, _stopping
+        # Submitted frames by stream, each stream's oldest first, the streams in the order their oldest
+        # frame came (a stream moves to the end when its oldest runs).
+        self._pending: Dict[int, Deque[_Frame]] = {}
+        self._queued = threading.Condition(threading.Lock())  # guards _pending, _batcher, _stopping
         self._batcher: Optional[threading.Thread] = None
         self._stopping = False
 
@@ -81,9 +110,7 @@ class Streams:
         with self._lock:
             self._check_id("sid", sid)
             with self._queued:
-                mine = [f for f in self._queue if f.sid == sid]
-                for frame in mine:
-                    self._queue.remove(frame)
+                mine = list(self._pending.pop(sid, ()))
             h, c = self._core.close(sid)
             self._open.discard(sid)
         for frame in mine:
@@ -128,41 +155,58 @@ class Streams:
         the ValueError; the other frames are unaffected. A stream's frames run in the order submitted.
         """
         future: concurrent.futures.Future = concurrent.futures.Future()
+        error = self._queue_frame(sid, x_t, future, None)
+        if error is not None:
+            future.set_exception(error)
+        return future
+
+    async def asubmit(self, sid: int, x_t: Any) -> np.ndarray:
+        """``submit`` for asyncio: awaits the frame's output y_t (O,). The batcher resolves a batch's
+        futures with one call into each event loop."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        error = self._queue_frame(sid, x_t, future, loop)
+        if error is not None:
+            raise error
+        return await future
+
+    def _queue_frame(self, sid: Any, x_t: Any, future: Any, loop: Any) -> Optional[Exception]:
+        """Queues the frame, or returns what is wrong with it; wakes the batcher only when a batch may
+        have become due (the first waiting stream starts its clock, the wanted-th makes it full)."""
         try:
             x = _as_float32(x_t)
             if x.shape != (self.model.input_size,):
                 raise ValueError(f"x_t must have shape (I,) = ({self.model.input_size},), got {x.shape}")
-            with self._lock:
-                self._check_id("sid", sid)
+            self._check_id("sid", sid)
         except (TypeError, ValueError) as error:
-            future.set_exception(error)
-            return future
+            return error
         with self._queued:
             if self._stopping:
                 raise RuntimeError("submit after shutdown")
-            self._queue.append(_Frame(sid, x, future, time.monotonic()))
+            frames = self._pending.get(sid)
+            if frames is None:
+                frames = self._pending[sid] = collections.deque()
+                waiting = len(self._pending)
+                if waiting == 1 or waiting >= self._wanted():
+                    self._queued.notify()
+            frames.append(_Frame(sid, x, future, loop))
             if self._batcher is None:
                 self._batcher = threading.Thread(target=self._run, name="lstm_fast-streams", daemon=True)
                 self._batcher.start()
-            self._queued.notify()
-        return future
-
-    async def asubmit(self, sid: int, x_t: Any) -> np.ndarray:
-        """``submit`` for asyncio: awaits the frame's output y_t (O,)."""
-        return await asyncio.wrap_future(self.submit(sid, x_t))
+        return None
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None:
         """Stops the batcher: the frames still queued are cancelled (or run first with
         ``cancel_futures=False``); ``wait`` joins its thread."""
         with self._queued:
             self._stopping = True
-            dropped = list(self._queue) if cancel_futures else []
+            dropped = [f for frames in self._pending.values() for f in frames] if cancel_futures else []
             if cancel_futures:
-                self._queue.clear()
+                self._pending.clear()
             self._queued.notify()
             batcher = self._batcher
         for frame in dropped:
-            frame.future.cancel()
+            frame.cancel()
         if wait and batcher is not None and batcher is not threading.current_thread():
             batcher.join()
 
@@ -171,6 +215,9 @@ class Streams:
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
+
+    def _wanted(self) -> int:
+        return self.max_batch if self.max_batch is not None else max(1, len(self._open))
 
     def _run(self) -> None:
         while True:
@@ -183,28 +230,25 @@ class Streams:
     def _next_batch(self) -> Optional[List[_Frame]]:
         """Waits (holding _queued) until a batch is due: the frames to run, or None to stop."""
         while True:
-            while not self._queue and not self._stopping:
+            while not self._pending and not self._stopping:
                 self._queued.wait()
-            if not self._queue:
+            if not self._pending:
                 return None
-            wanted = self.max_batch if self.max_batch is not None else max(1, len(self._open))
-            due = self._queue[0].submitted + self.max_wait_us * 1e-6
-            remaining = due - time.monotonic()
-            if self._stopping or remaining <= 0 or _distinct(self._queue, wanted) >= wanted:
+            wanted = self._wanted()
+            oldest = next(iter(self._pending.values()))[0]
+            remaining = oldest.submitted + self.max_wait_us * 1e-6 - time.monotonic()
+            if self._stopping or remaining <= 0 or len(self._pending) >= wanted:
                 return self._take(wanted)
             self._queued.wait(remaining)
 
     def _take(self, wanted: int) -> List[_Frame]:
-        """Removes and returns the oldest frame of each of up to ``wanted`` streams, oldest first."""
-        batch, taken, kept = [], set(), collections.deque()
-        while self._queue:
-            frame = self._queue.popleft()
-            if len(batch) < wanted and frame.sid not in taken:
-                taken.add(frame.sid)
-                batch.append(frame)
-            else:
-                kept.append(frame)
-        self._queue = kept
+        """Removes and returns the oldest frame of each of the first ``wanted`` waiting streams."""
+        batch = []
+        for sid in list(itertools.islice(self._pending, wanted)):
+            frames = self._pending.pop(sid)
+            batch.append(frames.popleft())
+            if frames:
+                self._pending[sid] = frames  # to the end: its next frame is newer than the others'
         return batch
 
     def _run_batch(self, batch: List[_Frame]) -> None:
@@ -212,20 +256,25 @@ class Streams:
             ready = []
             for frame in batch:
                 if frame.sid not in self._open:  # closed after its frame was taken: cancelled like the rest
-                    frame.future.cancel()
-                elif frame.future.set_running_or_notify_cancel():
+                    frame.cancel()
+                elif frame.start():
                     ready.append(frame)
-            batch = ready
-            if not batch:
+            if not ready:
                 return
             try:
-                y = self._core.step(np.array([f.sid for f in batch], np.int64), np.stack([f.x for f in batch]))
+                y = self._core.step(np.array([f.sid for f in ready], np.int64), np.stack([f.x for f in ready]))
+                outcomes = [(frame, y[i], False) for i, frame in enumerate(ready)]
             except Exception as error:  # noqa: BLE001 - handed to the futures, never lost
-                for frame in batch:
-                    frame.future.set_exception(error)
-                return
-        for i, frame in enumerate(batch):
-            frame.future.set_result(y[i])
+                outcomes = [(frame, error, True) for frame in ready]
+        by_loop: Dict[Any, List[Tuple[Any, Any, bool]]] = {}
+        for frame, value, failed in outcomes:
+            if frame.loop is None:
+                (frame.future.set_exception if failed else frame.future.set_result)(value)
+            else:
+                by_loop.setdefault(frame.loop, []).append((frame.future, value, failed))
+        for loop, results in by_loop.items():
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, results)
 
     # ---- checks ----------------------------------------------------------------------------------
 
@@ -259,13 +308,3 @@ def _as_float32(a: Any) -> np.ndarray:
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise TypeError(f"expected a float array, got dtype {array.dtype}")
     return np.ascontiguousarray(array, dtype=np.float32)
-
-
-def _distinct(queue: Deque[_Frame], enough: int) -> int:
-    """The number of distinct streams with a frame in queue, counted up to ``enough``."""
-    seen: set = set()
-    for frame in queue:
-        seen.add(frame.sid)
-        if len(seen) >= enough:
-            break
-    return len(seen)
