@@ -41,15 +41,19 @@ def test_each_stream_equals_stepping_it_alone(rng, precision, config, threads):
         for k, sid in enumerate(ids):
             start = starts[k % 2]
             alone[sid] = model.initial_state(1) if start is None else (start[0][:, None], start[1][:, None])
-        for _ in range(8):
-            # A different company each step: a random subset of the streams in a random order.
-            chosen = rng.permutation(ids)[: rng.integers(1, len(ids) + 1)]
+        for t in range(8):
+            # A random subset of the streams in a random order, kept for two steps (the second finds
+            # their states still in the batch), then another.
+            if t % 2 == 0:
+                chosen = rng.permutation(ids)[: rng.integers(1, len(ids) + 1)]
             x = rng.normal(size=(len(chosen), 5)).astype(np.float32)
             y = streams.step(chosen, x)
             assert y.shape == (len(chosen), R) and y.dtype == np.float32
             for i, sid in enumerate(chosen):
                 y_alone, alone[sid] = model.step(x[i : i + 1], alone[sid])
                 _assert_same(y[i], y_alone[0], precision)
+            h, c = streams.state(chosen[0])  # read from the batch
+            _assert_same(c, alone[chosen[0]][1][:, 0], precision)
         for sid in ids:
             h, c = streams.state(sid)
             _assert_same(h, alone[sid][0][:, 0], precision)

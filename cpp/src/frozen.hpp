@@ -111,8 +111,7 @@ struct FrozenSteps {
 // `chunk_rows` rows, and `slices` slices per segment (the plan's team).
 struct FrozenWork {
   std::size_t z;      // float [chunk_rows, 4H]: pre-activations of a chunk of steps
-  std::size_t h[2];   // float [B, R] each: step p reads h[p % 2] and writes h[(p + 1) % 2]
-  std::size_t c;      // float [B, H]: the running c, updated in place unit by unit
+  std::size_t h[2];   // float [B, R] each: step p writes h[(p + 1) % 2] and reads h[p % 2] (step 0: h0)
   std::size_t m;      // float [B, H]: o * tanh(c) before the projection
   std::size_t a;      // slice j's at a + j * a_bytes: a product's left operand converted (int8
                       // or bf16), rows padded to whole groups (the widest of x, h and m rows)
@@ -138,7 +137,6 @@ struct FrozenWork {
     z = take(aligned(chunk_rows * 4 * dims.hidden_size, 4));
     h[0] = take(aligned(batch * dims.output_size, 4));
     h[1] = take(aligned(batch * dims.output_size, 4));
-    c = take(aligned(batch * dims.hidden_size, 4));
     m = take(aligned(batch * dims.hidden_size, 4));
     a = take(a_bytes * static_cast<std::size_t>(slices));
     scale = take(scale_bytes * static_cast<std::size_t>(slices));

@@ -113,7 +113,12 @@ struct FrozenPass {
 
   float* buffer(std::size_t offset) const { return reinterpret_cast<float*>(io.work + offset); }
   Index step_at(Index q) const { return s.reverse ? s.steps - 1 - q : q; }  // the step processed q-th
-  float* hidden(Index q) const { return buffer(layout.h[q & 1]); }          // h read by the q-th step processed
+  // h read by the q-th step processed: the given h0 itself first (only ever read), then the buffers.
+  float* hidden(Index q) const {
+    return q == 0 && io.state0.h ? const_cast<float*>(io.state0.h) : buffer(layout.h[q & 1]);
+  }
+  // The running c, updated in place unit by unit: state_n.c itself (c0 copied there first).
+  float* cell_state() const { return io.state_n.c; }
 
   unsigned char* operand(int j) const { return io.work + layout.a + static_cast<std::size_t>(j) * layout.a_bytes; }
   float* scales(int j) const { return buffer(layout.scale + static_cast<std::size_t>(j) * layout.scale_bytes); }
@@ -164,7 +169,7 @@ struct FrozenPass {
     const float* h = hidden(q);
     float* h_next = hidden(q + 1);
     float* zt = z_chunk + (row - row0) * G;
-    float* c = buffer(layout.c);
+    float* c = cell_state();
     const Operand a = convert(j, b, R, h, R);
     for (Index gate = 0; gate < 4; ++gate)
       multiply(j, b, a, cell.hh, gate * blocks + ub0, gate * blocks + ub1, {zt, G, nullptr, true});
@@ -221,7 +226,7 @@ struct FrozenPass {
     multiply(k, active, x, cell.ih, 0, cell.ih.blocks(), {zt, team * G, cell.bias, false});
     const Operand a = convert(k, active, R, h + k * R, team * R);
     multiply(k, active, a, cell.hh, 0, cell.hh.blocks(), {zt, team * G, nullptr, true});
-    float* c = buffer(layout.c);
+    float* c = cell_state();
     with_peephole(dims.peephole, [&](auto peephole) {
       constexpr bool kPeep = decltype(peephole)::value;
       for (Index i = 0, r = k; i < active; ++i, r += team) {
@@ -259,22 +264,17 @@ struct FrozenPass {
 
   void run() const {
     const Index B = s.batch;
-    float* h = hidden(0);
-    float* c = buffer(layout.c);
-    if (io.state0.h)
-      std::copy_n(io.state0.h, B * R, h);
-    else
-      std::fill_n(h, B * R, 0.0f);
-    if (io.state0.c)
-      std::copy_n(io.state0.c, B * H, c);
-    else
+    if (!io.state0.h) std::fill_n(hidden(0), B * R, 0.0f);
+    float* c = cell_state();
+    if (!io.state0.c)
       std::fill_n(c, B * H, 0.0f);
+    else if (io.state0.c != c)
+      std::copy_n(io.state0.c, B * H, c);
     if (plan.team == 1)  // no team to lease, nothing allocated (Model::step promises it)
       member([](const auto& work) { work(0); });
     else
       run_team(plan.team, [this](Seat& seat) { member([&seat](const auto& work) { seat.share(work); }); });
-    std::copy_n(hidden(s.steps), B * R, io.state_n.h);
-    std::copy_n(c, B * H, io.state_n.c);
+    if (hidden(s.steps) != io.state_n.h) std::copy_n(hidden(s.steps), B * R, io.state_n.h);
   }
 };
 

@@ -1,6 +1,8 @@
 // Streams: many independent streams over one model, stepped together. A stream's state lives in its
-// slot; step() gathers the listed streams' states into the [L, n, *] layout of Model::step_arrays,
-// runs one batched step (the weights read once for all n), and scatters the new states back. Rows do
+// slot; step() gathers the listed streams' states into the [L, n, *] layout of Model::step_arrays and
+// runs one batched step (the weights read once for all n). The states stay in that batch (resident)
+// while the next steps list the same streams in the same order, and go back to their slots when a
+// step lists others or the stream is closed. Rows do
 // not interact in a step (each row's products, scales and gates are its own), so a stream's outputs
 // do not depend on which other streams share its step.
 #include <algorithm>
@@ -35,10 +37,12 @@ Index Streams::open(const float* h, const float* c) {
     h_.resize(static_cast<std::size_t>((slot + 1) * L_ * R_));
     c_.resize(static_cast<std::size_t>((slot + 1) * L_ * H_));
     generation_.reserve(live_.size() + 1);
+    position_.reserve(live_.size() + 1);
     seen_.reserve(live_.size() + 1);
     live_.reserve(live_.size() + 1);
     free_.reserve(live_.size() + 1);
     generation_.push_back(0);
+    position_.push_back(-1);
     seen_.push_back(0);
     live_.push_back(0);
     free_.push_back(slot);
@@ -75,6 +79,7 @@ Index Streams::slot_of(Index id, const char* what) const {
 void Streams::close(Index id, float* h, float* c) {
   const Index slot = slot_of(id, "Streams.close: id");
   free_.reserve(live_.size());  // before the state changes: a failed allocation changes nothing
+  if (position_[static_cast<std::size_t>(slot)] >= 0) flush();
   if (h) std::copy_n(slot_h(slot), L_ * R_, h);
   if (c) std::copy_n(slot_c(slot), L_ * H_, c);
   const auto s = static_cast<std::size_t>(slot);
@@ -86,8 +91,13 @@ void Streams::close(Index id, float* h, float* c) {
 
 void Streams::state(Index id, float* h, float* c) const {
   const Index slot = slot_of(id, "Streams.state: id");
-  std::copy_n(h_.data() + slot * L_ * R_, L_ * R_, h);
-  std::copy_n(c_.data() + slot * L_ * H_, L_ * H_, c);
+  const Index i = position_[static_cast<std::size_t>(slot)], n = static_cast<Index>(resident_.size());
+  for (Index k = 0; k < L_; ++k) {  // from the batch while the stream is in it, else from its slot
+    const float* hk = i >= 0 ? batch_h_.data() + (k * n + i) * R_ : h_.data() + (slot * L_ + k) * R_;
+    const float* ck = i >= 0 ? batch_c_.data() + (k * n + i) * H_ : c_.data() + (slot * L_ + k) * H_;
+    std::copy_n(hk, R_, h + k * R_);
+    std::copy_n(ck, H_, c + k * H_);
+  }
 }
 
 std::vector<Index> Streams::ids() const {
@@ -102,12 +112,17 @@ void Streams::step(const Index* ids, Index n, const float* x, float* y) {
   if (n < 0) throw Error("Streams.step: n must be >= 0, got " + std::to_string(n));
   if (n == 0) return;
   if (!ids || !x || !y) throw Error("Streams.step: ids, x and y must not be null");
-  // Every check and every allocation before the first state changes.
+  // Every check and every allocation before the first state changes (resizing keeps the resident
+  // batch's rows where they are).
   const int slices = model_->step_slices(n);
   const std::size_t work = model_->step_workspace_floats(n, slices);
-  if (slots_.size() < static_cast<std::size_t>(n)) slots_.resize(static_cast<std::size_t>(n));
-  if (batch_h_.size() < static_cast<std::size_t>(L_ * n * R_)) batch_h_.resize(static_cast<std::size_t>(L_ * n * R_));
-  if (batch_c_.size() < static_cast<std::size_t>(L_ * n * H_)) batch_c_.resize(static_cast<std::size_t>(L_ * n * H_));
+  const auto rows = static_cast<std::size_t>(n);
+  if (slots_.size() < rows) slots_.resize(rows);
+  if (resident_.capacity() < rows) resident_.reserve(rows);
+  if (batch_h_.size() < rows * static_cast<std::size_t>(L_ * R_))
+    batch_h_.resize(rows * static_cast<std::size_t>(L_ * R_));
+  if (batch_c_.size() < rows * static_cast<std::size_t>(L_ * H_))
+    batch_c_.resize(rows * static_cast<std::size_t>(L_ * H_));
   if (work_.size() < work) work_.resize(work);
   const std::uint64_t step = ++steps_;
   for (Index i = 0; i < n; ++i) {
@@ -122,20 +137,35 @@ void Streams::step(const Index* ids, Index n, const float* x, float* y) {
     seen = step;
     slots_[static_cast<std::size_t>(i)] = slot;
   }
-  // Gather [L, n, *], step, scatter back.
-  for (Index k = 0; k < L_; ++k)
+  // The same streams in the same order as the last step (a server's frame clock): their states are
+  // still in the batch. Otherwise those go back to their slots and these come out of theirs.
+  if (!std::equal(resident_.begin(), resident_.end(), slots_.begin(), slots_.begin() + n) || resident_.size() != rows) {
+    flush();
+    resident_.assign(slots_.begin(), slots_.begin() + n);
     for (Index i = 0; i < n; ++i) {
-      const Index slot = slots_[static_cast<std::size_t>(i)];
-      std::copy_n(slot_h(slot) + k * R_, R_, batch_h_.data() + (k * n + i) * R_);
-      std::copy_n(slot_c(slot) + k * H_, H_, batch_c_.data() + (k * n + i) * H_);
+      const Index slot = resident_[static_cast<std::size_t>(i)];
+      position_[static_cast<std::size_t>(slot)] = i;
+      for (Index k = 0; k < L_; ++k) {
+        std::copy_n(slot_h(slot) + k * R_, R_, batch_h_.data() + (k * n + i) * R_);
+        std::copy_n(slot_c(slot) + k * H_, H_, batch_c_.data() + (k * n + i) * H_);
+      }
     }
+  }
   model_->step_arrays(x, y, batch_h_.data(), batch_c_.data(), n, slices, work_.data());
-  for (Index k = 0; k < L_; ++k)
-    for (Index i = 0; i < n; ++i) {
-      const Index slot = slots_[static_cast<std::size_t>(i)];
+}
+
+// The resident batch's states back to their slots.
+void Streams::flush() {
+  const auto n = static_cast<Index>(resident_.size());
+  for (Index i = 0; i < n; ++i) {
+    const Index slot = resident_[static_cast<std::size_t>(i)];
+    position_[static_cast<std::size_t>(slot)] = -1;
+    for (Index k = 0; k < L_; ++k) {
       std::copy_n(batch_h_.data() + (k * n + i) * R_, R_, slot_h(slot) + k * R_);
       std::copy_n(batch_c_.data() + (k * n + i) * H_, H_, slot_c(slot) + k * H_);
     }
+  }
+  resident_.clear();
 }
 
 }  // namespace lstm_fast

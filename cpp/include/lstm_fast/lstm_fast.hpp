@@ -197,6 +197,7 @@ class Streams {
  private:
   Index find(Index id) const;                       // its slot, or -1 unless id is open
   Index slot_of(Index id, const char* what) const;  // its slot; throws Error naming `what` unless open
+  void flush();                                     // the resident states back to their slots
   float* slot_h(Index slot) { return h_.data() + slot * L_ * R_; }
   float* slot_c(Index slot) { return c_.data() + slot * L_ * H_; }
 
@@ -210,7 +211,9 @@ class Streams {
   std::vector<std::uint64_t> seen_;        // [slots]: the step that last listed it (repeated ids)
   std::uint64_t steps_ = 0;
   std::vector<Index> slots_;              // this step's slots
-  std::vector<float> batch_h_, batch_c_;  // [L, n, R], [L, n, H]: the listed streams' states
+  std::vector<Index> resident_;           // the slots whose states are in the batch, in its order
+  std::vector<Index> position_;           // [slots]: its row in the batch, or -1
+  std::vector<float> batch_h_, batch_c_;  // [L, n, R], [L, n, H]: the resident streams' states
   std::vector<float> work_;               // Model::step_arrays' workspace
 };
 
