@@ -124,6 +124,7 @@ def capacity(model, candidates, seconds, frame_rate=100.0, p99_ms=20.0):
         streams = lf.Streams(model)
         ids = np.array([streams.open() for _ in range(n)], np.int64)
         x = np.random.default_rng(2).standard_normal((n, model.input_size), dtype=np.float32)
+        streams.step(ids, x)  # warm: the first step of n streams allocates their batch
         latencies, start = [], time.perf_counter()
         for tick in range(int(seconds * frame_rate)):
             due = start + tick * period  # the frames of this period are all in by now
