@@ -36,7 +36,7 @@ async def client(k: int, args, tally: Tally, start: float) -> None:
     rng = np.random.default_rng(k)
     leave_at = args.seconds / 2 if k < args.leave else args.seconds
     malformed = args.leave <= k < args.leave + args.malformed
-    async with connect(args.url, max_size=1 << 20) as ws:
+    async with connect(args.url, max_size=1 << 20, compression=None) as ws:
         hello = json.loads(await ws.recv())
         I, O = hello["input_size"], hello["output_size"]
         tally.connected += 1
