@@ -8,9 +8,11 @@
 // their gates. With a projection, h_t = W_hr m_t follows, each slice owning outputs. A product converts its left
 // operand first (frozen.hpp), whole rows, since an int8 row's scale is its largest value: each slice converts the rows
 // it needs into its own buffer, so no slice waits for another's conversion. The products are frozen_products.hpp's.
-// int8's pointwise part uses its own tanh and sigmoid of additions, multiplications and a division
-// only (gates.hpp's use FMAs where the ISA has them, which would change the last bits).
+// int8's pointwise part uses its own tanh and sigmoid of additions, multiplications, fused
+// multiply-adds (std::fma on the baseline build) and divisions, each the same IEEE operation on every
+// build (gates.hpp's use FMAs only where the ISA has them, which would change the last bits).
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <iterator>
 
@@ -25,13 +27,28 @@ namespace {
 // ---- the pointwise part of int8 ------------------------------------------------------------------
 
 // tanh(x) = p / q, a rational function of x (Eigen's and TensorFlow's float coefficients: a few ulp),
-// with additions and multiplications only; the caller divides. q is in [0.0048, 0.9].
+// with fused multiply-adds (Horner) and multiplications only; the caller divides. q is in [0.0048, 0.9].
 using S = Simd<float>;
 using Packet = S::Packet;
 
 struct Ratio {
   Packet p, q;
 };
+
+// a * b + c rounded once: the same IEEE operation on every build (the FMA instructions of the AVX2
+// and AVX-512 builds; std::fma lane by lane on the baseline build, exact there too).
+inline Packet fused(const Packet& a, const Packet& b, const Packet& c) {
+#if defined(__FMA__)
+  return Eigen::internal::pmadd(a, b, c);
+#else
+  float la[S::kWidth], lb[S::kWidth], lc[S::kWidth];
+  S::store(la, a);
+  S::store(lb, b);
+  S::store(lc, c);
+  for (Index k = 0; k < S::kWidth; ++k) la[k] = std::fma(la[k], lb[k], lc[k]);
+  return S::load(la);
+#endif
+}
 
 inline Ratio tanh_ratio(const Packet& x_in) {
   const Packet clamp = S::set1(7.90531110763549805f);
@@ -40,10 +57,9 @@ inline Ratio tanh_ratio(const Packet& x_in) {
   Packet p = S::set1(-2.76076847742355e-16f);
   for (float a : {2.00018790482477e-13f, -8.60467152213735e-11f, 5.12229709037114e-08f, 1.48572235717979e-05f,
                   6.37261928875436e-04f, 4.89352455891786e-03f})
-    p = S::add(S::mul(p, x2), S::set1(a));
+    p = fused(p, x2, S::set1(a));
   Packet q = S::set1(1.19825839466702e-06f);
-  for (float b : {1.18534705686654e-04f, 2.26843463243900e-03f, 4.89352518554385e-03f})
-    q = S::add(S::mul(q, x2), S::set1(b));
+  for (float b : {1.18534705686654e-04f, 2.26843463243900e-03f, 4.89352518554385e-03f}) q = fused(q, x2, S::set1(b));
   return {S::mul(p, x), q};
 }
 
