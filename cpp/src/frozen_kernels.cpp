@@ -69,7 +69,7 @@ inline Ratio sigmoid_ratio(const Packet& x) {
   return {S::add(t.q, t.p), S::add(t.q, t.q)};
 }
 
-// gates.hpp's forward_packet with tanh_ratio and sigmoid_ratio and no fused multiply-add. Divisions
+// gates.hpp's forward_packet with tanh_ratio and sigmoid_ratio and no contracted operations. Divisions
 // are the slow part: i, f and g share one (a / b = a (c d) / (b c d)), o and tanh(c) another.
 template <bool kPeephole>
 void exact_packet(const ForwardRow<float>& r, Index j) {
