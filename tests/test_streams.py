@@ -4,7 +4,9 @@ raise and change nothing; the batcher's futures, their order, cancellation and s
 
 import asyncio
 import concurrent.futures
+import gc
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -211,3 +213,24 @@ def test_close_and_shutdown_cancel_pending_frames():
     streams.shutdown(cancel_futures=False)
     assert queued.result(timeout=0) is not None
     assert isinstance(queued, concurrent.futures.Future)
+
+
+def test_an_idle_batcher_ends_and_the_next_submit_starts_another(monkeypatch):
+    from lstm_fast import _streams
+
+    monkeypatch.setattr(_streams, "_IDLE_SECONDS", 0.05)
+    model = _model("fp32")
+    streams = lf.Streams(model)  # never shut down: its thread must not keep it alive
+    sid = streams.open()
+    first = streams.submit(sid, np.ones(5)).result(timeout=10)
+    thread = streams._batcher
+    thread.join(timeout=10)
+    assert not thread.is_alive() and streams._batcher is None
+    second = streams.submit(sid, np.ones(5)).result(timeout=10)
+    want = model(np.ones((2, 1, 5), np.float32))[0][:, 0]
+    np.testing.assert_allclose(np.stack([first, second]), want, atol=1e-6)
+    streams._batcher.join(timeout=10)
+    ref = weakref.ref(streams)
+    del streams
+    gc.collect()
+    assert ref() is None

@@ -24,6 +24,9 @@ from ._model import Model
 State = Tuple[np.ndarray, np.ndarray]
 
 
+_IDLE_SECONDS = 1.0  # how long the batcher's thread waits for a frame before it ends
+
+
 class _Frame:
     """One submitted frame and where its output goes: a concurrent.futures.Future (submit), or an
     asyncio future of `loop` (asubmit), resolved from the loop's own thread."""
@@ -228,10 +231,16 @@ class Streams:
             self._run_batch(batch)
 
     def _next_batch(self) -> Optional[List[_Frame]]:
-        """Waits (holding _queued) until a batch is due: the frames to run, or None to stop."""
+        """Waits (holding _queued) until a batch is due: the frames to run, or None to stop. After
+        _IDLE_SECONDS without a frame the thread ends (the next submit starts another), so that an
+        unused Streams is not kept alive, nor its thread, by the thread's reference to it."""
         while True:
-            while not self._pending and not self._stopping:
-                self._queued.wait()
+            if not self._pending and not self._stopping:
+                self._queued.wait(_IDLE_SECONDS)
+                if not self._pending and not self._stopping:
+                    self._batcher = None
+                    return None
+                continue
             if not self._pending:
                 return None
             wanted = self._wanted()
