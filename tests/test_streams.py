@@ -234,3 +234,25 @@ def test_an_idle_batcher_ends_and_the_next_submit_starts_another(monkeypatch):
     del streams
     gc.collect()
     assert ref() is None
+
+
+def test_close_from_another_thread_wakes_an_awaited_asubmit():
+    # The awaiting loop has nothing else to wake it: the cancellation must reach it by itself.
+    model = _model("fp32")
+    outcome = []
+
+    async def main(streams):
+        sid = streams.open()
+        pending = asyncio.ensure_future(streams.asubmit(sid, np.zeros(5)))
+        await asyncio.sleep(0.01)  # queued; the batcher waits for more
+        threading.Timer(0.2, streams.close, args=(sid,)).start()  # once the loop sleeps in select
+        try:
+            await pending
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+
+    with lf.Streams(model, max_batch=1000, max_wait_us=10_000_000) as streams:
+        runner = threading.Thread(target=asyncio.run, args=(main(streams),), daemon=True)
+        runner.start()
+        runner.join(timeout=10)
+        assert not runner.is_alive() and outcome == ["cancelled"]

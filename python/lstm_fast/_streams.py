@@ -117,7 +117,7 @@ class Streams:
             h, c = self._core.close(sid)
             self._open.discard(sid)
         for frame in mine:
-            frame.future.cancel()
+            frame.cancel()
         return h, c
 
     def state(self, sid: int) -> State:
