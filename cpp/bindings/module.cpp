@@ -312,10 +312,13 @@ void bind_model(py::module_& m) {
 // lstm_fast::Streams as _core.Streams (lstm_fast._streams wraps it); keeps its Model alive.
 void bind_streams(py::module_& m) {
   using lstm_fast::Streams;
-  auto state_arrays = [](const Streams& s) {
+  // (h [L, R], c [L, H]) as new arrays that fill(h, c) writes: a stream's state or final state.
+  auto state_arrays = [](const Streams& s, const auto& fill) {
     const lstm_fast::Model& model = s.model();
-    return std::make_pair(empty<float>({model.num_layers(), model.config().output_size()}),
-                          empty<float>({model.num_layers(), model.hidden_size()}));
+    auto h = empty<float>({model.num_layers(), model.config().output_size()});
+    auto c = empty<float>({model.num_layers(), model.hidden_size()});
+    fill(h.mutable_data(), c.mutable_data());
+    return py::make_tuple(h, c);
   };
   py::class_<Streams>(m, "Streams", "lstm_fast::Streams: many streams over one model (use lstm_fast.Streams).")
       .def(py::init<const lstm_fast::Model&>(), py::arg("model"), py::keep_alive<1, 2>())
@@ -333,17 +336,13 @@ void bind_streams(py::module_& m) {
       .def(
           "close",
           [state_arrays](Streams& s, Index id) {
-            auto [h, c] = state_arrays(s);
-            s.close(id, h.mutable_data(), c.mutable_data());
-            return py::make_tuple(h, c);
+            return state_arrays(s, [&](float* h, float* c) { s.close(id, h, c); });
           },
           py::arg("id"))
       .def(
           "state",
           [state_arrays](const Streams& s, Index id) {
-            auto [h, c] = state_arrays(s);
-            s.state(id, h.mutable_data(), c.mutable_data());
-            return py::make_tuple(h, c);
+            return state_arrays(s, [&](float* h, float* c) { s.state(id, h, c); });
           },
           py::arg("id"))
       .def(

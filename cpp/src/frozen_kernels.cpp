@@ -1,6 +1,7 @@
 // The cell of a frozen model (fp32, bf16, int8) over a sequence, on the plan's team (frozen.hpp; compiled
 // once per ISA, like cell_kernel.hpp's files, and with -ffp-contract=off: every float operation here
-// is the one written, never fused, so that int8 results are bitwise the same on every instruction set).
+// is the one written, fused only where written, so that int8 results are bitwise the same on every
+// instruction set).
 //
 // Each slice j of the team owns hidden units (whole blocks of 16 of every gate: the unit split of
 // forward.cpp): per chunk of steps it computes its units' columns of the input projection
@@ -12,8 +13,8 @@
 // multiply-adds (std::fma on the baseline build) and divisions, each the same IEEE operation on every
 // build (gates.hpp's use FMAs only where the ISA has them, which would change the last bits).
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <iterator>
 
 #include "cell_kernel.hpp"
@@ -166,6 +167,19 @@ struct FrozenPass {
       f32_product(rows, static_cast<const float*>(a.rows), a.lda, W, b0, b1, out);
   }
 
+  // The gates of `count` units of one row from unit u0 (gate blocks H apart): z in, c in/out, m out;
+  // int8's own (the same bits on every ISA), gates.hpp's for the other precisions.
+  void gates(Index count, float* z, float* c, float* m, Index u0) const {
+    with_peephole(dims.peephole, [&](auto peephole) {
+      constexpr bool kPeep = decltype(peephole)::value;
+      const float* peep = kPeep ? cell.peep + u0 : nullptr;
+      if (p == Precision::int8)
+        exact_gates_units<kPeep>(count, H, z, c, m, peep);
+      else
+        gates_forward_units<kPeep>(count, H, z, c, m, peep);
+    });
+  }
+
   // Slice j of the q-th step processed: its hidden units' recurrent product and gates; without a
   // projection also their h_t and y_t. At the first step of a chunk (rows [row0, row0 + rows)) first
   // the input projection of the chunk's rows, its units' columns only: the other slices never read
@@ -190,16 +204,7 @@ struct FrozenPass {
     for (Index gate = 0; gate < 4; ++gate)
       multiply(j, b, a, cell.hh, gate * blocks + ub0, gate * blocks + ub1, {zt, G, nullptr, true});
     float* m = dims.projection ? buffer(layout.m) : h_next;  // [B, H]: o * tanh(c)
-    with_peephole(dims.peephole, [&](auto peephole) {
-      constexpr bool kPeep = decltype(peephole)::value;
-      const float* peep = kPeep ? cell.peep + u0 : nullptr;
-      for (Index r = 0; r < b; ++r) {
-        if (p == Precision::int8)  // bitwise on every ISA
-          exact_gates_units<kPeep>(u1 - u0, H, zt + r * G + u0, c + r * H + u0, m + r * H + u0, peep);
-        else
-          gates_forward_units<kPeep>(u1 - u0, H, zt + r * G + u0, c + r * H + u0, m + r * H + u0, peep);
-      }
-    });
+    for (Index r = 0; r < b; ++r) gates(u1 - u0, zt + r * G + u0, c + r * H + u0, m + r * H + u0, u0);
     if (!dims.projection) outputs(q, u0, u1);
   }
 
@@ -243,16 +248,10 @@ struct FrozenPass {
     const Operand a = convert(k, active, R, h + k * R, team * R);
     multiply(k, active, a, cell.hh, 0, cell.hh.blocks(), {zt, team * G, nullptr, true});
     float* c = cell_state();
-    with_peephole(dims.peephole, [&](auto peephole) {
-      constexpr bool kPeep = decltype(peephole)::value;
-      for (Index i = 0, r = k; i < active; ++i, r += team) {
-        if (p == Precision::int8)
-          exact_gates_units<kPeep>(H, H, zt + i * team * G, c + r * H, h_next + r * R, cell.peep);
-        else
-          gates_forward_units<kPeep>(H, H, zt + i * team * G, c + r * H, h_next + r * R, cell.peep);
-        std::copy_n(h_next + r * R, R, io.y.data + (row + r) * io.y.stride);
-      }
-    });
+    for (Index i = 0, r = k; i < active; ++i, r += team) {
+      gates(H, zt + i * team * G, c + r * H, h_next + r * R, 0);
+      std::copy_n(h_next + r * R, R, io.y.data + (row + r) * io.y.stride);
+    }
   }
 
   // One member's part of the call; share(work) runs work(j) for the slices j of the next segment this

@@ -2,11 +2,9 @@
 // slot; step() gathers the listed streams' states into the [L, n, *] layout of Model::step_arrays and
 // runs one batched step (the weights read once for all n). The states stay in that batch (resident)
 // while the next steps list the same streams in the same order, and go back to their slots when a
-// step lists others or the stream is closed. Rows do
-// not interact in a step (each row's products, scales and gates are its own), so a stream's outputs
-// do not depend on which other streams share its step.
+// step lists others or the stream is closed. Rows do not interact in a step (each row's products,
+// scales and gates are its own), so a stream's outputs do not depend on which other streams share it.
 #include <algorithm>
-#include <cstring>
 #include <string>
 
 #include "lstm_fast/lstm_fast.hpp"
@@ -79,7 +77,7 @@ Index Streams::slot_of(Index id, const char* what) const {
 void Streams::close(Index id, float* h, float* c) {
   const Index slot = slot_of(id, "Streams.close: id");
   free_.reserve(live_.size());  // before the state changes: a failed allocation changes nothing
-  if (position_[static_cast<std::size_t>(slot)] >= 0) flush();
+  if (position_[static_cast<std::size_t>(slot)] >= 0) exchange(false);
   if (h) std::copy_n(slot_h(slot), L_ * R_, h);
   if (c) std::copy_n(slot_c(slot), L_ * H_, c);
   const auto s = static_cast<std::size_t>(slot);
@@ -91,12 +89,10 @@ void Streams::close(Index id, float* h, float* c) {
 
 void Streams::state(Index id, float* h, float* c) const {
   const Index slot = slot_of(id, "Streams.state: id");
-  const Index i = position_[static_cast<std::size_t>(slot)], n = static_cast<Index>(resident_.size());
+  const Index i = position_[static_cast<std::size_t>(slot)];
   for (Index k = 0; k < L_; ++k) {  // from the batch while the stream is in it, else from its slot
-    const float* hk = i >= 0 ? batch_h_.data() + (k * n + i) * R_ : h_.data() + (slot * L_ + k) * R_;
-    const float* ck = i >= 0 ? batch_c_.data() + (k * n + i) * H_ : c_.data() + (slot * L_ + k) * H_;
-    std::copy_n(hk, R_, h + k * R_);
-    std::copy_n(ck, H_, c + k * H_);
+    std::copy_n(i >= 0 ? batch_h(k, i) : slot_h(slot) + k * R_, R_, h + k * R_);
+    std::copy_n(i >= 0 ? batch_c(k, i) : slot_c(slot) + k * H_, H_, c + k * H_);
   }
 }
 
@@ -139,33 +135,30 @@ void Streams::step(const Index* ids, Index n, const float* x, float* y) {
   }
   // The same streams in the same order as the last step (a server's frame clock): their states are
   // still in the batch. Otherwise those go back to their slots and these come out of theirs.
-  if (!std::equal(resident_.begin(), resident_.end(), slots_.begin(), slots_.begin() + n) || resident_.size() != rows) {
-    flush();
+  if (!std::equal(resident_.begin(), resident_.end(), slots_.begin(), slots_.begin() + n)) {
+    exchange(false);
     resident_.assign(slots_.begin(), slots_.begin() + n);
-    for (Index i = 0; i < n; ++i) {
-      const Index slot = resident_[static_cast<std::size_t>(i)];
-      position_[static_cast<std::size_t>(slot)] = i;
-      for (Index k = 0; k < L_; ++k) {
-        std::copy_n(slot_h(slot) + k * R_, R_, batch_h_.data() + (k * n + i) * R_);
-        std::copy_n(slot_c(slot) + k * H_, H_, batch_c_.data() + (k * n + i) * H_);
-      }
-    }
+    exchange(true);
   }
   model_->step_arrays(x, y, batch_h_.data(), batch_c_.data(), n, slices, work_.data());
 }
 
-// The resident batch's states back to their slots.
-void Streams::flush() {
-  const auto n = static_cast<Index>(resident_.size());
-  for (Index i = 0; i < n; ++i) {
-    const Index slot = resident_[static_cast<std::size_t>(i)];
-    position_[static_cast<std::size_t>(slot)] = -1;
+// The resident streams' states from their slots into the batch (`into_batch`), or back; back empties
+// the batch.
+void Streams::exchange(bool into_batch) {
+  for (std::size_t i = 0; i < resident_.size(); ++i) {
+    const Index slot = resident_[i];
+    position_[static_cast<std::size_t>(slot)] = into_batch ? static_cast<Index>(i) : -1;
     for (Index k = 0; k < L_; ++k) {
-      std::copy_n(batch_h_.data() + (k * n + i) * R_, R_, slot_h(slot) + k * R_);
-      std::copy_n(batch_c_.data() + (k * n + i) * H_, H_, slot_c(slot) + k * H_);
+      float* h = slot_h(slot) + k * R_;
+      float* c = slot_c(slot) + k * H_;
+      float* bh = batch_h(k, static_cast<Index>(i));
+      float* bc = batch_c(k, static_cast<Index>(i));
+      std::copy_n(into_batch ? h : bh, R_, into_batch ? bh : h);
+      std::copy_n(into_batch ? c : bc, H_, into_batch ? bc : c);
     }
   }
-  resident_.clear();
+  if (!into_batch) resident_.clear();
 }
 
 }  // namespace lstm_fast

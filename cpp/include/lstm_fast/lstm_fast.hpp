@@ -197,9 +197,17 @@ class Streams {
  private:
   Index find(Index id) const;                       // its slot, or -1 unless id is open
   Index slot_of(Index id, const char* what) const;  // its slot; throws Error naming `what` unless open
-  void flush();                                     // the resident states back to their slots
+  void exchange(bool into_batch);                   // the resident states into the batch, or back
+  // A slot's h [L, R] and c [L, H]; layer k of the i-th resident stream in the batch [L, n, *].
   float* slot_h(Index slot) { return h_.data() + slot * L_ * R_; }
   float* slot_c(Index slot) { return c_.data() + slot * L_ * H_; }
+  const float* slot_h(Index slot) const { return h_.data() + slot * L_ * R_; }
+  const float* slot_c(Index slot) const { return c_.data() + slot * L_ * H_; }
+  Index resident() const { return static_cast<Index>(resident_.size()); }
+  float* batch_h(Index k, Index i) { return batch_h_.data() + (k * resident() + i) * R_; }
+  float* batch_c(Index k, Index i) { return batch_c_.data() + (k * resident() + i) * H_; }
+  const float* batch_h(Index k, Index i) const { return batch_h_.data() + (k * resident() + i) * R_; }
+  const float* batch_c(Index k, Index i) const { return batch_c_.data() + (k * resident() + i) * H_; }
 
   const Model* model_;
   Index L_, R_, H_;
