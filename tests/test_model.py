@@ -90,6 +90,30 @@ def test_every_tile_and_split_matches_the_reference(rng, precision, threads, bat
                 _assert_within_contract(y_t, y_ref[t], precision)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("hidden", (16, 256))
+def test_big_batches_in_row_groups_match_the_reference(rng, precision, threads, hidden):
+    # 200 rows, steps ending at every count down to 1: a big step goes in groups of rows (plan.hpp's
+    # kFrozenRowGroup), the last one partial, split by units (H 256: weights past the row split's
+    # bound in fp32 and bf16) and by rows (H 16, int8), alone or in a team; and the step of 200 rows.
+    lstm = lf.LSTM(24, hidden, seed=hidden)
+    x = rng.normal(size=(4, 200, 24)).astype(np.float32)
+    lengths = [4] * 130 + [3] * 30 + [2] * 25 + [1] * 15
+    with num_threads(threads):
+        model = lstm.freeze(precision)
+        y, (h, c) = model(x, lengths=lengths)
+        y_ref, h_ref, c_ref = _reference(lstm, x, precision, lengths=lengths)
+        for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
+            _assert_within_contract(got, want, precision)
+        # The step (the frozen kernels in fp32 too; fp32 sequences run lf.LSTM's).
+        y_ref = _reference(lstm, x, precision)[0]
+        state = model.initial_state(200)
+        for t in range(4):
+            y_t, state = model.step(x[t], state)
+            _assert_within_contract(y_t, y_ref[t], precision)
+
+
 @pytest.mark.parametrize("precision", ("bf16", "int8"))
 def test_reduced_precision_differs_from_fp32_by_its_rounding(rng, precision):
     # The test above could pass with fp32 kernels run in place of the reduced ones: these must differ.
@@ -192,8 +216,9 @@ _LENGTHS = "40,3,17,40,1,22,40,8,30"
         (70, dict(num_layers=2, proj_size=17, peephole=True), _LENGTHS),  # two threads split units
         (70, dict(num_layers=2, peephole=True), ",".join([_LENGTHS] * 3)),  # 27 rows: split rows
         (160, dict(), "5,1"),  # one row, 10 blocks a gate: tiles of 8 blocks
+        (70, dict(), ",".join([_LENGTHS] * 20)),  # 180 rows: in groups of rows
     ],
-    ids=["units", "rows", "wide"],
+    ids=["units", "rows", "wide", "groups"],
 )
 def test_int8_is_bitwise_the_same_on_every_instruction_set_and_thread_count(tmp_path, hidden, config, lengths):
     path = tmp_path / "int8.safetensors"

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <iterator>
+#include <utility>
 
 #include "cell_kernel.hpp"
 #include "frozen.hpp"
@@ -183,29 +184,50 @@ struct FrozenPass {
   // Slice j of the q-th step processed: its hidden units' recurrent product and gates; without a
   // projection also their h_t and y_t. At the first step of a chunk (rows [row0, row0 + rows)) first
   // the input projection of the chunk's rows, its units' columns only: the other slices never read
-  // them, so the projection needs no meeting of its own.
+  // them, so the projection needs no meeting of its own. A chunk of one big step instead goes in
+  // groups of rows, each projected, multiplied and gated while its z is in cache (plan.hpp).
   void step_units(int j, Index q, bool first, Index row0, Index rows, float* z_chunk) const {
     const Index t = step_at(q), b = s.batch_sizes[t], row = s.offsets[t];
-    const Index blocks = cell.hh.part_blocks();
-    const Index ub0 = split(blocks, plan.team, j, 1), ub1 = split(blocks, plan.team, j + 1, 1);
+    const auto [ub0, ub1] = unit_blocks(j);
     const Index u0 = std::min(H, ub0 * kFrozenBlock), u1 = std::min(H, ub1 * kFrozenBlock);
     if (u1 <= u0) return;
-    if (first) {
-      const Index I = dims.input_size;
-      const Operand x = convert(j, rows, I, io.x + row0 * I, I);
-      for (Index gate = 0; gate < 4; ++gate)
-        multiply(j, rows, x, cell.ih, gate * blocks + ub0, gate * blocks + ub1, {z_chunk, G, cell.bias, false});
+    if (first && rows == b && b > kFrozenRowGroup) {
+      for (Index r0 = 0; r0 < b; r0 += kFrozenRowGroup)
+        unit_rows(j, q, r0, std::min(kFrozenRowGroup, b - r0), z_chunk, true);
+    } else {
+      if (first) project(j, rows, io.x + row0 * dims.input_size, dims.input_size, z_chunk, G, ub0, ub1);
+      unit_rows(j, q, 0, b, z_chunk + (row - row0) * G, false);
     }
-    const float* h = hidden(q);
-    float* h_next = hidden(q + 1);
-    float* zt = z_chunk + (row - row0) * G;
-    float* c = cell_state();
-    const Operand a = convert(j, b, R, h, R);
-    for (Index gate = 0; gate < 4; ++gate)
-      multiply(j, b, a, cell.hh, gate * blocks + ub0, gate * blocks + ub1, {zt, G, nullptr, true});
-    float* m = dims.projection ? buffer(layout.m) : h_next;  // [B, H]: o * tanh(c)
-    for (Index r = 0; r < b; ++r) gates(u1 - u0, zt + r * G + u0, c + r * H + u0, m + r * H + u0, u0);
     if (!dims.projection) outputs(q, u0, u1);
+  }
+
+  // Slice j's blocks [ub0, ub1) of each gate's hidden units.
+  std::pair<Index, Index> unit_blocks(int j) const {
+    const Index blocks = cell.hh.part_blocks();
+    return {split(blocks, plan.team, j, 1), split(blocks, plan.team, j + 1, 1)};
+  }
+
+  // z (G apart) = x W_ih^T + bias over blocks [ub0, ub1) of each gate, for `rows` rows of x (ldx apart).
+  void project(int j, Index rows, const float* x, Index ldx, float* z, Index ldz, Index ub0, Index ub1) const {
+    const Index blocks = cell.hh.part_blocks();
+    const Operand a = convert(j, rows, dims.input_size, x, ldx);
+    for (Index gate = 0; gate < 4; ++gate)
+      multiply(j, rows, a, cell.ih, gate * blocks + ub0, gate * blocks + ub1, {z, ldz, cell.bias, false});
+  }
+
+  // Rows [r0, r0 + n) of the q-th step processed, slice j's units: (their input projection into z
+  // first if `project_x`), the recurrent product added into z (row r0's pre-activations at z), gates.
+  void unit_rows(int j, Index q, Index r0, Index n, float* z, bool project_x) const {
+    const Index row = s.offsets[step_at(q)], blocks = cell.hh.part_blocks();
+    const auto [ub0, ub1] = unit_blocks(j);
+    const Index u0 = std::min(H, ub0 * kFrozenBlock), u1 = std::min(H, ub1 * kFrozenBlock);
+    if (project_x) project(j, n, io.x + (row + r0) * dims.input_size, dims.input_size, z, G, ub0, ub1);
+    const Operand a = convert(j, n, R, hidden(q) + r0 * R, R);
+    for (Index gate = 0; gate < 4; ++gate)
+      multiply(j, n, a, cell.hh, gate * blocks + ub0, gate * blocks + ub1, {z, G, nullptr, true});
+    float* m = dims.projection ? buffer(layout.m) : hidden(q + 1);  // [B, H]: o * tanh(c)
+    float* c = cell_state();
+    for (Index r = r0; r < r0 + n; ++r) gates(u1 - u0, z + (r - r0) * G + u0, c + r * H + u0, m + r * H + u0, u0);
   }
 
   // Slice j of the projection of the q-th step processed: h_t = W_hr m_t, outputs of its blocks.
@@ -232,7 +254,8 @@ struct FrozenPass {
 
   // The row split (plan.hpp; no projection): slice k is rows k, k + team, ... of every step, all units;
   // its rows depend on nothing else, so the team meets only every plan.segment steps. A row's numbers
-  // are the unit split's: its operand scale, sums and gates do not depend on the other rows.
+  // are the unit split's: its operand scale, sums and gates do not depend on the other rows. The
+  // slice's rows go in groups, each projected, multiplied and gated while its z is in cache.
   void row_step(int k, Index q) const {
     const int team = plan.team;
     const Index t = step_at(q), b = s.batch_sizes[t], row = s.offsets[t];
@@ -240,17 +263,19 @@ struct FrozenPass {
     float* h_next = hidden(q + 1);
     const Index active = rows_of(b, team, k);
     for (Index r = k + active * team; r < s.batch; r += team) std::copy_n(h + r * R, R, h_next + r * R);
-    if (active == 0) return;
     const Index I = dims.input_size;
-    float* zt = buffer(layout.z) + k * G;  // the slice's rows of z_t, team * G apart
-    const Operand x = convert(k, active, I, io.x + (row + k) * I, team * I);
-    multiply(k, active, x, cell.ih, 0, cell.ih.blocks(), {zt, team * G, cell.bias, false});
-    const Operand a = convert(k, active, R, h + k * R, team * R);
-    multiply(k, active, a, cell.hh, 0, cell.hh.blocks(), {zt, team * G, nullptr, true});
+    float* zt = buffer(layout.z) + k * G;  // the group's rows of z_t, team * G apart
     float* c = cell_state();
-    for (Index i = 0, r = k; i < active; ++i, r += team) {
-      gates(H, zt + i * team * G, c + r * H, h_next + r * R, 0);
-      std::copy_n(h_next + r * R, R, io.y.data + (row + r) * io.y.stride);
+    for (Index i0 = 0; i0 < active; i0 += kFrozenRowGroup) {
+      const Index n = std::min(kFrozenRowGroup, active - i0), r0 = k + i0 * team;
+      const Operand x = convert(k, n, I, io.x + (row + r0) * I, team * I);
+      multiply(k, n, x, cell.ih, 0, cell.ih.blocks(), {zt, team * G, cell.bias, false});
+      const Operand a = convert(k, n, R, h + r0 * R, team * R);
+      multiply(k, n, a, cell.hh, 0, cell.hh.blocks(), {zt, team * G, nullptr, true});
+      for (Index i = 0, r = r0; i < n; ++i, r += team) {
+        gates(H, zt + i * team * G, c + r * H, h_next + r * R, 0);
+        std::copy_n(h_next + r * R, R, io.y.data + (row + r) * io.y.stride);
+      }
     }
   }
 

@@ -79,6 +79,12 @@ constexpr Index kPackMinRows = 64;
 constexpr Index kInferenceChunkNumbers = 16384;
 constexpr Index kInferenceChunkMaxSteps = 64;
 
+// A big step of the frozen models goes in groups of kFrozenRowGroup rows per member: each group's
+// input projection, recurrent product and gates run while its pre-activations (kFrozenRowGroup * 4H
+// floats) are in L2, instead of a pass over all of z per product that leaves cache past a few
+// hundred rows.
+constexpr Index kFrozenRowGroup = 64;
+
 // The row split needs at least kRowsPerMemberMin rows per member and W_ih and W_hh together at most
 // kRowSplitWeightBytes (so that they sit whole in each core's L2).
 constexpr Index kRowsPerMemberMin = 8;  // a full AVX-512 tile
