@@ -9,6 +9,12 @@ float32; the answer is O little-endian float32. A malformed frame (another lengt
 gets a text {"error": "..."} and the stream goes on. The text message "stats" gets
 {"open_streams": n, "frames": total} (a connection that only asks for stats opens no stream). The
 stream is closed when the client leaves. Needs `pip install websockets`.
+
+A connection can instead carry k streams (a gateway multiplexing its callers, so that the per-message
+cost of the transport is paid once per k frames): its first message is the text {"streams": k}, which
+opens k streams and is answered {"streams": k}; then each binary message is one frame of each of them,
+[k, I] float32, answered [k, O]. The messages of all such connections that wait at the same moment
+run as one lf.Streams.step, the next step starting as soon as the last one ends.
 """
 
 from __future__ import annotations
@@ -25,10 +31,64 @@ from websockets.exceptions import ConnectionClosed
 import lstm_fast as lf
 
 
+class Multiplexed:
+    """The frames of multiplexed connections, each message a block of its streams' frames, run as one
+    Streams.step of every block waiting when the last step ends (a connection's next block waits for
+    the next step: its streams must not appear twice in one)."""
+
+    MAX_STREAMS = 4096
+
+    def __init__(self, streams: lf.Streams) -> None:
+        self.streams = streams
+        self.waiting: list = []  # (ids, x block, future)
+        self.wake = asyncio.Event()
+        self.stepper: asyncio.Task | None = None
+
+    async def run(self, ids: np.ndarray, x: np.ndarray) -> np.ndarray:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((ids, x, future))
+        self.wake.set()
+        if self.stepper is None:
+            self.stepper = asyncio.create_task(self.steps())
+        return await future
+
+    async def steps(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            batch, later, seen = [], [], set()
+            for block in self.waiting:
+                first = int(block[0][0])
+                (later if first in seen else batch).append(block)
+                seen.add(first)
+            self.waiting = later
+            if later:
+                self.wake.set()
+            batch = [block for block in batch if not block[2].done()]  # a client that left
+            if not batch:
+                continue
+            ids = np.concatenate([block[0] for block in batch])
+            x = np.concatenate([block[1] for block in batch])
+            try:  # step releases the GIL: the event loop goes on meanwhile
+                y = await loop.run_in_executor(None, self.streams.step, ids, x)
+            except Exception as error:  # noqa: BLE001 - every block of the step fails with it
+                for block in batch:
+                    if not block[2].done():
+                        block[2].set_exception(error)
+                continue
+            at = 0
+            for block in batch:
+                if not block[2].done():
+                    block[2].set_result(y[at : at + len(block[0])])
+                at += len(block[0])
+
+
 class StreamServer:
     def __init__(self, model: lf.Model, max_batch: int | None, max_wait_us: float) -> None:
         self.model = model
         self.streams = lf.Streams(model, max_batch=max_batch, max_wait_us=max_wait_us)
+        self.multiplexed = Multiplexed(self.streams)
         self.frames = 0
 
     def hello(self) -> str:
@@ -42,6 +102,9 @@ class StreamServer:
                 if message == "stats":
                     await connection.send(json.dumps(dict(open_streams=len(self.streams), frames=self.frames)))
                     continue
+                if sid is None and isinstance(message, str) and message.startswith("{"):
+                    await self.handle_multiplexed(connection, message)
+                    return
                 x_t = self.frame(message)
                 if isinstance(x_t, str):
                     await connection.send(json.dumps(dict(error=x_t)))
@@ -57,14 +120,46 @@ class StreamServer:
             if sid is not None:
                 self.streams.close(sid)
 
-    def frame(self, message) -> np.ndarray | str:
-        """The frame of a message, or what is wrong with it."""
-        expected = 4 * self.model.input_size
+    async def handle_multiplexed(self, connection, request: str) -> None:
+        """A connection of k streams (its first message {"streams": k}): a block of k frames a message."""
+        try:
+            k = json.loads(request)["streams"]
+            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= Multiplexed.MAX_STREAMS:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            limit = Multiplexed.MAX_STREAMS
+            await connection.send(
+                json.dumps(dict(error=f'expected {{"streams": k}}, 1 <= k <= {limit}, got {request[:80]!r}'))
+            )
+            return
+        ids = np.array([self.streams.open() for _ in range(k)], np.int64)
+        try:
+            await connection.send(json.dumps(dict(streams=k)))
+            async for message in connection:
+                x = self.frame(message, k)
+                if isinstance(x, str):
+                    await connection.send(json.dumps(dict(error=x)))
+                    continue
+                y = await self.multiplexed.run(ids, x)
+                self.frames += k
+                await connection.send(np.asarray(y, "<f4").tobytes())
+        except ConnectionClosed:
+            pass
+        finally:
+            for sid in ids:
+                self.streams.close(int(sid))
+
+    def frame(self, message, k: int | None = None) -> np.ndarray | str:
+        """The frame (I,) of a message, or the block (k, I) of a multiplexed one; or what is wrong."""
+        I = self.model.input_size
+        shape = f"float32 x {I}" if k is None else f"float32 x {k} x {I}"
+        expected = 4 * I * (1 if k is None else k)
         if isinstance(message, str):
-            return f"a frame is a binary message of {expected} bytes (float32 x {self.model.input_size}), got text"
+            return f"a frame is a binary message of {expected} bytes ({shape}), got text"
         if len(message) != expected:
-            return f"a frame is {expected} bytes (float32 x {self.model.input_size}), got {len(message)}"
-        return np.frombuffer(message, "<f4")
+            return f"a frame is {expected} bytes ({shape}), got {len(message)}"
+        x = np.frombuffer(message, "<f4")
+        return x if k is None else x.reshape(k, I)
 
 
 def load_model(args) -> lf.Model:

@@ -1,6 +1,7 @@
-"""examples/serve_streams.py under examples/load_streams.py: 32 clients for a few seconds, some leaving
-halfway and some sending malformed frames; every frame answered, every malformed one with an error,
-and no stream left open after the clients have gone."""
+"""examples/serve_streams.py under examples/load_streams.py: 32 clients for a few seconds, then 4
+gateways of 8 multiplexed streams each; some leaving halfway and some sending malformed frames; every
+frame answered, every malformed one (and every bad multiplexing request) with an error, and no stream
+left open after the clients have gone."""
 
 import asyncio
 import json
@@ -15,13 +16,27 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _stats(url):
+def _load(url, cwd, *args):
+    load = subprocess.run(
+        [sys.executable, str(EXAMPLES / "load_streams.py"), "--url", url, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+    assert load.returncode == 0, load.stdout + load.stderr[-3000:]
+    summary = re.search(r"(\d+) frames in .* answered with an error: (\d+)", load.stdout)
+    assert summary, load.stdout
+    return int(summary.group(1)), int(summary.group(2))
+
+
+def _ask(url, request):
     from websockets.asyncio.client import connect
 
     async def ask():
         async with connect(url) as ws:
             json.loads(await ws.recv())  # hello
-            await ws.send("stats")
+            await ws.send(request)
             return json.loads(await ws.recv())
 
     return asyncio.run(ask())
@@ -42,21 +57,19 @@ def test_server_answers_32_clients_and_leaks_no_stream(tmp_path):
         match = re.search(r"ws://\S+", line)
         assert match, line + server.stderr.read()
         url = match.group(0)
-        load = subprocess.run(
-            [sys.executable, str(EXAMPLES / "load_streams.py"), "--url", url, "--clients", "32", "--rate", "50"]
-            + ["--seconds", "3", "--leave", "4", "--malformed", "4"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
+        frames, errors = _load(
+            url, tmp_path, "--clients", "32", "--rate", "50", "--seconds", "3", "--leave", "4", "--malformed", "4"
         )
-        assert load.returncode == 0, load.stdout + load.stderr[-3000:]
-        summary = re.search(r"(\d+) frames in .* answered with an error: (\d+)", load.stdout)
-        assert summary, load.stdout
-        frames, errors = int(summary.group(1)), int(summary.group(2))
         assert frames > 32 * 50  # 28 clients for 3 s and 4 for 1.5 s at 50 frames/s, less the slow start
         assert errors >= 4  # each malformed client sent at least one bad frame
-        stats = _stats(url)
+        # Gateways: 4 connections of 8 streams each, one of them leaving halfway, one sending bad blocks.
+        mux = ("--clients", "4", "--streams-per-connection", "8", "--leave", "1", "--malformed", "1")
+        mux_frames, mux_errors = _load(url, tmp_path, *mux, "--rate", "50", "--seconds", "3")
+        assert mux_frames > 32 * 50 and mux_errors >= 1
+        frames += mux_frames
+        for bad in ('{"streams": 0}', '{"streams": 5000}', '{"streams": "8"}', "{not json"):
+            assert "error" in _ask(url, bad), bad
+        stats = _ask(url, "stats")
         assert stats["open_streams"] == 0 and stats["frames"] >= frames
         server.send_signal(signal.SIGTERM)
         out, err = server.communicate(timeout=30)
