@@ -30,6 +30,22 @@ float64 here (float32 in the kernels):
             the inputs (x_t, h_{t-1}, m_t) likewise per batch row, at every step; the sums of q_a q_w
             exact integers, then times s_a s_w.
 
+Cell variants (keyword arguments of forward; ../API.md "Cell variants and training options"):
+
+    layer_norm     Ba, Kiros & Hinton (2016, eqs. 20-22): the two products layer-normalised over the
+                   row's 4H pre-activations before the biases are added, and c_t over H before its tanh:
+                   z = LN(W_ih x_t; ln_ih) + LN(W_hh h_{t-1}; ln_hh) + b_ih + b_hh,
+                   h_t = o_t * tanh(LN(c_t; ln_cell)),  LN(v; g, b) = g * (v - mean v) / sqrt(var v + 1e-5) + b
+                   (parameters ln_ih_weight_l{k} (4H,), ln_ih_bias_l{k}, ln_hh_..., ln_cell_... (H,)).
+    cell_clip c    ONNX's clip: the inputs of the gates' activations (i, f, g, o) clamped to [-c, c].
+    coupled_gates  ONNX's input_forget: f_t = 1 - i_t (the forget gate's rows are not read).
+    zoneout        Krueger et al. (2016): with c~_t, h~_t the cell's new state as above,
+                   c_t = d_c * c_{t-1} + (1 - d_c) * c~_t and h_t = d_h * h_{t-1} + (1 - d_h) * h~_t;
+                   y_t = h_t. d is a 0/1 mask per unit, step and sequence (zoneout_masks) in
+                   training, the probabilities themselves (zoneout = z or (z_h, z_c)) in inference.
+    recurrent      Gal & Ghahramani (2016): W_hh reads h_{t-1} * r, one mask r per sequence and
+      dropout      direction (recurrent_masks, already scaled by 1/(1-p)), the same at every step.
+
 Padded batches (lengths) follow torch's packed sequences: sequence b only runs steps 0..L_b - 1.
 We write that as a masked update: at step t, active = t < L_b; the state moves to the new state
 only where active, and the output is h_t where active, else 0. The reverse direction then starts
@@ -39,6 +55,8 @@ from (h0, c0) at step L_b - 1, since every step above it leaves the state untouc
 import numpy as np
 
 ROLES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")
+LN_ROLES = ("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_cell_weight", "ln_cell_bias")
+LN_EPS = 1e-5
 SUFFIXES = ("", "_reverse")  # direction d = 0, 1
 PRECISIONS = ("fp64", "bf16", "int8")
 
@@ -76,70 +94,133 @@ def _sigmoid(z):
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def _cell_forward(x_t, h_prev, c_prev, p, precision="fp64"):
-    """One step of one direction. x_t (B, I_k), h_prev (B, R), c_prev (B, H); p maps the roles
+class Variant:
+    """The cell variant of one layer and direction (module docstring): layer_norm, clip (None: none),
+    coupled, r (B, R) or None: the recurrent dropout mask; d_h, d_c: the zoneout masks (T, B, .),
+    probabilities (floats), or None (no zoneout)."""
+
+    def __init__(self, layer_norm=False, clip=None, coupled=False, r=None, d_h=None, d_c=None) -> None:
+        self.layer_norm, self.clip, self.coupled, self.r, self.d_h, self.d_c = layer_norm, clip, coupled, r, d_h, d_c
+
+    def zoneout(self, t) -> "tuple | None":
+        """(d_h, d_c) of step t, or None."""
+        if self.d_h is None:
+            return None
+        return tuple(d if np.isscalar(d) else d[t] for d in (self.d_h, self.d_c))
+
+
+PLAIN = Variant()
+
+
+def _layer_norm(v, gain, bias):
+    """LN over the last axis; returns it and what its backward needs (v normalised, the std)."""
+    std = np.sqrt(v.var(axis=-1, keepdims=True) + LN_EPS)
+    v_hat = (v - v.mean(axis=-1, keepdims=True)) / std
+    return gain * v_hat + bias, (v_hat, std)
+
+
+def _layer_norm_backward(d_out, gain, saved, grads, name):
+    """The gradient w.r.t. LN's input; adds those of ln_{name}_weight and ln_{name}_bias into grads."""
+    v_hat, std = saved
+    grads[f"ln_{name}_weight"] += (d_out * v_hat).sum(axis=0)
+    grads[f"ln_{name}_bias"] += d_out.sum(axis=0)
+    d_hat = d_out * gain
+    return (d_hat - d_hat.mean(axis=-1, keepdims=True) - v_hat * (d_hat * v_hat).mean(axis=-1, keepdims=True)) / std
+
+
+def _clip(z, clip):
+    """z clamped to [-clip, clip] and where it passes the gradient (inside, bounds included)."""
+    if clip is None:
+        return z, 1.0
+    return np.clip(z, -clip, clip), np.abs(z) <= clip
+
+
+def _cell_forward(x_t, h_prev, c_prev, p, precision="fp64", v=PLAIN, t=0):
+    """Step t of one direction. x_t (B, I_k), h_prev (B, R), c_prev (B, H); p maps the roles
     (weight_ih, ...) to arrays. Returns h_t (B, R), c_t (B, H) and what the backward step needs."""
-    gates = _product(x_t, p["weight_ih"], precision) + _product(
-        h_prev, p["weight_hh"], precision
-    )  # (B, 4H): i, f, g, o
-    gates = gates + p.get("bias_ih", 0.0) + p.get("bias_hh", 0.0)
+    h_in = h_prev if v.r is None else h_prev * v.r  # what W_hh reads
+    a_x, a_h, ln = _product(x_t, p["weight_ih"], precision), _product(h_in, p["weight_hh"], precision), {}
+    if v.layer_norm:
+        a_x, ln["ih"] = _layer_norm(a_x, p["ln_ih_weight"], p["ln_ih_bias"])
+        a_h, ln["hh"] = _layer_norm(a_h, p["ln_hh_weight"], p["ln_hh_bias"])
+    gates = a_x + a_h + p.get("bias_ih", 0.0) + p.get("bias_hh", 0.0)  # (B, 4H): i, f, g, o
     i_pre, f_pre, g_pre, o_pre = np.split(gates, 4, axis=1)
     if "weight_peep" in p:
         p_i, p_f, p_o = p["weight_peep"]
         i_pre = i_pre + p_i * c_prev
         f_pre = f_pre + p_f * c_prev
-    i, f, g = _sigmoid(i_pre), _sigmoid(f_pre), np.tanh(g_pre)
+    (i_pre, pass_i), (f_pre, pass_f), (g_pre, pass_g) = (_clip(z, v.clip) for z in (i_pre, f_pre, g_pre))
+    i, g = _sigmoid(i_pre), np.tanh(g_pre)
+    f = 1 - i if v.coupled else _sigmoid(f_pre)
     c = f * c_prev + i * g
     if "weight_peep" in p:
         o_pre = o_pre + p_o * c  # the output gate looks at c_t, not c_{t-1}
+    o_pre, pass_o = _clip(o_pre, v.clip)
     o = _sigmoid(o_pre)
-    tanh_c = np.tanh(c)
-    m = o * tanh_c  # the cell output before the projection, (B, H)
+    n = c
+    if v.layer_norm:
+        n, ln["cell"] = _layer_norm(c, p["ln_cell_weight"], p["ln_cell_bias"])
+    tanh_n = np.tanh(n)
+    m = o * tanh_n  # the cell output before the projection, (B, H)
     h = _product(m, p["weight_hr"], precision) if "weight_hr" in p else m
-    step = dict(x=x_t, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, c=c, tanh_c=tanh_c, m=m)
+    step = dict(x=x_t, h_in=h_in, c_prev=c_prev, i=i, f=f, g=g, o=o, c=c, tanh_n=tanh_n, m=m, ln=ln)
+    step.update(passes=(pass_i, pass_f, pass_g, pass_o), zoneout=v.zoneout(t))
+    if step["zoneout"] is not None:
+        d_h, d_c = step["zoneout"]
+        h, c = d_h * h_prev + (1 - d_h) * h, d_c * c_prev + (1 - d_c) * c
     return h, c, step
 
 
-def _cell_backward(dh, dc, step, p, grads):
+def _cell_backward(dh, dc, step, p, grads, v=PLAIN):
     """Backward of one step. dh (B, R), dc (B, H): the loss gradients reaching h_t and c_t from
     above and from later steps. Adds the parameter gradients into grads (keyed by role) and returns
     dx_t (B, I_k), dh_{t-1} (B, R), dc_{t-1} (B, H). dz is the loss gradient w.r.t. z, and z_pre
     is a gate before its nonlinearity: sigmoid' = s (1 - s), tanh' = 1 - tanh^2."""
     i, f, g, o, c, c_prev = (step[name] for name in ("i", "f", "g", "o", "c", "c_prev"))
-    tanh_c, m = step["tanh_c"], step["m"]
+    tanh_n, m, ln = step["tanh_n"], step["m"], step["ln"]
+    dh_prev = dc_prev = 0.0
+    if step["zoneout"] is not None:  # the part of h_t, c_t that is h_{t-1}, c_{t-1} itself
+        d_h, d_c = step["zoneout"]
+        dh_prev, dc_prev, dh, dc = d_h * dh, d_c * dc, (1 - d_h) * dh, (1 - d_c) * dc
     if "weight_hr" in p:  # h = W_hr m
         grads["weight_hr"] += dh.T @ m
         dm = dh @ p["weight_hr"]
     else:
         dm = dh
-    do = dm * tanh_c
-    do_pre = do * o * (1 - o)
-    dc = dc + dm * o * (1 - tanh_c**2)
+    pass_i, pass_f, pass_g, pass_o = step["passes"]
+    do_pre = dm * tanh_n * o * (1 - o) * pass_o
+    dn = dm * o * (1 - tanh_n**2)
+    dc = dc + (_layer_norm_backward(dn, p["ln_cell_weight"], ln["cell"], grads, "cell") if v.layer_norm else dn)
     if "weight_peep" in p:
         p_i, p_f, p_o = p["weight_peep"]
         dc = dc + do_pre * p_o
-    di = dc * g
-    dg = dc * i
-    df = dc * c_prev
-    di_pre = di * i * (1 - i)
-    df_pre = df * f * (1 - f)
-    dg_pre = dg * (1 - g**2)
-    dc_prev = dc * f
+    di, dg, df = dc * g, dc * i, dc * c_prev
+    if v.coupled:  # f = 1 - i
+        di, df = di - df, 0.0 * df
+    di_pre = di * i * (1 - i) * pass_i
+    df_pre = df * f * (1 - f) * pass_f
+    dg_pre = dg * (1 - g**2) * pass_g
+    dc_prev = dc_prev + dc * f
     if "weight_peep" in p:
         dc_prev = dc_prev + di_pre * p_i + df_pre * p_f
         grads["weight_peep"] += np.stack(
             [(di_pre * c_prev).sum(axis=0), (df_pre * c_prev).sum(axis=0), (do_pre * c).sum(axis=0)]
         )
     dgates = np.concatenate([di_pre, df_pre, dg_pre, do_pre], axis=1)  # (B, 4H)
-    grads["weight_ih"] += dgates.T @ step["x"]
-    grads["weight_hh"] += dgates.T @ step["h_prev"]
     for bias in ("bias_ih", "bias_hh"):
         if bias in p:
             grads[bias] += dgates.sum(axis=0)
-    return dgates @ p["weight_ih"], dgates @ p["weight_hh"], dc_prev
+    da_x = da_h = dgates
+    if v.layer_norm:
+        da_x = _layer_norm_backward(dgates, p["ln_ih_weight"], ln["ih"], grads, "ih")
+        da_h = _layer_norm_backward(dgates, p["ln_hh_weight"], ln["hh"], grads, "hh")
+    grads["weight_ih"] += da_x.T @ step["x"]
+    grads["weight_hh"] += da_h.T @ step["h_in"]
+    dh_in = da_h @ p["weight_hh"]
+    return da_x @ p["weight_ih"], dh_prev + (dh_in if v.r is None else dh_in * v.r), dc_prev
 
 
-def _direction_forward(x, h0, c0, active, p, reverse, precision):
+def _direction_forward(x, h0, c0, active, p, reverse, precision, v=PLAIN):
     """Runs one direction over the sequence. x (T, B, I_k), h0 (B, R), c0 (B, H), active (T, B, 1).
     Returns y (T, B, R), the final h (B, R) and c (B, H), and the per-step caches indexed by t."""
     T = x.shape[0]
@@ -147,14 +228,14 @@ def _direction_forward(x, h0, c0, active, p, reverse, precision):
     y = np.zeros((T,) + h0.shape)
     steps = [None] * T
     for t in reversed(range(T)) if reverse else range(T):
-        h_new, c_new, steps[t] = _cell_forward(x[t], h, c, p, precision)
+        h_new, c_new, steps[t] = _cell_forward(x[t], h, c, p, precision, v, t)
         h = np.where(active[t], h_new, h)
         c = np.where(active[t], c_new, c)
         y[t] = np.where(active[t], h_new, 0.0)
     return y, h, c, steps
 
 
-def _direction_backward(dy, dh, dc, active, p, steps, reverse):
+def _direction_backward(dy, dh, dc, active, p, steps, reverse, v=PLAIN):
     """BPTT through one direction: dy (T, B, R); dh (B, R) and dc (B, H) are the gradients w.r.t.
     its final state. Returns dx (T, B, I_k), dh0, dc0 and the parameter gradients keyed by role."""
     T = len(steps)
@@ -162,23 +243,25 @@ def _direction_backward(dy, dh, dc, active, p, steps, reverse):
     dx = np.zeros((T,) + steps[0]["x"].shape)
     for t in range(T) if reverse else reversed(range(T)):
         a = active[t]
-        dx[t], dh_prev, dc_prev = _cell_backward(np.where(a, dy[t] + dh, 0.0), np.where(a, dc, 0.0), steps[t], p, grads)
+        dx[t], dh_prev, dc_prev = _cell_backward(
+            np.where(a, dy[t] + dh, 0.0), np.where(a, dc, 0.0), steps[t], p, grads, v
+        )
         # An inactive step passed the state through unchanged, so its gradient passes through too.
         dh = np.where(a, dh_prev, dh)
         dc = np.where(a, dc_prev, dc)
     return dx, dh, dc, grads
 
 
-def _split_params(params, num_layers, D, proj_size, peephole):
+def _split_params(params, num_layers, D, proj_size, peephole, layer_norm=False):
     """One dict per (layer, direction), in torch's order k*D + d, mapping roles to float64 arrays.
     The bias keys are optional (bias=False); any other missing or unused key is an error."""
     required = ["weight_ih", "weight_hh"]
-    required += ["weight_hr"] * (proj_size > 0) + ["weight_peep"] * peephole
+    required += ["weight_hr"] * (proj_size > 0) + ["weight_peep"] * peephole + list(LN_ROLES) * layer_norm
     layers, used = [], set()
     for k in range(num_layers):
         for sfx in SUFFIXES[:D]:
             p = {}
-            for role in ROLES:
+            for role in ROLES + LN_ROLES:
                 name = f"{role}_l{k}{sfx}"
                 if name in params and (role in required or role.startswith("bias")):
                     p[role] = np.asarray(params[name], dtype=np.float64)
@@ -222,6 +305,48 @@ def _active_steps(lengths, T, B):
     return (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
 
 
+def _variants(cells, sizes, layer_norm, cell_clip, coupled_gates, zoneout, zoneout_masks, recurrent_masks):
+    """The Variant of each of the `cells` (layer, direction) pairs; sizes (T, B, R, H)."""
+    T, B, R, H = sizes
+    if cell_clip is not None and not cell_clip > 0:
+        raise ValueError(f"cell_clip must be None or > 0, got {cell_clip}")
+    z_h, z_c = (zoneout, zoneout) if np.isscalar(zoneout) else zoneout
+    if not (0 <= z_h < 1 and 0 <= z_c < 1):
+        raise ValueError(f"zoneout must be in [0, 1), got {zoneout}")
+    zones = [(z_h, z_c) if z_h or z_c else (None, None)] * cells
+    if zoneout_masks is not None:
+        zones = [tuple(np.asarray(d, dtype=np.float64) for d in pair) for pair in zoneout_masks]
+        if [(d_h.shape, d_c.shape) for d_h, d_c in zones] != [((T, B, R), (T, B, H))] * cells:
+            raise ValueError(f"zoneout_masks must be {cells} pairs of shapes {(T, B, R)} and {(T, B, H)}")
+    masks = [None] * cells
+    if recurrent_masks is not None:
+        masks = [np.asarray(r, dtype=np.float64) for r in recurrent_masks]
+        if [r.shape for r in masks] != [(B, R)] * cells:
+            raise ValueError(f"recurrent_masks must be {cells} arrays of shape {(B, R)}")
+    return [Variant(layer_norm, cell_clip, coupled_gates, r, d_h, d_c) for r, (d_h, d_c) in zip(masks, zones)]
+
+
+def _stack_forward(x, state, active, layers, variants, dropout_masks, D, precision):
+    """The layers in turn, each direction of a layer over the previous layer's output (dropped out):
+    y (T, B, D*R), h_n, c_n and every cell's per-step caches."""
+    h0, c0 = state
+    h_n, c_n, all_steps = np.zeros_like(h0), np.zeros_like(c0), []
+    layer_input = x
+    for k in range(len(layers) // D):
+        if k > 0 and dropout_masks is not None:
+            layer_input = layer_input * dropout_masks[k - 1]
+        outputs = []
+        for d in range(D):
+            j = k * D + d
+            y_d, h_n[j], c_n[j], steps = _direction_forward(
+                layer_input, h0[j], c0[j], active, layers[j], (d == 1), precision, variants[j]
+            )
+            outputs.append(y_d)
+            all_steps.append(steps)
+        layer_input = np.concatenate(outputs, axis=2)
+    return layer_input, h_n, c_n, all_steps
+
+
 def forward(
     x,
     params,
@@ -234,6 +359,12 @@ def forward(
     lengths=None,
     dropout_masks=None,
     precision="fp64",
+    layer_norm=False,
+    cell_clip=None,
+    coupled_gates=False,
+    zoneout=0.0,
+    zoneout_masks=None,
+    recurrent_masks=None,
 ) -> "tuple[np.ndarray, tuple[np.ndarray, np.ndarray], dict]":
     """x: (T, B, I) array (time-major, batched only). Returns (y, (h_n, c_n), cache).
 
@@ -253,6 +384,11 @@ def forward(
       of layer k + 1.
     precision: "fp64", or "bf16" or "int8": the operands of every matrix product rounded as the
       module docstring states (backward() then refuses the cache: inference only).
+    layer_norm (needs the ln_* parameters), cell_clip (None or > 0), coupled_gates: the variants.
+    zoneout: z or (z_h, z_c), the inference form (d = z) when zoneout_masks is None;
+      zoneout_masks: None or num_layers*D pairs (d_h (T, B, R), d_c (T, B, H)) of 0/1, the
+      training form (1: the unit keeps its previous state).
+    recurrent_masks: None or num_layers*D arrays (B, R), already scaled by 1/(1-p).
     y: (T, B, D*R); h_n (num_layers*D, B, R); c_n (num_layers*D, B, H). The cache is opaque: pass
       it to backward() unchanged.
     """
@@ -263,33 +399,22 @@ def forward(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     T, B, _ = x.shape
     D = 2 if bidirectional else 1
-    layers = _split_params(params, num_layers, D, proj_size, peephole)
+    layers = _split_params(params, num_layers, D, proj_size, peephole, layer_norm)
     H = layers[0]["weight_hh"].shape[0] // 4
     R = proj_size if proj_size > 0 else H
+    variants = _variants(
+        num_layers * D, (T, B, R, H), layer_norm, cell_clip, coupled_gates, zoneout, zoneout_masks, recurrent_masks
+    )
 
     h_shape, c_shape = (num_layers * D, B, R), (num_layers * D, B, H)
     h0, c0 = _state_pair("state", state, h_shape, c_shape)
     dropout_masks = _checked_masks(dropout_masks, num_layers, (T, B, D * R))
     active = _active_steps(lengths, T, B)
 
-    h_n, c_n, all_steps = np.zeros(h_shape), np.zeros(c_shape), []
-    layer_input = x
-    for k in range(num_layers):
-        if k > 0 and dropout_masks is not None:
-            layer_input = layer_input * dropout_masks[k - 1]
-        outputs = []
-        for d in range(D):
-            j = k * D + d
-            y_d, h_n[j], c_n[j], steps = _direction_forward(
-                layer_input, h0[j], c0[j], active, layers[j], reverse=(d == 1), precision=precision
-            )
-            outputs.append(y_d)
-            all_steps.append(steps)
-        layer_input = np.concatenate(outputs, axis=2)
-    y = layer_input
-
+    y, h_n, c_n, all_steps = _stack_forward(x, (h0, c0), active, layers, variants, dropout_masks, D, precision)
     cache = dict(
         layers=layers,
+        variants=variants,
         steps=all_steps,
         active=active,
         names=list(params),
@@ -332,7 +457,8 @@ def backward(dy, cache, dstate=None) -> "tuple[np.ndarray, tuple[np.ndarray, np.
                 cache["active"],
                 cache["layers"][j],
                 cache["steps"][j],
-                reverse=(d == 1),
+                (d == 1),
+                cache["variants"][j],
             )
             d_input = d_input + dx_d  # both directions read the same input
             grads.update({f"{role}_l{k}{SUFFIXES[d]}": g for role, g in layer_grads.items()})
