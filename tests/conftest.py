@@ -64,6 +64,8 @@ def reference_forward(model, x, state=None, lengths=None, **kwargs):
         bidirectional=model.bidirectional,
         proj_size=model.proj_size,
         peephole=model.peephole,
+        cell_clip=model.cell_clip,
+        coupled_gates=model.coupled_gates,
         state=state,
         lengths=lengths,
         **kwargs,

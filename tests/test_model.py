@@ -217,8 +217,9 @@ _LENGTHS = "40,3,17,40,1,22,40,8,30"
         (70, dict(num_layers=2, peephole=True), ",".join([_LENGTHS] * 3)),  # 27 rows: split rows
         (160, dict(), "5,1"),  # one row, 10 blocks a gate: tiles of 8 blocks
         (70, dict(), ",".join([_LENGTHS] * 20)),  # 180 rows: in groups of rows
+        (40, dict(peephole=True, cell_clip=0.9, coupled_gates=True), _LENGTHS),  # the variants' gates
     ],
-    ids=["units", "rows", "wide", "groups"],
+    ids=["units", "rows", "wide", "groups", "variants"],
 )
 def test_int8_is_bitwise_the_same_on_every_instruction_set_and_thread_count(tmp_path, hidden, config, lengths):
     path = tmp_path / "int8.safetensors"

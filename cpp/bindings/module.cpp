@@ -372,29 +372,26 @@ PYBIND11_MODULE(_core, m) {
   py::register_exception<lstm_fast::Error>(m, "CoreError", PyExc_ValueError);
   lstm_fast::isa();  // a bad LSTM_FAST_ISA fails the import, with a message naming it
 
-  py::class_<Config>(m, "Config", "The shape of an LSTM stack (torch.nn.LSTM's arguments plus peephole).")
+  py::class_<Config>(m, "Config", "The shape of an LSTM stack (torch.nn.LSTM's arguments, peephole, variants).")
       .def(py::init([](Index input_size, Index hidden_size, Index num_layers, Index proj_size, bool bias,
-                       bool bidirectional, bool peephole) {
-             Config c;
-             c.input_size = input_size;
-             c.hidden_size = hidden_size;
-             c.num_layers = num_layers;
-             c.proj_size = proj_size;
-             c.bias = bias;
-             c.bidirectional = bidirectional;
-             c.peephole = peephole;
+                       bool bidirectional, bool peephole, double cell_clip, bool coupled_gates) {
+             const Config c{input_size,    hidden_size, num_layers, proj_size,    bias,
+                            bidirectional, peephole,    cell_clip,  coupled_gates};  // the fields' order
              c.validate();
              return c;
            }),
            py::kw_only(), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"), py::arg("proj_size"),
-           py::arg("bias"), py::arg("bidirectional"), py::arg("peephole"))
+           py::arg("bias"), py::arg("bidirectional"), py::arg("peephole"), py::arg("cell_clip") = 0.0,
+           py::arg("coupled_gates") = false)
       .def_readonly("input_size", &Config::input_size)
       .def_readonly("hidden_size", &Config::hidden_size)
       .def_readonly("num_layers", &Config::num_layers)
       .def_readonly("proj_size", &Config::proj_size)
       .def_readonly("bias", &Config::bias)
       .def_readonly("bidirectional", &Config::bidirectional)
-      .def_readonly("peephole", &Config::peephole);
+      .def_readonly("peephole", &Config::peephole)
+      .def_readonly("cell_clip", &Config::cell_clip)
+      .def_readonly("coupled_gates", &Config::coupled_gates);
 
   m.def("set_num_threads", &lstm_fast::set_num_threads, py::arg("num_threads"));
   m.def("isa", &lstm_fast::isa);

@@ -35,6 +35,7 @@ struct BackwardPass : PassShape {
   const CellWeights<T>& w;
   const BackwardArrays<T>& io;
   const CellTrace<T>& trace;
+  const GateVariant<T> variant;  // the cell variant the gates fuse (gates.hpp)
   // Running gradients w.r.t. each row's latest state; a row not active at a step keeps its value,
   // mirroring the forward's running state.
   Matrix<T> dh, dc;
@@ -58,7 +59,15 @@ struct BackwardPass : PassShape {
 template <typename T>
 BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWeights<T>& weights,
                               const Sequence& sequence, const BackwardArrays<T>& arrays)
-    : PassShape(d, p, sequence), w(weights), io(arrays), trace(arrays.trace), dh(B, R), dc(B, H), db(1, G), dP(3, H) {
+    : PassShape(d, p, sequence),
+      w(weights),
+      io(arrays),
+      trace(arrays.trace),
+      variant(gate_variant<T>(d.cell_clip, d.coupled_gates)),
+      dh(B, R),
+      dc(B, H),
+      db(1, G),
+      dP(3, H) {
   if (io.dstate_n.h)
     dh = ConstMap<T>(io.dstate_n.h, B, R);
   else
@@ -144,9 +153,10 @@ void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
   with_peephole(dims.peephole, [&](auto peephole) {
     for (Index r = 0; r < b; ++r) {
       const Index at = (row + r) * G + u0;
-      gates_backward_units<decltype(peephole)::value>(
-          n, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H + u0,
-          trace.cell_prev.data() + (row + r) * H + u0, dm_all + r * H + u0, dc.data() + r * H + u0, dZ + at, peep);
+      gates_backward_units<decltype(peephole)::value>(n, H, trace.gates.data() + at,
+                                                      trace.cell.data() + (row + r) * H + u0,
+                                                      trace.cell_prev.data() + (row + r) * H + u0, dm_all + r * H + u0,
+                                                      dc.data() + r * H + u0, dZ + at, peep, variant);
     }
   });
 }
@@ -197,7 +207,7 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
       dh.row(r) += ConstMap<T>(io.dy.data + (row + r) * io.dy.stride, 1, R);
       gates_backward_units<decltype(peephole)::value>(H, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H,
                                                       trace.cell_prev.data() + (row + r) * H, dh.data() + r * H,
-                                                      dc.data() + r * H, dZ + at, w.weight_peep);
+                                                      dc.data() + r * H, dZ + at, w.weight_peep, variant);
     }
   });
   if (active > 0)  // dh_{t-1} = dZ_t W_hh for this member's rows

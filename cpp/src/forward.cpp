@@ -40,6 +40,7 @@ struct ForwardPass : PassShape {
   const CellWeights<T>& w;
   const ForwardArrays<T>& io;
   CellTrace<T>* const trace;
+  const GateVariant<T> variant;  // the cell variant the gates fuse (gates.hpp)
   RowVector<T> bias;
   // The running state. h is double-buffered: step p reads hidden[p % 2] and writes hidden[(p+1) % 2],
   // so a thread never overwrites the h another thread's recurrent product is still reading. Rows not
@@ -60,7 +61,11 @@ struct ForwardPass : PassShape {
 template <typename T>
 ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeights<T>& weights,
                             const Sequence& sequence, const ForwardArrays<T>& arrays)
-    : PassShape(d, p, sequence), w(weights), io(arrays), trace(arrays.trace) {
+    : PassShape(d, p, sequence),
+      w(weights),
+      io(arrays),
+      trace(arrays.trace),
+      variant(gate_variant<T>(d.cell_clip, d.coupled_gates)) {
   bias = RowVector<T>::Zero(G);
   if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
   if (w.bias_hh) bias += ConstMap<T>(w.bias_hh, 1, G);
@@ -191,7 +196,7 @@ void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
   with_peephole(dims.peephole, [&](auto peephole) {
     for (Index r = 0; r < b; ++r)
       gates_forward_units<decltype(peephole)::value>(n, H, zt + r * G + u0, c.data() + r * H + u0, out + r * H + u0,
-                                                     share.peep);
+                                                     share.peep, variant);
   });
   if (trace) Map<T>(trace->cell.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
   if (!dims.projection) step_projection(share, p);  // only the carry and y: h_t is m_t
@@ -255,7 +260,7 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
         std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell_prev.data() + (row + r) * H);
       }
       gates_forward_units<decltype(peephole)::value>(H, H, zt + i * stride * G, c.data() + r * H, h_next.data() + r * R,
-                                                     w.weight_peep);
+                                                     w.weight_peep, variant);
       if (trace) std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell.data() + (row + r) * H);
       std::copy(h_next.data() + r * R, h_next.data() + (r + 1) * R, io.y.data + (row + r) * io.y.stride);
     }

@@ -71,25 +71,45 @@ inline Ratio sigmoid_ratio(const Packet& x) {
   return {S::add(t.q, t.p), S::add(t.q, t.q)};
 }
 
+// i, f and g from their ratios with one division (a / b = a (c d) / (b c d)); coupled: f = 1 - i, the
+// division shared by i and g only.
+inline void exact_ifg(const Ratio& i, const Ratio& f, const Ratio& g, bool coupled, Packet& input_gate,
+                      Packet& forget_gate, Packet& candidate) {
+  if (coupled) {
+    const auto inverse = Eigen::internal::pdiv(S::set1(1.0f), S::mul(i.q, g.q));
+    input_gate = S::mul(S::mul(i.p, g.q), inverse);
+    candidate = S::mul(S::mul(g.p, i.q), inverse);
+    forget_gate = S::sub(S::set1(1.0f), input_gate);
+    return;
+  }
+  const auto qfg = S::mul(f.q, g.q), qig = S::mul(i.q, g.q), qif = S::mul(i.q, f.q);
+  const auto inverse = Eigen::internal::pdiv(S::set1(1.0f), S::mul(qif, g.q));
+  input_gate = S::mul(S::mul(i.p, qfg), inverse);
+  forget_gate = S::mul(S::mul(f.p, qig), inverse);
+  candidate = S::mul(S::mul(g.p, qif), inverse);
+}
+
 // gates.hpp's forward_packet with tanh_ratio and sigmoid_ratio and no contracted operations. Divisions
-// are the slow part: i, f and g share one (a / b = a (c d) / (b c d)), o and tanh(c) another.
+// are the slow part: i, f and g share one, o and tanh(c) another.
 template <bool kPeephole>
-void exact_packet(const ForwardRow<float>& r, Index j) {
+void exact_packet(const ForwardRow<float>& r, Index j, const GateVariant<float>& v) {
   const Index H = r.stride;
   const auto c_prev = S::load(r.cell + j);
-  auto zi = S::load(r.z + j), zf = S::load(r.z + H + j), zo = S::load(r.z + 3 * H + j);
+  auto zi = S::load(r.z + j), zf = S::load(r.z + H + j), zg = S::load(r.z + 2 * H + j), zo = S::load(r.z + 3 * H + j);
   if constexpr (kPeephole) {
     zi = S::add(zi, S::mul(S::load(r.peep + j), c_prev));
     zf = S::add(zf, S::mul(S::load(r.peep + H + j), c_prev));
   }
-  const Ratio i = sigmoid_ratio(zi), f = sigmoid_ratio(zf), g = tanh_ratio(S::load(r.z + 2 * H + j));
-  const auto qfg = S::mul(f.q, g.q), qig = S::mul(i.q, g.q), qif = S::mul(i.q, f.q);
-  const auto inverse = Eigen::internal::pdiv(S::set1(1.0f), S::mul(qif, g.q));
-  const auto input_gate = S::mul(S::mul(i.p, qfg), inverse);
-  const auto forget_gate = S::mul(S::mul(f.p, qig), inverse);
-  const auto candidate = S::mul(S::mul(g.p, qif), inverse);
+  if (v.clip > 0) {
+    zi = S::clamp(zi, v.clip);
+    zf = S::clamp(zf, v.clip);
+    zg = S::clamp(zg, v.clip);
+  }
+  Packet input_gate, forget_gate, candidate;
+  exact_ifg(sigmoid_ratio(zi), sigmoid_ratio(zf), tanh_ratio(zg), v.coupled, input_gate, forget_gate, candidate);
   const auto cell = S::add(S::mul(forget_gate, c_prev), S::mul(input_gate, candidate));
   if constexpr (kPeephole) zo = S::add(zo, S::mul(S::load(r.peep + 2 * H + j), cell));
+  if (v.clip > 0) zo = S::clamp(zo, v.clip);
   const Ratio o = sigmoid_ratio(zo), t = tanh_ratio(cell);
   const auto m = Eigen::internal::pdiv(S::mul(o.p, t.p), S::mul(o.q, t.q));  // sigmoid(zo) tanh(c)
   S::store(r.cell + j, cell);
@@ -99,9 +119,10 @@ void exact_packet(const ForwardRow<float>& r, Index j) {
 // `count` units of one row, the gate blocks (and peephole rows) `stride` apart: z in (left as it was),
 // cell in/out, m out (gates.hpp's gates_forward_units with exact_packet).
 template <bool kPeephole>
-void exact_gates_units(Index count, Index stride, float* z, float* cell, float* m, const float* peep) {
+void exact_gates_units(Index count, Index stride, float* z, float* cell, float* m, const float* peep,
+                       const GateVariant<float>& v) {
   over_units(count, stride, z, cell, m, kPeephole ? peep : nullptr,
-             [](const ForwardRow<float>& row, Index j) { exact_packet<kPeephole>(row, j); });
+             [&v](const ForwardRow<float>& row, Index j) { exact_packet<kPeephole>(row, j, v); });
 }
 
 // ---- the cell ------------------------------------------------------------------------------------
@@ -115,6 +136,7 @@ struct FrozenPass {
   const FrozenArrays& io;
   FrozenWork layout;
   Index H, R, G;
+  GateVariant<float> variant;  // the cell variant the gates fuse (gates.hpp)
 
   FrozenPass(Precision precision, const CellDims& d, const CellPlan& pl, const FrozenCell& c, const FrozenSteps& st,
              const FrozenArrays& arrays)
@@ -127,7 +149,8 @@ struct FrozenPass {
         layout(d, precision, st.batch, pl.chunk * st.batch, pl.team),
         H(d.hidden_size),
         R(d.output_size),
-        G(4 * d.hidden_size) {}
+        G(4 * d.hidden_size),
+        variant(gate_variant<float>(d.cell_clip, d.coupled_gates)) {}
 
   float* buffer(std::size_t offset) const { return reinterpret_cast<float*>(io.work + offset); }
   Index step_at(Index q) const { return s.reverse ? s.steps - 1 - q : q; }  // the step processed q-th
@@ -175,9 +198,9 @@ struct FrozenPass {
       constexpr bool kPeep = decltype(peephole)::value;
       const float* peep = kPeep ? cell.peep + u0 : nullptr;
       if (p == Precision::int8)
-        exact_gates_units<kPeep>(count, H, z, c, m, peep);
+        exact_gates_units<kPeep>(count, H, z, c, m, peep, variant);
       else
-        gates_forward_units<kPeep>(count, H, z, c, m, peep);
+        gates_forward_units<kPeep>(count, H, z, c, m, peep, variant);
     });
   }
 

@@ -38,6 +38,17 @@ struct Simd {
   static Packet mul(const Packet& a, const Packet& b) { return Eigen::internal::pmul(a, b); }
   static Packet madd(const Packet& a, const Packet& b, const Packet& c) { return Eigen::internal::pmadd(a, b, c); }
 
+  // x clamped to [-bound, bound]; a NaN stays NaN.
+  static Packet clamp(const Packet& x, T bound) {
+    using Eigen::PropagateNaN;
+    return Eigen::internal::pmin<PropagateNaN>(Eigen::internal::pmax<PropagateNaN>(x, set1(-bound)), set1(bound));
+  }
+  // value where lo < gate < hi, else 0.
+  static Packet inside(const Packet& value, const Packet& gate, T lo, T hi) {
+    using Eigen::internal::pcmp_lt;
+    return Eigen::internal::pand(Eigen::internal::pand(pcmp_lt(set1(lo), gate), pcmp_lt(gate, set1(hi))), value);
+  }
+
   static Packet sigmoid(const Packet& x) { return Eigen::internal::scalar_logistic_op<T>().packetOp(x); }
   static Packet tanh(const Packet& x) {
     if constexpr (std::is_same_v<T, float>) {
@@ -51,6 +62,38 @@ struct Simd {
   }
 };
 
+// The cell variants fused into the pointwise kernels (API.md "Cell variants"): ONNX's clip, the gates'
+// pre-activations clamped to [-clip, clip] (clip 0: none), and input_forget, f = 1 - i (coupled). The
+// backward finds a clipped gate from its activated value: a gate at sigmoid(+-clip) or tanh(+-clip),
+// computed by the forward's own functions, passes no gradient (nor one whose pre-activation was within
+// rounding of the bound, whose activation rounds to the bound's).
+template <typename T>
+struct GateVariant {
+  T clip = 0;
+  bool coupled = false;
+  T sigmoid_lo = 0, sigmoid_hi = 0, tanh_lo = 0, tanh_hi = 0;  // the activated gates at -clip, clip
+};
+
+template <typename T>
+inline GateVariant<T> gate_variant(double clip, bool coupled) {
+  using S = Simd<T>;
+  GateVariant<T> v;
+  v.clip = static_cast<T>(clip);
+  v.coupled = coupled;
+  if (clip > 0) {
+    auto lane = [](const typename S::Packet& p) {
+      T lanes[S::kWidth];
+      S::store(lanes, p);
+      return lanes[0];
+    };
+    v.sigmoid_lo = lane(S::sigmoid(S::set1(-v.clip)));
+    v.sigmoid_hi = lane(S::sigmoid(S::set1(v.clip)));
+    v.tanh_lo = lane(S::tanh(S::set1(-v.clip)));
+    v.tanh_hi = lane(S::tanh(S::set1(v.clip)));
+  }
+  return v;
+}
+
 // The streams of one row at element j: gates (i, f, g, o) are H apart, peephole rows (i, f, o) too.
 template <typename T>
 struct ForwardRow {
@@ -62,20 +105,26 @@ struct ForwardRow {
 };
 
 template <bool kPeephole, typename T>
-inline void forward_packet(const ForwardRow<T>& r, Index j) {
+inline void forward_packet(const ForwardRow<T>& r, Index j, const GateVariant<T>& v) {
   using S = Simd<T>;
   const Index H = r.stride;
   const auto c_prev = S::load(r.cell + j);
-  auto zi = S::load(r.z + j), zf = S::load(r.z + H + j), zo = S::load(r.z + 3 * H + j);
+  auto zi = S::load(r.z + j), zf = S::load(r.z + H + j), zg = S::load(r.z + 2 * H + j), zo = S::load(r.z + 3 * H + j);
   if constexpr (kPeephole) {
     zi = S::madd(S::load(r.peep + j), c_prev, zi);
     zf = S::madd(S::load(r.peep + H + j), c_prev, zf);
   }
+  if (v.clip > 0) {
+    zi = S::clamp(zi, v.clip);
+    zf = S::clamp(zf, v.clip);
+    zg = S::clamp(zg, v.clip);
+  }
   const auto input_gate = S::sigmoid(zi);
-  const auto forget_gate = S::sigmoid(zf);
-  const auto candidate = S::tanh(S::load(r.z + 2 * H + j));
+  const auto forget_gate = v.coupled ? S::sub(S::set1(T(1)), input_gate) : S::sigmoid(zf);
+  const auto candidate = S::tanh(zg);
   const auto cell = S::madd(forget_gate, c_prev, S::mul(input_gate, candidate));  // c = f c_{t-1} + i g
   if constexpr (kPeephole) zo = S::madd(S::load(r.peep + 2 * H + j), cell, zo);
+  if (v.clip > 0) zo = S::clamp(zo, v.clip);
   const auto output_gate = S::sigmoid(zo);
   S::store(r.z + j, input_gate);
   S::store(r.z + H + j, forget_gate);
@@ -113,15 +162,10 @@ inline void over_units(Index count, Index stride, T* z, T* cell, T* m, const T* 
 //   cell: c_{t-1} in, c_t out;  m: o * tanh(c_t) out;  peep: p_i of the first unit, rows `stride`
 //   apart, read only when kPeephole.
 template <bool kPeephole, typename T>
-inline void gates_forward_units(Index count, Index stride, T* z, T* cell, T* m, const T* peep) {
+inline void gates_forward_units(Index count, Index stride, T* z, T* cell, T* m, const T* peep,
+                                const GateVariant<T>& v) {
   over_units(count, stride, z, cell, m, kPeephole ? peep : nullptr,
-             [](const ForwardRow<T>& row, Index j) { forward_packet<kPeephole>(row, j); });
-}
-
-// One whole row: z [4H], cell [H], m [H], peep [3, H].
-template <bool kPeephole, typename T>
-inline void gates_forward_row(Index H, T* z, T* cell, T* m, const T* peep) {
-  gates_forward_units<kPeephole>(H, H, z, cell, m, peep);
+             [&v](const ForwardRow<T>& row, Index j) { forward_packet<kPeephole>(row, j, v); });
 }
 
 template <typename T>
@@ -137,7 +181,7 @@ struct BackwardRow {
 };
 
 template <bool kPeephole, typename T>
-inline void backward_packet(const BackwardRow<T>& r, Index j) {
+inline void backward_packet(const BackwardRow<T>& r, Index j, const GateVariant<T>& v) {
   using S = Simd<T>;
   const Index H = r.stride;
   const auto one = S::set1(T(1));
@@ -146,12 +190,19 @@ inline void backward_packet(const BackwardRow<T>& r, Index j) {
   const auto tanh_c = S::tanh(S::load(r.cell + j));
   const auto c_prev = S::load(r.cell_prev + j);
   const auto dm = S::load(r.dm + j);
-  const auto dzo = S::mul(S::mul(dm, tanh_c), S::mul(o, S::sub(one, o)));                       // do * o (1 - o)
+  auto dzo = S::mul(S::mul(dm, tanh_c), S::mul(o, S::sub(one, o)));                             // do * o (1 - o)
+  if (v.clip > 0) dzo = S::inside(dzo, o, v.sigmoid_lo, v.sigmoid_hi);                          // o clipped: 0
   auto dcell = S::madd(S::mul(dm, o), S::sub(one, S::mul(tanh_c, tanh_c)), S::load(r.dc + j));  // dc_t
   if constexpr (kPeephole) dcell = S::madd(dzo, S::load(r.peep + 2 * H + j), dcell);            // o saw c_t
-  const auto dzi = S::mul(S::mul(dcell, g), S::mul(i, S::sub(one, i)));
-  const auto dzf = S::mul(S::mul(dcell, c_prev), S::mul(f, S::sub(one, f)));
-  const auto dzg = S::mul(S::mul(dcell, i), S::sub(one, S::mul(g, g)));
+  // di = dc_t g, df = dc_t c_{t-1}; coupled (f = 1 - i): di - df into i, nothing into f.
+  auto dzi = S::mul(S::mul(dcell, v.coupled ? S::sub(g, c_prev) : g), S::mul(i, S::sub(one, i)));
+  auto dzf = v.coupled ? S::set1(T(0)) : S::mul(S::mul(dcell, c_prev), S::mul(f, S::sub(one, f)));
+  auto dzg = S::mul(S::mul(dcell, i), S::sub(one, S::mul(g, g)));
+  if (v.clip > 0) {
+    dzi = S::inside(dzi, i, v.sigmoid_lo, v.sigmoid_hi);
+    dzf = S::inside(dzf, f, v.sigmoid_lo, v.sigmoid_hi);
+    dzg = S::inside(dzg, g, v.tanh_lo, v.tanh_hi);
+  }
   auto dcell_prev = S::mul(dcell, f);
   if constexpr (kPeephole)
     dcell_prev = S::madd(dzi, S::load(r.peep + j), S::madd(dzf, S::load(r.peep + H + j), dcell_prev));
@@ -166,11 +217,11 @@ inline void backward_packet(const BackwardRow<T>& r, Index j) {
 // gate blocks (and peephole rows) `stride` apart; pointers at the first unit (see BackwardRow).
 template <bool kPeephole, typename T>
 inline void gates_backward_units(Index count, Index stride, const T* gates, const T* cell, const T* cell_prev,
-                                 const T* dm, T* dc, T* dz, const T* peep) {
+                                 const T* dm, T* dc, T* dz, const T* peep, const GateVariant<T>& v) {
   constexpr Index W = Simd<T>::kWidth;
   const Index body = count - count % W;
   const BackwardRow<T> row{gates, cell, cell_prev, dm, dc, dz, peep, stride};
-  for (Index j = 0; j < body; j += W) backward_packet<kPeephole>(row, j);
+  for (Index j = 0; j < body; j += W) backward_packet<kPeephole>(row, j, v);
   if (body == count) return;
   const Index n = count - body;
   T tgates[4 * W] = {}, tcell[W] = {}, tprev[W] = {}, tdm[W] = {}, tdc[W] = {}, tdz[4 * W] = {}, tpeep[3 * W] = {};
@@ -181,7 +232,7 @@ inline void gates_backward_units(Index count, Index stride, const T* gates, cons
   std::copy_n(dc + body, n, tdc);
   if constexpr (kPeephole)
     for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * stride + body, n, tpeep + k * W);
-  backward_packet<kPeephole>(BackwardRow<T>{tgates, tcell, tprev, tdm, tdc, tdz, tpeep, W}, 0);
+  backward_packet<kPeephole>(BackwardRow<T>{tgates, tcell, tprev, tdm, tdc, tdz, tpeep, W}, 0, v);
   std::copy_n(tdc, n, dc + body);
   for (Index k = 0; k < 4; ++k) std::copy_n(tdz + k * W, n, dz + k * stride + body);
 }

@@ -1,6 +1,7 @@
 // A small strict JSON parser (RFC 8259), for the headers of untrusted model files (see json.hpp).
 #include "json.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -155,6 +156,13 @@ class JsonParser {
     }
     const std::string text(s_.substr(start, pos_ - start));
     v.kind = Json::Kind::Number;
+    // from_chars: the nearest double whatever the C locale. Out of range, it sets nothing: +-inf past
+    // the largest double, 0 below the smallest (a negative exponent).
+    if (std::from_chars(text.data(), text.data() + text.size(), v.number).ec == std::errc::result_out_of_range) {
+      const bool tiny = text.find("e-") != std::string::npos || text.find("E-") != std::string::npos;
+      v.number = tiny ? 0.0 : std::numeric_limits<double>::infinity();
+      if (text[0] == '-') v.number = -v.number;
+    }
     if (integral) {
       // Exact int64, or not an integer for our purposes (e.g. 1e30 written out).
       const bool negative = text[0] == '-';

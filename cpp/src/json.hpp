@@ -20,6 +20,7 @@ struct Json {
   bool boolean = false;
   bool is_integer = false;  // the number was written without fraction or exponent and fits int64
   std::int64_t integer = 0;
+  double number = 0;   // any number, as the nearest double (+-inf past its range)
   std::string string;  // UTF-8
   std::vector<Json> items;
   std::vector<std::pair<std::string, Json>> members;

@@ -1,6 +1,7 @@
 // Model files: reading and checking the file LSTM.save() and Model::save write (Model::load and, through
 // _core, lf.load and lf.load_model), and writing one (Model::save).
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -40,9 +41,9 @@ Config parse_config(const std::string& text, const std::string& what) {
   const std::string where = what + ": metadata config";
   const Json root = detail::parse_json(text, where);
   if (root.kind != Json::Kind::Object) throw Error(where + " must be a JSON object");
-  static const char* const known[] = {"input_size",  "hidden_size", "num_layers",    "bias",
-                                      "batch_first", "dropout",     "bidirectional", "proj_size",
-                                      "peephole",    "forget_bias", "dtype",         "seed"};
+  static const char* const known[] = {"input_size", "hidden_size",   "num_layers", "bias",         "batch_first",
+                                      "dropout",    "bidirectional", "proj_size",  "peephole",     "forget_bias",
+                                      "dtype",      "seed",          "cell_clip",  "coupled_gates"};
   for (const auto& m : root.members)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return m.first == k; }) ==
         std::end(known))
@@ -76,6 +77,12 @@ Config parse_config(const std::string& text, const std::string& what) {
   c.bias = boolean("bias", true);
   c.bidirectional = boolean("bidirectional", false);
   c.peephole = boolean("peephole", false);
+  c.coupled_gates = boolean("coupled_gates", false);
+  if (const Json* clip = root.find("cell_clip"); clip && clip->kind != Json::Kind::Null) {
+    if (clip->kind != Json::Kind::Number || !(clip->number > 0) || !std::isfinite(clip->number))
+      throw Error(where + ": \"cell_clip\" must be null or a finite number > 0");
+    c.cell_clip = clip->number;
+  }
   boolean("batch_first", false);  // checked for type only: the C++ API is always (T, B, I)
   for (const char* key : {"dropout", "forget_bias"}) {
     const Json* v = root.find(key);

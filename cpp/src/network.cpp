@@ -2,6 +2,7 @@
 // ([N, D*R], forward direction in columns 0..R-1), dropout between layers.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <exception>
 #include <string>
 #include <thread>
@@ -77,6 +78,8 @@ void Config::validate() const {
   if (num_layers < 1) throw Error("num_layers must be >= 1, got " + str(num_layers));
   if (proj_size < 0 || proj_size >= hidden_size)
     throw Error("proj_size must be >= 0 and < hidden_size (" + str(hidden_size) + "), got " + str(proj_size));
+  if (!(cell_clip >= 0.0) || !std::isfinite(cell_clip))
+    throw Error("cell_clip must be 0 (none) or a finite number > 0, got " + std::to_string(cell_clip));
   // Each size below 2^31 and the whole parameter count below kMaxElements: then no product of sizes
   // the library forms (4H * I_k, L*D * B * H, ...) wraps around, and an absurd configuration fails
   // here with its numbers instead of as a failed allocation (or a wrapped one) later.

@@ -17,12 +17,19 @@ struct CellDims {
   Index output_size;  // R (== H without projection)
   bool projection;
   bool peephole;
+  double cell_clip;    // 0: none (gates.hpp's GateVariant)
+  bool coupled_gates;  // f = 1 - i
 };
 
 // The dims of any cell of layer `layer` of a stack (both directions of a layer have the same).
 inline CellDims cell_dims(const Config& config, Index layer) {
-  return {config.layer_input_size(layer), config.hidden_size, config.output_size(), config.proj_size > 0,
-          config.peephole};
+  return {config.layer_input_size(layer),
+          config.hidden_size,
+          config.output_size(),
+          config.proj_size > 0,
+          config.peephole,
+          config.cell_clip,
+          config.coupled_gates};
 }
 
 // What a plan is computed from: one layer of a call.

@@ -39,6 +39,8 @@ class LSTMConfig:
     bidirectional: bool = False
     proj_size: int = 0
     peephole: bool = False
+    cell_clip: Optional[float] = None
+    coupled_gates: bool = False
     forget_bias: float = 0.0
     dtype: Any = np.float32
     seed: Optional[int] = None
@@ -56,8 +58,11 @@ class LSTMConfig:
         v["proj_size"] = int_arg("proj_size", self.proj_size, 0)
         if v["proj_size"] >= v["hidden_size"]:
             raise ValueError(f"proj_size must be < hidden_size ({v['hidden_size']}), got {v['proj_size']}")
-        for name in ("bias", "batch_first", "bidirectional", "peephole"):
+        for name in ("bias", "batch_first", "bidirectional", "peephole", "coupled_gates"):
             v[name] = bool_arg(name, getattr(self, name))
+        v["cell_clip"] = None if self.cell_clip is None else float_arg("cell_clip", self.cell_clip)
+        if v["cell_clip"] is not None and not 0 < v["cell_clip"] < float("inf"):
+            raise ValueError(f"cell_clip must be None or a finite number > 0, got {v['cell_clip']}")
         v["dropout"] = float_arg("dropout", self.dropout)
         if not 0.0 <= v["dropout"] < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {v['dropout']}")
@@ -177,6 +182,8 @@ class LSTMConfig:
             bias=self.bias,
             bidirectional=self.bidirectional,
             peephole=self.peephole,
+            cell_clip=self.cell_clip or 0.0,
+            coupled_gates=self.coupled_gates,
         )
 
     def arguments_repr(self, dtype: bool = True) -> str:

@@ -29,6 +29,8 @@ class Config:
         bias: bool,
         bidirectional: bool,
         peephole: bool,
+        cell_clip: float = 0.0,
+        coupled_gates: bool = False,
     ) -> None: ...
     # Read-only (Final): a Config is fixed once made.
     input_size: Final[int]
@@ -38,6 +40,8 @@ class Config:
     bias: Final[bool]
     bidirectional: Final[bool]
     peephole: Final[bool]
+    cell_clip: Final[float]  # 0: none
+    coupled_gates: Final[bool]
 
 MAX_THREADS: Final[int]  # the most threads set_num_threads accepts (the core's kMaxThreads)
 

@@ -157,6 +157,8 @@ def _onnx_layer(
             name=f"lstm_l{k}",
             hidden_size=H,
             direction="bidirectional" if D == 2 else "forward",
+            input_forget=int(model.coupled_gates),
+            **({} if model.cell_clip is None else dict(clip=model.cell_clip)),
         )
     )
     # Y is (T, D, B, H); the next layer (and the user) wants (T, B, D*H), directions side by side.
@@ -199,6 +201,11 @@ def to_keras_weights(model: LSTMConfig, p: Mapping[str, np.ndarray]) -> List[np.
         raise ValueError(
             "to_keras_weights: a Keras LSTM layer is one unidirectional layer without projection "
             f"or peepholes; this model is LSTM({model.arguments_repr()})"
+        )
+    if model.cell_clip is not None or model.coupled_gates:
+        raise ValueError(
+            "to_keras_weights: a Keras LSTM layer has no cell_clip or coupled_gates; this model is "
+            f"LSTM({model.arguments_repr()})"
         )
     weights = [np.ascontiguousarray(p["weight_ih_l0"].T), np.ascontiguousarray(p["weight_hh_l0"].T)]
     if model.bias:

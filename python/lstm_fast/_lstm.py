@@ -58,6 +58,8 @@ class LSTM(SequenceLayout, ConfigAttributes):
         h = o * tanh(c)                     (h = W_hr (o * tanh(c)) when proj_size > 0)
 
     The bracketed peephole terms (Gers & Schmidhuber 2000) are present when ``peephole=True``.
+    With ``cell_clip=c`` the gates' pre-activations are clamped to [-c, c] before their sigmoid or tanh
+    (ONNX's ``clip``); with ``coupled_gates=True``, f = 1 - i (ONNX's ``input_forget``).
 
     Args:
         input_size: I, features of each input step.
@@ -69,6 +71,8 @@ class LSTM(SequenceLayout, ConfigAttributes):
         bidirectional: D = 2 directions per layer, outputs concatenated (forward first).
         proj_size: R > 0 projects h to R features (LSTMP); 0 means R = H.
         peephole: adds diagonal weights from the cell into the gates, ``weight_peep_l{k}`` (3, H).
+        cell_clip: None, or c > 0: the inputs of the gates' activations clamped to [-c, c].
+        coupled_gates: the forget gate is 1 - the input gate (its weight rows stay, with zero gradient).
         forget_bias: added to the forget-gate block of ``bias_ih`` at initialisation (1.0 as in
             Gers et al. 2000 and Keras's unit_forget_bias; 0.0 is torch's initialisation).
         dtype: np.float32 or np.float64, of parameters and outputs.
@@ -93,6 +97,8 @@ class LSTM(SequenceLayout, ConfigAttributes):
         bidirectional: bool = False,
         proj_size: int = 0,
         peephole: bool = False,
+        cell_clip: Optional[float] = None,
+        coupled_gates: bool = False,
         forget_bias: float = 0.0,
         dtype: Any = np.float32,
         seed: Optional[int] = None,

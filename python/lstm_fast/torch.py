@@ -110,6 +110,8 @@ class LSTM(ConfigAttributes, nn.Module):
             rows (i, f, o) (Gers & Schmidhuber 2000).
         forget_bias: added to the forget-gate block of ``bias_ih`` at initialisation (1.0 as in Gers et
             al. 2000; 0.0 is torch's initialisation).
+        cell_clip: None, or c > 0: the gates' pre-activations clamped to [-c, c] (ONNX's clip).
+        coupled_gates: f = 1 - i (ONNX's input_forget); the forget rows stay, with zero gradient.
 
     Forward: ``output, (h_n, c_n) = lstm(input, hx=None)``.
         input: (T, B, I), (B, T, I) when batch_first, (T, I) unbatched, or a PackedSequence.
@@ -137,6 +139,8 @@ class LSTM(ConfigAttributes, nn.Module):
         *,
         peephole: bool = False,
         forget_bias: float = 0.0,
+        cell_clip: Optional[float] = None,
+        coupled_gates: bool = False,
     ) -> None:
         config = LSTMConfig.from_arguments(locals(), exclude=self._config_exclude)
         if device is not None and torch.device(device).type != "cpu":

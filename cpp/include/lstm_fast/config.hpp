@@ -48,6 +48,10 @@ struct Config {
   bool bias = true;
   bool bidirectional = false;
   bool peephole = false;
+  // The cell variants (API.md "Cell variants and training options"): ONNX's clip, the gates'
+  // pre-activations clamped to [-cell_clip, cell_clip] (0: none), and ONNX's input_forget, f = 1 - i.
+  double cell_clip = 0.0;
+  bool coupled_gates = false;
 
   Index directions() const { return bidirectional ? 2 : 1; }                     // D
   Index output_size() const { return proj_size > 0 ? proj_size : hidden_size; }  // R

@@ -47,6 +47,7 @@ template <typename T>
 // A row of H units: what the forward kernel reads and writes.
 template <typename T>
 struct ForwardRow {
+  static constexpr detail::GateVariant<T> kPlain{};  // no clip, f not coupled
   Index H;
   std::vector<T> z, cell, m, peep;  // [4H] pre-activations (i, f, g, o), [H] c_{t-1}, [H] out, [3H]
 
@@ -60,9 +61,10 @@ struct ForwardRow {
   // Units [u0, u0 + count) through the kernel, with the row's buffers or others of the same layout.
   void run(bool peephole, Index u0, Index count, T* z_, T* cell_, T* m_, const T* peep_) const {
     if (peephole)
-      detail::gates_forward_units<true>(count, H, z_ + u0, cell_ + u0, m_ + u0, peep_ + u0);
+      detail::gates_forward_units<true>(count, H, z_ + u0, cell_ + u0, m_ + u0, peep_ + u0, kPlain);
     else
-      detail::gates_forward_units<false>(count, H, z_ + u0, cell_ + u0, m_ + u0, static_cast<const T*>(nullptr));
+      detail::gates_forward_units<false>(count, H, z_ + u0, cell_ + u0, m_ + u0, static_cast<const T*>(nullptr),
+                                         kPlain);
   }
   void run(bool peephole, Index u0, Index count) {
     run(peephole, u0, count, z.data(), cell.data(), m.data(), peep.data());
@@ -123,10 +125,7 @@ TYPED_TEST(Gates, ForwardFollowsTheEquations) {
                      << "count " << count << ", first unit " << u0 << (peephole ? ", peephole" : ""));
         const ForwardRow<T> before(u0 ? count + 8 : count, unsigned(count * 10 + u0));
         ForwardRow<T> after = before;
-        if (u0 == 0 && peephole)  // the whole-row entry point, as the streaming step calls it
-          detail::gates_forward_row<true>(count, after.z.data(), after.cell.data(), after.m.data(), after.peep.data());
-        else
-          after.run(peephole, u0, count);
+        after.run(peephole, u0, count);
         EXPECT_TRUE(forward_follows_the_equations(before, after, peephole, u0, count));
       }
 }
@@ -134,6 +133,7 @@ TYPED_TEST(Gates, ForwardFollowsTheEquations) {
 // A row of H units: what the backward kernel reads and writes.
 template <typename T>
 struct BackwardRow {
+  static constexpr detail::GateVariant<T> kPlain{};  // no clip, f not coupled
   Index H;
   std::vector<T> gates, cell, cell_prev, dm, dc, dz, peep;  // [4H] activated (i, f, g, o), [H] c_t, [H] c_{t-1},
                                                             // [H] dL/dm, [H] dc_t in / dc_{t-1} out, [4H] out, [3H]
@@ -160,10 +160,10 @@ struct BackwardRow {
     const T* p = peephole ? b.peep + u0 : nullptr;
     if (peephole)
       detail::gates_backward_units<true>(count, H, b.gates + u0, b.cell + u0, b.cell_prev + u0, b.dm + u0, b.dc + u0,
-                                         b.dz + u0, p);
+                                         b.dz + u0, p, kPlain);
     else
       detail::gates_backward_units<false>(count, H, b.gates + u0, b.cell + u0, b.cell_prev + u0, b.dm + u0, b.dc + u0,
-                                          b.dz + u0, p);
+                                          b.dz + u0, p, kPlain);
   }
   void run(bool peephole, Index u0, Index count) {
     const Buffers own{gates.data(), cell.data(), cell_prev.data(), dm.data(), dc.data(), dz.data(), peep.data()};

@@ -1,0 +1,231 @@
+"""The cell variants the library runs in its fused kernels: cell_clip (ONNX's clip) and coupled_gates
+(ONNX's input_forget). Against the reference (float64 1e-12, float32 1e-5) across layers, directions,
+projection, peepholes, lengths, dtypes, thread teams and instruction sets; the core's own gradients
+against finite differences; frozen models of every precision; files; the torch module; ONNX Runtime
+through to_onnx; and bad arguments."""
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import TOLERANCE, finite_difference, num_threads, random_case, reference_forward
+from test_core import run_and_compare
+
+import lstm_fast as lf
+from lstm_fast import _core
+
+VARIANTS = [dict(cell_clip=0.5), dict(coupled_gates=True), dict(cell_clip=0.8, coupled_gates=True)]
+VARIANT_IDS = ["clip", "coupled", "clip_coupled"]
+DTYPES = (np.float64, np.float32)
+
+
+def _case(rng, variant, dtype=np.float64, scale=2.5, **kwargs):
+    """random_case with the variant, its weights scaled so that many pre-activations pass the clip."""
+    model, *rest = random_case(rng, dtype=dtype, **variant, **kwargs)
+    model.load_state_dict({name: value * scale for name, value in model.state_dict().items()})
+    return (model, *rest)
+
+
+FEATURES = list(itertools.product([1, 2], [False, True], [0, 2], [False, True], [False, True]))
+
+
+@pytest.fixture(params=lf.supported_isas())
+def isa(request):
+    before = lf.isa()
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("num_layers,bidirectional,proj_size,peephole,with_lengths", FEATURES)
+def test_matches_the_reference(rng, variant, dtype, num_layers, bidirectional, proj_size, peephole, with_lengths):
+    model, x, state, lengths, dy, dstate = _case(
+        rng,
+        variant,
+        dtype,
+        T=7,
+        B=4,
+        I=3,
+        H=5,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        peephole=peephole,
+        with_lengths=with_lengths,
+    )
+    run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_the_variant_changes_the_outputs_and_the_clip_binds(rng, variant):
+    # The comparisons above could pass with the variant ignored by both sides: it must matter here.
+    model, x, state, *_ = _case(rng, variant, T=7, B=4, I=3, H=5, peephole=True)
+    plain = lf.LSTM(3, 5, peephole=True, dtype=np.float64)
+    plain.load_state_dict(model.state_dict())
+    assert np.abs(model(x, state)[0] - plain(x, state)[0]).max() > 0.05
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_every_instruction_set(rng, isa, variant):
+    for dtype in DTYPES:
+        model, x, state, lengths, dy, dstate = _case(
+            rng, variant, dtype, T=6, B=5, I=4, H=37, peephole=True, with_lengths=True
+        )
+        run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("B,H", [(41, 44), (3, 96)], ids=["row_split", "unit_split"])
+def test_teams_of_threads(rng, variant, B, H):
+    model, x, state, lengths, dy, dstate = _case(
+        rng, variant, np.float32, scale=1.5, T=9, B=B, I=7, H=H, peephole=True, with_lengths=True
+    )
+    results = []
+    for threads in (1, 2):
+        with num_threads(threads):
+            y, (h, c) = model.forward(x, state, lengths)
+            dx, (dh, dc) = model.backward(dy, dstate)
+            results.append([y, h, c, dx, dh, dc])  # (weight gradients: summed in another order)
+            run_and_compare(model, x, state, lengths, dy, dstate, np.float32)
+    if B > H:  # the row split gives each row the FMA chains of one thread (test_core.py); the unit split
+        for a, b in zip(*results):  # sums the input gradient over its members' columns in another order
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_core_gradients_against_finite_differences(rng, variant):
+    model, x, state, _, dy, dstate = _case(rng, variant, T=5, B=3, I=2, H=3, num_layers=2, peephole=True)
+    lengths = np.array([5, 2, 4])
+
+    def loss():
+        y, (h_n, c_n) = model(x, state, lengths)
+        return np.sum(y * dy) + np.sum(h_n * dstate[0]) + np.sum(c_n * dstate[1])
+
+    model.forward(x, state, lengths)
+    dx, (dh0, dc0) = model.backward(dy, dstate)
+    checks = [("x", x, dx), ("h0", state[0], dh0), ("c0", state[1], dc0)]
+    checks += [(name, p, model.grads[name]) for name, p in model.state_dict().items()]
+    for name, array, grad in checks:
+        np.testing.assert_allclose(grad, finite_difference(loss, array), rtol=1e-6, atol=1e-8, err_msg=name)
+    if variant.get("coupled_gates"):  # the forget rows are not read
+        H = model.hidden_size
+        assert not model.grads["weight_ih_l0"][H : 2 * H].any() and not model.grads["bias_hh_l1"][H : 2 * H].any()
+        assert not model.grads["weight_peep_l0"][1].any()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_frozen_models_match_the_reference_of_their_precision(rng, tmp_path, variant, precision):
+    from test_model import _assert_within_contract
+
+    lstm, x, state, lengths, *_ = _case(rng, variant, np.float32, scale=1.5, T=6, B=20, I=6, H=40, peephole=True)
+    model = lstm.freeze(precision)
+    reference = "fp64" if precision == "fp32" else precision
+    y_ref, (h_ref, c_ref), _ = reference_forward(lstm, x, state, precision=reference)
+    y, (h, c) = model(x, state)
+    for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
+        _assert_within_contract(got, want, precision)
+    steps, step_state = [], state
+    for t in range(x.shape[0]):  # the step kernels: the sequence's numbers
+        y_t, step_state = model.step(x[t], step_state)
+        steps.append(y_t)
+    np.testing.assert_allclose(np.stack(steps), y, rtol=0, atol=1e-6)
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    loaded = lf.load_model(path)
+    assert (loaded.cell_clip, loaded.coupled_gates) == (lstm.cell_clip, lstm.coupled_gates)
+    np.testing.assert_array_equal(loaded(x, state)[0], y)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_saved_and_loaded_with_the_variant(rng, tmp_path, variant):
+    model, x, state, *_ = _case(rng, variant, T=4, B=2, I=3, H=5, num_layers=2)
+    path = tmp_path / "lstm.safetensors"
+    model.save(path)
+    loaded = lf.load(path)
+    assert (loaded.cell_clip, loaded.coupled_gates) == (model.cell_clip, model.coupled_gates)
+    np.testing.assert_array_equal(loaded(x, state)[0], model(x, state)[0])
+    assert "cell_clip" in repr(model) or "coupled_gates" in repr(model)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_onnx_runtime_runs_the_export(rng, tmp_path, variant):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model, x, state, lengths, *_ = _case(
+        rng, variant, np.float32, scale=1.5, T=6, B=3, I=4, H=5, num_layers=2, bidirectional=True, peephole=True
+    )
+    path = tmp_path / "lstm.onnx"
+    model.to_onnx(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {"x": x.astype(np.float32)}
+    names = [i.name for i in session.get_inputs()]
+    if "h0" in names:
+        feeds.update(h0=state[0].astype(np.float32), c0=state[1].astype(np.float32))
+    y_ort = session.run(None, feeds)[0]
+    y = model(x, state if "h0" in names else None)[0]
+    np.testing.assert_allclose(y_ort, y, **TOLERANCE[np.float32])
+
+
+def test_the_torch_module_takes_the_variants(rng):
+    torch = pytest.importorskip("torch")
+    from lstm_fast.torch import LSTM
+
+    module = LSTM(3, 5, 2, dtype=torch.float64, cell_clip=0.5, coupled_gates=True, peephole=True)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(2.5)
+    model = lf.LSTM(3, 5, 2, dtype=np.float64, cell_clip=0.5, coupled_gates=True, peephole=True)
+    model.load_state_dict({name: p.detach().numpy() for name, p in module.state_dict().items()})
+    x = rng.normal(size=(6, 2, 3))
+    xt = torch.tensor(x, requires_grad=True)
+    y, _ = module(xt)
+    y.sum().backward()
+    y_ref, _ = model.forward(x)
+    dx_ref, _ = model.backward(np.ones_like(y_ref))
+    np.testing.assert_allclose(y.detach().numpy(), y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xt.grad.numpy(), dx_ref, rtol=1e-12, atol=1e-12)
+    for name, p in module.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), model.grads[name], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(cell_clip=0), ValueError, "cell_clip must be None or a finite number > 0, got 0.0"),
+        (dict(cell_clip=-1.5), ValueError, "cell_clip must be None or a finite number > 0, got -1.5"),
+        (dict(cell_clip=float("inf")), ValueError, "cell_clip must be finite"),
+        (dict(cell_clip=float("nan")), ValueError, "cell_clip must be finite"),
+        (dict(cell_clip="1"), TypeError, "cell_clip must be a float"),
+        (dict(cell_clip=True), TypeError, "cell_clip must be a float"),
+        (dict(coupled_gates="yes"), TypeError, "coupled_gates"),
+    ],
+)
+def test_bad_variant_arguments_are_refused(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        lf.LSTM(3, 4, **kwargs)
+
+
+def test_keras_has_no_variants():
+    with pytest.raises(ValueError, match="no cell_clip or coupled_gates"):
+        lf.LSTM(3, 4, cell_clip=1.0).to_keras_weights()
+
+
+@pytest.mark.parametrize(
+    "value, message", [("0", "must be null or a finite number > 0"), ("-2", "must be null"), ('"a"', "must be null")]
+)
+def test_model_files_with_a_bad_cell_clip_are_refused(tmp_path, value, message):
+    from safetensors.numpy import load_file, save_file
+
+    path = tmp_path / "lstm.safetensors"
+    lf.LSTM(3, 4, cell_clip=1.0).save(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        metadata = f.metadata()
+    metadata["config"] = metadata["config"].replace('"cell_clip": 1.0', f'"cell_clip": {value}')
+    save_file(load_file(str(path)), str(path), metadata=metadata)
+    with pytest.raises(ValueError, match=message):
+        lf.load_model(path)
