@@ -48,7 +48,7 @@ class Multiplexed:
         future = asyncio.get_running_loop().create_future()
         self.waiting.append((ids, x, future))
         self.wake.set()
-        if self.stepper is None:
+        if self.stepper is None or self.stepper.done():
             self.stepper = asyncio.create_task(self.steps())
         return await future
 

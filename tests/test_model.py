@@ -92,12 +92,13 @@ def test_every_tile_and_split_matches_the_reference(rng, precision, threads, bat
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("threads", (1, 2))
-@pytest.mark.parametrize("hidden", (16, 256))
-def test_big_batches_in_row_groups_match_the_reference(rng, precision, threads, hidden):
+@pytest.mark.parametrize("hidden, proj_size", [(16, 0), (256, 0), (256, 20)])
+def test_big_batches_in_row_groups_match_the_reference(rng, precision, threads, hidden, proj_size):
     # 200 rows, steps ending at every count down to 1: a big step goes in groups of rows (plan.hpp's
     # kFrozenRowGroup), the last one partial, split by units (H 256: weights past the row split's
-    # bound in fp32 and bf16) and by rows (H 16, int8), alone or in a team; and the step of 200 rows.
-    lstm = lf.LSTM(24, hidden, seed=hidden)
+    # bound in fp32 and bf16; and with a projection) and by rows (H 16, int8), alone or in a team; and
+    # the step of 200 rows.
+    lstm = lf.LSTM(24, hidden, seed=hidden, proj_size=proj_size)
     x = rng.normal(size=(4, 200, 24)).astype(np.float32)
     lengths = [4] * 130 + [3] * 30 + [2] * 25 + [1] * 15
     with num_threads(threads):
