@@ -251,7 +251,12 @@ def test_set_num_threads_checks_its_argument():
 def test_core_gradients_against_finite_differences(rng, kwargs):
     """The C++ core's own gradients (not just the reference's) against central differences."""
     model, x, state, _, dy, dstate = random_case(rng, T=5, B=3, I=2, H=3, **kwargs)
-    lengths = np.array([5, 2, 4])
+    assert_core_gradients_match_finite_differences(model, x, state, np.array([5, 2, 4]), dy, dstate)
+
+
+def assert_core_gradients_match_finite_differences(model, x, state, lengths, dy, dstate):
+    """The model's backward against central differences of sum(y dy) + sum(h_n dh_n) + sum(c_n dc_n), for
+    x, the state and every parameter."""
 
     def loss():
         y, (h_n, c_n) = model(x, state, lengths)

@@ -96,7 +96,13 @@ FD_CONFIGS = {
 
 @pytest.mark.parametrize("config", FD_CONFIGS.values(), ids=FD_CONFIGS.keys())
 def test_gradients_match_finite_differences(config):
-    x, (h0, c0), params, options, (r_y, r_h, r_c) = make_problem(1, **config)
+    assert_gradients_match_finite_differences(*make_problem(1, **config))
+
+
+def assert_gradients_match_finite_differences(x, state, params, options, weights):
+    """backward()'s gradients of loss = sum(y r_y) + sum(h_n r_h) + sum(c_n r_c) against central differences,
+    for x, the state and every parameter (each of which the loss must depend on)."""
+    (h0, c0), (r_y, r_h, r_c) = state, weights
 
     def loss():
         y, (h_n, c_n), _ = ref.forward(x, params, state=(h0, c0), **options)

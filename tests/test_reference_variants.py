@@ -5,8 +5,7 @@ coupled_gates against ONNX Runtime's LSTM (clip, input_forget), the semantics th
 
 import numpy as np
 import pytest
-from conftest import finite_difference
-from test_reference import make_problem
+from test_reference import assert_gradients_match_finite_differences, make_problem
 
 from lstm_fast import reference as ref
 
@@ -76,20 +75,7 @@ def _problem(seed, variant=(), **config):
 
 @pytest.mark.parametrize("config", FD_CONFIGS.values(), ids=FD_CONFIGS.keys())
 def test_gradients_match_finite_differences(config):
-    x, (h0, c0), params, options, (r_y, r_h, r_c) = _problem(2, **config)
-
-    def loss():
-        y, (h_n, c_n), _ = ref.forward(x, params, state=(h0, c0), **options)
-        return np.sum(y * r_y) + np.sum(h_n * r_h) + np.sum(c_n * r_c)
-
-    _, _, cache = ref.forward(x, params, state=(h0, c0), **options)
-    dx, (dh0, dc0), grads = ref.backward(r_y, cache, (r_h, r_c))
-    assert set(grads) == set(params)
-    analytic = dict(x=dx, h0=dh0, c0=dc0, **grads)
-    for name, array in dict(x=x, h0=h0, c0=c0, **params).items():
-        numeric = finite_difference(loss, array)
-        assert np.abs(numeric).max() > 1e-3, f"{name}: the loss does not depend on it"
-        np.testing.assert_allclose(analytic[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+    assert_gradients_match_finite_differences(*_problem(2, **config))
 
 
 def _forward(params, x, state, options, **variant):

@@ -8,8 +8,8 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import TOLERANCE, finite_difference, num_threads, random_case, reference_forward
-from test_core import run_and_compare
+from conftest import TOLERANCE, num_threads, random_case, reference_forward
+from test_core import assert_core_gradients_match_finite_differences, run_and_compare
 
 import lstm_fast as lf
 from lstm_fast import _core
@@ -97,18 +97,7 @@ def test_teams_of_threads(rng, variant, B, H):
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 def test_core_gradients_against_finite_differences(rng, variant):
     model, x, state, _, dy, dstate = _case(rng, variant, T=5, B=3, I=2, H=3, num_layers=2, peephole=True)
-    lengths = np.array([5, 2, 4])
-
-    def loss():
-        y, (h_n, c_n) = model(x, state, lengths)
-        return np.sum(y * dy) + np.sum(h_n * dstate[0]) + np.sum(c_n * dstate[1])
-
-    model.forward(x, state, lengths)
-    dx, (dh0, dc0) = model.backward(dy, dstate)
-    checks = [("x", x, dx), ("h0", state[0], dh0), ("c0", state[1], dc0)]
-    checks += [(name, p, model.grads[name]) for name, p in model.state_dict().items()]
-    for name, array, grad in checks:
-        np.testing.assert_allclose(grad, finite_difference(loss, array), rtol=1e-6, atol=1e-8, err_msg=name)
+    assert_core_gradients_match_finite_differences(model, x, state, np.array([5, 2, 4]), dy, dstate)
     if variant.get("coupled_gates"):  # the forget rows are not read
         H = model.hidden_size
         assert not model.grads["weight_ih_l0"][H : 2 * H].any() and not model.grads["bias_hh_l1"][H : 2 * H].any()
