@@ -8,11 +8,12 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import TOLERANCE, num_threads, random_case, reference_forward
+from conftest import TOLERANCE, finite_difference, num_threads, random_case, reference_forward
 from test_core import assert_core_gradients_match_finite_differences, run_and_compare
 
 import lstm_fast as lf
 from lstm_fast import _core
+from lstm_fast import reference as ref
 
 VARIANTS = [dict(cell_clip=0.5), dict(coupled_gates=True), dict(cell_clip=0.8, coupled_gates=True)]
 VARIANT_IDS = ["clip", "coupled", "clip_coupled"]
@@ -218,3 +219,128 @@ def test_model_files_with_a_bad_cell_clip_are_refused(tmp_path, value, message):
     save_file(load_file(str(path)), str(path), metadata=metadata)
     with pytest.raises(ValueError, match=message):
         lf.load_model(path)
+
+
+# --- recurrent dropout (training only; masks from the model's seeded generator) -----------------------
+
+
+def _run_and_compare_with_recurrent_masks(model, x, state, lengths, dy, dstate, dtype):
+    """run_and_compare for a model with recurrent dropout: the reference gets the masks the forward drew."""
+    y, (h_n, c_n) = model.forward(x, state, lengths)
+    masks = model._training_run.recurrent_masks
+    dx, (dh0, dc0) = model.backward(dy, dstate)
+    y_ref, (h_ref, c_ref), cache = reference_forward(model, x, state, lengths, recurrent_masks=list(masks))
+    dx_ref, (dh0_ref, dc0_ref), grads = ref.backward(dy, cache, dstate)
+    actual = dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0, **model.grads)
+    expected = dict(y=y_ref, h_n=h_ref, c_n=c_ref, dx=dx_ref, dh0=dh0_ref, dc0=dc0_ref, **grads)
+    for name, want in expected.items():
+        np.testing.assert_allclose(actual[name], want, err_msg=name, **TOLERANCE[dtype])
+    return masks
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", [{}, VARIANTS[2]], ids=["alone", "clip_coupled"])
+@pytest.mark.parametrize("num_layers,bidirectional,proj_size,peephole,with_lengths", FEATURES)
+def test_recurrent_dropout_matches_the_reference(
+    rng, dtype, variant, num_layers, bidirectional, proj_size, peephole, with_lengths
+):
+    model, x, state, lengths, dy, dstate = _case(
+        rng,
+        dict(variant, recurrent_dropout=0.4),
+        dtype,
+        T=7,
+        B=4,
+        I=3,
+        H=5,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        peephole=peephole,
+        with_lengths=with_lengths,
+    )
+    masks = _run_and_compare_with_recurrent_masks(model, x, state, lengths, dy, dstate, dtype)
+    assert masks.shape == state[0].shape and set(np.unique(masks)) <= {0.0, np.float64(dtype(1 / 0.6))}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("B,H", [(41, 44), (3, 96)], ids=["row_split", "unit_split"])
+def test_recurrent_dropout_in_teams_of_threads(rng, threads, B, H):
+    for dtype in DTYPES:
+        model, x, state, lengths, dy, dstate = _case(
+            rng, dict(recurrent_dropout=0.3), dtype, scale=1.0, T=9, B=B, I=7, H=H, peephole=True, with_lengths=True
+        )
+        with num_threads(threads):
+            _run_and_compare_with_recurrent_masks(model, x, state, lengths, dy, dstate, dtype)
+
+
+def test_recurrent_dropout_core_gradients_against_finite_differences(rng):
+    # The masks fixed by seeding the model's generator before every training forward.
+    model, x, state, _, dy, dstate = _case(
+        rng, dict(recurrent_dropout=0.5), T=5, B=3, I=2, H=3, num_layers=2, peephole=True, bidirectional=True
+    )
+    lengths = np.array([5, 2, 4])
+
+    def forward():
+        model._rng = np.random.default_rng(11)
+        return model.forward(x, state, lengths)
+
+    def loss():
+        y, (h_n, c_n) = forward()
+        return np.sum(y * dy) + np.sum(h_n * dstate[0]) + np.sum(c_n * dstate[1])
+
+    forward()
+    assert 0 < np.count_nonzero(model._training_run.recurrent_masks) < model._training_run.recurrent_masks.size
+    dx, (dh0, dc0) = model.backward(dy, dstate)
+    checks = [("x", x, dx), ("h0", state[0], dh0), ("c0", state[1], dc0)]
+    checks += [(name, p, model.grads[name]) for name, p in model.state_dict().items()]
+    for name, array, grad in checks:
+        np.testing.assert_allclose(grad, finite_difference(loss, array), rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_recurrent_dropout_masks_are_seeded_fresh_and_off_in_inference(rng):
+    x = rng.normal(size=(6, 50, 3))
+    a, b = (lf.LSTM(3, 8, recurrent_dropout=0.25, seed=5) for _ in range(2))
+    a.forward(x)
+    b.forward(x)
+    first = a._training_run.recurrent_masks
+    np.testing.assert_array_equal(first, b._training_run.recurrent_masks)  # seeded
+    a.forward(x)
+    assert not np.array_equal(first, a._training_run.recurrent_masks)  # fresh at every forward
+    assert abs(np.count_nonzero(first) / first.size - 0.75) < 0.05
+    plain = lf.LSTM(3, 8, seed=5)
+    np.testing.assert_array_equal(a(x)[0], plain(x)[0])  # inference: no dropout
+    np.testing.assert_array_equal(a.freeze("fp32")(x)[0], plain(x)[0])
+
+
+def test_recurrent_dropout_in_the_torch_module(rng):
+    torch = pytest.importorskip("torch")
+    from lstm_fast.torch import LSTM
+
+    module = LSTM(3, 5, 1, dtype=torch.float64, recurrent_dropout=0.4, bidirectional=True)
+    model = lf.LSTM(3, 5, 1, dtype=np.float64, bidirectional=True)
+    model.load_state_dict({name: p.detach().numpy() for name, p in module.state_dict().items()})
+    x = rng.normal(size=(6, 4, 3))
+    torch.manual_seed(3)
+    xt = torch.tensor(x, requires_grad=True)
+    y, _ = module(xt)
+    y.sum().backward()
+    torch.manual_seed(3)  # the module's draw, replayed
+    masks = torch.empty((2, 4, 5), dtype=torch.float64).bernoulli_(0.6).div_(0.6).numpy()
+    y_ref, _, cache = reference_forward(model, x, recurrent_masks=list(masks))
+    dx_ref, _, grads = ref.backward(np.ones_like(y_ref), cache)
+    np.testing.assert_allclose(y.detach().numpy(), y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xt.grad.numpy(), dx_ref, rtol=1e-12, atol=1e-12)
+    for name, p in module.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), grads[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    module.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(module(torch.tensor(x))[0].numpy(), model(x)[0], rtol=1e-12, atol=1e-12)
+
+
+def test_recurrent_dropout_is_saved_and_checked(tmp_path):
+    model = lf.LSTM(3, 4, recurrent_dropout=0.3)
+    model.save(tmp_path / "m.safetensors")
+    assert lf.load(tmp_path / "m.safetensors").recurrent_dropout == 0.3
+    for bad, error in ((1.0, ValueError), (-0.1, ValueError), ("0.2", TypeError)):
+        with pytest.raises(error, match="recurrent_dropout"):
+            lf.LSTM(3, 4, recurrent_dropout=bad)

@@ -111,7 +111,7 @@ std::vector<CellWeights<T>> cell_weights(const Config& c, const py::sequence& we
 template <typename T>
 py::tuple forward(const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes, Index batch,
                   const py::handle& x, const py::handle& h0, const py::handle& c0, const py::sequence& dropout_masks,
-                  bool train) {
+                  bool train, const py::handle& recurrent_masks) {
   config.validate();
   const Schedule schedule = Schedule::packed(std::move(batch_sizes), batch);
   const auto cells = cell_weights<T>(config, weights);
@@ -120,6 +120,7 @@ py::tuple forward(const Config& config, const py::sequence& weights, std::vector
   const T* x_data = array_data<T>(x, {N, config.input_size}, "x");
   const T* h0_data = array_data<T>(h0, {LD, B, R}, "h0", true);
   const T* c0_data = array_data<T>(c0, {LD, B, H}, "c0", true);
+  const T* recurrent = array_data<T>(recurrent_masks, {LD, B, R}, "recurrent_masks", true);
   std::vector<const T*> masks;
   if (py::len(dropout_masks) > 0) {
     if (static_cast<Index>(py::len(dropout_masks)) != config.num_layers - 1)
@@ -134,7 +135,7 @@ py::tuple forward(const Config& config, const py::sequence& weights, std::vector
   {
     py::gil_scoped_release release;
     lstm_fast::forward<T>(config, cells, schedule, x_data, h0_data, c0_data, masks.empty() ? nullptr : masks.data(),
-                          y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), trace.get());
+                          y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), trace.get(), recurrent);
   }
   py::object trace_obj = trace ? py::cast(std::move(trace)) : py::none();
   return py::make_tuple(y, h_n, c_n, trace_obj);
@@ -417,17 +418,20 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "forward",
       [](const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes, Index batch,
-         const py::array& x, const py::handle& h0, const py::handle& c0, const py::sequence& dropout_masks,
-         bool train) -> py::tuple {
+         const py::array& x, const py::handle& h0, const py::handle& c0, const py::sequence& dropout_masks, bool train,
+         const py::handle& recurrent_masks) -> py::tuple {
         if (x.dtype().is(py::dtype::of<float>()))
-          return forward<float>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train);
+          return forward<float>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train,
+                                recurrent_masks);
         if (x.dtype().is(py::dtype::of<double>()))
-          return forward<double>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train);
+          return forward<double>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train,
+                                 recurrent_masks);
         throw py::type_error("x must be float32 or float64, got " + py::str(x.dtype()).cast<std::string>());
       },
       py::arg("config"), py::arg("weights"), py::arg("batch_sizes"), py::arg("batch"), py::arg("x"), py::arg("h0"),
-      py::arg("c0"), py::arg("dropout_masks"), py::arg("train"),
-      "Runs the stack over packed x [N, I]; returns (y [N, D*R], h_n, c_n, trace or None).");
+      py::arg("c0"), py::arg("dropout_masks"), py::arg("train"), py::arg("recurrent_masks") = py::none(),
+      "Runs the stack over packed x [N, I] (recurrent_masks: None or [L*D, B, R]); returns "
+      "(y [N, D*R], h_n, c_n, trace or None).");
   m.def("backward", &backward<float>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dc_n"));
   m.def("backward", &backward<double>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),

@@ -161,8 +161,8 @@ void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
   });
 }
 
-// dh_{t-1} = dZ_t W_hh for the slice's columns [r0, r1), t the step processed q-th (every dZ_t complete,
-// and every read of dh for dm done).
+// dh_{t-1} = (dZ_t W_hh) * r for the slice's columns [r0, r1) (r: the recurrent dropout mask, if any), t
+// the step processed q-th (every dZ_t complete, and every read of dh for dm done).
 template <typename T>
 void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
   const MemberSlice slice = member_slice<T>(dims, team, j);
@@ -175,6 +175,8 @@ void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
   else
     dh.block(0, r0, b, nr).noalias() =
         ConstMap<T>(dZ, N, G).middleRows(row, b) * ConstMap<T>(w.weight_hh, G, R).middleCols(r0, nr);
+  if (!trace.recurrent_mask.empty())
+    dh.block(0, r0, b, nr).array() *= ConstMap<T>(trace.recurrent_mask.data(), B, R).block(0, r0, b, nr).array();
 }
 
 // The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units, on
@@ -210,8 +212,13 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
                                                       dc.data() + r * H, dZ + at, w.weight_peep, variant);
     }
   });
-  if (active > 0)  // dh_{t-1} = dZ_t W_hh for this member's rows
+  if (active > 0)  // dh_{t-1} = (dZ_t W_hh) * r for this member's rows
     panel_product<false>(active, R, G, dZ + (row + k) * G, stride * G, packed.data(), dh.data() + k * R, stride * R);
+  if (!trace.recurrent_mask.empty())
+    for (Index i = 0; i < active; ++i) {
+      const Index r = k + i * stride;
+      dh.row(r).array() *= ConstMap<T>(trace.recurrent_mask.data() + r * R, 1, R).array();
+    }
 }
 
 // After the time loop (every dZ complete): the weight gradients and dX, single products over all

@@ -46,6 +46,7 @@ struct ForwardArrays {
   StridedRows<T*> y;
   StatePointers<T*> state_n;
   CellTrace<T>* trace;
+  const T* recurrent_mask = nullptr;  // [B, R] or null: W_hh reads h_{t-1} * it (kept in the trace)
 };
 
 // The arrays of one cell's backward (backpropagation through time). trace and x: what the forward

@@ -47,6 +47,15 @@ struct ForwardPass : PassShape {
   // active at a step carry their values over (packed-sequence semantics in both directions); c is
   // updated in place, each member touching only its own units (or rows).
   Matrix<T> hidden[2];
+  // Recurrent dropout (training): W_hh reads masked[p % 2] = hidden[p % 2] * r, each writer of h_t's
+  // rows and columns writing their masked copy too (r: [B, R], io.recurrent_mask; null: none).
+  const T* mask = nullptr;
+  Matrix<T> masked[2];
+  const Matrix<T>& product_input(Index p) const { return mask ? masked[p & 1] : hidden[p & 1]; }
+  void mask_block(Index p, Index r, Index rows, Index c0, Index cols) {  // masked[p % 2]'s block from hidden's
+    masked[p & 1].block(r, c0, rows, cols) =
+        hidden[p & 1].block(r, c0, rows, cols).cwiseProduct(ConstMap<T>(mask, B, R).block(r, c0, rows, cols));
+  }
   Matrix<T> c;
   Matrix<T> m;        // [B, H] o * tanh(c) before the projection
   Buffer<T> z_chunk;  // inference: pre-activations of one chunk of steps
@@ -81,6 +90,13 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
   else
     c.setZero();
   if (dims.projection) m.resize(B, H);
+  if (io.recurrent_mask) {
+    mask = io.recurrent_mask;
+    if (trace) trace->recurrent_mask.assign(mask, mask + B * R);  // for the backward
+    masked[0].resize(B, R);
+    masked[1].resize(B, R);
+    mask_block(0, 0, B, 0, R);
+  }
   if (trace) {
     trace->gates.resize(static_cast<size_t>(N * G));
     trace->cell.resize(static_cast<size_t>(N * H));
@@ -177,7 +193,7 @@ void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
   const Index u0 = share.slice.u0, r0 = share.slice.r0, r1 = share.slice.r1, n = share.n;
   const Index t = step_at(p);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
-  const Matrix<T>& h = hidden[p & 1];
+  const Matrix<T>& h = product_input(p);
   Matrix<T>& h_next = hidden[(p + 1) & 1];
   T* zt = z + (row - row0) * G;
   ConstMap<T> W_hh(w.weight_hh, G, R);
@@ -218,6 +234,7 @@ void ForwardPass<T>::step_projection(const Share& share, Index p) {
   }
   StridedMap<T>(io.y.data + row * io.y.stride, b, R, Eigen::OuterStride<>(io.y.stride)).middleCols(r0, r1 - r0) =
       h_next.block(0, r0, b, r1 - r0);
+  if (mask) mask_block(p + 1, 0, B, r0, r1 - r0);
 }
 
 // The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units;
@@ -241,10 +258,12 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
   const Index stride = team;  // between a member's rows
   const Index t = step_at(p);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
-  const Matrix<T>& h = hidden[p & 1];
+  const Matrix<T>& h = product_input(p);  // (the carried rows below: hidden's own, and then masked)
   Matrix<T>& h_next = hidden[(p + 1) & 1];
   const Index active = rows_of(b, team, k);
-  for (Index r = k + active * stride; r < B; r += stride) h_next.row(r) = h.row(r);  // ended: carried
+  for (Index r = k + active * stride; r < B; r += stride) h_next.row(r) = hidden[p & 1].row(r);  // ended: carried
+  if (mask)
+    for (Index r = k + active * stride; r < B; r += stride) mask_block(p + 1, r, 1, 0, R);
   if (active == 0) return;
   // z rows of this member at step t: rows k, k + team, ... of the step's block of 4H columns.
   T* zt = (trace ? trace->gates.data() + row * G : z_chunk.data()) + k * G;
@@ -263,6 +282,7 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
                                                      w.weight_peep, variant);
       if (trace) std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell.data() + (row + r) * H);
       std::copy(h_next.data() + r * R, h_next.data() + (r + 1) * R, io.y.data + (row + r) * io.y.stride);
+      if (mask) mask_block(p + 1, r, 1, 0, R);
     }
   });
 }

@@ -41,9 +41,10 @@ Config parse_config(const std::string& text, const std::string& what) {
   const std::string where = what + ": metadata config";
   const Json root = detail::parse_json(text, where);
   if (root.kind != Json::Kind::Object) throw Error(where + " must be a JSON object");
-  static const char* const known[] = {"input_size", "hidden_size",   "num_layers", "bias",         "batch_first",
-                                      "dropout",    "bidirectional", "proj_size",  "peephole",     "forget_bias",
-                                      "dtype",      "seed",          "cell_clip",  "coupled_gates"};
+  static const char* const known[] = {
+      "input_size", "hidden_size",   "num_layers", "bias",          "batch_first",
+      "dropout",    "bidirectional", "proj_size",  "peephole",      "forget_bias",
+      "dtype",      "seed",          "cell_clip",  "coupled_gates", "recurrent_dropout"};
   for (const auto& m : root.members)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return m.first == k; }) ==
         std::end(known))
@@ -84,7 +85,7 @@ Config parse_config(const std::string& text, const std::string& what) {
     c.cell_clip = clip->number;
   }
   boolean("batch_first", false);  // checked for type only: the C++ API is always (T, B, I)
-  for (const char* key : {"dropout", "forget_bias"}) {
+  for (const char* key : {"dropout", "forget_bias", "recurrent_dropout"}) {
     const Json* v = root.find(key);
     if (v && v->kind != Json::Kind::Number)
       throw Error(where + ": \"" + key + "\" must be a number, got " + Json::kind_name(v->kind));

@@ -138,7 +138,8 @@ Schedule Schedule::packed(std::vector<Index> batch_sizes, Index batch) {
 
 template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
-             const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace) {
+             const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
+             const T* recurrent_masks) {
   config.validate();
   check_weights(config, weights);
   check_schedule(config, schedule);
@@ -162,7 +163,8 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
                                             {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
                                             {out + d * R, D * R},
                                             {h_n + cell * B * R, c_n + cell * B * H},
-                                            trace ? &trace->cells[cell] : nullptr};
+                                            trace ? &trace->cells[cell] : nullptr,
+                                            recurrent_masks ? recurrent_masks + cell * B * R : nullptr};
       detail::cell_kernels<T>().forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
     });
     if (k < L - 1 && dropout_masks && dropout_masks[k]) {
@@ -234,7 +236,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
 
 #define LSTM_FAST_INSTANTIATE(T)                                                                                       \
   template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&, const T*, const T*,     \
-                           const T*, const T* const*, T*, T*, T*, Trace<T>*);                                          \
+                           const T*, const T* const*, T*, T*, T*, Trace<T>*, const T*);                                \
   template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const T*, const T*, const T*, T*, T*, \
                             T*, const std::vector<CellGrads<T>>&);
 LSTM_FAST_INSTANTIATE(float)

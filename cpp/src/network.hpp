@@ -65,7 +65,10 @@ struct CellTrace {
   Buffer<T> gates;        // [N, 4H] activated (i, f, g, o)
   Buffer<T> cell;         // [N, H] c_t
   Buffer<T> cell_prev;    // [N, H] c_{t-1} as seen by the row (c0 on its first step)
-  Buffer<T> hidden_prev;  // [N, R] h_{t-1} as seen by the row (h0 on its first step)
+  Buffer<T> hidden_prev;  // [N, R] h_{t-1} * r as W_hh saw it (h0 * r on the row's first step)
+  // [B, R] the recurrent dropout mask r (Gal & Ghahramani 2016, scaled by 1/(1-p)): W_hh reads
+  // h_{t-1} * r at every step; empty: none (r = 1).
+  Buffer<T> recurrent_mask;
 };
 
 // Everything a training forward leaves for backward.
@@ -113,9 +116,12 @@ void over_layers(Index layers, Index rows, Index width, const T* x, T* y, const 
 //     mask k before it becomes layer k+1's input (the mask carries the 1/(1-p) scale).
 //   y: [N, D*R] the last layer's output;  h_n: [L*D, B, R];  c_n: [L*D, B, H].
 //   trace: null for inference; else filled with what backward needs (training).
+//   recurrent_masks: null, or [L*D, B, R]: cell k*D + d's recurrent product reads h_{t-1} times its
+//     mask (the recurrent dropout of API.md, scale included).
 template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
-             const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace);
+             const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
+             const T* recurrent_masks = nullptr);
 
 // Backpropagation through time over the trace of a training forward with the same weights.
 //   dy: [N, D*R];  dh_n: [L*D, B, R] or null;  dc_n: [L*D, B, H] or null.

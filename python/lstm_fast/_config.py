@@ -41,6 +41,7 @@ class LSTMConfig:
     peephole: bool = False
     cell_clip: Optional[float] = None
     coupled_gates: bool = False
+    recurrent_dropout: float = 0.0
     forget_bias: float = 0.0
     dtype: Any = np.float32
     seed: Optional[int] = None
@@ -63,9 +64,10 @@ class LSTMConfig:
         v["cell_clip"] = None if self.cell_clip is None else float_arg("cell_clip", self.cell_clip)
         if v["cell_clip"] is not None and not 0 < v["cell_clip"] < float("inf"):
             raise ValueError(f"cell_clip must be None or a finite number > 0, got {v['cell_clip']}")
-        v["dropout"] = float_arg("dropout", self.dropout)
-        if not 0.0 <= v["dropout"] < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {v['dropout']}")
+        for name in ("dropout", "recurrent_dropout"):
+            v[name] = float_arg(name, getattr(self, name))
+            if not 0.0 <= v[name] < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {v[name]}")
         v["forget_bias"] = float_arg("forget_bias", self.forget_bias)
         if v["forget_bias"] != 0.0 and not v["bias"]:
             raise ValueError(f"forget_bias needs bias=True, got forget_bias={v['forget_bias']} with bias=False")

@@ -66,8 +66,10 @@ def forward(
     c0: Optional[npt.NDArray[np.floating]],
     dropout_masks: Sequence[Optional[npt.NDArray[np.floating]]],
     train: bool,
+    recurrent_masks: Optional[npt.NDArray[np.floating]] = None,
 ) -> Tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating], Optional[Trace32 | Trace64]]:
-    """Runs the stack over packed x [N, I]; returns (y [N, D*R], h_n [L*D, B, R], c_n [L*D, B, H], trace)."""
+    """Runs the stack over packed x [N, I] (recurrent_masks None or [L*D, B, R]); returns
+    (y [N, D*R], h_n [L*D, B, R], c_n [L*D, B, H], trace)."""
 
 def backward(
     weights: Sequence[CellWeights],

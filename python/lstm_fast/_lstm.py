@@ -40,6 +40,7 @@ class _TrainingRun(NamedTuple):
     unbatched: bool
     y_shape: Tuple[int, ...]
     state_shapes: Tuple[Tuple[int, ...], Tuple[int, ...]]
+    recurrent_masks: Optional[np.ndarray] = None  # (L*D, B, R) in the caller's row order, or None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -73,6 +74,8 @@ class LSTM(SequenceLayout, ConfigAttributes):
         peephole: adds diagonal weights from the cell into the gates, ``weight_peep_l{k}`` (3, H).
         cell_clip: None, or c > 0: the inputs of the gates' activations clamped to [-c, c].
         coupled_gates: the forget gate is 1 - the input gate (its weight rows stay, with zero gradient).
+        recurrent_dropout: p, variational dropout of h_{t-1} in the recurrent product (Gal & Ghahramani
+            2016): one mask per sequence and cell for a whole training forward, scaled by 1/(1-p).
         forget_bias: added to the forget-gate block of ``bias_ih`` at initialisation (1.0 as in
             Gers et al. 2000 and Keras's unit_forget_bias; 0.0 is torch's initialisation).
         dtype: np.float32 or np.float64, of parameters and outputs.
@@ -99,6 +102,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
         peephole: bool = False,
         cell_clip: Optional[float] = None,
         coupled_gates: bool = False,
+        recurrent_dropout: float = 0.0,
         forget_bias: float = 0.0,
         dtype: Any = np.float32,
         seed: Optional[int] = None,
@@ -233,14 +237,25 @@ class LSTM(SequenceLayout, ConfigAttributes):
             numbers += rows * (cells * (6 * H + self.output_size) + self.input_size + (self.num_layers - 1) * DR * 2)
         check_fits(f"the output{' and trace' if train else ''} of x of shape {shape_str(x.shape)}", numbers, self.dtype)
         masks = self._dropout_masks(sum(packing.batch_sizes)) if train else []
+        recurrent = self._recurrent_masks(x.shape[1]) if train else None
         weights = self._weights(self._params)
         y, h_n, c_n, trace = _core.forward(
-            self._config, weights, packing.batch_sizes, x.shape[1], packing.pack(x), h0, c0, masks, train
+            self._config,
+            weights,
+            packing.batch_sizes,
+            x.shape[1],
+            packing.pack(x),
+            h0,
+            c0,
+            masks,
+            train,
+            None if recurrent is None else packing.sort_state(recurrent),
         )
         y, (h_n, c_n) = self._sequence_outputs(y, h_n, c_n, packing, unbatched)
         if train:
             snapshot = [tuple(None if a is None else a.copy() for a in cell) for cell in weights]
-            self._training_run = _TrainingRun(trace, snapshot, packing, unbatched, y.shape, (h_n.shape, c_n.shape))
+            shapes = (h_n.shape, c_n.shape)
+            self._training_run = _TrainingRun(trace, snapshot, packing, unbatched, y.shape, shapes, recurrent)
         return y, (h_n, c_n)
 
     def backward(self, dy: Any, dstate: Optional[Tuple[Any, Any]] = None) -> Tuple[np.ndarray, State]:
@@ -299,6 +314,14 @@ class LSTM(SequenceLayout, ConfigAttributes):
         if unbatched:
             return y[0], (h_n[:, 0], c_n[:, 0])
         return y, (h_n, c_n)
+
+    def _recurrent_masks(self, batch: int) -> Optional[np.ndarray]:
+        """The recurrent dropout masks r (L*D, B, R), one per sequence and cell, scaled by 1/(1-p); or None."""
+        if self.recurrent_dropout == 0.0:
+            return None
+        keep = 1.0 - self.recurrent_dropout
+        shape = (self.num_layers * self.num_directions, batch, self.output_size)
+        return ((self._rng.random(shape) < keep) / keep).astype(self.dtype)
 
     def _dropout_masks(self, rows: int) -> List[np.ndarray]:
         """Inter-layer dropout masks, [rows, D*R] each, already scaled by 1/(1-p)."""

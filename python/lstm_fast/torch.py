@@ -60,6 +60,7 @@ class _LSTMFunction(torch.autograd.Function):
         batch_sizes: List[int],
         batch: int,
         masks: list,
+        recurrent: Optional[Tensor],
         train: bool,
         x: Tensor,
         h0: Optional[Tensor],
@@ -68,7 +69,16 @@ class _LSTMFunction(torch.autograd.Function):
     ):
         cells = [tuple(_numpy(p) for p in params[k : k + 6]) for k in range(0, len(params), 6)]
         y, h_n, c_n, trace = _core.forward(
-            config, cells, batch_sizes, batch, _numpy(x), _numpy(h0), _numpy(c0), [_numpy(m) for m in masks], train
+            config,
+            cells,
+            batch_sizes,
+            batch,
+            _numpy(x),
+            _numpy(h0),
+            _numpy(c0),
+            [_numpy(m) for m in masks],
+            train,
+            _numpy(recurrent),
         )
         ctx.set_materialize_grads(False)
         ctx.trace = trace
@@ -97,7 +107,7 @@ class _LSTMFunction(torch.autograd.Function):
         flat = [None if g is None else torch.from_numpy(g) for cell in grads for g in cell]
         dh0 = torch.from_numpy(dh0) if ctx.state_given[0] else None
         dc0 = torch.from_numpy(dc0) if ctx.state_given[1] else None
-        return (None, None, None, None, None, torch.from_numpy(dx), dh0, dc0, *flat)
+        return (None, None, None, None, None, None, torch.from_numpy(dx), dh0, dc0, *flat)
 
 
 class LSTM(ConfigAttributes, nn.Module):
@@ -112,6 +122,8 @@ class LSTM(ConfigAttributes, nn.Module):
             al. 2000; 0.0 is torch's initialisation).
         cell_clip: None, or c > 0: the gates' pre-activations clamped to [-c, c] (ONNX's clip).
         coupled_gates: f = 1 - i (ONNX's input_forget); the forget rows stay, with zero gradient.
+        recurrent_dropout: p, variational dropout of h_{t-1} in the recurrent product in training (one
+            mask per sequence and cell a call, from torch's generator, scaled by 1/(1-p)).
 
     Forward: ``output, (h_n, c_n) = lstm(input, hx=None)``.
         input: (T, B, I), (B, T, I) when batch_first, (T, I) unbatched, or a PackedSequence.
@@ -141,6 +153,7 @@ class LSTM(ConfigAttributes, nn.Module):
         forget_bias: float = 0.0,
         cell_clip: Optional[float] = None,
         coupled_gates: bool = False,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         config = LSTMConfig.from_arguments(locals(), exclude=self._config_exclude)
         if device is not None and torch.device(device).type != "cpu":
@@ -209,11 +222,13 @@ class LSTM(ConfigAttributes, nn.Module):
         params = self._cell_params()
         train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in [x, h0, c0, *params])
         masks = self._dropout_masks(len(x), dtype) if self.training else []
+        recurrent = self._recurrent_masks(batch, dtype) if self.training else None
         y, h_n, c_n = _LSTMFunction.apply(
             self._config,
             batch_sizes,
             batch,
             masks,
+            recurrent,
             train,
             x.contiguous(),
             None if h0 is None else h0.contiguous(),
@@ -229,6 +244,15 @@ class LSTM(ConfigAttributes, nn.Module):
         if unbatched:
             return y.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
         return (y.transpose(0, 1) if self.batch_first else y), (h_n, c_n)
+
+    def _recurrent_masks(self, batch: int, dtype: torch.dtype) -> Optional[Tensor]:
+        """Recurrent dropout masks [L*D, B, R] (in the packed batch's sorted order), scaled by 1/(1-p), from
+        torch's generator; None without recurrent dropout."""
+        if self.recurrent_dropout == 0.0:
+            return None
+        keep = 1.0 - self.recurrent_dropout
+        shape = (self.num_layers * self.num_directions, batch, self.output_size)
+        return torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep)
 
     def _dropout_masks(self, rows: int, dtype: torch.dtype) -> List[Tensor]:
         """Inter-layer dropout masks [rows, D*R], scaled by 1/(1-p), drawn from torch's generator."""
