@@ -91,7 +91,7 @@ inline void exact_ifg(const Ratio& i, const Ratio& f, const Ratio& g, bool coupl
 
 // gates.hpp's forward_packet with tanh_ratio and sigmoid_ratio and no contracted operations. Divisions
 // are the slow part: i, f and g share one, o and tanh(c) another.
-template <bool kPeephole>
+template <bool kPeephole, bool kVariant>
 void exact_packet(const ForwardRow<float>& r, Index j, const GateVariant<float>& v) {
   const Index H = r.stride;
   const auto c_prev = S::load(r.cell + j);
@@ -100,16 +100,17 @@ void exact_packet(const ForwardRow<float>& r, Index j, const GateVariant<float>&
     zi = S::add(zi, S::mul(S::load(r.peep + j), c_prev));
     zf = S::add(zf, S::mul(S::load(r.peep + H + j), c_prev));
   }
-  if (v.clip > 0) {
+  if (kVariant && v.clip > 0) {
     zi = S::clamp(zi, v.clip);
     zf = S::clamp(zf, v.clip);
     zg = S::clamp(zg, v.clip);
   }
   Packet input_gate, forget_gate, candidate;
-  exact_ifg(sigmoid_ratio(zi), sigmoid_ratio(zf), tanh_ratio(zg), v.coupled, input_gate, forget_gate, candidate);
+  exact_ifg(sigmoid_ratio(zi), sigmoid_ratio(zf), tanh_ratio(zg), kVariant && v.coupled, input_gate, forget_gate,
+            candidate);
   const auto cell = S::add(S::mul(forget_gate, c_prev), S::mul(input_gate, candidate));
   if constexpr (kPeephole) zo = S::add(zo, S::mul(S::load(r.peep + 2 * H + j), cell));
-  if (v.clip > 0) zo = S::clamp(zo, v.clip);
+  if (kVariant && v.clip > 0) zo = S::clamp(zo, v.clip);
   const Ratio o = sigmoid_ratio(zo), t = tanh_ratio(cell);
   const auto m = Eigen::internal::pdiv(S::mul(o.p, t.p), S::mul(o.q, t.q));  // sigmoid(zo) tanh(c)
   S::store(r.cell + j, cell);
@@ -121,8 +122,11 @@ void exact_packet(const ForwardRow<float>& r, Index j, const GateVariant<float>&
 template <bool kPeephole>
 void exact_gates_units(Index count, Index stride, float* z, float* cell, float* m, const float* peep,
                        const GateVariant<float>& v) {
-  over_units(count, stride, z, cell, m, kPeephole ? peep : nullptr,
-             [&v](const ForwardRow<float>& row, Index j) { exact_packet<kPeephole>(row, j, v); });
+  with_variant(v, [&](auto variant) {
+    over_units(count, stride, z, cell, m, kPeephole ? peep : nullptr, [&v](const ForwardRow<float>& row, Index j) {
+      exact_packet<kPeephole, decltype(variant)::value>(row, j, v);
+    });
+  });
 }
 
 // ---- the cell ------------------------------------------------------------------------------------

@@ -72,7 +72,18 @@ struct GateVariant {
   T clip = 0;
   bool coupled = false;
   T sigmoid_lo = 0, sigmoid_hi = 0, tanh_lo = 0, tanh_hi = 0;  // the activated gates at -clip, clip
+  bool any() const { return clip > 0 || coupled; }
 };
+
+// Calls f(std::true_type) when the variant changes the gates, else f(std::false_type): the kernels take
+// it as a template argument, so that the plain cell's loop carries no test.
+template <typename T, typename F>
+inline void with_variant(const GateVariant<T>& v, const F& f) {
+  if (v.any())
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
 
 template <typename T>
 inline GateVariant<T> gate_variant(double clip, bool coupled) {
@@ -104,7 +115,7 @@ struct ForwardRow {
   Index stride;   // H: distance between the gate blocks and between the peephole rows
 };
 
-template <bool kPeephole, typename T>
+template <bool kPeephole, bool kVariant, typename T>
 inline void forward_packet(const ForwardRow<T>& r, Index j, const GateVariant<T>& v) {
   using S = Simd<T>;
   const Index H = r.stride;
@@ -114,17 +125,17 @@ inline void forward_packet(const ForwardRow<T>& r, Index j, const GateVariant<T>
     zi = S::madd(S::load(r.peep + j), c_prev, zi);
     zf = S::madd(S::load(r.peep + H + j), c_prev, zf);
   }
-  if (v.clip > 0) {
+  if (kVariant && v.clip > 0) {
     zi = S::clamp(zi, v.clip);
     zf = S::clamp(zf, v.clip);
     zg = S::clamp(zg, v.clip);
   }
   const auto input_gate = S::sigmoid(zi);
-  const auto forget_gate = v.coupled ? S::sub(S::set1(T(1)), input_gate) : S::sigmoid(zf);
+  const auto forget_gate = kVariant && v.coupled ? S::sub(S::set1(T(1)), input_gate) : S::sigmoid(zf);
   const auto candidate = S::tanh(zg);
   const auto cell = S::madd(forget_gate, c_prev, S::mul(input_gate, candidate));  // c = f c_{t-1} + i g
   if constexpr (kPeephole) zo = S::madd(S::load(r.peep + 2 * H + j), cell, zo);
-  if (v.clip > 0) zo = S::clamp(zo, v.clip);
+  if (kVariant && v.clip > 0) zo = S::clamp(zo, v.clip);
   const auto output_gate = S::sigmoid(zo);
   S::store(r.z + j, input_gate);
   S::store(r.z + H + j, forget_gate);
@@ -164,8 +175,11 @@ inline void over_units(Index count, Index stride, T* z, T* cell, T* m, const T* 
 template <bool kPeephole, typename T>
 inline void gates_forward_units(Index count, Index stride, T* z, T* cell, T* m, const T* peep,
                                 const GateVariant<T>& v) {
-  over_units(count, stride, z, cell, m, kPeephole ? peep : nullptr,
-             [&v](const ForwardRow<T>& row, Index j) { forward_packet<kPeephole>(row, j, v); });
+  with_variant(v, [&](auto variant) {
+    over_units(count, stride, z, cell, m, kPeephole ? peep : nullptr, [&v](const ForwardRow<T>& row, Index j) {
+      forward_packet<kPeephole, decltype(variant)::value>(row, j, v);
+    });
+  });
 }
 
 template <typename T>
@@ -180,7 +194,7 @@ struct BackwardRow {
   Index stride;        // H
 };
 
-template <bool kPeephole, typename T>
+template <bool kPeephole, bool kVariant, typename T>
 inline void backward_packet(const BackwardRow<T>& r, Index j, const GateVariant<T>& v) {
   using S = Simd<T>;
   const Index H = r.stride;
@@ -191,14 +205,15 @@ inline void backward_packet(const BackwardRow<T>& r, Index j, const GateVariant<
   const auto c_prev = S::load(r.cell_prev + j);
   const auto dm = S::load(r.dm + j);
   auto dzo = S::mul(S::mul(dm, tanh_c), S::mul(o, S::sub(one, o)));                             // do * o (1 - o)
-  if (v.clip > 0) dzo = S::inside(dzo, o, v.sigmoid_lo, v.sigmoid_hi);                          // o clipped: 0
+  if (kVariant && v.clip > 0) dzo = S::inside(dzo, o, v.sigmoid_lo, v.sigmoid_hi);              // o clipped: 0
   auto dcell = S::madd(S::mul(dm, o), S::sub(one, S::mul(tanh_c, tanh_c)), S::load(r.dc + j));  // dc_t
   if constexpr (kPeephole) dcell = S::madd(dzo, S::load(r.peep + 2 * H + j), dcell);            // o saw c_t
   // di = dc_t g, df = dc_t c_{t-1}; coupled (f = 1 - i): di - df into i, nothing into f.
-  auto dzi = S::mul(S::mul(dcell, v.coupled ? S::sub(g, c_prev) : g), S::mul(i, S::sub(one, i)));
-  auto dzf = v.coupled ? S::set1(T(0)) : S::mul(S::mul(dcell, c_prev), S::mul(f, S::sub(one, f)));
+  const bool coupled = kVariant && v.coupled;
+  auto dzi = S::mul(S::mul(dcell, coupled ? S::sub(g, c_prev) : g), S::mul(i, S::sub(one, i)));
+  auto dzf = coupled ? S::set1(T(0)) : S::mul(S::mul(dcell, c_prev), S::mul(f, S::sub(one, f)));
   auto dzg = S::mul(S::mul(dcell, i), S::sub(one, S::mul(g, g)));
-  if (v.clip > 0) {
+  if (kVariant && v.clip > 0) {
     dzi = S::inside(dzi, i, v.sigmoid_lo, v.sigmoid_hi);
     dzf = S::inside(dzf, f, v.sigmoid_lo, v.sigmoid_hi);
     dzg = S::inside(dzg, g, v.tanh_lo, v.tanh_hi);
@@ -221,7 +236,9 @@ inline void gates_backward_units(Index count, Index stride, const T* gates, cons
   constexpr Index W = Simd<T>::kWidth;
   const Index body = count - count % W;
   const BackwardRow<T> row{gates, cell, cell_prev, dm, dc, dz, peep, stride};
-  for (Index j = 0; j < body; j += W) backward_packet<kPeephole>(row, j, v);
+  with_variant(v, [&](auto variant) {
+    for (Index j = 0; j < body; j += W) backward_packet<kPeephole, decltype(variant)::value>(row, j, v);
+  });
   if (body == count) return;
   const Index n = count - body;
   T tgates[4 * W] = {}, tcell[W] = {}, tprev[W] = {}, tdm[W] = {}, tdc[W] = {}, tdz[4 * W] = {}, tpeep[3 * W] = {};
@@ -232,7 +249,7 @@ inline void gates_backward_units(Index count, Index stride, const T* gates, cons
   std::copy_n(dc + body, n, tdc);
   if constexpr (kPeephole)
     for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * stride + body, n, tpeep + k * W);
-  backward_packet<kPeephole>(BackwardRow<T>{tgates, tcell, tprev, tdm, tdc, tdz, tpeep, W}, 0, v);
+  backward_packet<kPeephole, true>(BackwardRow<T>{tgates, tcell, tprev, tdm, tdc, tdz, tpeep, W}, 0, v);
   std::copy_n(tdc, n, dc + body);
   for (Index k = 0; k < 4; ++k) std::copy_n(tdz + k * W, n, dz + k * stride + body);
 }
