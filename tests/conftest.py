@@ -72,9 +72,17 @@ def reference_forward(model, x, state=None, lengths=None, **kwargs):
     )
 
 
-def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None):
-    """The oracle's outputs and gradients for the model's parameters, in float64."""
-    y, (h_n, c_n), cache = reference_forward(model, x, state, lengths, dropout_masks=dropout_masks)
+def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None, recurrent_masks=None):
+    """The oracle's outputs and gradients for the model's parameters, in float64 (recurrent_masks:
+    those of a model with recurrent dropout, (L*D, B, R))."""
+    y, (h_n, c_n), cache = reference_forward(
+        model,
+        x,
+        state,
+        lengths,
+        dropout_masks=dropout_masks,
+        recurrent_masks=None if recurrent_masks is None else list(recurrent_masks),
+    )
     dx, (dh0, dc0), grads = ref.backward(dy, cache, dstate)
     return dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0), grads
 

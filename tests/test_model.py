@@ -78,16 +78,23 @@ def test_every_tile_and_split_matches_the_reference(rng, precision, threads, bat
     x = rng.normal(size=(6, batch, 24)).astype(np.float32)
     lengths = [6] + [int(n) for n in rng.integers(1, 7, size=batch - 1)]
     with num_threads(threads):
-        model = lstm.freeze(precision)
-        y, (h, c) = model(x, lengths=lengths)
-        y_ref, h_ref, c_ref = _reference(lstm, x, precision, lengths=lengths)
-        for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
-            _assert_within_contract(got, want, precision)
-        if batch == 1:
-            state = model.initial_state(1)
-            for t in range(6):
-                y_t, state = model.step(x[t], state)
-                _assert_within_contract(y_t, y_ref[t], precision)
+        _assert_sequence_and_steps_within_contract(lstm, x, lengths, precision, steps=batch == 1)
+
+
+def _assert_sequence_and_steps_within_contract(lstm, x, lengths, precision, steps):
+    """lstm's frozen model on x (T, B, I) with lengths against the reference of its precision; with
+    `steps`, also its step through x (the whole batch, no lengths)."""
+    model = lstm.freeze(precision)
+    y, (h, c) = model(x, lengths=lengths)
+    y_ref, h_ref, c_ref = _reference(lstm, x, precision, lengths=lengths)
+    for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
+        _assert_within_contract(got, want, precision)
+    if steps:
+        y_ref = _reference(lstm, x, precision)[0]
+        state = model.initial_state(x.shape[1])
+        for t in range(x.shape[0]):
+            y_t, state = model.step(x[t], state)
+            _assert_within_contract(y_t, y_ref[t], precision)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -101,18 +108,8 @@ def test_big_batches_in_row_groups_match_the_reference(rng, precision, threads, 
     lstm = lf.LSTM(24, hidden, seed=hidden, proj_size=proj_size)
     x = rng.normal(size=(4, 200, 24)).astype(np.float32)
     lengths = [4] * 130 + [3] * 30 + [2] * 25 + [1] * 15
-    with num_threads(threads):
-        model = lstm.freeze(precision)
-        y, (h, c) = model(x, lengths=lengths)
-        y_ref, h_ref, c_ref = _reference(lstm, x, precision, lengths=lengths)
-        for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
-            _assert_within_contract(got, want, precision)
-        # The step (the frozen kernels in fp32 too; fp32 sequences run lf.LSTM's).
-        y_ref = _reference(lstm, x, precision)[0]
-        state = model.initial_state(200)
-        for t in range(4):
-            y_t, state = model.step(x[t], state)
-            _assert_within_contract(y_t, y_ref[t], precision)
+    with num_threads(threads):  # (the step: the frozen kernels in fp32 too; fp32 sequences run lf.LSTM's)
+        _assert_sequence_and_steps_within_contract(lstm, x, lengths, precision, steps=True)
 
 
 @pytest.mark.parametrize("precision", ("bf16", "int8"))

@@ -30,6 +30,21 @@ def _case(rng, variant, dtype=np.float64, scale=2.5, **kwargs):
 FEATURES = list(itertools.product([1, 2], [False, True], [0, 2], [False, True], [False, True]))
 
 
+def _features(num_layers, bidirectional, proj_size, peephole, with_lengths):
+    """_case's arguments for one entry of FEATURES, at T 7, B 4, I 3, H 5."""
+    return dict(
+        T=7,
+        B=4,
+        I=3,
+        H=5,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        peephole=peephole,
+        with_lengths=with_lengths,
+    )
+
+
 @pytest.fixture(params=lf.supported_isas())
 def isa(request):
     before = lf.isa()
@@ -42,21 +57,8 @@ def isa(request):
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("num_layers,bidirectional,proj_size,peephole,with_lengths", FEATURES)
 def test_matches_the_reference(rng, variant, dtype, num_layers, bidirectional, proj_size, peephole, with_lengths):
-    model, x, state, lengths, dy, dstate = _case(
-        rng,
-        variant,
-        dtype,
-        T=7,
-        B=4,
-        I=3,
-        H=5,
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        proj_size=proj_size,
-        peephole=peephole,
-        with_lengths=with_lengths,
-    )
-    run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+    case = _case(rng, variant, dtype, **_features(num_layers, bidirectional, proj_size, peephole, with_lengths))
+    run_and_compare(*case, dtype)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
@@ -224,41 +226,15 @@ def test_model_files_with_a_bad_cell_clip_are_refused(tmp_path, value, message):
 # --- recurrent dropout (training only; masks from the model's seeded generator) -----------------------
 
 
-def _run_and_compare_with_recurrent_masks(model, x, state, lengths, dy, dstate, dtype):
-    """run_and_compare for a model with recurrent dropout: the reference gets the masks the forward drew."""
-    y, (h_n, c_n) = model.forward(x, state, lengths)
-    masks = model._training_run.recurrent_masks
-    dx, (dh0, dc0) = model.backward(dy, dstate)
-    y_ref, (h_ref, c_ref), cache = reference_forward(model, x, state, lengths, recurrent_masks=list(masks))
-    dx_ref, (dh0_ref, dc0_ref), grads = ref.backward(dy, cache, dstate)
-    actual = dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0, **model.grads)
-    expected = dict(y=y_ref, h_n=h_ref, c_n=c_ref, dx=dx_ref, dh0=dh0_ref, dc0=dc0_ref, **grads)
-    for name, want in expected.items():
-        np.testing.assert_allclose(actual[name], want, err_msg=name, **TOLERANCE[dtype])
-    return masks
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", [{}, VARIANTS[2]], ids=["alone", "clip_coupled"])
 @pytest.mark.parametrize("num_layers,bidirectional,proj_size,peephole,with_lengths", FEATURES)
 def test_recurrent_dropout_matches_the_reference(
     rng, dtype, variant, num_layers, bidirectional, proj_size, peephole, with_lengths
 ):
-    model, x, state, lengths, dy, dstate = _case(
-        rng,
-        dict(variant, recurrent_dropout=0.4),
-        dtype,
-        T=7,
-        B=4,
-        I=3,
-        H=5,
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        proj_size=proj_size,
-        peephole=peephole,
-        with_lengths=with_lengths,
-    )
-    masks = _run_and_compare_with_recurrent_masks(model, x, state, lengths, dy, dstate, dtype)
+    features = _features(num_layers, bidirectional, proj_size, peephole, with_lengths)
+    model, x, state, lengths, dy, dstate = _case(rng, dict(variant, recurrent_dropout=0.4), dtype, **features)
+    masks = run_and_compare(model, x, state, lengths, dy, dstate, dtype)
     assert masks.shape == state[0].shape and set(np.unique(masks)) <= {0.0, np.float64(dtype(1 / 0.6))}
 
 
@@ -270,7 +246,7 @@ def test_recurrent_dropout_in_teams_of_threads(rng, threads, B, H):
             rng, dict(recurrent_dropout=0.3), dtype, scale=1.0, T=9, B=B, I=7, H=H, peephole=True, with_lengths=True
         )
         with num_threads(threads):
-            _run_and_compare_with_recurrent_masks(model, x, state, lengths, dy, dstate, dtype)
+            run_and_compare(model, x, state, lengths, dy, dstate, dtype)
 
 
 def test_recurrent_dropout_core_gradients_against_finite_differences(rng):

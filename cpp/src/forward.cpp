@@ -261,9 +261,10 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
   const Matrix<T>& h = product_input(p);  // (the carried rows below: hidden's own, and then masked)
   Matrix<T>& h_next = hidden[(p + 1) & 1];
   const Index active = rows_of(b, team, k);
-  for (Index r = k + active * stride; r < B; r += stride) h_next.row(r) = hidden[p & 1].row(r);  // ended: carried
-  if (mask)
-    for (Index r = k + active * stride; r < B; r += stride) mask_block(p + 1, r, 1, 0, R);
+  for (Index r = k + active * stride; r < B; r += stride) {  // ended: carried
+    h_next.row(r) = hidden[p & 1].row(r);
+    if (mask) mask_block(p + 1, r, 1, 0, R);
+  }
   if (active == 0) return;
   // z rows of this member at step t: rows k, k + team, ... of the step's block of 4H columns.
   T* zt = (trace ? trace->gates.data() + row * G : z_chunk.data()) + k * G;

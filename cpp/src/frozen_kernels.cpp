@@ -222,7 +222,7 @@ struct FrozenPass {
       for (Index r0 = 0; r0 < b; r0 += kFrozenRowGroup)
         unit_rows(j, q, r0, std::min(kFrozenRowGroup, b - r0), z_chunk, true);
     } else {
-      if (first) project(j, rows, io.x + row0 * dims.input_size, dims.input_size, z_chunk, G, ub0, ub1);
+      if (first) project(j, rows, io.x + row0 * dims.input_size, z_chunk, ub0, ub1);
       unit_rows(j, q, 0, b, z_chunk + (row - row0) * G, false);
     }
     if (!dims.projection) outputs(q, u0, u1);
@@ -234,12 +234,12 @@ struct FrozenPass {
     return {split(blocks, plan.team, j, 1), split(blocks, plan.team, j + 1, 1)};
   }
 
-  // z (G apart) = x W_ih^T + bias over blocks [ub0, ub1) of each gate, for `rows` rows of x (ldx apart).
-  void project(int j, Index rows, const float* x, Index ldx, float* z, Index ldz, Index ub0, Index ub1) const {
-    const Index blocks = cell.hh.part_blocks();
-    const Operand a = convert(j, rows, dims.input_size, x, ldx);
+  // z (G apart) = x W_ih^T + bias over blocks [ub0, ub1) of each gate, for `rows` rows of x (I apart).
+  void project(int j, Index rows, const float* x, float* z, Index ub0, Index ub1) const {
+    const Index I = dims.input_size, blocks = cell.hh.part_blocks();
+    const Operand a = convert(j, rows, I, x, I);
     for (Index gate = 0; gate < 4; ++gate)
-      multiply(j, rows, a, cell.ih, gate * blocks + ub0, gate * blocks + ub1, {z, ldz, cell.bias, false});
+      multiply(j, rows, a, cell.ih, gate * blocks + ub0, gate * blocks + ub1, {z, G, cell.bias, false});
   }
 
   // Rows [r0, r0 + n) of the q-th step processed, slice j's units: (their input projection into z
@@ -248,7 +248,7 @@ struct FrozenPass {
     const Index row = s.offsets[step_at(q)], blocks = cell.hh.part_blocks();
     const auto [ub0, ub1] = unit_blocks(j);
     const Index u0 = std::min(H, ub0 * kFrozenBlock), u1 = std::min(H, ub1 * kFrozenBlock);
-    if (project_x) project(j, n, io.x + (row + r0) * dims.input_size, dims.input_size, z, G, ub0, ub1);
+    if (project_x) project(j, n, io.x + (row + r0) * dims.input_size, z, ub0, ub1);
     const Operand a = convert(j, n, R, hidden(q) + r0 * R, R);
     for (Index gate = 0; gate < 4; ++gate)
       multiply(j, n, a, cell.hh, gate * blocks + ub0, gate * blocks + ub1, {z, G, nullptr, true});
