@@ -66,15 +66,17 @@ def reference_forward(model, x, state=None, lengths=None, **kwargs):
         peephole=model.peephole,
         cell_clip=model.cell_clip,
         coupled_gates=model.coupled_gates,
+        zoneout=model.zoneout,
         state=state,
         lengths=lengths,
         **kwargs,
     )
 
 
-def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None, recurrent_masks=None):
+def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None, recurrent_masks=None, zoneout_masks=None):
     """The oracle's outputs and gradients for the model's parameters, in float64 (recurrent_masks:
-    those of a model with recurrent dropout, (L*D, B, R))."""
+    those of a model with recurrent dropout, (L*D, B, R); zoneout_masks: a model's with zoneout, the
+    pair (L*D, T, B, R), (L*D, T, B, H))."""
     y, (h_n, c_n), cache = reference_forward(
         model,
         x,
@@ -82,6 +84,7 @@ def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None, recu
         lengths,
         dropout_masks=dropout_masks,
         recurrent_masks=None if recurrent_masks is None else list(recurrent_masks),
+        zoneout_masks=None if zoneout_masks is None else list(zip(*zoneout_masks)),
     )
     dx, (dh0, dc0), grads = ref.backward(dy, cache, dstate)
     return dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0), grads

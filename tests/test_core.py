@@ -26,13 +26,14 @@ def isa(request):
 
 def run_and_compare(model, x, state, lengths, dy, dstate, dtype):
     """x, dy time-major; a batch_first model gets them as (B, T, F) and its outputs are compared back.
-    The reference gets the recurrent dropout masks the forward drew, which are returned (or None)."""
+    The reference gets the recurrent dropout and zoneout masks the forward drew; the recurrent ones are
+    returned (or None)."""
     swap = (lambda a: a.transpose(1, 0, 2)) if model.batch_first else (lambda a: a)
     y, (h_n, c_n) = model.forward(swap(x), state, lengths)
-    masks = model._training_run.recurrent_masks
+    masks, zoneout = model._training_run.recurrent_masks, model._training_run.zoneout_masks
     dx, (dh0, dc0) = model.backward(swap(dy), dstate)
     y, dx = swap(y), swap(dx)
-    expected, grads = reference_run(model, x, state, lengths, dy, dstate, recurrent_masks=masks)
+    expected, grads = reference_run(model, x, state, lengths, dy, dstate, recurrent_masks=masks, zoneout_masks=zoneout)
     actual = dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0)
     for name in expected:
         assert actual[name].dtype == np.dtype(dtype), name

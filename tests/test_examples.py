@@ -64,3 +64,20 @@ def test_vanishing_gradient_example_prints_its_table(tmp_path):
     rows = {line.split("|")[1].strip(): line for line in out.stdout.splitlines() if line.startswith("| ")}
     assert "tanh RNN" in rows and "LSTM, chrono t_max 1000" in rows
     assert (tmp_path / "vanishing_gradient.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_zoneout_text_example_prints_its_table_and_writes_its_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "zoneout_text.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| model | training bpc | validation bpc |" in out.stdout
+    assert "| plain |" in out.stdout and "| zoneout (0.05, 0.5) |" in out.stdout
+    curves = json.loads((tmp_path / "zoneout_text.json").read_text())["curves"]
+    assert all(len(c["valid_bpc"]) == 2 and all(v > 0 for v in c["valid_bpc"]) for c in curves.values())
+    assert (tmp_path / "zoneout_text.png").read_bytes().startswith(b"\x89PNG")

@@ -210,7 +210,7 @@ def test_the_core_reads_and_writes_the_tensors_memory(monkeypatch, dtype):
     seen = {}
     real_forward = _core.forward
 
-    def spy(config, cells, batch_sizes, batch, x_arr, h0_arr, c0_arr, masks, train, recurrent=None):
+    def spy(config, cells, batch_sizes, batch, x_arr, h0_arr, c0_arr, masks, train, *variant_masks):
         seen.update(
             x=x_arr.ctypes.data,
             h0=h0_arr is not None and h0_arr.ctypes.data,
@@ -219,7 +219,7 @@ def test_the_core_reads_and_writes_the_tensors_memory(monkeypatch, dtype):
             w_hh=cells[0][1].ctypes.data,
             train=train,
         )
-        out = real_forward(config, cells, batch_sizes, batch, x_arr, h0_arr, c0_arr, masks, train, recurrent)
+        out = real_forward(config, cells, batch_sizes, batch, x_arr, h0_arr, c0_arr, masks, train, *variant_masks)
         seen["y"] = out[0].ctypes.data
         return out
 

@@ -201,7 +201,7 @@ def test_bad_variant_arguments_are_refused(kwargs, error, message):
 
 
 def test_keras_has_no_variants():
-    with pytest.raises(ValueError, match="no cell_clip or coupled_gates"):
+    with pytest.raises(ValueError, match="no cell_clip, coupled_gates or zoneout"):
         lf.LSTM(3, 4, cell_clip=1.0).to_keras_weights()
 
 
@@ -249,12 +249,10 @@ def test_recurrent_dropout_in_teams_of_threads(rng, threads, B, H):
             run_and_compare(model, x, state, lengths, dy, dstate, dtype)
 
 
-def test_recurrent_dropout_core_gradients_against_finite_differences(rng):
-    # The masks fixed by seeding the model's generator before every training forward.
-    model, x, state, _, dy, dstate = _case(
-        rng, dict(recurrent_dropout=0.5), T=5, B=3, I=2, H=3, num_layers=2, peephole=True, bidirectional=True
-    )
-    lengths = np.array([5, 2, 4])
+def _assert_training_gradients_match_finite_differences(model, x, state, lengths, dy, dstate, masks_of):
+    """The core's gradients of a training forward against central differences of training forwards,
+    the masks fixed by seeding the model's generator before each; masks_of(run) are the masks drawn,
+    each of which must have both zeros and ones."""
 
     def forward():
         model._rng = np.random.default_rng(11)
@@ -265,12 +263,22 @@ def test_recurrent_dropout_core_gradients_against_finite_differences(rng):
         return np.sum(y * dy) + np.sum(h_n * dstate[0]) + np.sum(c_n * dstate[1])
 
     forward()
-    assert 0 < np.count_nonzero(model._training_run.recurrent_masks) < model._training_run.recurrent_masks.size
+    for mask in masks_of(model._training_run):
+        assert 0 < np.count_nonzero(mask) < mask.size
     dx, (dh0, dc0) = model.backward(dy, dstate)
     checks = [("x", x, dx), ("h0", state[0], dh0), ("c0", state[1], dc0)]
     checks += [(name, p, model.grads[name]) for name, p in model.state_dict().items()]
     for name, array, grad in checks:
         np.testing.assert_allclose(grad, finite_difference(loss, array), rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_recurrent_dropout_core_gradients_against_finite_differences(rng):
+    model, x, state, _, dy, dstate = _case(
+        rng, dict(recurrent_dropout=0.5), T=5, B=3, I=2, H=3, num_layers=2, peephole=True, bidirectional=True
+    )
+    _assert_training_gradients_match_finite_differences(
+        model, x, state, np.array([5, 2, 4]), dy, dstate, lambda run: [run.recurrent_masks]
+    )
 
 
 def test_recurrent_dropout_masks_are_seeded_fresh_and_off_in_inference(rng):
@@ -320,3 +328,180 @@ def test_recurrent_dropout_is_saved_and_checked(tmp_path):
     for bad, error in ((1.0, ValueError), (-0.1, ValueError), ("0.2", TypeError)):
         with pytest.raises(error, match="recurrent_dropout"):
             lf.LSTM(3, 4, recurrent_dropout=bad)
+
+
+# --- zoneout (training: fresh 0/1 masks from the model's seeded generator; inference: d = z) ------------
+
+ZONEOUTS = [dict(zoneout=0.3), dict(zoneout=(0.5, 0.2)), dict(zoneout=(0.4, 0.3), cell_clip=0.8, coupled_gates=True)]
+ZONEOUT_IDS = ["zoneout", "pair", "clip_coupled"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", ZONEOUTS, ids=ZONEOUT_IDS)
+@pytest.mark.parametrize("num_layers,bidirectional,proj_size,peephole,with_lengths", FEATURES)
+def test_zoneout_matches_the_reference(
+    rng, dtype, variant, num_layers, bidirectional, proj_size, peephole, with_lengths
+):
+    features = _features(num_layers, bidirectional, proj_size, peephole, with_lengths)
+    model, x, state, lengths, dy, dstate = _case(rng, variant, dtype, scale=1.5, **features)
+    run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+    y, (h, c) = model(x, state, lengths)  # inference: the expectation, d = z
+    y_ref, (h_ref, c_ref), _ = reference_forward(model, x, state, lengths)
+    for name, got, want in (("y", y, y_ref), ("h_n", h, h_ref), ("c_n", c, c_ref)):
+        np.testing.assert_allclose(got, want, **TOLERANCE[dtype], err_msg=name)
+
+
+def test_zoneout_with_recurrent_dropout_and_inter_layer_dropout(rng):
+    variant = dict(zoneout=(0.3, 0.4), recurrent_dropout=0.3, dropout=0.2)
+    for dtype in DTYPES:
+        model, x, state, lengths, dy, dstate = _case(
+            rng, variant, dtype, scale=1.0, T=6, B=4, I=3, H=5, num_layers=2, bidirectional=True, with_lengths=True
+        )
+        y, _ = model.forward(x, state, lengths)
+        run = model._training_run
+        dx, _ = model.backward(dy, dstate)
+        assert run.zoneout_masks is not None and run.recurrent_masks is not None
+        assert not np.array_equal(y, model.forward(x, state, lengths)[0])  # masks fresh at every forward
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("B,H,proj_size", [(41, 44, 0), (3, 96, 0), (5, 96, 40)], ids=["row", "unit", "proj"])
+def test_zoneout_in_teams_of_threads(rng, threads, B, H, proj_size):
+    for dtype in DTYPES:
+        model, x, state, lengths, dy, dstate = _case(
+            rng,
+            dict(zoneout=(0.3, 0.6)),
+            dtype,
+            scale=1.0,
+            T=9,
+            B=B,
+            I=7,
+            H=H,
+            proj_size=proj_size,
+            peephole=True,
+            with_lengths=True,
+        )
+        with num_threads(threads):
+            run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+            y, (h, c) = model(x, state, lengths)
+        y_ref, (h_ref, c_ref), _ = reference_forward(model, x, state, lengths)
+        np.testing.assert_allclose(y, y_ref, **TOLERANCE[dtype])
+        np.testing.assert_allclose(c, c_ref, **TOLERANCE[dtype])
+
+
+def test_zoneout_every_instruction_set(rng, isa):
+    for dtype in DTYPES:
+        model, x, state, lengths, dy, dstate = _case(
+            rng, dict(zoneout=(0.3, 0.5)), dtype, scale=1.5, T=6, B=5, I=4, H=37, peephole=True, with_lengths=True
+        )
+        run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+
+
+def test_zoneout_core_gradients_against_finite_differences(rng):
+    # The masks fixed by seeding the model's generator before every training forward.
+    model, x, state, _, dy, dstate = _case(
+        rng, dict(zoneout=(0.4, 0.5)), T=5, B=3, I=2, H=3, num_layers=2, peephole=True, bidirectional=True
+    )
+    _assert_training_gradients_match_finite_differences(
+        model, x, state, np.array([5, 2, 4]), dy, dstate, lambda run: run.zoneout_masks
+    )
+
+
+def test_zoneout_masks_are_seeded_fresh_and_at_the_rate(rng):
+    x = rng.normal(size=(6, 50, 3))
+    a, b = (lf.LSTM(3, 8, zoneout=(0.25, 0.6), seed=5) for _ in range(2))
+    a.forward(x)
+    b.forward(x)
+    first = a._training_run.zoneout_masks
+    for one, other in zip(first, b._training_run.zoneout_masks):
+        np.testing.assert_array_equal(one, other)  # seeded
+    a.forward(x)
+    assert not np.array_equal(first[0], a._training_run.zoneout_masks[0])  # fresh at every forward
+    assert abs(first[0].mean() - 0.25) < 0.03 and abs(first[1].mean() - 0.6) < 0.03
+    assert first[0].shape == (1, 6, 50, 8) and set(np.unique(first[1])) == {0.0, 1.0}
+    plain = lf.LSTM(3, 8, seed=5)
+    assert np.abs(a(x)[0] - plain(x)[0]).max() > 0.01  # inference keeps the expectation
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("B,H", [(20, 40), (41, 44)], ids=["units", "rows"])
+def test_zoneout_in_frozen_models(rng, tmp_path, precision, B, H):
+    from test_model import _assert_within_contract
+
+    lstm, x, state, *_ = _case(
+        rng, dict(zoneout=(0.3, 0.5)), np.float32, scale=1.5, T=6, B=B, I=6, H=H, num_layers=2, peephole=True
+    )
+    model = lstm.freeze(precision)
+    reference = "fp64" if precision == "fp32" else precision
+    y_ref, (h_ref, c_ref), _ = reference_forward(lstm, x, state, precision=reference)
+    for threads in (1, 2):
+        with num_threads(threads):
+            y, (h, c) = model(x, state)
+        for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
+            _assert_within_contract(got, want, precision)
+    steps, step_state = [], state
+    for t in range(x.shape[0]):
+        y_t, step_state = model.step(x[t], step_state)
+        steps.append(y_t)
+    np.testing.assert_allclose(np.stack(steps), y, rtol=0, atol=1e-6)
+    model.save(tmp_path / "model.safetensors")
+    loaded = lf.load_model(tmp_path / "model.safetensors")
+    assert loaded.zoneout == (0.3, 0.5)
+    np.testing.assert_array_equal(loaded(x, state)[0], y)
+
+
+def test_zoneout_in_the_torch_module(rng):
+    torch = pytest.importorskip("torch")
+    from lstm_fast.torch import LSTM
+
+    module = LSTM(3, 5, 2, dtype=torch.float64, zoneout=(0.3, 0.5), bidirectional=True, peephole=True)
+    model = lf.LSTM(3, 5, 2, dtype=np.float64, zoneout=(0.3, 0.5), bidirectional=True, peephole=True)
+    model.load_state_dict({name: p.detach().numpy() for name, p in module.state_dict().items()})
+    x = rng.normal(size=(6, 4, 3))
+    torch.manual_seed(3)
+    xt = torch.tensor(x, requires_grad=True)
+    y, _ = module(xt)
+    y.sum().backward()
+    torch.manual_seed(3)  # the module's draw, replayed (packed rows of a dense batch: time-major)
+    masks = [torch.empty((4, 24, w), dtype=torch.float64).bernoulli_(z).numpy() for z, w in ((0.3, 5), (0.5, 5))]
+    zoneout_masks = [(d_h.reshape(6, 4, 5), d_c.reshape(6, 4, 5)) for d_h, d_c in zip(*masks)]
+    y_ref, _, cache = reference_forward(model, x, zoneout_masks=zoneout_masks)
+    dx_ref, _, grads = ref.backward(np.ones_like(y_ref), cache)
+    np.testing.assert_allclose(y.detach().numpy(), y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xt.grad.numpy(), dx_ref, rtol=1e-12, atol=1e-12)
+    for name, p in module.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), grads[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    module.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(module(torch.tensor(x))[0].numpy(), model(x)[0], rtol=1e-12, atol=1e-12)
+    module.train()
+    with torch.no_grad():  # masks in train mode without gradients too
+        assert module(torch.tensor(x))[0].shape == (6, 4, 10)
+
+
+def test_zoneout_is_saved_and_checked(tmp_path):
+    model = lf.LSTM(3, 4, zoneout=(0.1, 0.2))
+    model.save(tmp_path / "m.safetensors")
+    assert lf.load(tmp_path / "m.safetensors").zoneout == (0.1, 0.2)
+    assert "zoneout=(0.1, 0.2)" in repr(model)
+    bad = [(1.0, ValueError), (-0.1, ValueError), ("0.2", TypeError), ((0.1,), ValueError), ((0.1, 1.5), ValueError)]
+    for value, error in bad:
+        with pytest.raises(error, match="zoneout"):
+            lf.LSTM(3, 4, zoneout=value)
+    with pytest.raises(ValueError, match="no zoneout"):
+        model.to_onnx(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("value, message", [('"a"', "must be a number or a pair"), ("[0.1, 1.0]", "zoneout_c")])
+def test_model_files_with_a_bad_zoneout_are_refused(tmp_path, value, message):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    path = tmp_path / "lstm.safetensors"
+    lf.LSTM(3, 4, zoneout=0.25).save(path)
+    with safe_open(str(path), "np") as f:
+        metadata = f.metadata()
+    metadata["config"] = metadata["config"].replace('"zoneout": 0.25', f'"zoneout": {value}')
+    save_file(load_file(str(path)), str(path), metadata=metadata)
+    with pytest.raises(ValueError, match=message):
+        lf.load_model(path)

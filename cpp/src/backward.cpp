@@ -36,6 +36,14 @@ struct BackwardPass : PassShape {
   const BackwardArrays<T>& io;
   const CellTrace<T>& trace;
   const GateVariant<T> variant;  // the cell variant the gates fuse (gates.hpp)
+  // Zoneout (the trace's masks, or the probabilities): at each step the gradients w.r.t. h_t and c_t
+  // split into the parts that reach h~_t, c~_t (through the gates) and those kept for h_{t-1}, c_{t-1}.
+  const Zoneout<T> zoneout;
+  Matrix<T> dh_keep, dc_keep;  // [B, R], [B, H]: the kept parts of the step being processed
+  void zone_split(Index row, Index r, Index r0, Index nr, Index u0, Index n) {  // state row r, packed row + r
+    zoneout.split(zoneout.d_h, zoneout.z_h, R, row + r, r0, nr, dh.data() + r * R + r0, dh_keep.data() + r * R + r0);
+    zoneout.split(zoneout.d_c, zoneout.z_c, H, row + r, u0, n, dc.data() + r * H + u0, dc_keep.data() + r * H + u0);
+  }
   // Running gradients w.r.t. each row's latest state; a row not active at a step keeps its value,
   // mirroring the forward's running state.
   Matrix<T> dh, dc;
@@ -64,6 +72,8 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
       io(arrays),
       trace(arrays.trace),
       variant(gate_variant<T>(d.cell_clip, d.coupled_gates)),
+      zoneout(arrays.trace.zoneout_h.empty() ? nullptr : arrays.trace.zoneout_h.data(),
+              arrays.trace.zoneout_c.empty() ? nullptr : arrays.trace.zoneout_c.data(), d),
       dh(B, R),
       dc(B, H),
       db(1, G),
@@ -77,6 +87,10 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
   else
     dc.setZero();
   dZ_buffer.resize(static_cast<size_t>(N * G));
+  if (zoneout.on()) {
+    dh_keep.resize(B, R);
+    dc_keep.resize(B, H);
+  }
   if (dims.projection) {
     dm.resize(B, H);
     dH_buffer.resize(static_cast<size_t>(N * R));
@@ -134,6 +148,8 @@ void BackwardPass<T>::unit_step_start(int j, int team, Index q) {
   const Index b = s.batch_sizes[t], row = s.offsets[t];
   dh.block(0, r0, b, nr) +=
       ConstStridedMap<T>(io.dy.data + row * io.dy.stride, b, R, Eigen::OuterStride<>(io.dy.stride)).middleCols(r0, nr);
+  if (zoneout.on())
+    for (Index r = 0; r < b; ++r) zone_split(row, r, r0, nr, slice.u0, slice.u1 - slice.u0);
   if (dims.projection) Map<T>(dH_buffer.data(), N, R).block(row, r0, b, nr) = dh.block(0, r0, b, nr);
 }
 
@@ -159,6 +175,7 @@ void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
                                                       dc.data() + r * H + u0, dZ + at, peep, variant);
     }
   });
+  if (zoneout.on()) dc.block(0, u0, b, n) += dc_keep.block(0, u0, b, n);
 }
 
 // dh_{t-1} = (dZ_t W_hh) * r for the slice's columns [r0, r1) (r: the recurrent dropout mask, if any), t
@@ -177,6 +194,7 @@ void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
         ConstMap<T>(dZ, N, G).middleRows(row, b) * ConstMap<T>(w.weight_hh, G, R).middleCols(r0, nr);
   if (!trace.recurrent_mask.empty())
     dh.block(0, r0, b, nr).array() *= ConstMap<T>(trace.recurrent_mask.data(), B, R).block(0, r0, b, nr).array();
+  if (zoneout.on()) dh.block(0, r0, b, nr) += dh_keep.block(0, r0, b, nr);
 }
 
 // The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units, on
@@ -207,9 +225,11 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
     for (Index i = 0; i < active; ++i) {
       const Index r = k + i * stride, at = (row + r) * G;
       dh.row(r) += ConstMap<T>(io.dy.data + (row + r) * io.dy.stride, 1, R);
+      if (zoneout.on()) zone_split(row, r, 0, R, 0, H);
       gates_backward_units<decltype(peephole)::value>(H, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H,
                                                       trace.cell_prev.data() + (row + r) * H, dh.data() + r * H,
                                                       dc.data() + r * H, dZ + at, w.weight_peep, variant);
+      if (zoneout.on()) dc.row(r) += dc_keep.row(r);
     }
   });
   if (active > 0)  // dh_{t-1} = (dZ_t W_hh) * r for this member's rows
@@ -219,6 +239,8 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
       const Index r = k + i * stride;
       dh.row(r).array() *= ConstMap<T>(trace.recurrent_mask.data() + r * R, 1, R).array();
     }
+  if (zoneout.on())
+    for (Index i = 0; i < active; ++i) dh.row(k + i * stride) += dh_keep.row(k + i * stride);
 }
 
 // After the time loop (every dZ complete): the weight gradients and dX, single products over all

@@ -36,11 +36,27 @@ struct ForwardPass : PassShape {
   void step_projection(const Share& share, Index p);
   void row_member(Seat& seat);
   void row_step(int k, int team, Index p);
+  Zoneout<T> keep_masks(const ForwardArrays<T>& arrays) {  // the trace's copies of the zoneout masks
+    trace->zoneout_h.assign(arrays.zoneout_h, arrays.zoneout_h + N * R);
+    trace->zoneout_c.assign(arrays.zoneout_c, arrays.zoneout_c + N * H);
+    return Zoneout<T>(trace->zoneout_h.data(), trace->zoneout_c.data(), dims);
+  }
+  // Training with zoneout: c_t of state rows [r0, r1) (packed rows row + r), units [u0, u0 + n), mixed
+  // with c_{t-1}.
+  void zone_cell(Index row, Index r0, Index r1, Index u0, Index n) {
+    if (!trace || !zoneout.on()) return;
+    for (Index r = r0; r < r1; ++r)
+      zoneout.mix(zoneout.d_c, zoneout.z_c, H, row + r, u0, n, trace->cell_prev.data() + (row + r) * H + u0,
+                  c.data() + r * H + u0);
+  }
 
   const CellWeights<T>& w;
   const ForwardArrays<T>& io;
   CellTrace<T>* const trace;
   const GateVariant<T> variant;  // the cell variant the gates fuse (gates.hpp)
+  // Zoneout: h always mixed here after h~_t; c by the gate kernel in inference (variant.zone_c), here
+  // after the trace took c~_t in training (the mix reads c_{t-1} from the trace).
+  const Zoneout<T> zoneout;
   RowVector<T> bias;
   // The running state. h is double-buffered: step p reads hidden[p % 2] and writes hidden[(p+1) % 2],
   // so a thread never overwrites the h another thread's recurrent product is still reading. Rows not
@@ -74,7 +90,8 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
       w(weights),
       io(arrays),
       trace(arrays.trace),
-      variant(gate_variant<T>(d.cell_clip, d.coupled_gates)) {
+      variant(gate_variant<T>(d.cell_clip, d.coupled_gates, arrays.trace ? 0.0 : d.zoneout_c)),
+      zoneout(arrays.trace && arrays.zoneout_h ? keep_masks(arrays) : Zoneout<T>(nullptr, nullptr, d)) {
   bias = RowVector<T>::Zero(G);
   if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
   if (w.bias_hh) bias += ConstMap<T>(w.bias_hh, 1, G);
@@ -215,6 +232,7 @@ void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
                                                      share.peep, variant);
   });
   if (trace) Map<T>(trace->cell.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
+  zone_cell(row, 0, b, u0, n);
   if (!dims.projection) step_projection(share, p);  // only the carry and y: h_t is m_t
 }
 
@@ -232,6 +250,9 @@ void ForwardPass<T>::step_projection(const Share& share, Index p) {
     ConstMap<T> W_hr(w.weight_hr, R, H);
     h_next.block(0, r0, b, r1 - r0).noalias() = m.topRows(b) * W_hr.middleRows(r0, r1 - r0).transpose();
   }
+  if (zoneout.on())
+    for (Index r = 0; r < b; ++r)
+      zoneout.mix(zoneout.d_h, zoneout.z_h, R, row + r, r0, r1 - r0, h.data() + r * R + r0, h_next.data() + r * R + r0);
   StridedMap<T>(io.y.data + row * io.y.stride, b, R, Eigen::OuterStride<>(io.y.stride)).middleCols(r0, r1 - r0) =
       h_next.block(0, r0, b, r1 - r0);
   if (mask) mask_block(p + 1, 0, B, r0, r1 - r0);
@@ -282,6 +303,9 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
       gates_forward_units<decltype(peephole)::value>(H, H, zt + i * stride * G, c.data() + r * H, h_next.data() + r * R,
                                                      w.weight_peep, variant);
       if (trace) std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell.data() + (row + r) * H);
+      zone_cell(row, r, r + 1, 0, H);
+      if (zoneout.on())
+        zoneout.mix(zoneout.d_h, zoneout.z_h, R, row + r, 0, R, hidden[p & 1].data() + r * R, h_next.data() + r * R);
       std::copy(h_next.data() + r * R, h_next.data() + (r + 1) * R, io.y.data + (row + r) * io.y.stride);
       if (mask) mask_block(p + 1, r, 1, 0, R);
     }

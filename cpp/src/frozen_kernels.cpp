@@ -113,7 +113,10 @@ void exact_packet(const ForwardRow<float>& r, Index j, const GateVariant<float>&
   if (kVariant && v.clip > 0) zo = S::clamp(zo, v.clip);
   const Ratio o = sigmoid_ratio(zo), t = tanh_ratio(cell);
   const auto m = Eigen::internal::pdiv(S::mul(o.p, t.p), S::mul(o.q, t.q));  // sigmoid(zo) tanh(c)
-  S::store(r.cell + j, cell);
+  if (kVariant && v.zone_c > 0)  // zoneout: z c_{t-1} + (1 - z) c~_t, uncontracted
+    S::store(r.cell + j, S::add(S::mul(S::set1(v.zone_c), c_prev), S::mul(S::set1(1.0f - v.zone_c), cell)));
+  else
+    S::store(r.cell + j, cell);
   S::store(r.m + j, m);
 }
 
@@ -154,7 +157,7 @@ struct FrozenPass {
         H(d.hidden_size),
         R(d.output_size),
         G(4 * d.hidden_size),
-        variant(gate_variant<float>(d.cell_clip, d.coupled_gates)) {}
+        variant(gate_variant<float>(d.cell_clip, d.coupled_gates, d.zoneout_c)) {}
 
   float* buffer(std::size_t offset) const { return reinterpret_cast<float*>(io.work + offset); }
   Index step_at(Index q) const { return s.reverse ? s.steps - 1 - q : q; }  // the step processed q-th
@@ -269,14 +272,23 @@ struct FrozenPass {
     outputs(q, r0, r1);
   }
 
-  // Outputs [r0, r1) of the q-th step processed: rows that ended carried over, y_t of the others.
+  // Outputs [r0, r1) of the q-th step processed: rows that ended carried over, y_t of the others
+  // (zoneout first: z h_{t-1} + (1 - z) h~_t).
   void outputs(Index q, Index r0, Index r1) const {
     const Index t = step_at(q), b = s.batch_sizes[t], row = s.offsets[t];
     const float* h = hidden(q);
     float* h_next = hidden(q + 1);
     for (Index r = b; r < s.batch; ++r) std::copy(h + r * R + r0, h + r * R + r1, h_next + r * R + r0);
-    for (Index r = 0; r < b; ++r)
+    for (Index r = 0; r < b; ++r) {
+      zone_hidden(h + r * R, h_next + r * R, r0, r1);
       std::copy(h_next + r * R + r0, h_next + r * R + r1, io.y.data + (row + r) * io.y.stride + r0);
+    }
+  }
+
+  void zone_hidden(const float* h, float* h_next, Index r0, Index r1) const {
+    if (!(dims.zoneout_h > 0)) return;
+    const float z = static_cast<float>(dims.zoneout_h);
+    for (Index k = r0; k < r1; ++k) h_next[k] = z * h[k] + (1.0f - z) * h_next[k];
   }
 
   // The row split (plan.hpp; no projection): slice k is rows k, k + team, ... of every step, all units;
@@ -301,6 +313,7 @@ struct FrozenPass {
       multiply(k, n, a, cell.hh, 0, cell.hh.blocks(), {zt, team * G, nullptr, true});
       for (Index i = 0, r = r0; i < n; ++i, r += team) {
         gates(H, zt + i * team * G, c + r * H, h_next + r * R, 0);
+        zone_hidden(h + r * R, h_next + r * R, 0, R);
         std::copy_n(h_next + r * R, R, io.y.data + (row + r) * io.y.stride);
       }
     }

@@ -67,12 +67,17 @@ struct Simd {
 // backward finds a clipped gate from its activated value: a gate at sigmoid(+-clip) or tanh(+-clip),
 // computed by the forward's own functions, passes no gradient (nor one whose pre-activation was within
 // rounding of the bound, whose activation rounds to the bound's).
+//
+// Zoneout's inference form on the cell (zone_c > 0, a forward without a trace): the kernel keeps
+// c_t = z_c c_{t-1} + (1 - z_c) c~_t, the output gate's peephole and m reading c~_t. (A training
+// forward mixes after the kernel, since its trace keeps c~_t; h's zoneout follows the projection.)
 template <typename T>
 struct GateVariant {
   T clip = 0;
   bool coupled = false;
   T sigmoid_lo = 0, sigmoid_hi = 0, tanh_lo = 0, tanh_hi = 0;  // the activated gates at -clip, clip
-  bool any() const { return clip > 0 || coupled; }
+  T zone_c = 0;
+  bool any() const { return clip > 0 || coupled || zone_c > 0; }
 };
 
 // Calls f(std::true_type) when the variant changes the gates, else f(std::false_type): the kernels take
@@ -86,11 +91,12 @@ inline void with_variant(const GateVariant<T>& v, const F& f) {
 }
 
 template <typename T>
-inline GateVariant<T> gate_variant(double clip, bool coupled) {
+inline GateVariant<T> gate_variant(double clip, bool coupled, double zone_c = 0) {
   using S = Simd<T>;
   GateVariant<T> v;
   v.clip = static_cast<T>(clip);
   v.coupled = coupled;
+  v.zone_c = static_cast<T>(zone_c);
   if (clip > 0) {
     auto lane = [](const typename S::Packet& p) {
       T lanes[S::kWidth];
@@ -114,6 +120,14 @@ struct ForwardRow {
   const T* peep;  // [3H] or null
   Index stride;   // H: distance between the gate blocks and between the peephole rows
 };
+
+// Zoneout: d * prev + (1 - d) * next, the state a unit keeps with probability (or mask) d.
+template <typename Packet>
+inline Packet zone(const Packet& d, const Packet& prev, const Packet& next) {
+  using Eigen::internal::pmadd, Eigen::internal::pmul, Eigen::internal::psub, Eigen::internal::pset1;
+  using Scalar = typename Eigen::internal::unpacket_traits<Packet>::type;
+  return pmadd(d, prev, pmul(psub(pset1<Packet>(Scalar(1)), d), next));
+}
 
 template <bool kPeephole, bool kVariant, typename T>
 inline void forward_packet(const ForwardRow<T>& r, Index j, const GateVariant<T>& v) {
@@ -141,7 +155,7 @@ inline void forward_packet(const ForwardRow<T>& r, Index j, const GateVariant<T>
   S::store(r.z + H + j, forget_gate);
   S::store(r.z + 2 * H + j, candidate);
   S::store(r.z + 3 * H + j, output_gate);
-  S::store(r.cell + j, cell);
+  S::store(r.cell + j, kVariant && v.zone_c > 0 ? zone(S::set1(v.zone_c), c_prev, cell) : cell);
   S::store(r.m + j, S::mul(output_gate, S::tanh(cell)));
 }
 

@@ -34,6 +34,18 @@ std::string shape_str(const std::vector<std::int64_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
+// "zoneout": a number z (z_h = z_c = z) or a pair [z_h, z_c], each in [0, 1).
+void zoneout(const Json& root, const std::string& where, Config& c) {
+  const Json* v = root.find("zoneout");
+  if (!v) return;
+  const bool pair = v->kind == Json::Kind::Array && v->items.size() == 2 && v->items[0].kind == Json::Kind::Number &&
+                    v->items[1].kind == Json::Kind::Number;
+  if (v->kind != Json::Kind::Number && !pair)
+    throw Error(where + ": \"zoneout\" must be a number or a pair of numbers, got " + Json::kind_name(v->kind));
+  c.zoneout_h = pair ? v->items[0].number : v->number;
+  c.zoneout_c = pair ? v->items[1].number : v->number;
+}
+
 // The constructor arguments of LSTM(...) as saved by LSTM.config(): known keys only, ints as JSON
 // integers, bools as JSON booleans, sizes the C++ Config accepts. (lf.load reads files through this
 // too, then holds the values to the Python constructor's checks.)
@@ -41,10 +53,10 @@ Config parse_config(const std::string& text, const std::string& what) {
   const std::string where = what + ": metadata config";
   const Json root = detail::parse_json(text, where);
   if (root.kind != Json::Kind::Object) throw Error(where + " must be a JSON object");
-  static const char* const known[] = {
-      "input_size", "hidden_size",   "num_layers", "bias",          "batch_first",
-      "dropout",    "bidirectional", "proj_size",  "peephole",      "forget_bias",
-      "dtype",      "seed",          "cell_clip",  "coupled_gates", "recurrent_dropout"};
+  static const char* const known[] = {"input_size", "hidden_size",   "num_layers", "bias",          "batch_first",
+                                      "dropout",    "bidirectional", "proj_size",  "peephole",      "forget_bias",
+                                      "dtype",      "seed",          "cell_clip",  "coupled_gates", "recurrent_dropout",
+                                      "zoneout"};
   for (const auto& m : root.members)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return m.first == k; }) ==
         std::end(known))
@@ -84,6 +96,7 @@ Config parse_config(const std::string& text, const std::string& what) {
       throw Error(where + ": \"cell_clip\" must be null or a finite number > 0");
     c.cell_clip = clip->number;
   }
+  zoneout(root, where, c);
   boolean("batch_first", false);  // checked for type only: the C++ API is always (T, B, I)
   for (const char* key : {"dropout", "forget_bias", "recurrent_dropout"}) {
     const Json* v = root.find(key);

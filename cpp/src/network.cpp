@@ -80,6 +80,8 @@ void Config::validate() const {
     throw Error("proj_size must be >= 0 and < hidden_size (" + str(hidden_size) + "), got " + str(proj_size));
   if (!(cell_clip >= 0.0) || !std::isfinite(cell_clip))
     throw Error("cell_clip must be 0 (none) or a finite number > 0, got " + std::to_string(cell_clip));
+  for (const auto& [name, z] : {std::pair<const char*, double>{"zoneout_h", zoneout_h}, {"zoneout_c", zoneout_c}})
+    if (!(z >= 0.0 && z < 1.0)) throw Error(std::string(name) + " must be in [0, 1), got " + std::to_string(z));
   // Each size below 2^31 and the whole parameter count below kMaxElements: then no product of sizes
   // the library forms (4H * I_k, L*D * B * H, ...) wraps around, and an absurd configuration fails
   // here with its numbers instead of as a failed allocation (or a wrapped one) later.
@@ -139,8 +141,9 @@ Schedule Schedule::packed(std::vector<Index> batch_sizes, Index batch) {
 template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
              const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
-             const T* recurrent_masks) {
+             const T* recurrent_masks, const ZoneoutMasks<T>* zoneout_masks) {
   config.validate();
+  if (zoneout_masks && !trace) throw Error("zoneout masks are a training forward's: pass a trace with them");
   check_weights(config, weights);
   check_schedule(config, schedule);
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();
@@ -164,7 +167,9 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
                                             {out + d * R, D * R},
                                             {h_n + cell * B * R, c_n + cell * B * H},
                                             trace ? &trace->cells[cell] : nullptr,
-                                            recurrent_masks ? recurrent_masks + cell * B * R : nullptr};
+                                            recurrent_masks ? recurrent_masks + cell * B * R : nullptr,
+                                            zoneout_masks ? zoneout_masks->h + cell * N * R : nullptr,
+                                            zoneout_masks ? zoneout_masks->c + cell * N * H : nullptr};
       detail::cell_kernels<T>().forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
     });
     if (k < L - 1 && dropout_masks && dropout_masks[k]) {
@@ -236,7 +241,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
 
 #define LSTM_FAST_INSTANTIATE(T)                                                                                       \
   template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&, const T*, const T*,     \
-                           const T*, const T* const*, T*, T*, T*, Trace<T>*, const T*);                                \
+                           const T*, const T* const*, T*, T*, T*, Trace<T>*, const T*, const ZoneoutMasks<T>*);        \
   template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const T*, const T*, const T*, T*, T*, \
                             T*, const std::vector<CellGrads<T>>&);
 LSTM_FAST_INSTANTIATE(float)

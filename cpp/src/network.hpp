@@ -69,6 +69,9 @@ struct CellTrace {
   // [B, R] the recurrent dropout mask r (Gal & Ghahramani 2016, scaled by 1/(1-p)): W_hh reads
   // h_{t-1} * r at every step; empty: none (r = 1).
   Buffer<T> recurrent_mask;
+  // Zoneout's masks (cell_kernel.hpp's Zoneout), [N, R] and [N, H], or empty: the probabilities. With
+  // zoneout, `cell` holds c~_t, the cell's new state before the mix, and cell_prev the mixed c_{t-1}.
+  Buffer<T> zoneout_h, zoneout_c;
 };
 
 // Everything a training forward leaves for backward.
@@ -118,10 +121,17 @@ void over_layers(Index layers, Index rows, Index width, const T* x, T* y, const 
 //   trace: null for inference; else filled with what backward needs (training).
 //   recurrent_masks: null, or [L*D, B, R]: cell k*D + d's recurrent product reads h_{t-1} times its
 //     mask (the recurrent dropout of API.md, scale included).
+//   zoneout_masks: null, or (training only) {d_h [L*D, N, R], d_c [L*D, N, H]}: 0/1 per unit, step and
+//     row, 1 where the unit keeps its previous state; null: the config's probabilities.
+template <typename T>
+struct ZoneoutMasks {
+  const T* h;
+  const T* c;
+};
 template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
              const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
-             const T* recurrent_masks = nullptr);
+             const T* recurrent_masks = nullptr, const ZoneoutMasks<T>* zoneout_masks = nullptr);
 
 // Backpropagation through time over the trace of a training forward with the same weights.
 //   dy: [N, D*R];  dh_n: [L*D, B, R] or null;  dc_n: [L*D, B, H] or null.

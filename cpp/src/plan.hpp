@@ -19,17 +19,16 @@ struct CellDims {
   bool peephole;
   double cell_clip;    // 0: none (gates.hpp's GateVariant)
   bool coupled_gates;  // f = 1 - i
+  double zoneout_h;    // inference zoneout probabilities (Config); 0: none
+  double zoneout_c;
+  bool zoneout() const { return zoneout_h > 0 || zoneout_c > 0; }
 };
 
 // The dims of any cell of layer `layer` of a stack (both directions of a layer have the same).
 inline CellDims cell_dims(const Config& config, Index layer) {
-  return {config.layer_input_size(layer),
-          config.hidden_size,
-          config.output_size(),
-          config.proj_size > 0,
-          config.peephole,
-          config.cell_clip,
-          config.coupled_gates};
+  return {config.layer_input_size(layer), config.hidden_size, config.output_size(),
+          config.proj_size > 0,           config.peephole,    config.cell_clip,
+          config.coupled_gates,           config.zoneout_h,   config.zoneout_c};
 }
 
 // What a plan is computed from: one layer of a call.

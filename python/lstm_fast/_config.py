@@ -42,6 +42,7 @@ class LSTMConfig:
     cell_clip: Optional[float] = None
     coupled_gates: bool = False
     recurrent_dropout: float = 0.0
+    zoneout: Any = 0.0  # z, or a pair (z_h, z_c)
     forget_bias: float = 0.0
     dtype: Any = np.float32
     seed: Optional[int] = None
@@ -68,6 +69,7 @@ class LSTMConfig:
             v[name] = float_arg(name, getattr(self, name))
             if not 0.0 <= v[name] < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {v[name]}")
+        v["zoneout"] = _zoneout_arg(self.zoneout)
         v["forget_bias"] = float_arg("forget_bias", self.forget_bias)
         if v["forget_bias"] != 0.0 and not v["bias"]:
             raise ValueError(f"forget_bias needs bias=True, got forget_bias={v['forget_bias']} with bias=False")
@@ -96,6 +98,11 @@ class LSTMConfig:
     def num_cells(self) -> int:
         """L*D: the rows of h and c."""
         return self.num_layers * self.num_directions
+
+    @property
+    def zoneout_pair(self) -> Tuple[float, float]:
+        """(z_h, z_c): the zoneout probabilities of h and c."""
+        return self.zoneout if isinstance(self.zoneout, tuple) else (self.zoneout, self.zoneout)
 
     def layer_input_size(self, layer: int) -> int:
         """I_k: I for layer 0, D*R above it."""
@@ -186,6 +193,8 @@ class LSTMConfig:
             peephole=self.peephole,
             cell_clip=self.cell_clip or 0.0,
             coupled_gates=self.coupled_gates,
+            zoneout_h=self.zoneout_pair[0],
+            zoneout_c=self.zoneout_pair[1],
         )
 
     def arguments_repr(self, dtype: bool = True) -> str:
@@ -203,6 +212,17 @@ class LSTMConfig:
 
     def __repr__(self) -> str:
         return f"LSTMConfig({self.arguments_repr()})"
+
+
+def _zoneout_arg(zoneout: Any) -> "float | Tuple[float, float]":
+    """zoneout as a float z, or a pair (z_h, z_c) (a list, as JSON gives it, too), each in [0, 1)."""
+    pair = isinstance(zoneout, (tuple, list))
+    if pair and len(zoneout) != 2:
+        raise ValueError(f"zoneout must be a float or a pair (z_h, z_c), got {len(zoneout)} values")
+    values = tuple(float_arg("zoneout", z) for z in (zoneout if pair else (zoneout,)))
+    if not all(0.0 <= z < 1.0 for z in values):
+        raise ValueError(f"zoneout must be in [0, 1), got {zoneout}")
+    return values if pair else values[0]
 
 
 def _dtype_arg(dtype: Any) -> np.dtype:

@@ -41,6 +41,7 @@ class _TrainingRun(NamedTuple):
     y_shape: Tuple[int, ...]
     state_shapes: Tuple[Tuple[int, ...], Tuple[int, ...]]
     recurrent_masks: Optional[np.ndarray] = None  # (L*D, B, R) in the caller's row order, or None
+    zoneout_masks: Optional[Tuple[np.ndarray, np.ndarray]] = None  # (L*D, T, B, R), (L*D, T, B, H), or None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -60,7 +61,9 @@ class LSTM(SequenceLayout, ConfigAttributes):
 
     The bracketed peephole terms (Gers & Schmidhuber 2000) are present when ``peephole=True``.
     With ``cell_clip=c`` the gates' pre-activations are clamped to [-c, c] before their sigmoid or tanh
-    (ONNX's ``clip``); with ``coupled_gates=True``, f = 1 - i (ONNX's ``input_forget``).
+    (ONNX's ``clip``); with ``coupled_gates=True``, f = 1 - i (ONNX's ``input_forget``). With
+    ``zoneout``, c_t = d_c * c_{t-1} + (1 - d_c) * c and h_t = d_h * h_{t-1} + (1 - d_h) * h, c and h
+    the new state above (Krueger et al. 2016).
 
     Args:
         input_size: I, features of each input step.
@@ -76,6 +79,8 @@ class LSTM(SequenceLayout, ConfigAttributes):
         coupled_gates: the forget gate is 1 - the input gate (its weight rows stay, with zero gradient).
         recurrent_dropout: p, variational dropout of h_{t-1} in the recurrent product (Gal & Ghahramani
             2016): one mask per sequence and cell for a whole training forward, scaled by 1/(1-p).
+        zoneout: z, or a pair (z_h, z_c) in [0, 1): in training each unit keeps its previous h (c) with
+            probability z_h (z_c), a fresh 0/1 mask d per unit, step and sequence; in inference d = z.
         forget_bias: added to the forget-gate block of ``bias_ih`` at initialisation (1.0 as in
             Gers et al. 2000 and Keras's unit_forget_bias; 0.0 is torch's initialisation).
         dtype: np.float32 or np.float64, of parameters and outputs.
@@ -103,6 +108,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
         cell_clip: Optional[float] = None,
         coupled_gates: bool = False,
         recurrent_dropout: float = 0.0,
+        zoneout: Any = 0.0,
         forget_bias: float = 0.0,
         dtype: Any = np.float32,
         seed: Optional[int] = None,
@@ -233,11 +239,12 @@ class LSTM(SequenceLayout, ConfigAttributes):
         rows, H, DR = sum(packing.batch_sizes), self.hidden_size, self.num_directions * self.output_size
         numbers = rows * DR
         if train:
-            cells = self.num_layers * self.num_directions
-            numbers += rows * (cells * (6 * H + self.output_size) + self.input_size + (self.num_layers - 1) * DR * 2)
+            cells, R = self.num_layers * self.num_directions, self.output_size
+            numbers += rows * (cells * (7 * H + 2 * R) + self.input_size + (self.num_layers - 1) * DR * 2)
         check_fits(f"the output{' and trace' if train else ''} of x of shape {shape_str(x.shape)}", numbers, self.dtype)
         masks = self._dropout_masks(sum(packing.batch_sizes)) if train else []
         recurrent = self._recurrent_masks(x.shape[1]) if train else None
+        zoneout = self._zoneout_masks(x.shape[:2]) if train else None
         weights = self._weights(self._params)
         y, h_n, c_n, trace = _core.forward(
             self._config,
@@ -250,12 +257,13 @@ class LSTM(SequenceLayout, ConfigAttributes):
             masks,
             train,
             None if recurrent is None else packing.sort_state(recurrent),
+            None if zoneout is None else tuple(np.stack([packing.pack(d) for d in cells]) for cells in zoneout),
         )
         y, (h_n, c_n) = self._sequence_outputs(y, h_n, c_n, packing, unbatched)
         if train:
             snapshot = [tuple(None if a is None else a.copy() for a in cell) for cell in weights]
             shapes = (h_n.shape, c_n.shape)
-            self._training_run = _TrainingRun(trace, snapshot, packing, unbatched, y.shape, shapes, recurrent)
+            self._training_run = _TrainingRun(trace, snapshot, packing, unbatched, y.shape, shapes, recurrent, zoneout)
         return y, (h_n, c_n)
 
     def backward(self, dy: Any, dstate: Optional[Tuple[Any, Any]] = None) -> Tuple[np.ndarray, State]:
@@ -322,6 +330,18 @@ class LSTM(SequenceLayout, ConfigAttributes):
         keep = 1.0 - self.recurrent_dropout
         shape = (self.num_layers * self.num_directions, batch, self.output_size)
         return ((self._rng.random(shape) < keep) / keep).astype(self.dtype)
+
+    def _zoneout_masks(self, steps_batch: Tuple[int, int]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """Zoneout's masks d_h (L*D, T, B, R) and d_c (L*D, T, B, H), 1 with probability z_h and z_c
+        (the unit keeps its previous state); None without zoneout."""
+        z_h, z_c = self._lstm_config.zoneout_pair
+        if z_h == z_c == 0.0:
+            return None
+        cells = self.num_layers * self.num_directions
+        return tuple(
+            (self._rng.random((cells, *steps_batch, width), dtype=np.float32) < z).astype(self.dtype)
+            for z, width in ((z_h, self.output_size), (z_c, self.hidden_size))
+        )
 
     def _dropout_masks(self, rows: int) -> List[np.ndarray]:
         """Inter-layer dropout masks, [rows, D*R] each, already scaled by 1/(1-p)."""

@@ -61,6 +61,7 @@ class _LSTMFunction(torch.autograd.Function):
         batch: int,
         masks: list,
         recurrent: Optional[Tensor],
+        zoneout: Optional[Tuple[Tensor, Tensor]],
         train: bool,
         x: Tensor,
         h0: Optional[Tensor],
@@ -79,6 +80,7 @@ class _LSTMFunction(torch.autograd.Function):
             [_numpy(m) for m in masks],
             train,
             _numpy(recurrent),
+            None if zoneout is None else tuple(_numpy(d) for d in zoneout),
         )
         ctx.set_materialize_grads(False)
         ctx.trace = trace
@@ -107,7 +109,7 @@ class _LSTMFunction(torch.autograd.Function):
         flat = [None if g is None else torch.from_numpy(g) for cell in grads for g in cell]
         dh0 = torch.from_numpy(dh0) if ctx.state_given[0] else None
         dc0 = torch.from_numpy(dc0) if ctx.state_given[1] else None
-        return (None, None, None, None, None, None, torch.from_numpy(dx), dh0, dc0, *flat)
+        return (None, None, None, None, None, None, None, torch.from_numpy(dx), dh0, dc0, *flat)
 
 
 class LSTM(ConfigAttributes, nn.Module):
@@ -124,6 +126,8 @@ class LSTM(ConfigAttributes, nn.Module):
         coupled_gates: f = 1 - i (ONNX's input_forget); the forget rows stay, with zero gradient.
         recurrent_dropout: p, variational dropout of h_{t-1} in the recurrent product in training (one
             mask per sequence and cell a call, from torch's generator, scaled by 1/(1-p)).
+        zoneout: z or (z_h, z_c): in training each unit keeps its previous h (c) with probability z_h
+            (z_c), a fresh mask per unit, step and sequence from torch's generator; in eval, d = z.
 
     Forward: ``output, (h_n, c_n) = lstm(input, hx=None)``.
         input: (T, B, I), (B, T, I) when batch_first, (T, I) unbatched, or a PackedSequence.
@@ -154,6 +158,7 @@ class LSTM(ConfigAttributes, nn.Module):
         cell_clip: Optional[float] = None,
         coupled_gates: bool = False,
         recurrent_dropout: float = 0.0,
+        zoneout: Any = 0.0,
     ) -> None:
         config = LSTMConfig.from_arguments(locals(), exclude=self._config_exclude)
         if device is not None and torch.device(device).type != "cpu":
@@ -223,13 +228,15 @@ class LSTM(ConfigAttributes, nn.Module):
         train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in [x, h0, c0, *params])
         masks = self._dropout_masks(len(x), dtype) if self.training else []
         recurrent = self._recurrent_masks(batch, dtype) if self.training else None
+        zoneout = self._zoneout_masks(len(x), dtype) if self.training else None
         y, h_n, c_n = _LSTMFunction.apply(
             self._config,
             batch_sizes,
             batch,
             masks,
             recurrent,
-            train,
+            zoneout,
+            train or zoneout is not None,  # (the core takes zoneout's masks in a training forward only)
             x.contiguous(),
             None if h0 is None else h0.contiguous(),
             None if c0 is None else c0.contiguous(),
@@ -253,6 +260,18 @@ class LSTM(ConfigAttributes, nn.Module):
         keep = 1.0 - self.recurrent_dropout
         shape = (self.num_layers * self.num_directions, batch, self.output_size)
         return torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep)
+
+    def _zoneout_masks(self, rows: int, dtype: torch.dtype) -> Optional[Tuple[Tensor, Tensor]]:
+        """Zoneout's masks d_h [L*D, rows, R] and d_c [L*D, rows, H] of the packed rows, 1 with
+        probability z_h and z_c, from torch's generator; None without zoneout."""
+        z_h, z_c = self._lstm_config.zoneout_pair
+        if z_h == z_c == 0.0:
+            return None
+        cells = self.num_layers * self.num_directions
+        return tuple(
+            torch.empty((cells, rows, width), dtype=dtype).bernoulli_(z)
+            for z, width in ((z_h, self.output_size), (z_c, self.hidden_size))
+        )
 
     def _dropout_masks(self, rows: int, dtype: torch.dtype) -> List[Tensor]:
         """Inter-layer dropout masks [rows, D*R], scaled by 1/(1-p), drawn from torch's generator."""

@@ -52,6 +52,11 @@ struct Config {
   // pre-activations clamped to [-cell_clip, cell_clip] (0: none), and ONNX's input_forget, f = 1 - i.
   double cell_clip = 0.0;
   bool coupled_gates = false;
+  // Zoneout (Krueger et al. 2016) in its inference form: c_t = z_c c_{t-1} + (1 - z_c) c~_t and
+  // h_t = z_h h_{t-1} + (1 - z_h) h~_t, c~ and h~ the cell's new state; 0: none. A training forward
+  // takes 0/1 masks per unit, step and row instead (network.hpp).
+  double zoneout_h = 0.0;
+  double zoneout_c = 0.0;
 
   Index directions() const { return bidirectional ? 2 : 1; }                     // D
   Index output_size() const { return proj_size > 0 ? proj_size : hidden_size; }  // R
