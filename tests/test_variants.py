@@ -201,7 +201,7 @@ def test_bad_variant_arguments_are_refused(kwargs, error, message):
 
 
 def test_keras_has_no_variants():
-    with pytest.raises(ValueError, match="no cell_clip, coupled_gates or zoneout"):
+    with pytest.raises(ValueError, match="no cell_clip, coupled_gates, zoneout or layer norm"):
         lf.LSTM(3, 4, cell_clip=1.0).to_keras_weights()
 
 

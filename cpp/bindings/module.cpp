@@ -29,7 +29,9 @@ using lstm_fast::bindings::array_data;
 using lstm_fast::bindings::empty;
 
 // weights: one tuple per cell (layer k, direction d at k*D + d):
-//   (weight_ih, weight_hh, bias_ih | None, bias_hh | None, weight_hr | None, weight_peep | None).
+//   (weight_ih, weight_hh, bias_ih | None, bias_hh | None, weight_hr | None, weight_peep | None), then, as
+//   a 12-tuple, layer norm's (ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias, ln_cell_weight,
+//   ln_cell_bias), each None without layer_norm.
 template <typename T>
 std::vector<CellWeights<T>> cell_weights(const Config& c, const py::sequence& weights) {
   if (static_cast<Index>(py::len(weights)) != c.num_cells())
@@ -39,7 +41,8 @@ std::vector<CellWeights<T>> cell_weights(const Config& c, const py::sequence& we
   std::vector<CellWeights<T>> out(static_cast<size_t>(c.num_cells()));
   for (Index cell = 0; cell < c.num_cells(); ++cell) {
     const auto w = weights[cell].cast<py::tuple>();
-    if (py::len(w) != 6) throw py::value_error("each cell's weights must be a 6-tuple");
+    if (py::len(w) != 6 && py::len(w) != 12) throw py::value_error("each cell's weights must be a 6- or 12-tuple");
+    if (c.layer_norm && py::len(w) != 12) throw py::value_error("layer_norm needs 12-tuples of cell weights");
     const std::string n = "cell " + std::to_string(cell) + " ";
     const Index I = c.layer_input_size(cell / c.directions());
     out[cell].weight_ih = array_data<T>(w[0], {4 * H, I}, n + "weight_ih");
@@ -50,6 +53,12 @@ std::vector<CellWeights<T>> cell_weights(const Config& c, const py::sequence& we
     }
     if (c.proj_size > 0) out[cell].weight_hr = array_data<T>(w[4], {R, H}, n + "weight_hr");
     if (c.peephole) out[cell].weight_peep = array_data<T>(w[5], {3, H}, n + "weight_peep");
+    if (c.layer_norm) {
+      const T** ln[] = {&out[cell].ln_ih_weight, &out[cell].ln_ih_bias,     &out[cell].ln_hh_weight,
+                        &out[cell].ln_hh_bias,   &out[cell].ln_cell_weight, &out[cell].ln_cell_bias};
+      for (int k = 0; k < 6; ++k)
+        *ln[k] = array_data<T>(w[6 + k], {k < 4 ? 4 * H : H}, n + "ln parameter " + std::to_string(k));
+    }
   }
   return out;
 }
@@ -134,7 +143,19 @@ py::tuple backward(const py::sequence& weights, const Trace<T>& trace, const py:
       grads[cell].weight_peep = a.mutable_data();
       w_peep = a;
     }
-    grads_out.append(py::make_tuple(w_ih, w_hh, b_ih, b_hh, w_hr, w_peep));
+    py::list ln;  // layer norm's six, or None
+    T** ln_grads[] = {&grads[cell].ln_ih_weight, &grads[cell].ln_ih_bias,     &grads[cell].ln_hh_weight,
+                      &grads[cell].ln_hh_bias,   &grads[cell].ln_cell_weight, &grads[cell].ln_cell_bias};
+    for (int k = 0; k < 6; ++k) {
+      if (!c.layer_norm) {
+        ln.append(py::none());
+        continue;
+      }
+      auto a = empty<T>({k < 4 ? 4 * H : H});
+      *ln_grads[k] = a.mutable_data();
+      ln.append(a);
+    }
+    grads_out.append(py::make_tuple(w_ih, w_hh, b_ih, b_hh, w_hr, w_peep, ln[0], ln[1], ln[2], ln[3], ln[4], ln[5]));
   }
   {
     py::gil_scoped_release release;
@@ -144,26 +165,21 @@ py::tuple backward(const py::sequence& weights, const Trace<T>& trace, const py:
   return py::make_tuple(dx, dh0, dc0, grads_out);
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_core, m) {
-  m.doc() = "lstm_fast's compiled core (private: use the lstm_fast package).";
-
-  py::register_exception<lstm_fast::Error>(m, "CoreError", PyExc_ValueError);
-  lstm_fast::isa();  // a bad LSTM_FAST_ISA fails the import, with a message naming it
-
+// lstm_fast::Config as _core.Config, built from keywords and checked.
+void bind_config(py::module_& m) {
   py::class_<Config>(m, "Config", "The shape of an LSTM stack (torch.nn.LSTM's arguments, peephole, variants).")
       .def(py::init([](Index input_size, Index hidden_size, Index num_layers, Index proj_size, bool bias,
                        bool bidirectional, bool peephole, double cell_clip, bool coupled_gates, double zoneout_h,
-                       double zoneout_c) {
-             const Config c{input_size, hidden_size, num_layers,    proj_size, bias,     bidirectional,
-                            peephole,   cell_clip,   coupled_gates, zoneout_h, zoneout_c};  // the fields' order
+                       double zoneout_c, bool layer_norm) {
+             const Config c{input_size, hidden_size,   num_layers, proj_size, bias,      bidirectional, peephole,
+                            cell_clip,  coupled_gates, zoneout_h,  zoneout_c, layer_norm};  // the fields' order
              c.validate();
              return c;
            }),
            py::kw_only(), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"), py::arg("proj_size"),
            py::arg("bias"), py::arg("bidirectional"), py::arg("peephole"), py::arg("cell_clip") = 0.0,
-           py::arg("coupled_gates") = false, py::arg("zoneout_h") = 0.0, py::arg("zoneout_c") = 0.0)
+           py::arg("coupled_gates") = false, py::arg("zoneout_h") = 0.0, py::arg("zoneout_c") = 0.0,
+           py::arg("layer_norm") = false)
       .def_readonly("input_size", &Config::input_size)
       .def_readonly("hidden_size", &Config::hidden_size)
       .def_readonly("num_layers", &Config::num_layers)
@@ -174,7 +190,19 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("cell_clip", &Config::cell_clip)
       .def_readonly("coupled_gates", &Config::coupled_gates)
       .def_readonly("zoneout_h", &Config::zoneout_h)
-      .def_readonly("zoneout_c", &Config::zoneout_c);
+      .def_readonly("zoneout_c", &Config::zoneout_c)
+      .def_readonly("layer_norm", &Config::layer_norm);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "lstm_fast's compiled core (private: use the lstm_fast package).";
+
+  py::register_exception<lstm_fast::Error>(m, "CoreError", PyExc_ValueError);
+  lstm_fast::isa();  // a bad LSTM_FAST_ISA fails the import, with a message naming it
+
+  bind_config(m);
 
   m.def("set_num_threads", &lstm_fast::set_num_threads, py::arg("num_threads"));
   m.def("isa", &lstm_fast::isa);
@@ -219,7 +247,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("backward", &backward<float>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dc_n"));
   m.def("backward", &backward<double>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
-        py::arg("dc_n"), "Backpropagation through time; returns (dx [N, I], dh0, dc0, grads: one 6-tuple per cell).");
+        py::arg("dc_n"), "Backpropagation through time; returns (dx [N, I], dh0, dc0, grads: one 12-tuple per cell).");
 
   lstm_fast::bindings::bind_models(m);
 

@@ -31,10 +31,28 @@ struct BackwardPass : PassShape {
   void input_gradient(Index n0, Index n1);
   void projection_gradient(const MemberSlice& slice);
   void peephole_gradient(const MemberSlice& slice);
+  void ln_rows(Index n0, Index n1);
+  void ln_gradients(int j, int team);
+  // Layer norm, per row (layer_norm.hpp), packed row `row` and state row r: before the gate kernel the
+  // gradient through LN(c_t) added to dc (dm: the row's gradient w.r.t. m); after it, dA_h = the
+  // gradient w.r.t. h W_hh^T from the row's dZ.
+  void ln_cell(Index row, Index r, const T* dm_row) {
+    cell_layer_norm_backward(H, dm_row, trace.gates.data() + row * G + 3 * H, trace.ln_tanh.data() + row * H,
+                             w.ln_cell_weight, trace.ln_cell_hat.data() + row * H, trace.ln_std[row * 3 + 2],
+                             dN_buffer.data() + row * H, dc.data() + r * H);
+  }
+  void ln_recurrent(Index row) {
+    layer_norm_backward<false>(G, dZ_buffer.data() + row * G, w.ln_hh_weight, trace.ln_hh_hat.data() + row * G,
+                               trace.ln_std[row * 3 + 1], dA_h.data() + row * G);
+  }
+  // The gradients w.r.t. W_hh h_{t-1} and W_ih x_t: dZ itself, or through layer norm.
+  const T* recurrent_gradient() const { return ln ? dA_h.data() : dZ_buffer.data(); }
+  const T* projection_input_gradient() const { return ln ? dA_x.data() : dZ_buffer.data(); }
 
   const CellWeights<T>& w;
   const BackwardArrays<T>& io;
   const CellTrace<T>& trace;
+  const bool ln;                 // layer norm (its gradients below)
   const GateVariant<T> variant;  // the cell variant the gates fuse (gates.hpp)
   // Zoneout (the trace's masks, or the probabilities): at each step the gradients w.r.t. h_t and c_t
   // split into the parts that reach h~_t, c~_t (through the gates) and those kept for h_{t-1}, c_{t-1}.
@@ -56,6 +74,10 @@ struct BackwardPass : PassShape {
   // address of its destination, so summing straight into the caller's array would round differently
   // depending on where that array lies.
   Matrix<T> db, dP;
+  // Layer norm: [N, 4H] the gradients w.r.t. h W_hh^T and x W_ih^T, [N, H] w.r.t. LN(c_t); the column
+  // sums of its gains' and biases' gradients: rows (ih gain, hh gain) [2, 4H], (cell gain, bias) [2, H].
+  Buffer<T> dA_h, dA_x, dN_buffer;
+  Matrix<T> d_ln_gates, d_ln_cell;
   // Packed when plan.packing. Unit split: W_hh's columns member by member, the panel of
   // W_hh[k][r0 + j] for the member's outputs [r0, r1), panel_size(nr, 4H) < 4H (nr + W) numbers; with a
   // projection r0 need not be on a packet boundary, so member k's panel starts at 4H (r0 + k W).
@@ -71,7 +93,8 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
       w(weights),
       io(arrays),
       trace(arrays.trace),
-      variant(gate_variant<T>(d.cell_clip, d.coupled_gates)),
+      ln(d.layer_norm),
+      variant(gate_variant<T>(d.cell_clip, d.coupled_gates, 0.0, d.layer_norm)),
       zoneout(arrays.trace.zoneout_h.empty() ? nullptr : arrays.trace.zoneout_h.data(),
               arrays.trace.zoneout_c.empty() ? nullptr : arrays.trace.zoneout_c.data(), d),
       dh(B, R),
@@ -87,6 +110,13 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
   else
     dc.setZero();
   dZ_buffer.resize(static_cast<size_t>(N * G));
+  if (ln) {
+    dA_h.resize(static_cast<size_t>(N * G));
+    dA_x.resize(static_cast<size_t>(N * G));
+    dN_buffer.resize(static_cast<size_t>(N * H));
+    d_ln_gates.resize(2, G);
+    d_ln_cell.resize(2, H);
+  }
   if (zoneout.on()) {
     dh_keep.resize(B, R);
     dc_keep.resize(B, H);
@@ -107,11 +137,19 @@ void BackwardPass<T>::run() {
   run_members(plan, *this);
   Map<T>(io.dstate0.h, B, R) = dh;
   Map<T>(io.dstate0.c, B, H) = dc;
-  if (w.bias_ih) {
+  if (w.bias_ih) {  // db: the column sums of dZ, computed with or without biases
     Map<T>(io.grads.bias_ih, 1, G) = db;
     Map<T>(io.grads.bias_hh, 1, G) = db;
   }
   if (dims.peephole) Map<T>(io.grads.weight_peep, 3, H) = dP;
+  if (ln) {  // (the biases of LN(x W_ih^T) and LN(h W_hh^T) add to z like b_ih and b_hh)
+    Map<T>(io.grads.ln_ih_weight, 1, G) = d_ln_gates.row(0);
+    Map<T>(io.grads.ln_hh_weight, 1, G) = d_ln_gates.row(1);
+    Map<T>(io.grads.ln_ih_bias, 1, G) = db;
+    Map<T>(io.grads.ln_hh_bias, 1, G) = db;
+    Map<T>(io.grads.ln_cell_weight, 1, H) = d_ln_cell.row(0);
+    Map<T>(io.grads.ln_cell_bias, 1, H) = d_ln_cell.row(1);
+  }
 }
 
 // The unit split: slice j is hidden units [u0, u1) for the gate kernel and columns [r0, r1) of dh for
@@ -167,12 +205,14 @@ void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
   const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this slice's p_i; rows H apart
   T* dZ = dZ_buffer.data();
   with_peephole(dims.peephole, [&](auto peephole) {
-    for (Index r = 0; r < b; ++r) {
+    for (Index r = 0; r < b; ++r) {  // (layer norm: a team of one, u0 = 0 and n = H)
       const Index at = (row + r) * G + u0;
-      gates_backward_units<decltype(peephole)::value>(n, H, trace.gates.data() + at,
-                                                      trace.cell.data() + (row + r) * H + u0,
-                                                      trace.cell_prev.data() + (row + r) * H + u0, dm_all + r * H + u0,
-                                                      dc.data() + r * H + u0, dZ + at, peep, variant);
+      if (ln) ln_cell(row + r, r, dm_all + r * H);
+      gates_backward_units<decltype(peephole)::value>(
+          n, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H + u0,
+          trace.cell_prev.data() + (row + r) * H + u0, dm_all + r * H + u0, dc.data() + r * H + u0, dZ + at, peep,
+          variant, ln ? trace.ln_tanh.data() + (row + r) * H : nullptr);
+      if (ln) ln_recurrent(row + r);
     }
   });
   if (zoneout.on()) dc.block(0, u0, b, n) += dc_keep.block(0, u0, b, n);
@@ -186,7 +226,7 @@ void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
   const Index r0 = slice.r0, nr = slice.r1 - slice.r0;
   const Index t = step_at(q);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
-  const T* dZ = dZ_buffer.data();
+  const T* dZ = recurrent_gradient();
   if (plan.packing)
     panel_product<false>(b, nr, G, dZ + row * G, G, panel_of(slice, j), dh.data() + r0, R);
   else
@@ -226,14 +266,18 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
       const Index r = k + i * stride, at = (row + r) * G;
       dh.row(r) += ConstMap<T>(io.dy.data + (row + r) * io.dy.stride, 1, R);
       if (zoneout.on()) zone_split(row, r, 0, R, 0, H);
+      if (ln) ln_cell(row + r, r, dh.data() + r * H);
       gates_backward_units<decltype(peephole)::value>(H, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H,
                                                       trace.cell_prev.data() + (row + r) * H, dh.data() + r * H,
-                                                      dc.data() + r * H, dZ + at, w.weight_peep, variant);
+                                                      dc.data() + r * H, dZ + at, w.weight_peep, variant,
+                                                      ln ? trace.ln_tanh.data() + (row + r) * H : nullptr);
       if (zoneout.on()) dc.row(r) += dc_keep.row(r);
+      if (ln) ln_recurrent(row + r);
     }
   });
   if (active > 0)  // dh_{t-1} = (dZ_t W_hh) * r for this member's rows
-    panel_product<false>(active, R, G, dZ + (row + k) * G, stride * G, packed.data(), dh.data() + k * R, stride * R);
+    panel_product<false>(active, R, G, recurrent_gradient() + (row + k) * G, stride * G, packed.data(),
+                         dh.data() + k * R, stride * R);
   if (!trace.recurrent_mask.empty())
     for (Index i = 0; i < active; ++i) {
       const Index r = k + i * stride;
@@ -248,6 +292,7 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
 template <typename T>
 void BackwardPass<T>::gradients(Seat& seat) {
   const int team = seat.slices();
+  if (ln) seat.share([&](int j) { ln_rows(N * j / team, N * (j + 1) / team); });  // dA_x before dW_ih
   seat.share([&](int j) { weight_gradients(j, team); });
   if (dims.projection) seat.share([&](int j) { projection_gradient(member_slice<T>(dims, team, j)); });
 }
@@ -256,20 +301,58 @@ template <typename T>
 void BackwardPass<T>::weight_gradients(int j, int team) {
   const Index g0 = split(G, team, j, Simd<T>::kWidth), g1 = split(G, team, j + 1, Simd<T>::kWidth);
   ConstMap<T> dZ(dZ_buffer.data(), N, G);
+  ConstMap<T> dA_x_all(projection_input_gradient(), N, G), dA_h_all(recurrent_gradient(), N, G);
   Map<T>(io.grads.weight_ih, G, I).middleRows(g0, g1 - g0).noalias() =
-      dZ.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(io.x, N, I);
+      dA_x_all.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(io.x, N, I);
   Map<T>(io.grads.weight_hh, G, R).middleRows(g0, g1 - g0).noalias() =
-      dZ.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(trace.hidden_prev.data(), N, R);
+      dA_h_all.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(trace.hidden_prev.data(), N, R);
   db.middleCols(g0, g1 - g0) = dZ.middleCols(g0, g1 - g0).colwise().sum();
   const Index n0 = N * j / team, n1 = N * (j + 1) / team;
   input_gradient(n0, n1);
   if (dims.projection) {  // m_t = o * tanh(c_t), recomputed from the trace for rows [n0, n1), for dW_hr
     ConstStridedMap<T> O(trace.gates.data() + 3 * H, N, H, Eigen::OuterStride<>(G));
     ConstMap<T> C(trace.cell.data(), N, H);
-    Map<T>(M_buffer.data(), N, H).middleRows(n0, n1 - n0) =
-        O.middleRows(n0, n1 - n0).array() * C.middleRows(n0, n1 - n0).array().tanh();
+    if (ln)  // m_t = o * tanh(LN(c_t)), the trace's tanh
+      Map<T>(M_buffer.data(), N, H).middleRows(n0, n1 - n0) =
+          O.middleRows(n0, n1 - n0).array() * ConstMap<T>(trace.ln_tanh.data(), N, H).middleRows(n0, n1 - n0).array();
+    else
+      Map<T>(M_buffer.data(), N, H).middleRows(n0, n1 - n0) =
+          O.middleRows(n0, n1 - n0).array() * C.middleRows(n0, n1 - n0).array().tanh();
   }
   if (dims.peephole) peephole_gradient(member_slice<T>(dims, team, j));
+  if (ln) ln_gradients(j, team);
+}
+
+// Layer norm: dA_x = the gradient w.r.t. x W_ih^T of rows [n0, n1), through LN from dZ.
+template <typename T>
+void BackwardPass<T>::ln_rows(Index n0, Index n1) {
+  for (Index row = n0; row < n1; ++row)
+    layer_norm_backward<false>(G, dZ_buffer.data() + row * G, w.ln_ih_weight, trace.ln_ih_hat.data() + row * G,
+                               trace.ln_std[row * 3], dA_x.data() + row * G);
+}
+
+// Layer norm's gains: sum_rows dZ * v^ for LN(x W_ih^T) and LN(h W_hh^T) over columns [g0, g1), and
+// for LN(c_t) sum_rows dN * v^ and sum_rows dN over the slice's units.
+template <typename T>
+void BackwardPass<T>::ln_gradients(int j, int team) {
+  const Index g0 = split(G, team, j, Simd<T>::kWidth), g1 = split(G, team, j + 1, Simd<T>::kWidth);
+  ConstMap<T> dZ(dZ_buffer.data(), N, G);
+  d_ln_gates.block(0, g0, 1, g1 - g0) =
+      (dZ.middleCols(g0, g1 - g0).array() * ConstMap<T>(trace.ln_ih_hat.data(), N, G).middleCols(g0, g1 - g0).array())
+          .colwise()
+          .sum();
+  d_ln_gates.block(1, g0, 1, g1 - g0) =
+      (dZ.middleCols(g0, g1 - g0).array() * ConstMap<T>(trace.ln_hh_hat.data(), N, G).middleCols(g0, g1 - g0).array())
+          .colwise()
+          .sum();
+  const MemberSlice slice = member_slice<T>(dims, team, j);
+  const Index u0 = slice.u0, n = slice.u1 - slice.u0;
+  ConstMap<T> dN(dN_buffer.data(), N, H);
+  d_ln_cell.block(0, u0, 1, n) =
+      (dN.middleCols(u0, n).array() * ConstMap<T>(trace.ln_cell_hat.data(), N, H).middleCols(u0, n).array())
+          .colwise()
+          .sum();
+  d_ln_cell.block(1, u0, 1, n) = dN.middleCols(u0, n).colwise().sum();
 }
 
 // Rows [n0, n1) of dX (+)= dZ W_ih.
@@ -277,7 +360,7 @@ template <typename T>
 void BackwardPass<T>::input_gradient(Index n0, Index n1) {
   Map<T> dX(io.dx + n0 * I, n1 - n0, I);
   const bool add = io.dx_mode == DxMode::kAdd;
-  const T* dZ = dZ_buffer.data();
+  const T* dZ = projection_input_gradient();
   if (plan.packing && add)
     panel_gemm<true>(n1 - n0, I, G, dZ + n0 * G, G, packed_ih.data(), dX.data(), I);
   else if (plan.packing)

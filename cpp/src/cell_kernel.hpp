@@ -11,6 +11,7 @@
 
 #include "cell.hpp"
 #include "gates.hpp"
+#include "layer_norm.hpp"
 #include "recurrent.hpp"
 #include "team.hpp"
 

@@ -41,22 +41,48 @@ struct ForwardPass : PassShape {
     trace->zoneout_c.assign(arrays.zoneout_c, arrays.zoneout_c + N * H);
     return Zoneout<T>(trace->zoneout_h.data(), trace->zoneout_c.data(), dims);
   }
-  // Training with zoneout: c_t of state rows [r0, r1) (packed rows row + r), units [u0, u0 + n), mixed
-  // with c_{t-1}.
+  // Zoneout after the kernel (training, or with layer norm, whose LN(c) reads c~): c_t of state rows
+  // [r0, r1) (packed rows row + r), units [u0, u0 + n), mixed with c_{t-1} (the trace's, or c_keep's).
   void zone_cell(Index row, Index r0, Index r1, Index u0, Index n) {
-    if (!trace || !zoneout.on()) return;
-    for (Index r = r0; r < r1; ++r)
-      zoneout.mix(zoneout.d_c, zoneout.z_c, H, row + r, u0, n, trace->cell_prev.data() + (row + r) * H + u0,
-                  c.data() + r * H + u0);
+    if (!(trace || ln) || !zoneout.on()) return;
+    for (Index r = r0; r < r1; ++r) {
+      const T* prev = trace ? trace->cell_prev.data() + (row + r) * H : c_keep.data() + r * H;
+      zoneout.mix(zoneout.d_c, zoneout.z_c, H, row + r, u0, n, prev + u0, c.data() + r * H + u0);
+    }
+  }
+  // Layer norm (layer_norm.hpp), per row: z = LN(x W_ih^T) + b with x W_ih^T in z; z += LN(a) with
+  // a = h W_hh^T; and m = o * tanh(LN(c)) of state row r after the gate kernel. `row` is the packed row,
+  // where the trace keeps what the backward needs.
+  void ln_input(Index row, T* z) {
+    T* hat = trace ? trace->ln_ih_hat.data() + row * G : nullptr;
+    const T std = layer_norm<false>(G, z, w.ln_ih_weight, w.ln_ih_bias, hat, z);
+    Map<T>(z, 1, G) += bias;
+    if (trace) trace->ln_std[row * 3] = std;
+  }
+  void ln_recurrent(Index row, const T* a, T* z) {
+    const T std =
+        layer_norm<true>(G, a, w.ln_hh_weight, w.ln_hh_bias, trace ? trace->ln_hh_hat.data() + row * G : nullptr, z);
+    if (trace) trace->ln_std[row * 3 + 1] = std;
+  }
+  void ln_cell(Index row, Index r, const T* gates, T* m_row) {
+    T* hat = trace ? trace->ln_cell_hat.data() + row * H : nullptr;
+    T* tanh_n = trace ? trace->ln_tanh.data() + row * H : nullptr;
+    const T std =
+        cell_layer_norm(H, c.data() + r * H, gates + 3 * H, w.ln_cell_weight, w.ln_cell_bias, hat, tanh_n, m_row);
+    if (trace) trace->ln_std[row * 3 + 2] = std;
   }
 
   const CellWeights<T>& w;
   const ForwardArrays<T>& io;
   CellTrace<T>* const trace;
+  const bool ln;                 // layer norm: the cell runs with a team of one or split by rows (plan.hpp)
   const GateVariant<T> variant;  // the cell variant the gates fuse (gates.hpp)
   // Zoneout: h always mixed here after h~_t; c by the gate kernel in inference (variant.zone_c), here
-  // after the trace took c~_t in training (the mix reads c_{t-1} from the trace).
+  // after the trace took c~_t in training (the mix reads c_{t-1} from the trace) or LN(c~_t) was taken
+  // (from c_keep in inference).
   const Zoneout<T> zoneout;
+  Matrix<T> c_keep;       // [B, H] c_{t-1}: inference with layer norm and zoneout
+  Matrix<T> recurrent_a;  // [B, 4H] h W_hh^T, layer-normalised before it joins z
   RowVector<T> bias;
   // The running state. h is double-buffered: step p reads hidden[p % 2] and writes hidden[(p+1) % 2],
   // so a thread never overwrites the h another thread's recurrent product is still reading. Rows not
@@ -90,7 +116,8 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
       w(weights),
       io(arrays),
       trace(arrays.trace),
-      variant(gate_variant<T>(d.cell_clip, d.coupled_gates, arrays.trace ? 0.0 : d.zoneout_c)),
+      ln(d.layer_norm),
+      variant(gate_variant<T>(d.cell_clip, d.coupled_gates, arrays.trace || ln ? 0.0 : d.zoneout_c, ln)),
       zoneout(arrays.trace && arrays.zoneout_h ? keep_masks(arrays) : Zoneout<T>(nullptr, nullptr, d)) {
   bias = RowVector<T>::Zero(G);
   if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
@@ -107,6 +134,8 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
   else
     c.setZero();
   if (dims.projection) m.resize(B, H);
+  if (ln) recurrent_a.resize(B, G);
+  if (ln && !trace && zoneout.on()) c_keep.resize(B, H);
   if (io.recurrent_mask) {
     mask = io.recurrent_mask;
     if (trace) trace->recurrent_mask.assign(mask, mask + B * R);  // for the backward
@@ -119,6 +148,11 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
     trace->cell.resize(static_cast<size_t>(N * H));
     trace->cell_prev.resize(static_cast<size_t>(N * H));
     trace->hidden_prev.resize(static_cast<size_t>(N * R));
+    if (ln) {
+      for (Buffer<T>* b : {&trace->ln_ih_hat, &trace->ln_hh_hat}) b->resize(static_cast<size_t>(N * G));
+      for (Buffer<T>* b : {&trace->ln_cell_hat, &trace->ln_tanh}) b->resize(static_cast<size_t>(N * H));
+      trace->ln_std.resize(static_cast<size_t>(N * 3));
+    }
   } else {
     z_chunk.resize(static_cast<size_t>(std::min(plan.chunk, steps) * B * G));
   }
@@ -185,7 +219,10 @@ void ForwardPass<T>::project_rows(int j, int team, Index row0, Index rows, T* z)
   const Index q0 = rows * j / team, q1 = rows * (j + 1) / team;
   Map<T> Z(z + q0 * G, q1 - q0, G);
   panel_gemm<false>(q1 - q0, G, I, io.x + (row0 + q0) * I, I, packed_ih.data(), Z.data(), G);
-  Z.rowwise() += bias;
+  if (ln)
+    for (Index q = q0; q < q1; ++q) ln_input(row0 + q, z + q * G);
+  else
+    Z.rowwise() += bias;
 }
 
 // Few rows (a streaming step): the slice's own columns of the projection, from its rows of W_ih alone
@@ -199,8 +236,10 @@ void ForwardPass<T>::project_units(const Share& share, Index row0, Index rows, T
     const Index col = gate * H + share.slice.u0;
     StridedMap<T> Z(z + col, rows, share.n, Eigen::OuterStride<>(G));
     Z.noalias() = X.middleRows(row0, rows) * W_ih.middleRows(col, share.n).transpose();
-    Z.rowwise() += bias.middleCols(col, share.n);
+    if (!ln) Z.rowwise() += bias.middleCols(col, share.n);
   }
+  if (ln)  // (a team of one: every column is here)
+    for (Index q = 0; q < rows; ++q) ln_input(row0 + q, z + q * G);
 }
 
 // Step p (in processing order) of a unit slice: the recurrent product and the gates of its units;
@@ -214,13 +253,22 @@ void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
   Matrix<T>& h_next = hidden[(p + 1) & 1];
   T* zt = z + (row - row0) * G;
   ConstMap<T> W_hh(w.weight_hh, G, R);
+  T* a = ln ? recurrent_a.data() : zt;      // layer norm: h W_hh^T apart, normalised, then added
   for (Index gate = 0; gate < 4; ++gate) {  // the recurrent GEMM, this slice's units of each gate
-    if (plan.packing)
-      panel_product<true>(b, n, R, h.data(), R, share.panels + gate * share.panel, zt + gate * H + u0, G);
+    if (plan.packing && ln)
+      panel_product<false>(b, n, R, h.data(), R, share.panels + gate * share.panel, a + gate * H + u0, G);
+    else if (plan.packing)
+      panel_product<true>(b, n, R, h.data(), R, share.panels + gate * share.panel, a + gate * H + u0, G);
+    else if (ln)
+      Map<T>(a, b, G).middleCols(gate * H + u0, n).noalias() =
+          h.topRows(b) * W_hh.middleRows(gate * H + u0, n).transpose();
     else
-      Map<T>(zt, b, G).middleCols(gate * H + u0, n).noalias() +=
+      Map<T>(a, b, G).middleCols(gate * H + u0, n).noalias() +=
           h.topRows(b) * W_hh.middleRows(gate * H + u0, n).transpose();
   }
+  if (ln)
+    for (Index r = 0; r < b; ++r) ln_recurrent(row + r, a + r * G, zt + r * G);
+  if (c_keep.size()) c_keep.topRows(b) = c.topRows(b);
   if (trace) {
     Map<T>(trace->hidden_prev.data() + row * R, b, R).middleCols(r0, r1 - r0) = h.block(0, r0, b, r1 - r0);
     Map<T>(trace->cell_prev.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
@@ -231,6 +279,8 @@ void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
       gates_forward_units<decltype(peephole)::value>(n, H, zt + r * G + u0, c.data() + r * H + u0, out + r * H + u0,
                                                      share.peep, variant);
   });
+  if (ln)
+    for (Index r = 0; r < b; ++r) ln_cell(row + r, r, zt + r * G, out + r * H);
   if (trace) Map<T>(trace->cell.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
   zone_cell(row, 0, b, u0, n);
   if (!dims.projection) step_projection(share, p);  // only the carry and y: h_t is m_t
@@ -291,8 +341,17 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
   T* zt = (trace ? trace->gates.data() + row * G : z_chunk.data()) + k * G;
   // The same operations in the same order as the unit split: x W_ih^T, + bias, + h W_hh^T.
   panel_product<false>(active, G, I, io.x + (row + k) * I, stride * I, packed_ih.data(), zt, stride * G);
-  for (Index i = 0; i < active; ++i) Map<T>(zt + i * stride * G, 1, G) += bias;
-  panel_product<true>(active, G, R, h.data() + k * R, stride * R, packed.data(), zt, stride * G);
+  if (ln) {  // z = LN(x W_ih^T) + b + LN(h W_hh^T), h W_hh^T in recurrent_a's rows of this member
+    T* a = recurrent_a.data() + k * G;
+    panel_product<false>(active, G, R, h.data() + k * R, stride * R, packed.data(), a, stride * G);
+    for (Index i = 0; i < active; ++i) {
+      ln_input(row + k + i * stride, zt + i * stride * G);
+      ln_recurrent(row + k + i * stride, a + i * stride * G, zt + i * stride * G);
+    }
+  } else {
+    for (Index i = 0; i < active; ++i) Map<T>(zt + i * stride * G, 1, G) += bias;
+    panel_product<true>(active, G, R, h.data() + k * R, stride * R, packed.data(), zt, stride * G);
+  }
   with_peephole(dims.peephole, [&](auto peephole) {
     for (Index i = 0; i < active; ++i) {
       const Index r = k + i * stride;
@@ -300,8 +359,10 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
         std::copy(h.data() + r * R, h.data() + (r + 1) * R, trace->hidden_prev.data() + (row + r) * R);
         std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell_prev.data() + (row + r) * H);
       }
+      if (c_keep.size()) c_keep.row(r) = c.row(r);
       gates_forward_units<decltype(peephole)::value>(H, H, zt + i * stride * G, c.data() + r * H, h_next.data() + r * R,
                                                      w.weight_peep, variant);
+      if (ln) ln_cell(row + r, r, zt + i * stride * G, h_next.data() + r * R);
       if (trace) std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell.data() + (row + r) * H);
       zone_cell(row, r, r + 1, 0, H);
       if (zoneout.on())

@@ -94,6 +94,9 @@ struct FrozenCell {
   FrozenMatrix hr;              // W_hr [R, H], when proj_size > 0
   const float* bias = nullptr;  // [4H] b_ih + b_hh, or null
   const float* peep = nullptr;  // [3, H] (i, f, o), or null
+  // Layer norm's gains and biases (ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias [4H] each,
+  // ln_cell_weight, ln_cell_bias [H]), or null.
+  const float* ln[6] = {};
 };
 
 // The steps of one call of a cell (the packed layout of network.hpp, as raw arrays so that a
@@ -110,12 +113,14 @@ struct FrozenSteps {
 // 64), for a cell of `dims` over steps of at most `batch` rows, input projections of at most
 // `chunk_rows` rows, and `slices` slices per segment (the plan's team).
 struct FrozenWork {
-  std::size_t z;      // float [chunk_rows, 4H]: pre-activations of a chunk of steps
-  std::size_t h[2];   // float [B, R] each: step p writes h[(p + 1) % 2] and reads h[p % 2] (step 0: h0)
-  std::size_t m;      // float [B, H]: o * tanh(c) before the projection
-  std::size_t a;      // slice j's at a + j * a_bytes: a product's left operand converted (int8
-                      // or bf16), rows padded to whole groups (the widest of x, h and m rows)
-  std::size_t scale;  // slice j's at scale + j * scale_bytes: float [rows] s_a of each row
+  std::size_t z;              // float [chunk_rows, 4H]: pre-activations of a chunk of steps
+  std::size_t h[2];           // float [B, R] each: step p writes h[(p + 1) % 2] and reads h[p % 2] (step 0: h0)
+  std::size_t m;              // float [B, H]: o * tanh(c) before the projection
+  std::size_t a;              // slice j's at a + j * a_bytes: a product's left operand converted (int8
+                              // or bf16), rows padded to whole groups (the widest of x, h and m rows)
+  std::size_t scale;          // slice j's at scale + j * scale_bytes: float [rows] s_a of each row
+  std::size_t recurrent = 0;  // layer norm: float [B, 4H] h W_hh^T, normalised before it joins z
+  std::size_t c_keep = 0;     // layer norm with zoneout: float [B, H] c_{t-1}
   std::size_t a_bytes = 0, scale_bytes = 0;
   std::size_t bytes = 0;  // in all
   Index a_stride = 0;     // numbers per row of a slice's a buffer
@@ -140,6 +145,10 @@ struct FrozenWork {
     m = take(aligned(batch * dims.hidden_size, 4));
     a = take(a_bytes * static_cast<std::size_t>(slices));
     scale = take(scale_bytes * static_cast<std::size_t>(slices));
+    if (dims.layer_norm) {
+      recurrent = take(aligned(batch * 4 * dims.hidden_size, 4));
+      c_keep = take(aligned(batch * dims.hidden_size, 4));
+    }
     bytes = at;
   }
 };

@@ -11,9 +11,9 @@
 // it needs into its own buffer, so no slice waits for another's conversion. The products are frozen_products.hpp's.
 // int8's pointwise part uses its own tanh and sigmoid of additions, multiplications, fused
 // multiply-adds (std::fma on the baseline build) and divisions, each the same IEEE operation on every
-// build (gates.hpp's use FMAs only where the ISA has them, which would change the last bits).
+// build (gates.hpp's use FMAs only where the ISA has them, which would change the last bits). Layer norm
+// (layer_norm.hpp's packets) is outside that promise: an int8 model with it is bitwise per ISA only.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <iterator>
 #include <utility>
@@ -113,11 +113,14 @@ void exact_packet(const ForwardRow<float>& r, Index j, const GateVariant<float>&
   if (kVariant && v.clip > 0) zo = S::clamp(zo, v.clip);
   const Ratio o = sigmoid_ratio(zo), t = tanh_ratio(cell);
   const auto m = Eigen::internal::pdiv(S::mul(o.p, t.p), S::mul(o.q, t.q));  // sigmoid(zo) tanh(c)
+  if (kVariant && v.layer_norm)                                              // the pass's LN(c) reads o
+    S::store(r.z + 3 * H + j, Eigen::internal::pdiv(o.p, o.q));
+  else
+    S::store(r.m + j, m);
   if (kVariant && v.zone_c > 0)  // zoneout: z c_{t-1} + (1 - z) c~_t, uncontracted
     S::store(r.cell + j, S::add(S::mul(S::set1(v.zone_c), c_prev), S::mul(S::set1(1.0f - v.zone_c), cell)));
   else
     S::store(r.cell + j, cell);
-  S::store(r.m + j, m);
 }
 
 // `count` units of one row, the gate blocks (and peephole rows) `stride` apart: z in (left as it was),
@@ -157,7 +160,7 @@ struct FrozenPass {
         H(d.hidden_size),
         R(d.output_size),
         G(4 * d.hidden_size),
-        variant(gate_variant<float>(d.cell_clip, d.coupled_gates, d.zoneout_c)) {}
+        variant(gate_variant<float>(d.cell_clip, d.coupled_gates, d.layer_norm ? 0.0 : d.zoneout_c, d.layer_norm)) {}
 
   float* buffer(std::size_t offset) const { return reinterpret_cast<float*>(io.work + offset); }
   Index step_at(Index q) const { return s.reverse ? s.steps - 1 - q : q; }  // the step processed q-th
@@ -242,7 +245,29 @@ struct FrozenPass {
     const Index I = dims.input_size, blocks = cell.hh.part_blocks();
     const Operand a = convert(j, rows, I, x, I);
     for (Index gate = 0; gate < 4; ++gate)
-      multiply(j, rows, a, cell.ih, gate * blocks + ub0, gate * blocks + ub1, {z, G, cell.bias, false});
+      multiply(j, rows, a, cell.ih, gate * blocks + ub0, gate * blocks + ub1,
+               {z, G, dims.layer_norm ? nullptr : cell.bias, false});
+    if (dims.layer_norm)  // (a team of one: all columns) z = LN(x W_ih^T) + b
+      for (Index r = 0; r < rows; ++r) ln_input(z + r * G);
+  }
+
+  // Layer norm (layer_norm.hpp), one row: z = LN(z) + b; z += LN(a); and m = o * tanh(LN(c)), o the
+  // activated gate in z (and c mixed by zoneout after it, from c_keep).
+  void ln_input(float* z) const {
+    layer_norm<false>(G, z, cell.ln[0], cell.ln[1], static_cast<float*>(nullptr), z);
+    if (cell.bias)
+      for (Index k = 0; k < G; ++k) z[k] += cell.bias[k];
+  }
+  void ln_recurrent(const float* a, float* z) const {
+    layer_norm<true>(G, a, cell.ln[2], cell.ln[3], static_cast<float*>(nullptr), z);
+  }
+  void ln_cell(Index r, const float* z, float* m) const {
+    float* c = cell_state() + r * H;
+    cell_layer_norm(H, c, z + 3 * H, cell.ln[4], cell.ln[5], static_cast<float*>(nullptr), static_cast<float*>(nullptr),
+                    m);
+    if (!(dims.zoneout_c > 0)) return;
+    const float zc = static_cast<float>(dims.zoneout_c), *prev = buffer(layout.c_keep) + r * H;
+    for (Index k = 0; k < H; ++k) c[k] = zc * prev[k] + (1.0f - zc) * c[k];
   }
 
   // Rows [r0, r0 + n) of the q-th step processed, slice j's units: (their input projection into z
@@ -253,11 +278,20 @@ struct FrozenPass {
     const Index u0 = std::min(H, ub0 * kFrozenBlock), u1 = std::min(H, ub1 * kFrozenBlock);
     if (project_x) project(j, n, io.x + (row + r0) * dims.input_size, z, ub0, ub1);
     const Operand a = convert(j, n, R, hidden(q) + r0 * R, R);
+    float* rec = dims.layer_norm ? buffer(layout.recurrent) + r0 * G : z;  // layer norm: apart, then LN
     for (Index gate = 0; gate < 4; ++gate)
-      multiply(j, n, a, cell.hh, gate * blocks + ub0, gate * blocks + ub1, {z, G, nullptr, true});
+      multiply(j, n, a, cell.hh, gate * blocks + ub0, gate * blocks + ub1, {rec, G, nullptr, !dims.layer_norm});
     float* m = dims.projection ? buffer(layout.m) : hidden(q + 1);  // [B, H]: o * tanh(c)
     float* c = cell_state();
-    for (Index r = r0; r < r0 + n; ++r) gates(u1 - u0, z + (r - r0) * G + u0, c + r * H + u0, m + r * H + u0, u0);
+    for (Index r = r0; r < r0 + n; ++r) {
+      float* zr = z + (r - r0) * G;
+      if (dims.layer_norm) {
+        ln_recurrent(rec + (r - r0) * G, zr);
+        std::copy_n(c + r * H, H, buffer(layout.c_keep) + r * H);
+      }
+      gates(u1 - u0, zr + u0, c + r * H + u0, m + r * H + u0, u0);
+      if (dims.layer_norm) ln_cell(r, zr, m + r * H);
+    }
   }
 
   // Slice j of the projection of the q-th step processed: h_t = W_hr m_t, outputs of its blocks.
@@ -308,11 +342,19 @@ struct FrozenPass {
     for (Index i0 = 0; i0 < active; i0 += kFrozenRowGroup) {
       const Index n = std::min(kFrozenRowGroup, active - i0), r0 = k + i0 * team;
       const Operand x = convert(k, n, I, io.x + (row + r0) * I, team * I);
-      multiply(k, n, x, cell.ih, 0, cell.ih.blocks(), {zt, team * G, cell.bias, false});
+      const bool ln = dims.layer_norm;
+      multiply(k, n, x, cell.ih, 0, cell.ih.blocks(), {zt, team * G, ln ? nullptr : cell.bias, false});
       const Operand a = convert(k, n, R, h + r0 * R, team * R);
-      multiply(k, n, a, cell.hh, 0, cell.hh.blocks(), {zt, team * G, nullptr, true});
+      float* rec = ln ? buffer(layout.recurrent) + r0 * G : zt;  // layer norm: rows r apart in it
+      multiply(k, n, a, cell.hh, 0, cell.hh.blocks(), {rec, team * G, nullptr, !ln});
       for (Index i = 0, r = r0; i < n; ++i, r += team) {
+        if (ln) {
+          ln_input(zt + i * team * G);
+          ln_recurrent(rec + i * team * G, zt + i * team * G);
+          std::copy_n(c + r * H, H, buffer(layout.c_keep) + r * H);
+        }
         gates(H, zt + i * team * G, c + r * H, h_next + r * R, 0);
+        if (ln) ln_cell(r, zt + i * team * G, h_next + r * R);
         zone_hidden(h + r * R, h_next + r * R, 0, R);
         std::copy_n(h_next + r * R, R, io.y.data + (row + r) * io.y.stride);
       }
@@ -363,88 +405,6 @@ struct FrozenPass {
 void frozen_forward(Precision p, const CellDims& dims, const CellPlan& plan, const FrozenCell& cell,
                     const FrozenSteps& steps, const FrozenArrays& arrays) {
   FrozenPass(p, dims, plan, cell, steps, arrays).run();
-}
-
-namespace {
-
-// Seconds since start.
-inline double since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-#if defined(__AVX512F__)
-constexpr int kChains = 12;  // more independent chains than latency x ports
-
-// kChains chains of vpdpbusd for about `seconds`: GOP/s, a multiply-add counting 2. (The loops are
-// written out in each function: a lambda would not inherit the function's target.)
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) double vnni_throughput(double seconds) {
-  __m512i acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_epi32(i);
-  const __m512i a = _mm512_set1_epi8(3), w = _mm512_set1_epi8(-2);
-  const auto start = std::chrono::steady_clock::now();
-  long long rounds = 0;
-  do {
-    for (int r = 0; r < 4096; ++r)
-      for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, w);
-    rounds += 4096;
-  } while (since(start) < seconds);
-  const double rate = double(rounds) * kChains * 64 * 2.0 / since(start) / 1e9;
-  for (int i = 1; i < kChains; ++i) acc[0] = _mm512_add_epi32(acc[0], acc[i]);
-  static volatile int sink;  // keeps the loop
-  sink = _mm512_reduce_add_epi32(acc[0]);
-  return rate;
-}
-
-// The same with vdpbf16ps (32 multiply-adds an instruction).
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) double bf16_dot_throughput(double seconds) {
-  __m512 acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(float(i));
-  const __m512i a = _mm512_set1_epi16(0x3f80), w = _mm512_set1_epi16(0x3c00);  // 1.0, 2^-7
-  const auto start = std::chrono::steady_clock::now();
-  long long rounds = 0;
-  do {
-    for (int r = 0; r < 4096; ++r)
-      for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)a, (__m512bh)w);
-    rounds += 4096;
-  } while (since(start) < seconds);
-  const double rate = double(rounds) * kChains * 32 * 2.0 / since(start) / 1e9;
-  for (int i = 1; i < kChains; ++i) acc[0] = _mm512_add_ps(acc[0], acc[i]);
-  static volatile float sink;
-  sink = _mm512_reduce_add_ps(acc[0]);
-  return rate;
-}
-#endif
-
-}  // namespace
-
-// The multiply-add throughput of the instruction the frozen products of precision p run on this ISA
-// and CPU (vpdpbusd, vdpbf16ps; else the AVX2 sequences; baseline: the plain C++ block kernel on
-// weights in L1), in GOP/s: the peak the benchmark's bf16 and int8 fractions are of.
-double dot_throughput(Precision p, double seconds) {
-#if defined(__AVX512F__)
-  if (p == Precision::int8 && use_dot_instructions(true)) return vnni_throughput(seconds);
-  if (p == Precision::bf16 && use_dot_instructions(false)) return bf16_dot_throughput(seconds);
-#endif
-  // The block kernels, 4 rows by a block of 16 columns and depth 256 that stays in L1.
-  alignas(64) static std::int8_t q[4 * 256], w8[16 * 256];
-  alignas(64) static std::uint16_t b16[4 * 256], w16[16 * 256];
-  alignas(64) std::int32_t sums[4 * kFrozenBlock] = {};
-  alignas(64) float fsums[4 * kFrozenBlock] = {};
-  const auto start = std::chrono::steady_clock::now();
-  long long blocks = 0;
-  do {
-    for (int k = 0; k < 64; ++k) {
-      if (p == Precision::int8)
-        int8_block(4, q, 256, w8, 64, sums);
-      else
-        bf16_block(4, b16, 256, w16, 128, fsums);
-    }
-    blocks += 64;
-  } while (since(start) < seconds);
-  const double rate = double(blocks) * 4 * kFrozenBlock * 256 * 2.0 / since(start) / 1e9;
-  static volatile float sink;
-  sink = float(sums[0]) + fsums[0];
-  return rate;
 }
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

@@ -77,7 +77,10 @@ struct GateVariant {
   bool coupled = false;
   T sigmoid_lo = 0, sigmoid_hi = 0, tanh_lo = 0, tanh_hi = 0;  // the activated gates at -clip, clip
   T zone_c = 0;
-  bool any() const { return clip > 0 || coupled || zone_c > 0; }
+  // Layer norm (layer_norm.hpp): m = o * tanh(LN(c_t)) is the pass's to write after the kernel, and
+  // the backward reads tanh(LN(c_t)) and a dc that already holds the gradient through LN(c_t).
+  bool layer_norm = false;
+  bool any() const { return clip > 0 || coupled || zone_c > 0 || layer_norm; }
 };
 
 // Calls f(std::true_type) when the variant changes the gates, else f(std::false_type): the kernels take
@@ -91,9 +94,10 @@ inline void with_variant(const GateVariant<T>& v, const F& f) {
 }
 
 template <typename T>
-inline GateVariant<T> gate_variant(double clip, bool coupled, double zone_c = 0) {
+inline GateVariant<T> gate_variant(double clip, bool coupled, double zone_c = 0, bool layer_norm = false) {
   using S = Simd<T>;
   GateVariant<T> v;
+  v.layer_norm = layer_norm;
   v.clip = static_cast<T>(clip);
   v.coupled = coupled;
   v.zone_c = static_cast<T>(zone_c);
@@ -156,7 +160,7 @@ inline void forward_packet(const ForwardRow<T>& r, Index j, const GateVariant<T>
   S::store(r.z + 2 * H + j, candidate);
   S::store(r.z + 3 * H + j, output_gate);
   S::store(r.cell + j, kVariant && v.zone_c > 0 ? zone(S::set1(v.zone_c), c_prev, cell) : cell);
-  S::store(r.m + j, S::mul(output_gate, S::tanh(cell)));
+  if (!(kVariant && v.layer_norm)) S::store(r.m + j, S::mul(output_gate, S::tanh(cell)));
 }
 
 // Runs packet(row, j) (forward_packet, or another kernel of the same streams) over `count` units of one
@@ -205,6 +209,7 @@ struct BackwardRow {
   T* dc;               // [H] dc_t from the later step in, dc_{t-1} out
   T* dz;               // [4H] out: gradient w.r.t. the pre-activations (i, f, g, o)
   const T* peep;       // [3H] or null
+  const T* tanh_n;     // [H] tanh(LN(c_t)) with layer norm, else null
   Index stride;        // H
 };
 
@@ -215,13 +220,14 @@ inline void backward_packet(const BackwardRow<T>& r, Index j, const GateVariant<
   const auto one = S::set1(T(1));
   const auto i = S::load(r.gates + j), f = S::load(r.gates + H + j);
   const auto g = S::load(r.gates + 2 * H + j), o = S::load(r.gates + 3 * H + j);
-  const auto tanh_c = S::tanh(S::load(r.cell + j));
+  const bool ln = kVariant && v.layer_norm;  // h = o tanh(LN(c)): dc holds LN's part already
+  const auto tanh_c = ln ? S::load(r.tanh_n + j) : S::tanh(S::load(r.cell + j));
   const auto c_prev = S::load(r.cell_prev + j);
   const auto dm = S::load(r.dm + j);
-  auto dzo = S::mul(S::mul(dm, tanh_c), S::mul(o, S::sub(one, o)));                             // do * o (1 - o)
-  if (kVariant && v.clip > 0) dzo = S::inside(dzo, o, v.sigmoid_lo, v.sigmoid_hi);              // o clipped: 0
-  auto dcell = S::madd(S::mul(dm, o), S::sub(one, S::mul(tanh_c, tanh_c)), S::load(r.dc + j));  // dc_t
-  if constexpr (kPeephole) dcell = S::madd(dzo, S::load(r.peep + 2 * H + j), dcell);            // o saw c_t
+  auto dzo = S::mul(S::mul(dm, tanh_c), S::mul(o, S::sub(one, o)));                 // do * o (1 - o)
+  if (kVariant && v.clip > 0) dzo = S::inside(dzo, o, v.sigmoid_lo, v.sigmoid_hi);  // o clipped: 0
+  auto dcell = ln ? S::load(r.dc + j) : S::madd(S::mul(dm, o), S::sub(one, S::mul(tanh_c, tanh_c)), S::load(r.dc + j));
+  if constexpr (kPeephole) dcell = S::madd(dzo, S::load(r.peep + 2 * H + j), dcell);  // o saw c_t
   // di = dc_t g, df = dc_t c_{t-1}; coupled (f = 1 - i): di - df into i, nothing into f.
   const bool coupled = kVariant && v.coupled;
   auto dzi = S::mul(S::mul(dcell, coupled ? S::sub(g, c_prev) : g), S::mul(i, S::sub(one, i)));
@@ -246,16 +252,19 @@ inline void backward_packet(const BackwardRow<T>& r, Index j, const GateVariant<
 // gate blocks (and peephole rows) `stride` apart; pointers at the first unit (see BackwardRow).
 template <bool kPeephole, typename T>
 inline void gates_backward_units(Index count, Index stride, const T* gates, const T* cell, const T* cell_prev,
-                                 const T* dm, T* dc, T* dz, const T* peep, const GateVariant<T>& v) {
+                                 const T* dm, T* dc, T* dz, const T* peep, const GateVariant<T>& v,
+                                 const T* tanh_n = nullptr) {
   constexpr Index W = Simd<T>::kWidth;
   const Index body = count - count % W;
-  const BackwardRow<T> row{gates, cell, cell_prev, dm, dc, dz, peep, stride};
+  const BackwardRow<T> row{gates, cell, cell_prev, dm, dc, dz, peep, tanh_n, stride};
   with_variant(v, [&](auto variant) {
     for (Index j = 0; j < body; j += W) backward_packet<kPeephole, decltype(variant)::value>(row, j, v);
   });
   if (body == count) return;
   const Index n = count - body;
-  T tgates[4 * W] = {}, tcell[W] = {}, tprev[W] = {}, tdm[W] = {}, tdc[W] = {}, tdz[4 * W] = {}, tpeep[3 * W] = {};
+  T tgates[4 * W] = {}, tcell[W] = {}, tprev[W] = {}, tdm[W] = {}, tdc[W] = {}, tdz[4 * W] = {}, tpeep[3 * W] = {},
+               ttanh[W] = {};
+  if (tanh_n) std::copy_n(tanh_n + body, n, ttanh);
   for (Index k = 0; k < 4; ++k) std::copy_n(gates + k * stride + body, n, tgates + k * W);
   std::copy_n(cell + body, n, tcell);
   std::copy_n(cell_prev + body, n, tprev);
@@ -263,7 +272,7 @@ inline void gates_backward_units(Index count, Index stride, const T* gates, cons
   std::copy_n(dc + body, n, tdc);
   if constexpr (kPeephole)
     for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * stride + body, n, tpeep + k * W);
-  backward_packet<kPeephole, true>(BackwardRow<T>{tgates, tcell, tprev, tdm, tdc, tdz, tpeep, W}, 0, v);
+  backward_packet<kPeephole, true>(BackwardRow<T>{tgates, tcell, tprev, tdm, tdc, tdz, tpeep, ttanh, W}, 0, v);
   std::copy_n(tdc, n, dc + body);
   for (Index k = 0; k < 4; ++k) std::copy_n(tdz + k * W, n, dz + k * stride + body);
 }

@@ -84,12 +84,10 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
 
   // The layout of params_: the float tensors (all of them in fp32; the biases and peepholes of a
   // frozen model), then one summed bias per cell.
-  auto offset_of = [&](const detail::ModelTensor& t) -> Index& {
-    CellOffsets& o = m.cells_[t.cell];
-    Index* fields[] = {&o.weight_ih, &o.weight_hh, &o.bias_ih, &o.bias_hh, &o.weight_hr, &o.weight_peep};
-    return *fields[t.field];
+  auto offset_of = [&](const detail::ModelTensor& t) -> Index& { return m.cells_[t.cell].of(t.field); };
+  auto in_params = [&](const detail::ModelTensor& t) {
+    return !detail::is_scale(t.field) && !(frozen && detail::is_weight(t.field));
   };
-  auto in_params = [&](const detail::ModelTensor& t) { return t.field < 6 && !(frozen && detail::is_weight(t.field)); };
   Index total = 0;
   for (const detail::ModelTensor& t : file.tensors) {
     if (!in_params(t)) continue;
@@ -107,7 +105,8 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
   // An int8 file's row scales, by cell and weight (0 ih, 1 hh, 4 hr).
   std::vector<std::vector<float>> row_scales(static_cast<size_t>(c.num_cells() * 5));
   for (const detail::ModelTensor& t : file.tensors)
-    if (t.field >= 6) row_scales[t.cell * 5 + (t.field == 8 ? 4 : t.field - 6)] = detail::row_scales(file, t, what);
+    if (detail::is_scale(t.field))
+      row_scales[t.cell * 5 + (t.field == 8 ? 4 : t.field - 6)] = detail::row_scales(file, t, what);
   auto scale_of = [&](const detail::ModelTensor& t) {
     return file.precision == Precision::int8 && detail::is_weight(t.field) ? row_scales[t.cell * 5 + t.field].data()
                                                                            : nullptr;
@@ -115,7 +114,7 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
 
   std::vector<detail::FrozenCell> cells(static_cast<size_t>(c.num_cells()));
   for (const detail::ModelTensor& t : file.tensors) {  // parse_header checked that [begin, end) lies inside the data
-    if (t.field >= 6) continue;
+    if (detail::is_scale(t.field)) continue;
     if (in_params(t)) {
       const std::vector<float> v = detail::tensor_floats(file, t, scale_of(t), what);
       std::copy(v.begin(), v.end(), m.params_.begin() + offset_of(t));
@@ -137,6 +136,7 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
     const CellOffsets& o = m.cells_[k];
     cells[k].bias = o.bias < 0 ? nullptr : m.params_.data() + o.bias;
     cells[k].peep = o.weight_peep < 0 ? nullptr : m.params_.data() + o.weight_peep;
+    for (int i = 0; i < 6; ++i) cells[k].ln[i] = o.ln[i] < 0 ? nullptr : m.params_.data() + o.ln[i];
   }
   m.frozen_ = std::make_shared<const std::vector<detail::FrozenCell>>(std::move(cells));
   return m;
@@ -146,8 +146,8 @@ std::vector<CellWeights<float>> Model::cell_weights() const {
   std::vector<CellWeights<float>> cells;
   auto at = [&](Index offset) -> const float* { return offset < 0 ? nullptr : params_.data() + offset; };
   for (const CellOffsets& o : cells_)
-    cells.push_back(
-        {at(o.weight_ih), at(o.weight_hh), at(o.bias_ih), at(o.bias_hh), at(o.weight_hr), at(o.weight_peep)});
+    cells.push_back({at(o.weight_ih), at(o.weight_hh), at(o.bias_ih), at(o.bias_hh), at(o.weight_hr), at(o.weight_peep),
+                     at(o.ln[0]), at(o.ln[1]), at(o.ln[2]), at(o.ln[3]), at(o.ln[4]), at(o.ln[5])});
   return cells;
 }
 

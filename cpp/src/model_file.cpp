@@ -56,7 +56,7 @@ Config parse_config(const std::string& text, const std::string& what) {
   static const char* const known[] = {"input_size", "hidden_size",   "num_layers", "bias",          "batch_first",
                                       "dropout",    "bidirectional", "proj_size",  "peephole",      "forget_bias",
                                       "dtype",      "seed",          "cell_clip",  "coupled_gates", "recurrent_dropout",
-                                      "zoneout"};
+                                      "zoneout",    "layer_norm"};
   for (const auto& m : root.members)
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return m.first == k; }) ==
         std::end(known))
@@ -91,6 +91,7 @@ Config parse_config(const std::string& text, const std::string& what) {
   c.bidirectional = boolean("bidirectional", false);
   c.peephole = boolean("peephole", false);
   c.coupled_gates = boolean("coupled_gates", false);
+  c.layer_norm = boolean("layer_norm", false);
   if (const Json* clip = root.find("cell_clip"); clip && clip->kind != Json::Kind::Null) {
     if (clip->kind != Json::Kind::Number || !(clip->number > 0) || !std::isfinite(clip->number))
       throw Error(where + ": \"cell_clip\" must be null or a finite number > 0");
@@ -135,6 +136,12 @@ std::vector<std::int64_t> expected_shape(const Config& c, const detail::ModelTen
     case 7: return {4 * H};
     case 4: return {R, H};
     case 8: return {R};
+    case 9:
+    case 10:
+    case 11:
+    case 12: return {4 * H};
+    case 13:
+    case 14: return {H};
     default: return {3, H};
   }
 }
@@ -267,6 +274,8 @@ std::vector<ModelTensor> cell_tensors(const Config& c, Precision p, Index k, Ind
     if (int8) out.push_back({"weight_hr" + sfx + "_scale", cell, 8, 0});
   }
   if (c.peephole) out.push_back({"weight_peep" + sfx, cell, 5, 0});
+  if (c.layer_norm)
+    for (int k = 0; k < 6; ++k) out.push_back({kLayerNormNames[k] + sfx, cell, kLayerNormField + k, 0});
   return out;
 }
 
@@ -326,17 +335,16 @@ void Model::save(const std::string& path) const {
     for (Index d = 0; d < config_.directions(); ++d) {
       for (const detail::ModelTensor& t : detail::cell_tensors(config_, precision_, k, d)) {
         const CellOffsets& o = cells_[t.cell];
-        const Index offsets[] = {o.weight_ih, o.weight_hh, o.bias_ih, o.bias_hh, o.weight_hr, o.weight_peep};
         Index elements = 1;
         for (std::int64_t e : expected_shape(config_, t)) elements *= e;
-        if (t.field < 6 && offsets[t.field] >= 0) {  // a float32 tensor of params_ (little-endian hosts)
-          put(t, "F32", params_.data() + offsets[t.field], static_cast<std::size_t>(elements) * 4);
+        if (!detail::is_scale(t.field) && o.of(t.field) >= 0) {  // a float32 tensor of params_ (little-endian)
+          put(t, "F32", params_.data() + o.of(t.field), static_cast<std::size_t>(elements) * 4);
           continue;
         }
         const detail::FrozenCell& cell = (*frozen_)[t.cell];
-        const int weight = t.field >= 6 ? (t.field == 8 ? 4 : t.field - 6) : t.field;
+        const int weight = detail::is_scale(t.field) ? (t.field == 8 ? 4 : t.field - 6) : t.field;
         const detail::FrozenMatrix& w = weight == 0 ? cell.ih : weight == 1 ? cell.hh : cell.hr;
-        if (t.field >= 6) {
+        if (detail::is_scale(t.field)) {
           put(t, "F32", w.scale.data(), w.scale.size() * 4);
         } else if (precision_ == Precision::int8) {
           const std::vector<std::int8_t> q = detail::unpack_int8(w);

@@ -32,6 +32,9 @@ void check_weights(const Config& config, const std::vector<CellWeights<T>>& weig
       throw Error(where + ": bias_ih and bias_hh are required when bias=true");
     if (config.proj_size > 0 && !w.weight_hr) throw Error(where + ": weight_hr is required when proj_size > 0");
     if (config.peephole && !w.weight_peep) throw Error(where + ": weight_peep is required when peephole=true");
+    if (config.layer_norm &&
+        !(w.ln_ih_weight && w.ln_ih_bias && w.ln_hh_weight && w.ln_hh_bias && w.ln_cell_weight && w.ln_cell_bias))
+      throw Error(where + ": the ln_* gains and biases are required when layer_norm=true");
   }
 }
 
@@ -91,9 +94,11 @@ void Config::validate() const {
     if (value > kMaxSize) throw Error(std::string(name) + " must be <= 2^31 - 1, got " + str(value));
   const Index H = hidden_size, R = output_size();
   auto layer_params = [&](Index k) -> Index {  // -1 past kMaxElements
-    // Per cell: W_ih [4H, I_k], W_hh [4H, R], two biases [4H]; W_hr [R, H]; peepholes [3, H].
-    const Index gates = detail::checked_mul(4 * H, layer_input_size(k) + R + 2, kMaxElements);
-    return gates < 0 ? -1 : detail::checked_mul(gates + R * H + 3 * H, directions(), kMaxElements);
+    // Per cell: W_ih [4H, I_k], W_hh [4H, R], two biases [4H]; W_hr [R, H]; peepholes [3, H]; layer
+    // norm's 4 [4H] and 2 [H].
+    const Index ln = layer_norm ? 1 : 0;
+    const Index gates = detail::checked_mul(4 * H, layer_input_size(k) + R + 2 + 4 * ln, kMaxElements);
+    return gates < 0 ? -1 : detail::checked_mul(gates + R * H + (3 + 2 * ln) * H, directions(), kMaxElements);
   };
   Index total = layer_params(0);
   if (total >= 0 && num_layers > 1) {  // layers 1.. are alike

@@ -32,6 +32,14 @@ struct CellWeights {
   const T* bias_hh = nullptr;      // [4H], null when !bias
   const T* weight_hr = nullptr;    // [R, H], null when proj_size == 0
   const T* weight_peep = nullptr;  // [3, H] rows (i, f, o), null when !peephole
+  // Layer norm's gains and biases (Config::layer_norm; else null): of LN(W_ih x_t) and LN(W_hh h_{t-1})
+  // [4H] each, of LN(c_t) [H].
+  const T* ln_ih_weight = nullptr;
+  const T* ln_ih_bias = nullptr;
+  const T* ln_hh_weight = nullptr;
+  const T* ln_hh_bias = nullptr;
+  const T* ln_cell_weight = nullptr;
+  const T* ln_cell_bias = nullptr;
 };
 
 // Where backward writes the gradients of one cell: same shapes as CellWeights. Overwritten, not
@@ -44,6 +52,12 @@ struct CellGrads {
   T* bias_hh = nullptr;
   T* weight_hr = nullptr;
   T* weight_peep = nullptr;
+  T* ln_ih_weight = nullptr;
+  T* ln_ih_bias = nullptr;
+  T* ln_hh_weight = nullptr;
+  T* ln_hh_bias = nullptr;
+  T* ln_cell_weight = nullptr;
+  T* ln_cell_bias = nullptr;
 };
 
 // Which batch rows are active at each step (torch's PackedSequence.batch_sizes).
@@ -72,6 +86,9 @@ struct CellTrace {
   // Zoneout's masks (cell_kernel.hpp's Zoneout), [N, R] and [N, H], or empty: the probabilities. With
   // zoneout, `cell` holds c~_t, the cell's new state before the mix, and cell_prev the mixed c_{t-1}.
   Buffer<T> zoneout_h, zoneout_c;
+  // Layer norm (Config::layer_norm): each LN's input normalised, (v - mean) / std, of W_ih x_t and
+  // W_hh h_{t-1} [N, 4H] and of c_t [N, H]; tanh(LN(c_t)) [N, H]; the three stds [N, 3].
+  Buffer<T> ln_ih_hat, ln_hh_hat, ln_cell_hat, ln_tanh, ln_std;
 };
 
 // Everything a training forward leaves for backward.

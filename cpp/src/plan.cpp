@@ -29,12 +29,13 @@ bool parallel_directions(const Problem& p) {
 }
 
 // The row split: a big batch on weights small enough to sit whole in each core's L2, packed, with
-// no projection (h_t = W_hr m_t needs every unit of m).
+// no projection (h_t = W_hr m_t needs every unit of m). Layer norm takes it on any weights: the unit
+// split would need a meeting a step for each of its three statistics, so its alternative is one thread.
 bool split_rows(const Problem& p, int team, bool packing) {
   const std::size_t weights = p.element_size * static_cast<std::size_t>(4 * p.dims.hidden_size) *
                               static_cast<std::size_t>(p.dims.input_size + p.dims.output_size);
   return packing && team > 1 && !p.dims.projection && p.batch >= kRowsPerMemberMin * team &&
-         weights <= kRowSplitWeightBytes;
+         (weights <= kRowSplitWeightBytes || p.dims.layer_norm);
 }
 
 }  // namespace
@@ -48,6 +49,7 @@ LayerPlan plan_layer(const Problem& p) {
   cell.team = static_cast<int>(std::max<Index>(1, std::min<Index>(step_threads(p, plan.directions_parallel), packets)));
   cell.packing = p.rows >= kPackMinRows;
   cell.split = split_rows(p, cell.team, cell.packing) ? Split::kRows : Split::kUnits;
+  if (p.dims.layer_norm && cell.split == Split::kUnits) cell.team = 1;  // its statistics span the row
   cell.chunk = p.training ? std::max<Index>(p.steps, 1)
                           : std::clamp<Index>(kInferenceChunkNumbers / (p.batch * 4 * p.dims.hidden_size), 1,
                                               kInferenceChunkMaxSteps);

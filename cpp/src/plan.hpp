@@ -21,14 +21,21 @@ struct CellDims {
   bool coupled_gates;  // f = 1 - i
   double zoneout_h;    // inference zoneout probabilities (Config); 0: none
   double zoneout_c;
-  bool zoneout() const { return zoneout_h > 0 || zoneout_c > 0; }
+  bool layer_norm;  // its statistics need every unit of a row: a team of one, or the row split
 };
 
 // The dims of any cell of layer `layer` of a stack (both directions of a layer have the same).
 inline CellDims cell_dims(const Config& config, Index layer) {
-  return {config.layer_input_size(layer), config.hidden_size, config.output_size(),
-          config.proj_size > 0,           config.peephole,    config.cell_clip,
-          config.coupled_gates,           config.zoneout_h,   config.zoneout_c};
+  return {config.layer_input_size(layer),
+          config.hidden_size,
+          config.output_size(),
+          config.proj_size > 0,
+          config.peephole,
+          config.cell_clip,
+          config.coupled_gates,
+          config.zoneout_h,
+          config.zoneout_c,
+          config.layer_norm};
 }
 
 // What a plan is computed from: one layer of a call.

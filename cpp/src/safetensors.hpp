@@ -55,7 +55,9 @@ struct ModelTensor {
   std::string name;   // e.g. weight_ih_l0_reverse
   std::size_t cell;   // k*D + d
   int field;          // 0 weight_ih, 1 weight_hh, 2 bias_ih, 3 bias_hh, 4 weight_hr, 5 weight_peep,
-                      // int8 files: 6, 7, 8 the row scales of weight_ih, weight_hh, weight_hr
+                      // int8 files: 6, 7, 8 the row scales of weight_ih, weight_hh, weight_hr;
+                      // layer norm: 9 .. 14 ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias,
+                      // ln_cell_weight, ln_cell_bias
   std::size_t index;  // into ModelFile::header.tensors
 };
 
@@ -84,6 +86,11 @@ std::vector<ModelTensor> cell_tensors(const Config& c, Precision p, Index k, Ind
 
 // The weight fields (weight_ih, weight_hh, weight_hr): what bf16 and int8 files store reduced.
 inline bool is_weight(int field) { return field == 0 || field == 1 || field == 4; }
+// The int8 row scales' fields.
+inline bool is_scale(int field) { return field >= 6 && field <= 8; }
+constexpr int kLayerNormField = 9;  // the first of layer norm's six
+constexpr const char* kLayerNormNames[] = {"ln_ih_weight", "ln_ih_bias",     "ln_hh_weight",
+                                           "ln_hh_bias",   "ln_cell_weight", "ln_cell_bias"};
 
 // A tensor's little-endian 16-bit words (BF16).
 std::vector<std::uint16_t> tensor_words(const TensorInfo& info, const unsigned char* bytes);

@@ -17,8 +17,10 @@ from ._checks import MAX_SIZE, bool_arg, float_arg, int_arg
 
 DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
-# The parameters of one cell (layer k, direction d at k*D + d) in the order the core takes them.
-CELL_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep")
+# The parameters of one cell (layer k, direction d at k*D + d) in the order the core takes them; the
+# last six are layer norm's gains and biases.
+LN_KINDS = ("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_cell_weight", "ln_cell_bias")
+CELL_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep") + LN_KINDS
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -39,6 +41,7 @@ class LSTMConfig:
     bidirectional: bool = False
     proj_size: int = 0
     peephole: bool = False
+    layer_norm: bool = False
     cell_clip: Optional[float] = None
     coupled_gates: bool = False
     recurrent_dropout: float = 0.0
@@ -60,7 +63,7 @@ class LSTMConfig:
         v["proj_size"] = int_arg("proj_size", self.proj_size, 0)
         if v["proj_size"] >= v["hidden_size"]:
             raise ValueError(f"proj_size must be < hidden_size ({v['hidden_size']}), got {v['proj_size']}")
-        for name in ("bias", "batch_first", "bidirectional", "peephole", "coupled_gates"):
+        for name in ("bias", "batch_first", "bidirectional", "peephole", "layer_norm", "coupled_gates"):
             v[name] = bool_arg(name, getattr(self, name))
         v["cell_clip"] = None if self.cell_clip is None else float_arg("cell_clip", self.cell_clip)
         if v["cell_clip"] is not None and not 0 < v["cell_clip"] < float("inf"):
@@ -117,7 +120,7 @@ class LSTMConfig:
                 yield k, suffix
 
     def cell_param_names(self) -> list:
-        """Per cell, the names of its 6 parameters in CELL_KINDS order (absent ones included)."""
+        """Per cell, the names of its parameters in CELL_KINDS order (absent ones included)."""
         return [tuple(f"{kind}_l{k}{sfx}" for kind in CELL_KINDS) for k, sfx in self.cell_names()]
 
     def num_params(self) -> int:
@@ -126,13 +129,18 @@ class LSTMConfig:
 
         def layer(input_size: int) -> int:
             return D * (
-                4 * H * (input_size + R) + 8 * H * self.bias + R * H * (self.proj_size > 0) + 3 * H * self.peephole
+                4 * H * (input_size + R)
+                + 8 * H * self.bias
+                + R * H * (self.proj_size > 0)
+                + 3 * H * self.peephole
+                + 18 * H * self.layer_norm
             )
 
         return layer(self.input_size) + (self.num_layers - 1) * layer(D * R)
 
     def param_shapes(self) -> Dict[str, Tuple[int, ...]]:
-        """torch.nn.LSTM's state_dict keys and shapes in its order, then the peephole weights (3, H)."""
+        """torch.nn.LSTM's state_dict keys and shapes in its order, then the peephole weights (3, H), then
+        layer norm's gains and biases ((4H,) for ih and hh, (H,) for the cell)."""
         H, R = self.hidden_size, self.output_size
         shapes: Dict[str, Tuple[int, ...]] = {}
         for k, sfx in self.cell_names():
@@ -146,6 +154,10 @@ class LSTMConfig:
         if self.peephole:
             for k, sfx in self.cell_names():
                 shapes[f"weight_peep_l{k}{sfx}"] = (3, H)
+        if self.layer_norm:
+            for k, sfx in self.cell_names():
+                for kind in LN_KINDS:
+                    shapes[f"{kind}_l{k}{sfx}"] = (H,) if kind.startswith("ln_cell") else (4 * H,)
         return shapes
 
     def state_shapes(self, batch: Optional[int]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
@@ -195,6 +207,7 @@ class LSTMConfig:
             coupled_gates=self.coupled_gates,
             zoneout_h=self.zoneout_pair[0],
             zoneout_c=self.zoneout_pair[1],
+            layer_norm=self.layer_norm,
         )
 
     def arguments_repr(self, dtype: bool = True) -> str:

@@ -4,17 +4,12 @@ from typing import Dict, Final, Optional, Sequence, Tuple
 import numpy as np
 import numpy.typing as npt
 
-# Per cell (layer k, direction d at k*D + d):
+# Per cell (layer k, direction d at k*D + d), CELL_KINDS of _config.py:
 # (weight_ih [4H, I_k], weight_hh [4H, R], bias_ih [4H] | None, bias_hh [4H] | None,
-#  weight_hr [R, H] | None, weight_peep [3, H] | None)
-CellWeights = Tuple[
-    npt.NDArray[np.floating],
-    npt.NDArray[np.floating],
-    Optional[npt.NDArray[np.floating]],
-    Optional[npt.NDArray[np.floating]],
-    Optional[npt.NDArray[np.floating]],
-    Optional[npt.NDArray[np.floating]],
-]
+#  weight_hr [R, H] | None, weight_peep [3, H] | None,
+#  ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias [4H] | None, ln_cell_weight, ln_cell_bias [H] | None)
+# (6-tuples are accepted without layer_norm.)
+CellWeights = Tuple[Optional[npt.NDArray[np.floating]], ...]
 
 class CoreError(ValueError): ...
 
@@ -31,6 +26,9 @@ class Config:
         peephole: bool,
         cell_clip: float = 0.0,
         coupled_gates: bool = False,
+        zoneout_h: float = 0.0,
+        zoneout_c: float = 0.0,
+        layer_norm: bool = False,
     ) -> None: ...
     # Read-only (Final): a Config is fixed once made.
     input_size: Final[int]
@@ -42,6 +40,9 @@ class Config:
     peephole: Final[bool]
     cell_clip: Final[float]  # 0: none
     coupled_gates: Final[bool]
+    zoneout_h: Final[float]  # inference probabilities; 0: none
+    zoneout_c: Final[float]
+    layer_norm: Final[bool]
 
 MAX_THREADS: Final[int]  # the most threads set_num_threads accepts (the core's kMaxThreads)
 
@@ -67,8 +68,10 @@ def forward(
     dropout_masks: Sequence[Optional[npt.NDArray[np.floating]]],
     train: bool,
     recurrent_masks: Optional[npt.NDArray[np.floating]] = None,
+    zoneout_masks: Optional[Tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]] = None,
 ) -> Tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating], Optional[Trace32 | Trace64]]:
-    """Runs the stack over packed x [N, I] (recurrent_masks None or [L*D, B, R]); returns
+    """Runs the stack over packed x [N, I] (recurrent_masks None or [L*D, B, R]; zoneout_masks None or
+    (d_h [L*D, N, R], d_c [L*D, N, H]), training only); returns
     (y [N, D*R], h_n [L*D, B, R], c_n [L*D, B, H], trace)."""
 
 def backward(
@@ -83,7 +86,7 @@ def backward(
     npt.NDArray[np.floating],
     list[CellWeights],
 ]:
-    """Backpropagation through time; returns (dx [N, I], dh0, dc0, one gradient 6-tuple per cell)."""
+    """Backpropagation through time; returns (dx [N, I], dh0, dc0, one gradient 12-tuple per cell)."""
 
 def read_model_file(path: str) -> Tuple[str, Dict[str, npt.NDArray[np.floating]]]:
     """Reads and checks a model file as the C++ Model::load does (container, format, config, exactly the

@@ -52,8 +52,11 @@ def to_onnx(
         raise ValueError(
             f"to_onnx: the ONNX LSTM operator has no projection; this model has proj_size={model.proj_size}"
         )
-    if model.zoneout_pair != (0.0, 0.0):
-        raise ValueError(f"to_onnx: the ONNX LSTM operator has no zoneout; this model has zoneout={model.zoneout}")
+    if model.zoneout_pair != (0.0, 0.0) or model.layer_norm:
+        raise ValueError(
+            "to_onnx: the ONNX LSTM operator has no zoneout or layer norm; this model is "
+            f"LSTM({model.arguments_repr()})"
+        )
     H, D, L = model.hidden_size, model.num_directions, model.num_layers
     elem = TensorProto.FLOAT if model.dtype == np.float32 else TensorProto.DOUBLE
     nodes, inits = [], []
@@ -204,9 +207,10 @@ def to_keras_weights(model: LSTMConfig, p: Mapping[str, np.ndarray]) -> List[np.
             "to_keras_weights: a Keras LSTM layer is one unidirectional layer without projection "
             f"or peepholes; this model is LSTM({model.arguments_repr()})"
         )
-    if model.cell_clip is not None or model.coupled_gates or model.zoneout_pair != (0.0, 0.0):
+    if model.cell_clip is not None or model.coupled_gates or model.zoneout_pair != (0.0, 0.0) or model.layer_norm:
         raise ValueError(
-            "to_keras_weights: a Keras LSTM layer has no cell_clip, coupled_gates or zoneout; this model is "
+            "to_keras_weights: a Keras LSTM layer has no cell_clip, coupled_gates, zoneout or layer norm; this "
+            "model is "
             f"LSTM({model.arguments_repr()})"
         )
     weights = [np.ascontiguousarray(p["weight_ih_l0"].T), np.ascontiguousarray(p["weight_hh_l0"].T)]

@@ -63,7 +63,8 @@ class LSTM(SequenceLayout, ConfigAttributes):
     With ``cell_clip=c`` the gates' pre-activations are clamped to [-c, c] before their sigmoid or tanh
     (ONNX's ``clip``); with ``coupled_gates=True``, f = 1 - i (ONNX's ``input_forget``). With
     ``zoneout``, c_t = d_c * c_{t-1} + (1 - d_c) * c and h_t = d_h * h_{t-1} + (1 - d_h) * h, c and h
-    the new state above (Krueger et al. 2016).
+    the new state above (Krueger et al. 2016). With ``layer_norm=True`` (Ba et al. 2016) the two
+    products are layer-normalised, z = LN(W_ih x) + LN(W_hh h) + b_ih + b_hh, and h = o * tanh(LN(c)).
 
     Args:
         input_size: I, features of each input step.
@@ -75,6 +76,8 @@ class LSTM(SequenceLayout, ConfigAttributes):
         bidirectional: D = 2 directions per layer, outputs concatenated (forward first).
         proj_size: R > 0 projects h to R features (LSTMP); 0 means R = H.
         peephole: adds diagonal weights from the cell into the gates, ``weight_peep_l{k}`` (3, H).
+        layer_norm: the layer-normalised LSTM; gains ``ln_ih_weight_l{k}``, ``ln_hh_weight_l{k}`` (4H,),
+            ``ln_cell_weight_l{k}`` (H,) initialised to 1, and biases ``ln_*_bias_l{k}`` to 0; eps 1e-5.
         cell_clip: None, or c > 0: the inputs of the gates' activations clamped to [-c, c].
         coupled_gates: the forget gate is 1 - the input gate (its weight rows stay, with zero gradient).
         recurrent_dropout: p, variational dropout of h_{t-1} in the recurrent product (Gal & Ghahramani
@@ -105,6 +108,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
         bidirectional: bool = False,
         proj_size: int = 0,
         peephole: bool = False,
+        layer_norm: bool = False,
         cell_clip: Optional[float] = None,
         coupled_gates: bool = False,
         recurrent_dropout: float = 0.0,
@@ -143,13 +147,16 @@ class LSTM(SequenceLayout, ConfigAttributes):
         bound = 1.0 / math.sqrt(self.hidden_size)
         params = {}
         for name, shape in self._lstm_config.param_shapes().items():
+            if name.startswith("ln_"):  # layer norm: gain 1, bias 0 (Ba et al.)
+                params[name] = np.full(shape, float("_weight_" in name), self.dtype)
+                continue
             params[name] = self._rng.uniform(-bound, bound, size=shape).astype(self.dtype)
             if name.startswith("bias_ih"):
                 params[name][self.hidden_size : 2 * self.hidden_size] += self.forget_bias
         return params
 
     def _weights(self, params: Mapping[str, np.ndarray]) -> list:
-        """The core's per-cell 6-tuples.
+        """The core's per-cell tuples (CELL_KINDS).
 
         Kept between calls while `params` holds the same arrays (building it took 2 of a streaming
         step's 14 us). Only a list of the arrays themselves is kept, never one with a copy in it, so

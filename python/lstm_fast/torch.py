@@ -28,10 +28,12 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import _core
 from ._checks import check_pair, check_sequence_shape
-from ._config import ConfigAttributes, LSTMConfig
+from ._config import CELL_KINDS, ConfigAttributes, LSTMConfig
 from ._lstm import LSTM as _NumpyLSTM
 
 __all__ = ["LSTM"]
+
+_KINDS = len(CELL_KINDS)  # parameters per cell, absent ones included
 
 # The parameter dtypes the kernels run, and their NumPy names for the config.
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
@@ -47,7 +49,7 @@ class _LSTMFunction(torch.autograd.Function):
 
     Inputs: x [N, I] packed (rows of step t follow those of step t-1, longest sequences first, as in a
     PackedSequence), h0 [L*D, B, R] and c0 [L*D, B, H] (None for zeros) in that sorted batch order, and
-    the 6 parameters of every cell in the core's order (layer k, direction d at k*D + d). Outputs y
+    the parameters of every cell in the core's order (CELL_KINDS) (layer k, direction d at k*D + d). Outputs y
     [N, D*R], h_n, c_n. The training forward keeps the core's trace (gates, cells, layer inputs) on ctx;
     the parameters are saved through save_for_backward, so an in-place update between forward and
     backward raises torch's usual version error instead of skewing the gradient.
@@ -68,7 +70,7 @@ class _LSTMFunction(torch.autograd.Function):
         c0: Optional[Tensor],
         *params: Optional[Tensor],
     ):
-        cells = [tuple(_numpy(p) for p in params[k : k + 6]) for k in range(0, len(params), 6)]
+        cells = [tuple(_numpy(p) for p in params[k : k + _KINDS]) for k in range(0, len(params), _KINDS)]
         y, h_n, c_n, trace = _core.forward(
             config,
             cells,
@@ -96,7 +98,7 @@ class _LSTMFunction(torch.autograd.Function):
             raise RuntimeError("lstm_fast.torch.LSTM: backward through a forward run without gradients")
         saved = iter(ctx.saved_tensors)
         params = [next(saved) if present else None for present in ctx.present]
-        cells = [tuple(_numpy(p) for p in params[k : k + 6]) for k in range(0, len(params), 6)]
+        cells = [tuple(_numpy(p) for p in params[k : k + _KINDS]) for k in range(0, len(params), _KINDS)]
         if dy is None:  # only the final state was used
             dy = torch.zeros(ctx.y_shape, dtype=params[0].dtype)
         dx, dh0, dc0, grads = _core.backward(
@@ -126,6 +128,8 @@ class LSTM(ConfigAttributes, nn.Module):
         coupled_gates: f = 1 - i (ONNX's input_forget); the forget rows stay, with zero gradient.
         recurrent_dropout: p, variational dropout of h_{t-1} in the recurrent product in training (one
             mask per sequence and cell a call, from torch's generator, scaled by 1/(1-p)).
+        layer_norm: the layer-normalised LSTM of Ba et al. (2016), with ``ln_*`` gains (initialised to 1)
+            and biases (0), as lstm_fast.LSTM.
         zoneout: z or (z_h, z_c): in training each unit keeps its previous h (c) with probability z_h
             (z_c), a fresh mask per unit, step and sequence from torch's generator; in eval, d = z.
 
@@ -154,6 +158,7 @@ class LSTM(ConfigAttributes, nn.Module):
         dtype: Optional[torch.dtype] = None,
         *,
         peephole: bool = False,
+        layer_norm: bool = False,
         forget_bias: float = 0.0,
         cell_clip: Optional[float] = None,
         coupled_gates: bool = False,
@@ -181,6 +186,9 @@ class LSTM(ConfigAttributes, nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         with torch.no_grad():
             for name, p in self.named_parameters():
+                if name.startswith("ln_"):  # layer norm: gain 1, bias 0
+                    p.fill_(float("_weight_" in name))
+                    continue
                 p.uniform_(-bound, bound)
                 if name.startswith("bias_ih"):
                     p[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
@@ -192,7 +200,7 @@ class LSTM(ConfigAttributes, nn.Module):
         return self._lstm_config.arguments_repr(dtype=False)
 
     def _cell_params(self) -> List[Optional[Tensor]]:
-        """The 6 parameters of every cell in the core's order, None where absent."""
+        """The parameters of every cell in the core's order (CELL_KINDS), None where absent."""
         params = dict(self.named_parameters())
         return [params.get(name) for cell in self._cell_param_names for name in cell]
 

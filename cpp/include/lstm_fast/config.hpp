@@ -57,6 +57,10 @@ struct Config {
   // takes 0/1 masks per unit, step and row instead (network.hpp).
   double zoneout_h = 0.0;
   double zoneout_c = 0.0;
+  // The layer-normalised LSTM (Ba, Kiros & Hinton 2016, eqs. 20-22): z = LN(W_ih x_t) + LN(W_hh h_{t-1})
+  // + b_ih + b_hh, each LN over the row's 4H numbers, and h_t = o * tanh(LN(c_t)) over H; each LN with
+  // its own gain and bias (network.hpp's CellWeights), eps 1e-5.
+  bool layer_norm = false;
 
   Index directions() const { return bidirectional ? 2 : 1; }                     // D
   Index output_size() const { return proj_size > 0 ? proj_size : hidden_size; }  // R

@@ -144,7 +144,13 @@ class Model {
   // Where each tensor of a cell lives in params_ (an offset in floats), -1 when absent.
   struct CellOffsets {
     Index weight_ih = -1, weight_hh = -1, bias_ih = -1, bias_hh = -1, weight_hr = -1, weight_peep = -1;
-    Index bias = -1;  // b_ih + b_hh [4H], summed once for step
+    Index ln[6] = {-1, -1, -1, -1, -1, -1};  // layer norm's gains and biases (file fields 9 .. 14)
+    Index bias = -1;                         // b_ih + b_hh [4H], summed once for step
+    Index& of(int field) {                   // a file field's offset (not the int8 scales', 6 .. 8)
+      Index* fields[] = {&weight_ih, &weight_hh, &bias_ih, &bias_hh, &weight_hr, &weight_peep};
+      return field < 6 ? *fields[field] : ln[field - 9];
+    }
+    Index of(int field) const { return const_cast<CellOffsets*>(this)->of(field); }
   };
   void check_state(const State& state, const char* call) const;
   static Model from_bytes(const void* data, std::size_t size, const std::string& what, const Precision* precision);

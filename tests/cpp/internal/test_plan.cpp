@@ -77,6 +77,21 @@ TEST(Plan, ProjectionIsNeverSplitByRows) {
   EXPECT_EQ(plan.cell.split, Split::kUnits);
 }
 
+TEST(Plan, LayerNormSplitsRowsOnAnyWeightsElseRunsOnOneThread) {
+  // Its statistics need every unit of a row: the row split (whatever the weights), or a team of one.
+  Problem p = problem(100, 64, 256, 256, 2);  // 2 MiB of weights: the plain cell splits units
+  EXPECT_EQ(plan_layer(p).cell.split, Split::kUnits);
+  p.dims.layer_norm = true;
+  EXPECT_EQ(plan_layer(p).cell.split, Split::kRows);
+  EXPECT_EQ(plan_layer(p).cell.team, 2);
+  for (Problem q : {problem(100, 4, 64, 256, 2), problem(100, 64, 256, 256, 2)}) {
+    q.dims.layer_norm = true;
+    q.dims.projection = q.batch == 64;  // few rows, or a projection: one thread
+    EXPECT_EQ(plan_layer(q).cell.team, 1);
+    EXPECT_EQ(plan_layer(q).cell.split, Split::kUnits);
+  }
+}
+
 TEST(Plan, BigBidirectionalLayerRunsDirectionsSideBySideWithHalfTheTeam) {
   Problem p = problem(100, 32, 256, 256, 4);
   p.directions = 2;
