@@ -30,7 +30,10 @@ def run_and_compare(model, x, state, lengths, dy, dstate, dtype):
     returned (or None)."""
     swap = (lambda a: a.transpose(1, 0, 2)) if model.batch_first else (lambda a: a)
     y, (h_n, c_n) = model.forward(swap(x), state, lengths)
-    masks, zoneout = model._training_run.recurrent_masks, model._training_run.zoneout_masks
+    run = model._training_run
+    masks, zoneout = run.recurrent_masks, run.zoneout_masks
+    if zoneout is not None:  # packed rows -> (L*D, T, B, *)
+        zoneout = tuple(np.stack([run.packing.unpack(d) for d in cells]) for cells in zoneout)
     dx, (dh0, dc0) = model.backward(swap(dy), dstate)
     y, dx = swap(y), swap(dx)
     # The reference sees the inputs as the model computed with them (rounded to float32 for a float32

@@ -418,7 +418,7 @@ def test_zoneout_masks_are_seeded_fresh_and_at_the_rate(rng):
     a.forward(x)
     assert not np.array_equal(first[0], a._training_run.zoneout_masks[0])  # fresh at every forward
     assert abs(first[0].mean() - 0.25) < 0.03 and abs(first[1].mean() - 0.6) < 0.03
-    assert first[0].shape == (1, 6, 50, 8) and set(np.unique(first[1])) == {0.0, 1.0}
+    assert first[0].shape == (1, 6 * 50, 8) and set(np.unique(first[1])) == {0.0, 1.0}
     plain = lf.LSTM(3, 8, seed=5)
     assert np.abs(a(x)[0] - plain(x)[0]).max() > 0.01  # inference keeps the expectation
 

@@ -31,19 +31,26 @@ struct BackwardPass : PassShape {
   void input_gradient(Index n0, Index n1);
   void projection_gradient(const MemberSlice& slice);
   void peephole_gradient(const MemberSlice& slice);
-  void ln_rows(Index n0, Index n1);
-  void ln_gradients(int j, int team);
-  // Layer norm, per row (layer_norm.hpp), packed row `row` and state row r: before the gate kernel the
-  // gradient through LN(c_t) added to dc (dm: the row's gradient w.r.t. m); after it, dA_h = the
-  // gradient w.r.t. h W_hh^T from the row's dZ.
-  void ln_cell(Index row, Index r, const T* dm_row) {
+  // Layer norm, per row (layer_norm.hpp), packed row `row`, state row r, slice j: before the gate kernel
+  // the gradient through LN(c_t) added to dc (dm: the row's gradient w.r.t. m); after it, the gradients
+  // w.r.t. h W_hh^T and x W_ih^T from the row's dZ. Each adds its row's terms of the gains' and the
+  // cell's bias's gradients into slice j's sums (while the row is in cache).
+  void ln_cell(Index row, Index r, const T* dm_row, int j) {
+    T* dn = dn_rows.data() + r * H;
+    const T* hat = trace.ln_cell_hat.data() + row * H;
     cell_layer_norm_backward(H, dm_row, trace.gates.data() + row * G + 3 * H, trace.ln_tanh.data() + row * H,
-                             w.ln_cell_weight, trace.ln_cell_hat.data() + row * H, trace.ln_std[row * 3 + 2],
-                             dN_buffer.data() + row * H, dc.data() + r * H);
+                             w.ln_cell_weight, hat, trace.ln_std[row * 3 + 2], dn, dc.data() + r * H);
+    accumulate_row<T>(H, dn, hat, d_ln_cell.data() + 2 * j * H);
+    accumulate_row<T>(H, dn, nullptr, d_ln_cell.data() + (2 * j + 1) * H);
   }
-  void ln_recurrent(Index row) {
-    layer_norm_backward<false>(G, dZ_buffer.data() + row * G, w.ln_hh_weight, trace.ln_hh_hat.data() + row * G,
-                               trace.ln_std[row * 3 + 1], dA_h.data() + row * G);
+  void ln_gates(Index row, int j) {
+    const T* dz = dZ_buffer.data() + row * G;
+    const T* hat_ih = trace.ln_ih_hat.data() + row * G;
+    const T* hat_hh = trace.ln_hh_hat.data() + row * G;
+    layer_norm_backward<false>(G, dz, w.ln_hh_weight, hat_hh, trace.ln_std[row * 3 + 1], dA_h.data() + row * G);
+    layer_norm_backward<false>(G, dz, w.ln_ih_weight, hat_ih, trace.ln_std[row * 3], dA_x.data() + row * G);
+    accumulate_row<T>(G, dz, hat_ih, d_ln_gates.data() + 2 * j * G);
+    accumulate_row<T>(G, dz, hat_hh, d_ln_gates.data() + (2 * j + 1) * G);
   }
   // The gradients w.r.t. W_hh h_{t-1} and W_ih x_t: dZ itself, or through layer norm.
   const T* recurrent_gradient() const { return ln ? dA_h.data() : dZ_buffer.data(); }
@@ -74,10 +81,11 @@ struct BackwardPass : PassShape {
   // address of its destination, so summing straight into the caller's array would round differently
   // depending on where that array lies.
   Matrix<T> db, dP;
-  // Layer norm: [N, 4H] the gradients w.r.t. h W_hh^T and x W_ih^T, [N, H] w.r.t. LN(c_t); the column
-  // sums of its gains' and biases' gradients: rows (ih gain, hh gain) [2, 4H], (cell gain, bias) [2, H].
-  Buffer<T> dA_h, dA_x, dN_buffer;
-  Matrix<T> d_ln_gates, d_ln_cell;
+  // Layer norm: [N, 4H] the gradients w.r.t. h W_hh^T and x W_ih^T; [B, H] w.r.t. LN(c_t) of the rows
+  // being processed; per slice j of the team the sums of its rows' terms of the gains' gradients, rows
+  // 2j, 2j + 1: (ih gain, hh gain) [4H], (cell gain, cell bias) [H] (added up in slice order at the end).
+  Buffer<T> dA_h, dA_x;
+  Matrix<T> dn_rows, d_ln_gates, d_ln_cell;
   // Packed when plan.packing. Unit split: W_hh's columns member by member, the panel of
   // W_hh[k][r0 + j] for the member's outputs [r0, r1), panel_size(nr, 4H) < 4H (nr + W) numbers; with a
   // projection r0 need not be on a packet boundary, so member k's panel starts at 4H (r0 + k W).
@@ -113,9 +121,9 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
   if (ln) {
     dA_h.resize(static_cast<size_t>(N * G));
     dA_x.resize(static_cast<size_t>(N * G));
-    dN_buffer.resize(static_cast<size_t>(N * H));
-    d_ln_gates.resize(2, G);
-    d_ln_cell.resize(2, H);
+    dn_rows.resize(B, H);
+    d_ln_gates.setZero(2 * plan.team, G);
+    d_ln_cell.setZero(2 * plan.team, H);
   }
   if (zoneout.on()) {
     dh_keep.resize(B, R);
@@ -143,6 +151,10 @@ void BackwardPass<T>::run() {
   }
   if (dims.peephole) Map<T>(io.grads.weight_peep, 3, H) = dP;
   if (ln) {  // (the biases of LN(x W_ih^T) and LN(h W_hh^T) add to z like b_ih and b_hh)
+    for (int j = 1; j < plan.team; ++j) {
+      d_ln_gates.topRows(2) += d_ln_gates.middleRows(2 * j, 2);
+      d_ln_cell.topRows(2) += d_ln_cell.middleRows(2 * j, 2);
+    }
     Map<T>(io.grads.ln_ih_weight, 1, G) = d_ln_gates.row(0);
     Map<T>(io.grads.ln_hh_weight, 1, G) = d_ln_gates.row(1);
     Map<T>(io.grads.ln_ih_bias, 1, G) = db;
@@ -207,12 +219,12 @@ void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
   with_peephole(dims.peephole, [&](auto peephole) {
     for (Index r = 0; r < b; ++r) {  // (layer norm: a team of one, u0 = 0 and n = H)
       const Index at = (row + r) * G + u0;
-      if (ln) ln_cell(row + r, r, dm_all + r * H);
+      if (ln) ln_cell(row + r, r, dm_all + r * H, 0);  // (a team of one)
       gates_backward_units<decltype(peephole)::value>(
           n, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H + u0,
           trace.cell_prev.data() + (row + r) * H + u0, dm_all + r * H + u0, dc.data() + r * H + u0, dZ + at, peep,
           variant, ln ? trace.ln_tanh.data() + (row + r) * H : nullptr);
-      if (ln) ln_recurrent(row + r);
+      if (ln) ln_gates(row + r, 0);
     }
   });
   if (zoneout.on()) dc.block(0, u0, b, n) += dc_keep.block(0, u0, b, n);
@@ -266,13 +278,13 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
       const Index r = k + i * stride, at = (row + r) * G;
       dh.row(r) += ConstMap<T>(io.dy.data + (row + r) * io.dy.stride, 1, R);
       if (zoneout.on()) zone_split(row, r, 0, R, 0, H);
-      if (ln) ln_cell(row + r, r, dh.data() + r * H);
+      if (ln) ln_cell(row + r, r, dh.data() + r * H, k);
       gates_backward_units<decltype(peephole)::value>(H, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H,
                                                       trace.cell_prev.data() + (row + r) * H, dh.data() + r * H,
                                                       dc.data() + r * H, dZ + at, w.weight_peep, variant,
                                                       ln ? trace.ln_tanh.data() + (row + r) * H : nullptr);
       if (zoneout.on()) dc.row(r) += dc_keep.row(r);
-      if (ln) ln_recurrent(row + r);
+      if (ln) ln_gates(row + r, k);
     }
   });
   if (active > 0)  // dh_{t-1} = (dZ_t W_hh) * r for this member's rows
@@ -292,7 +304,6 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
 template <typename T>
 void BackwardPass<T>::gradients(Seat& seat) {
   const int team = seat.slices();
-  if (ln) seat.share([&](int j) { ln_rows(N * j / team, N * (j + 1) / team); });  // dA_x before dW_ih
   seat.share([&](int j) { weight_gradients(j, team); });
   if (dims.projection) seat.share([&](int j) { projection_gradient(member_slice<T>(dims, team, j)); });
 }
@@ -320,39 +331,6 @@ void BackwardPass<T>::weight_gradients(int j, int team) {
           O.middleRows(n0, n1 - n0).array() * C.middleRows(n0, n1 - n0).array().tanh();
   }
   if (dims.peephole) peephole_gradient(member_slice<T>(dims, team, j));
-  if (ln) ln_gradients(j, team);
-}
-
-// Layer norm: dA_x = the gradient w.r.t. x W_ih^T of rows [n0, n1), through LN from dZ.
-template <typename T>
-void BackwardPass<T>::ln_rows(Index n0, Index n1) {
-  for (Index row = n0; row < n1; ++row)
-    layer_norm_backward<false>(G, dZ_buffer.data() + row * G, w.ln_ih_weight, trace.ln_ih_hat.data() + row * G,
-                               trace.ln_std[row * 3], dA_x.data() + row * G);
-}
-
-// Layer norm's gains: sum_rows dZ * v^ for LN(x W_ih^T) and LN(h W_hh^T) over columns [g0, g1), and
-// for LN(c_t) sum_rows dN * v^ and sum_rows dN over the slice's units.
-template <typename T>
-void BackwardPass<T>::ln_gradients(int j, int team) {
-  const Index g0 = split(G, team, j, Simd<T>::kWidth), g1 = split(G, team, j + 1, Simd<T>::kWidth);
-  ConstMap<T> dZ(dZ_buffer.data(), N, G);
-  d_ln_gates.block(0, g0, 1, g1 - g0) =
-      (dZ.middleCols(g0, g1 - g0).array() * ConstMap<T>(trace.ln_ih_hat.data(), N, G).middleCols(g0, g1 - g0).array())
-          .colwise()
-          .sum();
-  d_ln_gates.block(1, g0, 1, g1 - g0) =
-      (dZ.middleCols(g0, g1 - g0).array() * ConstMap<T>(trace.ln_hh_hat.data(), N, G).middleCols(g0, g1 - g0).array())
-          .colwise()
-          .sum();
-  const MemberSlice slice = member_slice<T>(dims, team, j);
-  const Index u0 = slice.u0, n = slice.u1 - slice.u0;
-  ConstMap<T> dN(dN_buffer.data(), N, H);
-  d_ln_cell.block(0, u0, 1, n) =
-      (dN.middleCols(u0, n).array() * ConstMap<T>(trace.ln_cell_hat.data(), N, H).middleCols(u0, n).array())
-          .colwise()
-          .sum();
-  d_ln_cell.block(1, u0, 1, n) = dN.middleCols(u0, n).colwise().sum();
 }
 
 // Rows [n0, n1) of dX (+)= dZ W_ih.

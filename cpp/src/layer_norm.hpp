@@ -116,6 +116,17 @@ inline void layer_norm_backward(Index n, const T* d_out, const T* g, const T* ha
   });
 }
 
+// sum += a * b over n numbers (b null: sum += a), in packets: each number's sum in the same operations
+// wherever the rows lie (the gains' gradients, a row at a time).
+template <typename T>
+inline void accumulate_row(Index n, const T* a, const T* b, T* sum) {
+  using S = Simd<T>;
+  over_row<T>(n, {{a, b, nullptr, nullptr}, {sum, nullptr, nullptr}}, [](const RowStreams<T>& r, Index j) {
+    const auto x = S::load(r.in[0] + j), s = S::load(r.out[0] + j);
+    S::store(r.out[0] + j, r.in[1] ? S::madd(x, S::load(r.in[1] + j), s) : S::add(s, x));
+  });
+}
+
 // The cell's part of the backward with layer norm, before the gate kernel: from dm (the gradient w.r.t.
 // m = o * tanh(n)), dn = dm o (1 - tanh(n)^2) into `dn` (kept for the gains' gradients), and the
 // gradient through LN(c) added to dc.

@@ -41,7 +41,8 @@ namespace {
 constexpr std::size_t kAlign = 64;       // a cache line, and AVX-512's packet
 constexpr std::size_t kHeader = kAlign;  // keeps the payload aligned
 constexpr std::size_t kMaxCachedBytes = std::size_t(1) << 30;
-constexpr std::size_t kMaxCachedBlocks = 16;
+// A training call of a layer-normalised two-layer stack frees some 30 blocks (trace, workspaces, outputs).
+constexpr std::size_t kMaxCachedBlocks = 64;
 
 struct Cache {
   std::mutex mutex;

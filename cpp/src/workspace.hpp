@@ -1,7 +1,7 @@
 // Memory for traces and workspaces (internal: not installed). Training allocates tens of megabytes
 // per call (the trace, dZ); fresh pages from the system cost a page fault each (docs/PERFORMANCE.md).
 // Blocks of kRecycledMinBytes and more are therefore recycled by the library: a freed block goes to a
-// bounded cache (at most 16 blocks, 1 GiB) that later calls take from, best fit. Memory comes
+// bounded cache (at most 64 blocks, 1 GiB) that later calls take from, best fit. Memory comes
 // uninitialised, 64-byte aligned. Thread-safe. workspace_release() returns the cached blocks to the
 // system.
 #pragma once

@@ -41,7 +41,7 @@ class _TrainingRun(NamedTuple):
     y_shape: Tuple[int, ...]
     state_shapes: Tuple[Tuple[int, ...], Tuple[int, ...]]
     recurrent_masks: Optional[np.ndarray] = None  # (L*D, B, R) in the caller's row order, or None
-    zoneout_masks: Optional[Tuple[np.ndarray, np.ndarray]] = None  # (L*D, T, B, R), (L*D, T, B, H), or None
+    zoneout_masks: Optional[Tuple[np.ndarray, np.ndarray]] = None  # packed rows: (L*D, N, R), (L*D, N, H)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
         check_fits(f"the output{' and trace' if train else ''} of x of shape {shape_str(x.shape)}", numbers, self.dtype)
         masks = self._dropout_masks(sum(packing.batch_sizes)) if train else []
         recurrent = self._recurrent_masks(x.shape[1]) if train else None
-        zoneout = self._zoneout_masks(x.shape[:2]) if train else None
+        zoneout = self._zoneout_masks(rows) if train else None
         weights = self._weights(self._params)
         y, h_n, c_n, trace = _core.forward(
             self._config,
@@ -264,7 +264,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
             masks,
             train,
             None if recurrent is None else packing.sort_state(recurrent),
-            None if zoneout is None else tuple(np.stack([packing.pack(d) for d in cells]) for cells in zoneout),
+            zoneout,
         )
         y, (h_n, c_n) = self._sequence_outputs(y, h_n, c_n, packing, unbatched)
         if train:
@@ -338,15 +338,16 @@ class LSTM(SequenceLayout, ConfigAttributes):
         shape = (self.num_layers * self.num_directions, batch, self.output_size)
         return ((self._rng.random(shape) < keep) / keep).astype(self.dtype)
 
-    def _zoneout_masks(self, steps_batch: Tuple[int, int]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-        """Zoneout's masks d_h (L*D, T, B, R) and d_c (L*D, T, B, H), 1 with probability z_h and z_c
+    def _zoneout_masks(self, rows: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """Zoneout's masks of the packed rows (every unit, step and sequence drawn alike, so in the order
+        the core reads them): d_h (L*D, rows, R) and d_c (L*D, rows, H), 1 with probability z_h and z_c
         (the unit keeps its previous state); None without zoneout."""
         z_h, z_c = self._lstm_config.zoneout_pair
         if z_h == z_c == 0.0:
             return None
         cells = self.num_layers * self.num_directions
         return tuple(
-            (self._rng.random((cells, *steps_batch, width), dtype=np.float32) < z).astype(self.dtype)
+            (self._rng.random((cells, rows, width), dtype=np.float32) < z).astype(self.dtype)
             for z, width in ((z_h, self.output_size), (z_c, self.hidden_size))
         )
 
