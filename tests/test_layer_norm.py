@@ -19,8 +19,9 @@ VARIANTS = [
     dict(layer_norm=True),
     dict(layer_norm=True, cell_clip=0.8, coupled_gates=True),
     dict(layer_norm=True, zoneout=(0.3, 0.4), recurrent_dropout=0.3),
+    dict(layer_norm=True, zoneout=(0.3, 0.4), recurrent_dropout=0.3, cell_clip=0.8, coupled_gates=True),
 ]
-VARIANT_IDS = ["alone", "clip_coupled", "zoneout_dropout"]
+VARIANT_IDS = ["alone", "clip_coupled", "zoneout_dropout", "all_five"]
 
 # bf16 and int8 against the reference of their precision: test_model.py's contract (an operand that
 # rounds the other way moves its row by one step of that operand from then on), with the step's move
@@ -151,6 +152,18 @@ def test_core_gradients_against_finite_differences(rng, proj_size, bidirectional
         bidirectional=bidirectional,
     )
     assert_core_gradients_match_finite_differences(model, x, state, np.array([5, 2, 4]), dy, dstate)
+
+
+def test_all_five_variants_core_gradients_against_finite_differences(rng):
+    # Training forwards with the zoneout and recurrent dropout masks fixed by seeding the generator.
+    from test_variants import _assert_training_gradients_match_finite_differences
+
+    model, x, state, _, dy, dstate = _case(
+        rng, VARIANTS[3], T=5, B=3, I=2, H=3, num_layers=2, peephole=True, bidirectional=True
+    )
+    _assert_training_gradients_match_finite_differences(
+        model, x, state, np.array([5, 2, 4]), dy, dstate, lambda run: [run.recurrent_masks, *run.zoneout_masks]
+    )
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
