@@ -11,6 +11,7 @@ from conftest import assert_close, finite_difference, num_threads, random_case, 
 
 import lstm_fast as lf
 from lstm_fast import _core
+from lstm_fast._lstm import zoneout_masks_of
 
 DTYPES = [np.float64, np.float32]
 
@@ -24,6 +25,13 @@ def isa(request):
     _core.set_isa(before)
 
 
+def zoneout_masks(model, run):
+    """The zoneout masks of a model's training run (packed rows: (L*D, N, R), (L*D, N, H)), or None."""
+    if run.zoneout_seed is None:
+        return None
+    return zoneout_masks_of(model._lstm_config, run.zoneout_seed, sum(run.packing.batch_sizes))
+
+
 def run_and_compare(model, x, state, lengths, dy, dstate, dtype):
     """x, dy time-major; a batch_first model gets them as (B, T, F) and its outputs are compared back.
     The reference gets the recurrent dropout and zoneout masks the forward drew; the recurrent ones are
@@ -31,7 +39,7 @@ def run_and_compare(model, x, state, lengths, dy, dstate, dtype):
     swap = (lambda a: a.transpose(1, 0, 2)) if model.batch_first else (lambda a: a)
     y, (h_n, c_n) = model.forward(swap(x), state, lengths)
     run = model._training_run
-    masks, zoneout = run.recurrent_masks, run.zoneout_masks
+    masks, zoneout = run.recurrent_masks, zoneout_masks(model, run)
     if zoneout is not None:  # packed rows -> (L*D, T, B, *)
         zoneout = tuple(np.stack([run.packing.unpack(d) for d in cells]) for cells in zoneout)
     dx, (dh0, dc0) = model.backward(swap(dy), dstate)

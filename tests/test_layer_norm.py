@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 from conftest import TOLERANCE, num_threads, random_case, reference_forward
-from test_core import assert_core_gradients_match_finite_differences, run_and_compare
+from test_core import assert_core_gradients_match_finite_differences, run_and_compare, zoneout_masks
 
 import lstm_fast as lf
 from lstm_fast import _core
@@ -162,7 +162,13 @@ def test_all_five_variants_core_gradients_against_finite_differences(rng):
         rng, VARIANTS[3], T=5, B=3, I=2, H=3, num_layers=2, peephole=True, bidirectional=True
     )
     _assert_training_gradients_match_finite_differences(
-        model, x, state, np.array([5, 2, 4]), dy, dstate, lambda run: [run.recurrent_masks, *run.zoneout_masks]
+        model,
+        x,
+        state,
+        np.array([5, 2, 4]),
+        dy,
+        dstate,
+        lambda model, run: [run.recurrent_masks, *zoneout_masks(model, run)],
     )
 
 

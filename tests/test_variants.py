@@ -9,11 +9,12 @@ import itertools
 import numpy as np
 import pytest
 from conftest import TOLERANCE, finite_difference, num_threads, random_case, reference_forward
-from test_core import assert_core_gradients_match_finite_differences, run_and_compare
+from test_core import assert_core_gradients_match_finite_differences, run_and_compare, zoneout_masks
 
 import lstm_fast as lf
 from lstm_fast import _core
 from lstm_fast import reference as ref
+from lstm_fast._lstm import zoneout_masks_of
 
 VARIANTS = [dict(cell_clip=0.5), dict(coupled_gates=True), dict(cell_clip=0.8, coupled_gates=True)]
 VARIANT_IDS = ["clip", "coupled", "clip_coupled"]
@@ -251,7 +252,7 @@ def test_recurrent_dropout_in_teams_of_threads(rng, threads, B, H):
 
 def _assert_training_gradients_match_finite_differences(model, x, state, lengths, dy, dstate, masks_of):
     """The core's gradients of a training forward against central differences of training forwards,
-    the masks fixed by seeding the model's generator before each; masks_of(run) are the masks drawn,
+    the masks fixed by seeding the model's generator before each; masks_of(model, run) are the masks drawn,
     each of which must have both zeros and ones."""
 
     def forward():
@@ -263,7 +264,7 @@ def _assert_training_gradients_match_finite_differences(model, x, state, lengths
         return np.sum(y * dy) + np.sum(h_n * dstate[0]) + np.sum(c_n * dstate[1])
 
     forward()
-    for mask in masks_of(model._training_run):
+    for mask in masks_of(model, model._training_run):
         assert 0 < np.count_nonzero(mask) < mask.size
     dx, (dh0, dc0) = model.backward(dy, dstate)
     checks = [("x", x, dx), ("h0", state[0], dh0), ("c0", state[1], dc0)]
@@ -277,7 +278,7 @@ def test_recurrent_dropout_core_gradients_against_finite_differences(rng):
         rng, dict(recurrent_dropout=0.5), T=5, B=3, I=2, H=3, num_layers=2, peephole=True, bidirectional=True
     )
     _assert_training_gradients_match_finite_differences(
-        model, x, state, np.array([5, 2, 4]), dy, dstate, lambda run: [run.recurrent_masks]
+        model, x, state, np.array([5, 2, 4]), dy, dstate, lambda model, run: [run.recurrent_masks]
     )
 
 
@@ -360,7 +361,7 @@ def test_zoneout_with_recurrent_dropout_and_inter_layer_dropout(rng):
         y, _ = model.forward(x, state, lengths)
         run = model._training_run
         dx, _ = model.backward(dy, dstate)
-        assert run.zoneout_masks is not None and run.recurrent_masks is not None
+        assert run.zoneout_seed is not None and run.recurrent_masks is not None
         assert not np.array_equal(y, model.forward(x, state, lengths)[0])  # masks fresh at every forward
 
 
@@ -402,9 +403,7 @@ def test_zoneout_core_gradients_against_finite_differences(rng):
     model, x, state, _, dy, dstate = _case(
         rng, dict(zoneout=(0.4, 0.5)), T=5, B=3, I=2, H=3, num_layers=2, peephole=True, bidirectional=True
     )
-    _assert_training_gradients_match_finite_differences(
-        model, x, state, np.array([5, 2, 4]), dy, dstate, lambda run: run.zoneout_masks
-    )
+    _assert_training_gradients_match_finite_differences(model, x, state, np.array([5, 2, 4]), dy, dstate, zoneout_masks)
 
 
 def test_zoneout_masks_are_seeded_fresh_and_at_the_rate(rng):
@@ -412,11 +411,11 @@ def test_zoneout_masks_are_seeded_fresh_and_at_the_rate(rng):
     a, b = (lf.LSTM(3, 8, zoneout=(0.25, 0.6), seed=5) for _ in range(2))
     a.forward(x)
     b.forward(x)
-    first = a._training_run.zoneout_masks
-    for one, other in zip(first, b._training_run.zoneout_masks):
+    first = zoneout_masks(a, a._training_run)
+    for one, other in zip(first, zoneout_masks(b, b._training_run)):
         np.testing.assert_array_equal(one, other)  # seeded
     a.forward(x)
-    assert not np.array_equal(first[0], a._training_run.zoneout_masks[0])  # fresh at every forward
+    assert not np.array_equal(first[0], zoneout_masks(a, a._training_run)[0])  # fresh at every forward
     assert abs(first[0].mean() - 0.25) < 0.03 and abs(first[1].mean() - 0.6) < 0.03
     assert first[0].shape == (1, 6 * 50, 8) and set(np.unique(first[1])) == {0.0, 1.0}
     plain = lf.LSTM(3, 8, seed=5)
@@ -462,10 +461,11 @@ def test_zoneout_in_the_torch_module(rng):
     xt = torch.tensor(x, requires_grad=True)
     y, _ = module(xt)
     y.sum().backward()
-    torch.manual_seed(3)  # the module's draw, replayed (packed rows of a dense batch: time-major)
-    masks = [torch.empty((4, 24, w), dtype=torch.float64).bernoulli_(z).numpy() for z, w in ((0.3, 5), (0.5, 5))]
-    zoneout_masks = [(d_h.reshape(6, 4, 5), d_c.reshape(6, 4, 5)) for d_h, d_c in zip(*masks)]
-    y_ref, _, cache = reference_forward(model, x, zoneout_masks=zoneout_masks)
+    torch.manual_seed(3)  # the module's seed, replayed (packed rows of a dense batch: time-major)
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    masks = zoneout_masks_of(model._lstm_config, seed, 24)
+    pairs = [(d_h.reshape(6, 4, 5), d_c.reshape(6, 4, 5)) for d_h, d_c in zip(*masks)]
+    y_ref, _, cache = reference_forward(model, x, zoneout_masks=pairs)
     dx_ref, _, grads = ref.backward(np.ones_like(y_ref), cache)
     np.testing.assert_allclose(y.detach().numpy(), y_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(xt.grad.numpy(), dx_ref, rtol=1e-12, atol=1e-12)
@@ -505,3 +505,20 @@ def test_model_files_with_a_bad_zoneout_are_refused(tmp_path, value, message):
     save_file(load_file(str(path)), str(path), metadata=metadata)
     with pytest.raises(ValueError, match=message):
         lf.load_model(path)
+
+
+def test_zoneout_masks_are_independent_and_any_rows_redraw_alike():
+    # The core's generator: rows drawn again alone are the same; neighbours, rows and cells uncorrelated.
+    d_h, d_c = _core.zoneout_masks(7, 2, 4000, 64, 128, 0.3, 0.5)
+    again_h, again_c = _core.zoneout_masks(7, 2, 10, 64, 128, 0.3, 0.5)
+    np.testing.assert_array_equal(again_h, d_h[:, :10])
+    np.testing.assert_array_equal(again_c, d_c[:, :10])
+    assert abs(d_h.mean() - 0.3) < 0.005 and abs(d_c.mean() - 0.5) < 0.005
+    for a, b in (
+        (d_c[0, :, :-1], d_c[0, :, 1:]),
+        (d_c[0, :-1], d_c[0, 1:]),
+        (d_c[0], d_c[1]),
+        (d_h[0], d_c[0, :, :64]),
+    ):
+        assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.01
+    assert not np.array_equal(_core.zoneout_masks(8, 1, 10, 64, 128, 0.3, 0.5)[1], d_c[:1, :10])  # the seed matters

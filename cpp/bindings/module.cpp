@@ -66,7 +66,7 @@ std::vector<CellWeights<T>> cell_weights(const Config& c, const py::sequence& we
 template <typename T>
 py::tuple forward(const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes, Index batch,
                   const py::handle& x, const py::handle& h0, const py::handle& c0, const py::sequence& dropout_masks,
-                  bool train, const py::handle& recurrent_masks, const py::handle& zoneout_masks) {
+                  bool train, const py::handle& recurrent_masks, const py::handle& zoneout_seed) {
   config.validate();
   const Schedule schedule = Schedule::packed(std::move(batch_sizes), batch);
   const auto cells = cell_weights<T>(config, weights);
@@ -76,14 +76,7 @@ py::tuple forward(const Config& config, const py::sequence& weights, std::vector
   const T* h0_data = array_data<T>(h0, {LD, B, R}, "h0", true);
   const T* c0_data = array_data<T>(c0, {LD, B, H}, "c0", true);
   const T* recurrent = array_data<T>(recurrent_masks, {LD, B, R}, "recurrent_masks", true);
-  std::unique_ptr<lstm_fast::ZoneoutMasks<T>> zoneout;
-  if (!zoneout_masks.is_none()) {
-    const auto pair = zoneout_masks.cast<py::tuple>();
-    if (py::len(pair) != 2) throw py::value_error("zoneout_masks must be a pair (d_h, d_c)");
-    zoneout = std::make_unique<lstm_fast::ZoneoutMasks<T>>(
-        lstm_fast::ZoneoutMasks<T>{array_data<T>(pair[0], {LD, N, R}, "zoneout_masks[0]"),
-                                   array_data<T>(pair[1], {LD, N, H}, "zoneout_masks[1]")});
-  }
+  const std::uint64_t seed = zoneout_seed.is_none() ? 0 : zoneout_seed.cast<std::uint64_t>();
   std::vector<const T*> masks;
   if (py::len(dropout_masks) > 0) {
     if (static_cast<Index>(py::len(dropout_masks)) != config.num_layers - 1)
@@ -99,7 +92,7 @@ py::tuple forward(const Config& config, const py::sequence& weights, std::vector
     py::gil_scoped_release release;
     lstm_fast::forward<T>(config, cells, schedule, x_data, h0_data, c0_data, masks.empty() ? nullptr : masks.data(),
                           y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), trace.get(), recurrent,
-                          zoneout.get());
+                          zoneout_seed.is_none() ? nullptr : &seed);
   }
   py::object trace_obj = trace ? py::cast(std::move(trace)) : py::none();
   return py::make_tuple(y, h_n, c_n, trace_obj);
@@ -229,20 +222,20 @@ PYBIND11_MODULE(_core, m) {
       "forward",
       [](const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes, Index batch,
          const py::array& x, const py::handle& h0, const py::handle& c0, const py::sequence& dropout_masks, bool train,
-         const py::handle& recurrent_masks, const py::handle& zoneout_masks) -> py::tuple {
+         const py::handle& recurrent_masks, const py::handle& zoneout_seed) -> py::tuple {
         if (x.dtype().is(py::dtype::of<float>()))
           return forward<float>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train,
-                                recurrent_masks, zoneout_masks);
+                                recurrent_masks, zoneout_seed);
         if (x.dtype().is(py::dtype::of<double>()))
           return forward<double>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train,
-                                 recurrent_masks, zoneout_masks);
+                                 recurrent_masks, zoneout_seed);
         throw py::type_error("x must be float32 or float64, got " + py::str(x.dtype()).cast<std::string>());
       },
       py::arg("config"), py::arg("weights"), py::arg("batch_sizes"), py::arg("batch"), py::arg("x"), py::arg("h0"),
       py::arg("c0"), py::arg("dropout_masks"), py::arg("train"), py::arg("recurrent_masks") = py::none(),
-      py::arg("zoneout_masks") = py::none(),
-      "Runs the stack over packed x [N, I] (recurrent_masks: None or [L*D, B, R]; zoneout_masks: None or "
-      "(d_h [L*D, N, R], d_c [L*D, N, H]), training only); returns "
+      py::arg("zoneout_seed") = py::none(),
+      "Runs the stack over packed x [N, I] (recurrent_masks: None or [L*D, B, R]; zoneout_seed: None or the "
+      "seed of zoneout's masks, training only); returns "
       "(y [N, D*R], h_n, c_n, trace or None).");
   m.def("backward", &backward<float>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dc_n"));
@@ -250,6 +243,17 @@ PYBIND11_MODULE(_core, m) {
         py::arg("dc_n"), "Backpropagation through time; returns (dx [N, I], dh0, dc0, grads: one 12-tuple per cell).");
 
   lstm_fast::bindings::bind_models(m);
+  m.def(
+      "zoneout_masks",
+      [](std::uint64_t seed, Index cells, Index rows, Index R, Index H, double z_h, double z_c) {
+        auto d_h = empty<double>({cells, rows, R}), d_c = empty<double>({cells, rows, H});
+        for (Index cell = 0; cell < cells; ++cell)
+          lstm_fast::zoneout_masks<double>(seed, cell, rows, R, H, z_h, z_c, d_h.mutable_data() + cell * rows * R,
+                                           d_c.mutable_data() + cell * rows * H);
+        return py::make_tuple(d_h, d_c);
+      },
+      py::arg("seed"), py::arg("cells"), py::arg("rows"), py::arg("R"), py::arg("H"), py::arg("z_h"), py::arg("z_c"),
+      "The training masks a zoneout_seed draws: (d_h [cells, rows, R], d_c [cells, rows, H]), 0 or 1.");
 
   m.attr("MAX_THREADS") = lstm_fast::kMaxThreads;
 }

@@ -47,10 +47,10 @@ struct ForwardArrays {
   StatePointers<T*> state_n;
   CellTrace<T>* trace;
   const T* recurrent_mask = nullptr;  // [B, R] or null: W_hh reads h_{t-1} * it (kept in the trace)
-  // Zoneout's masks d_h [N, R], d_c [N, H] (training only: a trace; kept in it), or null: the
-  // probabilities of dims (cell_kernel.hpp's Zoneout).
-  const T* zoneout_h = nullptr;
-  const T* zoneout_c = nullptr;
+  // Zoneout's seed (training only: a trace, which keeps the masks it draws, network.hpp's
+  // zoneout_masks), or null: the probabilities of dims (cell_kernel.hpp's Zoneout); `cell` is k*D + d.
+  const std::uint64_t* zoneout_seed = nullptr;
+  Index cell = 0;
 };
 
 // The arrays of one cell's backward (backpropagation through time). trace and x: what the forward

@@ -36,9 +36,11 @@ struct ForwardPass : PassShape {
   void step_projection(const Share& share, Index p);
   void row_member(Seat& seat);
   void row_step(int k, int team, Index p);
-  Zoneout<T> keep_masks(const ForwardArrays<T>& arrays) {  // the trace's copies of the zoneout masks
-    trace->zoneout_h.assign(arrays.zoneout_h, arrays.zoneout_h + N * R);
-    trace->zoneout_c.assign(arrays.zoneout_c, arrays.zoneout_c + N * H);
+  Zoneout<T> keep_masks(const ForwardArrays<T>& arrays) {  // the zoneout masks, drawn into the trace
+    trace->zoneout_h.resize(static_cast<size_t>(N * R));
+    trace->zoneout_c.resize(static_cast<size_t>(N * H));
+    zoneout_masks(*arrays.zoneout_seed, arrays.cell, N, R, H, dims.zoneout_h, dims.zoneout_c, trace->zoneout_h.data(),
+                  trace->zoneout_c.data());
     return Zoneout<T>(trace->zoneout_h.data(), trace->zoneout_c.data(), dims);
   }
   // Zoneout after the kernel (training, or with layer norm, whose LN(c) reads c~): c_t of state rows
@@ -118,7 +120,7 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
       trace(arrays.trace),
       ln(d.layer_norm),
       variant(gate_variant<T>(d.cell_clip, d.coupled_gates, arrays.trace || ln ? 0.0 : d.zoneout_c, ln)),
-      zoneout(arrays.trace && arrays.zoneout_h ? keep_masks(arrays) : Zoneout<T>(nullptr, nullptr, d)) {
+      zoneout(arrays.trace && arrays.zoneout_seed ? keep_masks(arrays) : Zoneout<T>(nullptr, nullptr, d)) {
   bias = RowVector<T>::Zero(G);
   if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
   if (w.bias_hh) bias += ConstMap<T>(w.bias_hh, 1, G);

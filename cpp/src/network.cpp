@@ -146,9 +146,9 @@ Schedule Schedule::packed(std::vector<Index> batch_sizes, Index batch) {
 template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
              const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
-             const T* recurrent_masks, const ZoneoutMasks<T>* zoneout_masks) {
+             const T* recurrent_masks, const std::uint64_t* zoneout_seed) {
   config.validate();
-  if (zoneout_masks && !trace) throw Error("zoneout masks are a training forward's: pass a trace with them");
+  if (zoneout_seed && !trace) throw Error("zoneout's masks are a training forward's: pass a trace with a seed");
   check_weights(config, weights);
   check_schedule(config, schedule);
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();
@@ -173,8 +173,8 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
                                             {h_n + cell * B * R, c_n + cell * B * H},
                                             trace ? &trace->cells[cell] : nullptr,
                                             recurrent_masks ? recurrent_masks + cell * B * R : nullptr,
-                                            zoneout_masks ? zoneout_masks->h + cell * N * R : nullptr,
-                                            zoneout_masks ? zoneout_masks->c + cell * N * H : nullptr};
+                                            zoneout_seed,
+                                            cell};
       detail::cell_kernels<T>().forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
     });
     if (k < L - 1 && dropout_masks && dropout_masks[k]) {
@@ -183,6 +183,40 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
       if (trace) trace->dropout_masks[k].assign(mask, mask + N * D * R);
     }
   });
+}
+
+namespace {
+
+// splitmix64 (Steele, Lea & Flood 2014): a counter's 64 mixed bits.
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// n numbers of d, 1 where a 24-bit uniform is below `threshold`, two from each of the stream's draws.
+template <typename T>
+void bernoulli_row(std::uint64_t& stream, Index n, std::uint32_t threshold, T* d) {
+  for (Index k = 0; k < n; k += 2) {
+    const std::uint64_t bits = splitmix64(stream++);
+    d[k] = T((bits >> 40) < threshold);
+    if (k + 1 < n) d[k + 1] = T(((bits >> 8) & 0xffffffu) < threshold);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void zoneout_masks(std::uint64_t seed, Index cell, Index rows, Index R, Index H, double z_h, double z_c, T* d_h,
+                   T* d_c) {
+  auto threshold = [](double z) { return static_cast<std::uint32_t>(std::llround(z * 16777216.0)); };
+  const std::uint64_t cell_seed = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(cell)));
+  for (Index row = 0; row < rows; ++row) {
+    std::uint64_t stream = splitmix64(cell_seed ^ static_cast<std::uint64_t>(row)) << 20;
+    bernoulli_row(stream, R, threshold(z_h), d_h + row * R);
+    bernoulli_row(stream, H, threshold(z_c), d_c + row * H);
+  }
 }
 
 template <typename T>
@@ -246,7 +280,8 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
 
 #define LSTM_FAST_INSTANTIATE(T)                                                                                       \
   template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&, const T*, const T*,     \
-                           const T*, const T* const*, T*, T*, T*, Trace<T>*, const T*, const ZoneoutMasks<T>*);        \
+                           const T*, const T* const*, T*, T*, T*, Trace<T>*, const T*, const std::uint64_t*);          \
+  template void zoneout_masks<T>(std::uint64_t, Index, Index, Index, Index, double, double, T*, T*);                   \
   template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const T*, const T*, const T*, T*, T*, \
                             T*, const std::vector<CellGrads<T>>&);
 LSTM_FAST_INSTANTIATE(float)

@@ -14,6 +14,7 @@
 // no copy. Padded steps are never computed.
 #pragma once
 
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -138,17 +139,20 @@ void over_layers(Index layers, Index rows, Index width, const T* x, T* y, const 
 //   trace: null for inference; else filled with what backward needs (training).
 //   recurrent_masks: null, or [L*D, B, R]: cell k*D + d's recurrent product reads h_{t-1} times its
 //     mask (the recurrent dropout of API.md, scale included).
-//   zoneout_masks: null, or (training only) {d_h [L*D, N, R], d_c [L*D, N, H]}: 0/1 per unit, step and
-//     row, 1 where the unit keeps its previous state; null: the config's probabilities.
-template <typename T>
-struct ZoneoutMasks {
-  const T* h;
-  const T* c;
-};
+//   zoneout_seed: null, or (training only) the seed of zoneout's masks (zoneout_masks below), which the
+//     trace keeps; null: the config's probabilities, d = z.
 template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
              const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
-             const T* recurrent_masks = nullptr, const ZoneoutMasks<T>* zoneout_masks = nullptr);
+             const T* recurrent_masks = nullptr, const std::uint64_t* zoneout_seed = nullptr);
+
+// Zoneout's training masks of cell `cell` (API.md): d = 1 with probability z (to 2^-24), independently
+// for every unit of every packed row, drawn from `seed`: d_h [N, R] (probability z_h) and d_c [N, H]
+// (z_c), 0 or 1. Each row from its own splitmix64 stream (seeded by seed, cell and row), so that any
+// rows can be drawn again alone. What the training forward uses; lstm_fast._core.zoneout_masks shows it.
+template <typename T>
+void zoneout_masks(std::uint64_t seed, Index cell, Index rows, Index R, Index H, double z_h, double z_c, T* d_h,
+                   T* d_c);
 
 // Backpropagation through time over the trace of a training forward with the same weights.
 //   dy: [N, D*R];  dh_n: [L*D, B, R] or null;  dc_n: [L*D, B, H] or null.

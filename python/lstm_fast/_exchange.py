@@ -45,9 +45,6 @@ def to_onnx(
     of x, last dimension D*H), ``h_n`` and ``c_n`` (L*D, B, H). Dropout is not part of inference.
     A projection (proj_size > 0) has no counterpart in the ONNX operator and raises ValueError.
     """
-    import onnx  # optional: only exporting needs it
-    from onnx import TensorProto, helper, numpy_helper
-
     if model.proj_size:
         raise ValueError(
             f"to_onnx: the ONNX LSTM operator has no projection; this model has proj_size={model.proj_size}"
@@ -57,6 +54,9 @@ def to_onnx(
             "to_onnx: the ONNX LSTM operator has no zoneout or layer norm; this model is "
             f"LSTM({model.arguments_repr()})"
         )
+    import onnx  # optional: only exporting needs it (after the checks, which need no onnx)
+    from onnx import TensorProto, helper, numpy_helper
+
     H, D, L = model.hidden_size, model.num_directions, model.num_layers
     elem = TensorProto.FLOAT if model.dtype == np.float32 else TensorProto.DOUBLE
     nodes, inits = [], []

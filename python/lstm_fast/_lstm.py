@@ -41,7 +41,7 @@ class _TrainingRun(NamedTuple):
     y_shape: Tuple[int, ...]
     state_shapes: Tuple[Tuple[int, ...], Tuple[int, ...]]
     recurrent_masks: Optional[np.ndarray] = None  # (L*D, B, R) in the caller's row order, or None
-    zoneout_masks: Optional[Tuple[np.ndarray, np.ndarray]] = None  # packed rows: (L*D, N, R), (L*D, N, H)
+    zoneout_seed: Optional[int] = None  # the seed of zoneout's masks (zoneout_masks_of), or None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
         check_fits(f"the output{' and trace' if train else ''} of x of shape {shape_str(x.shape)}", numbers, self.dtype)
         masks = self._dropout_masks(sum(packing.batch_sizes)) if train else []
         recurrent = self._recurrent_masks(x.shape[1]) if train else None
-        zoneout = self._zoneout_masks(rows) if train else None
+        zoneout = self._zoneout_seed() if train else None
         weights = self._weights(self._params)
         y, h_n, c_n, trace = _core.forward(
             self._config,
@@ -338,18 +338,12 @@ class LSTM(SequenceLayout, ConfigAttributes):
         shape = (self.num_layers * self.num_directions, batch, self.output_size)
         return ((self._rng.random(shape) < keep) / keep).astype(self.dtype)
 
-    def _zoneout_masks(self, rows: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-        """Zoneout's masks of the packed rows (every unit, step and sequence drawn alike, so in the order
-        the core reads them): d_h (L*D, rows, R) and d_c (L*D, rows, H), 1 with probability z_h and z_c
-        (the unit keeps its previous state); None without zoneout."""
-        z_h, z_c = self._lstm_config.zoneout_pair
-        if z_h == z_c == 0.0:
+    def _zoneout_seed(self) -> Optional[int]:
+        """A fresh seed for zoneout's masks from the model's generator (the core draws the masks from it,
+        zoneout_masks_of); None without zoneout."""
+        if self._lstm_config.zoneout_pair == (0.0, 0.0):
             return None
-        cells = self.num_layers * self.num_directions
-        return tuple(
-            (self._rng.random((cells, rows, width), dtype=np.float32) < z).astype(self.dtype)
-            for z, width in ((z_h, self.output_size), (z_c, self.hidden_size))
-        )
+        return int(self._rng.integers(2**63))
 
     def _dropout_masks(self, rows: int) -> List[np.ndarray]:
         """Inter-layer dropout masks, [rows, D*R] each, already scaled by 1/(1-p)."""
@@ -436,3 +430,11 @@ def load(path: "os.PathLike[str] | str") -> LSTM:
     problem; a missing file FileNotFoundError."""
     config, tensors = _io.read(path)
     return LSTM._from_arrays(config, tensors)
+
+
+def zoneout_masks_of(config: LSTMConfig, seed: int, rows: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The zoneout masks a training forward of `rows` packed rows drew from `seed` (its run's
+    zoneout_seed): d_h (L*D, rows, R) and d_c (L*D, rows, H), float64, 1 where the unit kept its previous
+    state (probability z_h, z_c, each unit, row and cell independently)."""
+    z_h, z_c = config.zoneout_pair
+    return _core.zoneout_masks(seed, config.num_cells, rows, config.output_size, config.hidden_size, z_h, z_c)

@@ -63,7 +63,7 @@ class _LSTMFunction(torch.autograd.Function):
         batch: int,
         masks: list,
         recurrent: Optional[Tensor],
-        zoneout: Optional[Tuple[Tensor, Tensor]],
+        zoneout: Optional[int],
         train: bool,
         x: Tensor,
         h0: Optional[Tensor],
@@ -82,7 +82,7 @@ class _LSTMFunction(torch.autograd.Function):
             [_numpy(m) for m in masks],
             train,
             _numpy(recurrent),
-            None if zoneout is None else tuple(_numpy(d) for d in zoneout),
+            zoneout,
         )
         ctx.set_materialize_grads(False)
         ctx.trace = trace
@@ -236,7 +236,7 @@ class LSTM(ConfigAttributes, nn.Module):
         train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in [x, h0, c0, *params])
         masks = self._dropout_masks(len(x), dtype) if self.training else []
         recurrent = self._recurrent_masks(batch, dtype) if self.training else None
-        zoneout = self._zoneout_masks(len(x), dtype) if self.training else None
+        zoneout = self._zoneout_seed() if self.training else None
         y, h_n, c_n = _LSTMFunction.apply(
             self._config,
             batch_sizes,
@@ -269,17 +269,12 @@ class LSTM(ConfigAttributes, nn.Module):
         shape = (self.num_layers * self.num_directions, batch, self.output_size)
         return torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep)
 
-    def _zoneout_masks(self, rows: int, dtype: torch.dtype) -> Optional[Tuple[Tensor, Tensor]]:
-        """Zoneout's masks d_h [L*D, rows, R] and d_c [L*D, rows, H] of the packed rows, 1 with
-        probability z_h and z_c, from torch's generator; None without zoneout."""
-        z_h, z_c = self._lstm_config.zoneout_pair
-        if z_h == z_c == 0.0:
+    def _zoneout_seed(self) -> Optional[int]:
+        """The seed of zoneout's masks (lstm_fast._lstm.zoneout_masks_of), from torch's generator; None
+        without zoneout."""
+        if self._lstm_config.zoneout_pair == (0.0, 0.0):
             return None
-        cells = self.num_layers * self.num_directions
-        return tuple(
-            torch.empty((cells, rows, width), dtype=dtype).bernoulli_(z)
-            for z, width in ((z_h, self.output_size), (z_c, self.hidden_size))
-        )
+        return int(torch.randint(0, 2**62, (1,)).item())
 
     def _dropout_masks(self, rows: int, dtype: torch.dtype) -> List[Tensor]:
         """Inter-layer dropout masks [rows, D*R], scaled by 1/(1-p), drawn from torch's generator."""
