@@ -1,8 +1,10 @@
 // The backward pass of one cell (backpropagation through time; compiled once per ISA: cell_kernel.hpp):
 //   per step, in the reverse of the forward's order, one fused pointwise kernel (gates.hpp) gives
-//   dZ_t, and one GEMM  dh_{t-1} = dZ_t W_hh;  after the time loop the weight gradients and dX are
-//   single GEMMs over all steps:  dW_ih = dZ^T X,  dW_hh = dZ^T H_prev,  db = sum_rows dZ,
-//   dX = dZ W_ih  (+ dW_hr = dH^T M with a projection, dp with peepholes).
+//   dZ_t, and one GEMM  dh_{t-1} = dZ_t W_hh;  as each block of plan.gradient_block steps completes, the
+//   weight gradients and dX of its rows as GEMMs:  dW_ih += dZ^T X,  dW_hh += dZ^T H_prev,
+//   db += sum_rows dZ,  dX = dZ W_ih  (+ dW_hr += dH^T M with a projection, dp with peepholes), the
+//   blocks summed in the order the backward visits them. dZ (and what else is kept a row) lives in two
+//   slots of a block's rows, one for the block being processed and one for the block after it in time.
 // dh_{t-1} and dX read their weights packed once per call when the plan says so (recurrent.hpp); the
 // weight gradients are Eigen's GEMMs. Everything is allocated in the constructor: nothing the team
 // runs allocates or throws.
@@ -26,11 +28,23 @@ struct BackwardPass : PassShape {
   void hidden_gradient(int j, int team, Index q);
   void row_member(Seat& seat);
   void row_step(int k, int team, Index q);
-  void gradients(Seat& seat);
-  void weight_gradients(int j, int team);
-  void input_gradient(Index n0, Index n1);
-  void projection_gradient(const MemberSlice& slice);
-  void peephole_gradient(const MemberSlice& slice);
+  void gradients(Seat& seat, Index block);
+  void weight_gradients(int j, int team, Index block);
+  void input_gradient(Index n0, Index n1, Index slot0);
+  void projection_gradient(const MemberSlice& slice, Index block);
+  void peephole_gradient(const MemberSlice& slice, Index block);
+  // The packed rows [first, end) of block b (steps [b K, (b + 1) K) in processing order), and where a
+  // packed row of step q (processing order) lies in the two slots.
+  std::pair<Index, Index> block_rows(Index b) const {
+    const Index q0 = b * plan.gradient_block, q1 = std::min(steps, q0 + plan.gradient_block);
+    return reverse ? std::pair<Index, Index>{s.offsets[steps - q1], s.offsets[steps - q0]}
+                   : std::pair<Index, Index>{s.offsets[q0], s.offsets[q1]};
+  }
+  Index slot(Index q, Index row) const {
+    const Index b = q / plan.gradient_block;
+    return (b & 1) * slot_rows + row - block_rows(b).first;
+  }
+  Index slot_rows = 0;  // rows of a slot: a block's most (N when one block holds every step)
   // Layer norm, per row (layer_norm.hpp), packed row `row`, state row r, slice j: before the gate kernel
   // the gradient through LN(c_t) added to dc (dm: the row's gradient w.r.t. m); after it, the gradients
   // w.r.t. h W_hh^T and x W_ih^T from the row's dZ. Each adds its row's terms of the gains' and the
@@ -43,12 +57,12 @@ struct BackwardPass : PassShape {
     accumulate_row<T>(H, dn, hat, d_ln_cell.data() + 2 * j * H);
     accumulate_row<T>(H, dn, nullptr, d_ln_cell.data() + (2 * j + 1) * H);
   }
-  void ln_gates(Index row, int j) {
-    const T* dz = dZ_buffer.data() + row * G;
+  void ln_gates(Index row, Index at, int j) {  // (at: the row's slot)
+    const T* dz = dZ_buffer.data() + at * G;
     const T* hat_ih = trace.ln_ih_hat.data() + row * G;
     const T* hat_hh = trace.ln_hh_hat.data() + row * G;
-    layer_norm_backward<false>(G, dz, w.ln_hh_weight, hat_hh, trace.ln_std[row * 3 + 1], dA_h.data() + row * G);
-    layer_norm_backward<false>(G, dz, w.ln_ih_weight, hat_ih, trace.ln_std[row * 3], dA_x.data() + row * G);
+    layer_norm_backward<false>(G, dz, w.ln_hh_weight, hat_hh, trace.ln_std[row * 3 + 1], dA_h.data() + at * G);
+    layer_norm_backward<false>(G, dz, w.ln_ih_weight, hat_ih, trace.ln_std[row * 3], dA_x.data() + at * G);
     accumulate_row<T>(G, dz, hat_ih, d_ln_gates.data() + 2 * j * G);
     accumulate_row<T>(G, dz, hat_hh, d_ln_gates.data() + (2 * j + 1) * G);
   }
@@ -73,15 +87,15 @@ struct BackwardPass : PassShape {
   // mirroring the forward's running state.
   Matrix<T> dh, dc;
   // The [N, *] workspaces come from the library's recycled blocks (no page faults call after call).
-  Buffer<T> dZ_buffer;  // [N, 4H] gradient w.r.t. the gate pre-activations, all steps
+  Buffer<T> dZ_buffer;  // [slots, 4H] gradient w.r.t. the gate pre-activations (slot())
   Matrix<T> dm;         // [B, H] gradient w.r.t. m = o * tanh(c) (projection only)
-  Buffer<T> dH_buffer;  // [N, R] dh_t of every row (for dW_hr; projection only)
-  Buffer<T> M_buffer;   // [N, H] m_t = o * tanh(c_t) (for dW_hr; projection only)
+  Buffer<T> dH_buffer;  // [slots, R] dh_t of the rows (for dW_hr; projection only)
+  Buffer<T> M_buffer;   // [slots, H] m_t = o * tanh(c_t) (for dW_hr; projection only)
   // Column sums go to aligned buffers of our own first: Eigen vectorizes a reduction from an aligned
   // address of its destination, so summing straight into the caller's array would round differently
   // depending on where that array lies.
   Matrix<T> db, dP;
-  // Layer norm: [N, 4H] the gradients w.r.t. h W_hh^T and x W_ih^T; [B, H] w.r.t. LN(c_t) of the rows
+  // Layer norm: [slots, 4H] the gradients w.r.t. h W_hh^T and x W_ih^T; [B, H] w.r.t. LN(c_t) of the rows
   // being processed; per slice j of the team the sums of its rows' terms of the gains' gradients, rows
   // 2j, 2j + 1: (ih gain, hh gain) [4H], (cell gain, cell bias) [H] (added up in slice order at the end).
   Buffer<T> dA_h, dA_x;
@@ -117,10 +131,13 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
     dc = ConstMap<T>(io.dstate_n.c, B, H);
   else
     dc.setZero();
-  dZ_buffer.resize(static_cast<size_t>(N * G));
+  const Index blocks = (steps + plan.gradient_block - 1) / plan.gradient_block;
+  for (Index b = 0; b < blocks; ++b) slot_rows = std::max(slot_rows, block_rows(b).second - block_rows(b).first);
+  const Index rows = blocks == 1 ? N : 2 * slot_rows;
+  dZ_buffer.resize(static_cast<size_t>(rows * G));
   if (ln) {
-    dA_h.resize(static_cast<size_t>(N * G));
-    dA_x.resize(static_cast<size_t>(N * G));
+    dA_h.resize(static_cast<size_t>(rows * G));
+    dA_x.resize(static_cast<size_t>(rows * G));
     dn_rows.resize(B, H);
     d_ln_gates.setZero(2 * plan.team, G);
     d_ln_cell.setZero(2 * plan.team, H);
@@ -131,8 +148,8 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
   }
   if (dims.projection) {
     dm.resize(B, H);
-    dH_buffer.resize(static_cast<size_t>(N * R));
-    M_buffer.resize(static_cast<size_t>(N * H));
+    dH_buffer.resize(static_cast<size_t>(rows * R));
+    M_buffer.resize(static_cast<size_t>(rows * H));
   }
   if (plan.packing) {
     packed.resize(static_cast<size_t>(G * (R + plan.team * Simd<T>::kWidth)));
@@ -177,9 +194,9 @@ void BackwardPass<T>::unit_member(Seat& seat) {
       if (!dims.projection) unit_step_gates(member_slice<T>(dims, team, j), q);
     });
     if (dims.projection) seat.share([&](int j) { unit_step_gates(member_slice<T>(dims, team, j), q); });
+    if (q % plan.gradient_block == 0) gradients(seat, q / plan.gradient_block);  // its block is complete
   }
-  if (steps > 0) seat.share([&](int j) { hidden_gradient(j, team, 0); });  // dh_{-1}, and dZ is complete
-  gradients(seat);
+  if (steps > 0) seat.share([&](int j) { hidden_gradient(j, team, 0); });  // dh_{-1}
 }
 
 // The start of step q (the forward's processing order) of slice j: the product of the step after it
@@ -200,7 +217,7 @@ void BackwardPass<T>::unit_step_start(int j, int team, Index q) {
       ConstStridedMap<T>(io.dy.data + row * io.dy.stride, b, R, Eigen::OuterStride<>(io.dy.stride)).middleCols(r0, nr);
   if (zoneout.on())
     for (Index r = 0; r < b; ++r) zone_split(row, r, r0, nr, slice.u0, slice.u1 - slice.u0);
-  if (dims.projection) Map<T>(dH_buffer.data(), N, R).block(row, r0, b, nr) = dh.block(0, r0, b, nr);
+  if (dims.projection) Map<T>(dH_buffer.data() + slot(q, row) * R, b, R).middleCols(r0, nr) = dh.block(0, r0, b, nr);
 }
 
 // dZ_t of the slice's units (with a projection, after dm = dh W_hr from all of dh).
@@ -215,16 +232,15 @@ void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
   }
   const T* dm_all = dims.projection ? dm.data() : dh.data();     // [B, H]
   const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this slice's p_i; rows H apart
-  T* dZ = dZ_buffer.data();
+  const Index at = slot(q, row);
   with_peephole(dims.peephole, [&](auto peephole) {
-    for (Index r = 0; r < b; ++r) {  // (layer norm: a team of one, u0 = 0 and n = H)
-      const Index at = (row + r) * G + u0;
+    for (Index r = 0; r < b; ++r) {                    // (layer norm: a team of one, u0 = 0 and n = H)
       if (ln) ln_cell(row + r, r, dm_all + r * H, 0);  // (a team of one)
       gates_backward_units<decltype(peephole)::value>(
-          n, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H + u0,
-          trace.cell_prev.data() + (row + r) * H + u0, dm_all + r * H + u0, dc.data() + r * H + u0, dZ + at, peep,
-          variant, ln ? trace.ln_tanh.data() + (row + r) * H : nullptr);
-      if (ln) ln_gates(row + r, 0);
+          n, H, trace.gates.data() + (row + r) * G + u0, trace.cell.data() + (row + r) * H + u0,
+          trace.cell_prev.data() + (row + r) * H + u0, dm_all + r * H + u0, dc.data() + r * H + u0,
+          dZ_buffer.data() + (at + r) * G + u0, peep, variant, ln ? trace.ln_tanh.data() + (row + r) * H : nullptr);
+      if (ln) ln_gates(row + r, at + r, 0);
     }
   });
   if (zoneout.on()) dc.block(0, u0, b, n) += dc_keep.block(0, u0, b, n);
@@ -238,12 +254,11 @@ void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
   const Index r0 = slice.r0, nr = slice.r1 - slice.r0;
   const Index t = step_at(q);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
-  const T* dZ = recurrent_gradient();
+  const T* dZ = recurrent_gradient() + slot(q, row) * G;
   if (plan.packing)
-    panel_product<false>(b, nr, G, dZ + row * G, G, panel_of(slice, j), dh.data() + r0, R);
+    panel_product<false>(b, nr, G, dZ, G, panel_of(slice, j), dh.data() + r0, R);
   else
-    dh.block(0, r0, b, nr).noalias() =
-        ConstMap<T>(dZ, N, G).middleRows(row, b) * ConstMap<T>(w.weight_hh, G, R).middleCols(r0, nr);
+    dh.block(0, r0, b, nr).noalias() = ConstMap<T>(dZ, b, G) * ConstMap<T>(w.weight_hh, G, R).middleCols(r0, nr);
   if (!trace.recurrent_mask.empty())
     dh.block(0, r0, b, nr).array() *= ConstMap<T>(trace.recurrent_mask.data(), B, R).block(0, r0, b, nr).array();
   if (zoneout.on()) dh.block(0, r0, b, nr) += dh_keep.block(0, r0, b, nr);
@@ -251,7 +266,7 @@ void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
 
 // The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units, on
 // one panel of all R columns of W_hh. The team meets every plan.segment steps (a late member's rows
-// pass to another there).
+// pass to another there), at steps that are multiples of it, where the blocks of gradients end too.
 template <typename T>
 void BackwardPass<T>::row_member(Seat& seat) {
   const int team = seat.slices();
@@ -259,11 +274,14 @@ void BackwardPass<T>::row_member(Seat& seat) {
     pack_columns_share(j, team, w.weight_hh, R, G, packed.data());
     pack_columns_share(j, team, w.weight_ih, I, G, packed_ih.data());
   });
-  for (Index last = steps - 1; last >= 0; last -= plan.segment)
+  for (Index last = steps - 1; last >= 0;) {
+    const Index first = last - last % plan.segment;
     seat.share([&](int j) {
-      for (Index q = last; q >= std::max<Index>(0, last - plan.segment + 1); --q) row_step(j, team, q);
+      for (Index q = last; q >= first; --q) row_step(j, team, q);
     });
-  gradients(seat);  // after the last segment: dZ of every step complete
+    if (first % plan.gradient_block == 0) gradients(seat, first / plan.gradient_block);  // a block complete
+    last = first - 1;
+  }
 }
 
 template <typename T>
@@ -271,24 +289,23 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
   const Index stride = team;  // between a member's rows
   const Index t = step_at(q);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
-  const Index active = rows_of(b, team, k);
-  T* dZ = dZ_buffer.data();
+  const Index active = rows_of(b, team, k), at0 = slot(q, row);
   with_peephole(dims.peephole, [&](auto peephole) {
     for (Index i = 0; i < active; ++i) {
       const Index r = k + i * stride, at = (row + r) * G;
       dh.row(r) += ConstMap<T>(io.dy.data + (row + r) * io.dy.stride, 1, R);
       if (zoneout.on()) zone_split(row, r, 0, R, 0, H);
       if (ln) ln_cell(row + r, r, dh.data() + r * H, k);
-      gates_backward_units<decltype(peephole)::value>(H, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H,
-                                                      trace.cell_prev.data() + (row + r) * H, dh.data() + r * H,
-                                                      dc.data() + r * H, dZ + at, w.weight_peep, variant,
-                                                      ln ? trace.ln_tanh.data() + (row + r) * H : nullptr);
+      gates_backward_units<decltype(peephole)::value>(
+          H, H, trace.gates.data() + at, trace.cell.data() + (row + r) * H, trace.cell_prev.data() + (row + r) * H,
+          dh.data() + r * H, dc.data() + r * H, dZ_buffer.data() + (at0 + r) * G, w.weight_peep, variant,
+          ln ? trace.ln_tanh.data() + (row + r) * H : nullptr);
       if (zoneout.on()) dc.row(r) += dc_keep.row(r);
-      if (ln) ln_gates(row + r, k);
+      if (ln) ln_gates(row + r, at0 + r, k);
     }
   });
   if (active > 0)  // dh_{t-1} = (dZ_t W_hh) * r for this member's rows
-    panel_product<false>(active, R, G, recurrent_gradient() + (row + k) * G, stride * G, packed.data(),
+    panel_product<false>(active, R, G, recurrent_gradient() + (at0 + k) * G, stride * G, packed.data(),
                          dh.data() + k * R, stride * R);
   if (!trace.recurrent_mask.empty())
     for (Index i = 0; i < active; ++i) {
@@ -299,75 +316,96 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
     for (Index i = 0; i < active; ++i) dh.row(k + i * stride) += dh_keep.row(k + i * stride);
 }
 
-// After the time loop (every dZ complete): the weight gradients and dX, single products over all
-// steps, their outputs shared out by rows; with a projection, M first and dW_hr in a second segment.
+// A block of steps complete (every dZ of its rows written): its rows' terms of the weight gradients and
+// its rows of dX, each product's outputs shared out by rows or columns; with a projection, M first and
+// dW_hr in a second segment. The first block the backward visits (the last in processing order)
+// assigns, the others add.
 template <typename T>
-void BackwardPass<T>::gradients(Seat& seat) {
+void BackwardPass<T>::gradients(Seat& seat, Index block) {
   const int team = seat.slices();
-  seat.share([&](int j) { weight_gradients(j, team); });
-  if (dims.projection) seat.share([&](int j) { projection_gradient(member_slice<T>(dims, team, j)); });
+  seat.share([&](int j) { weight_gradients(j, team, block); });
+  if (dims.projection) seat.share([&](int j) { projection_gradient(member_slice<T>(dims, team, j), block); });
+}
+
+// out = a, or out += a for every block after the first visited.
+template <typename Out, typename Expr>
+void accumulate(bool first_block, Out&& out, const Expr& a) {
+  if (first_block)
+    out.noalias() = a;
+  else
+    out.noalias() += a;
 }
 
 template <typename T>
-void BackwardPass<T>::weight_gradients(int j, int team) {
+void BackwardPass<T>::weight_gradients(int j, int team, Index block) {
   const Index g0 = split(G, team, j, Simd<T>::kWidth), g1 = split(G, team, j + 1, Simd<T>::kWidth);
-  ConstMap<T> dZ(dZ_buffer.data(), N, G);
-  ConstMap<T> dA_x_all(projection_input_gradient(), N, G), dA_h_all(recurrent_gradient(), N, G);
-  Map<T>(io.grads.weight_ih, G, I).middleRows(g0, g1 - g0).noalias() =
-      dA_x_all.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(io.x, N, I);
-  Map<T>(io.grads.weight_hh, G, R).middleRows(g0, g1 - g0).noalias() =
-      dA_h_all.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(trace.hidden_prev.data(), N, R);
-  db.middleCols(g0, g1 - g0) = dZ.middleCols(g0, g1 - g0).colwise().sum();
-  const Index n0 = N * j / team, n1 = N * (j + 1) / team;
-  input_gradient(n0, n1);
-  if (dims.projection) {  // m_t = o * tanh(c_t), recomputed from the trace for rows [n0, n1), for dW_hr
-    ConstStridedMap<T> O(trace.gates.data() + 3 * H, N, H, Eigen::OuterStride<>(G));
-    ConstMap<T> C(trace.cell.data(), N, H);
-    if (ln)  // m_t = o * tanh(LN(c_t)), the trace's tanh
-      Map<T>(M_buffer.data(), N, H).middleRows(n0, n1 - n0) =
-          O.middleRows(n0, n1 - n0).array() * ConstMap<T>(trace.ln_tanh.data(), N, H).middleRows(n0, n1 - n0).array();
+  const auto [first, end] = block_rows(block);
+  const Index n = end - first, s0 = (block & 1) * slot_rows;  // the block's rows, and where its slot starts
+  const bool assign = block == (steps - 1) / plan.gradient_block;
+  ConstMap<T> dZ(dZ_buffer.data() + s0 * G, n, G);
+  ConstMap<T> dA_x(projection_input_gradient() + s0 * G, n, G), dA_h(recurrent_gradient() + s0 * G, n, G);
+  accumulate(assign, Map<T>(io.grads.weight_ih, G, I).middleRows(g0, g1 - g0),
+             dA_x.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(io.x + first * I, n, I));
+  accumulate(assign, Map<T>(io.grads.weight_hh, G, R).middleRows(g0, g1 - g0),
+             dA_h.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(trace.hidden_prev.data() + first * R, n, R));
+  accumulate(assign, db.middleCols(g0, g1 - g0), dZ.middleCols(g0, g1 - g0).colwise().sum());
+  const Index n0 = n * j / team, n1 = n * (j + 1) / team;
+  input_gradient(first + n0, first + n1, s0 + n0);
+  if (dims.projection) {  // m_t = o * tanh(c_t) (or tanh(LN(c_t)), the trace's) of the slice's rows, for dW_hr
+    ConstStridedMap<T> O(trace.gates.data() + (first + n0) * G + 3 * H, n1 - n0, H, Eigen::OuterStride<>(G));
+    Map<T> M(M_buffer.data() + (s0 + n0) * H, n1 - n0, H);
+    if (ln)
+      M = O.array() * ConstMap<T>(trace.ln_tanh.data() + (first + n0) * H, n1 - n0, H).array();
     else
-      Map<T>(M_buffer.data(), N, H).middleRows(n0, n1 - n0) =
-          O.middleRows(n0, n1 - n0).array() * C.middleRows(n0, n1 - n0).array().tanh();
+      M = O.array() * ConstMap<T>(trace.cell.data() + (first + n0) * H, n1 - n0, H).array().tanh();
   }
-  if (dims.peephole) peephole_gradient(member_slice<T>(dims, team, j));
+  if (dims.peephole) peephole_gradient(member_slice<T>(dims, team, j), block);
 }
 
-// Rows [n0, n1) of dX (+)= dZ W_ih.
+// Packed rows [n0, n1) of dX (+)= dZ W_ih, their dZ from `slot0` on.
 template <typename T>
-void BackwardPass<T>::input_gradient(Index n0, Index n1) {
+void BackwardPass<T>::input_gradient(Index n0, Index n1, Index slot0) {
   Map<T> dX(io.dx + n0 * I, n1 - n0, I);
   const bool add = io.dx_mode == DxMode::kAdd;
-  const T* dZ = projection_input_gradient();
+  const T* dZ = projection_input_gradient() + slot0 * G;
   if (plan.packing && add)
-    panel_gemm<true>(n1 - n0, I, G, dZ + n0 * G, G, packed_ih.data(), dX.data(), I);
+    panel_gemm<true>(n1 - n0, I, G, dZ, G, packed_ih.data(), dX.data(), I);
   else if (plan.packing)
-    panel_gemm<false>(n1 - n0, I, G, dZ + n0 * G, G, packed_ih.data(), dX.data(), I);
+    panel_gemm<false>(n1 - n0, I, G, dZ, G, packed_ih.data(), dX.data(), I);
   else if (add)
-    dX.noalias() += ConstMap<T>(dZ, N, G).middleRows(n0, n1 - n0) * ConstMap<T>(w.weight_ih, G, I);
+    dX.noalias() += ConstMap<T>(dZ, n1 - n0, G) * ConstMap<T>(w.weight_ih, G, I);
   else
-    dX.noalias() = ConstMap<T>(dZ, N, G).middleRows(n0, n1 - n0) * ConstMap<T>(w.weight_ih, G, I);
+    dX.noalias() = ConstMap<T>(dZ, n1 - n0, G) * ConstMap<T>(w.weight_ih, G, I);
 }
 
-// dW_hr = dH^T M for the slice's outputs [r0, r1) (all of M complete).
+// dW_hr (+)= dH^T M over the block's rows for the slice's outputs [r0, r1) (all of M complete).
 template <typename T>
-void BackwardPass<T>::projection_gradient(const MemberSlice& slice) {
+void BackwardPass<T>::projection_gradient(const MemberSlice& slice, Index block) {
   const Index r0 = slice.r0, nr = slice.r1 - slice.r0;
-  Map<T>(io.grads.weight_hr, R, H).middleRows(r0, nr).noalias() =
-      Map<T>(dH_buffer.data(), N, R).middleCols(r0, nr).transpose() * Map<T>(M_buffer.data(), N, H);
+  const auto [first, end] = block_rows(block);
+  const Index s0 = (block & 1) * slot_rows;
+  accumulate(block == (steps - 1) / plan.gradient_block, Map<T>(io.grads.weight_hr, R, H).middleRows(r0, nr),
+             Map<T>(dH_buffer.data() + s0 * R, end - first, R).middleCols(r0, nr).transpose() *
+                 Map<T>(M_buffer.data() + s0 * H, end - first, H));
 }
 
-// dp_i = sum_rows dz_i * c_{t-1};  dp_f = sum_rows dz_f * c_{t-1};  dp_o = sum_rows dz_o * c_t,
-// for the slice's units [u0, u1).
+// dp_i += sum_rows dz_i * c_{t-1};  dp_f += sum_rows dz_f * c_{t-1};  dp_o += sum_rows dz_o * c_t over the
+// block's rows, for the slice's units [u0, u1).
 template <typename T>
-void BackwardPass<T>::peephole_gradient(const MemberSlice& slice) {
+void BackwardPass<T>::peephole_gradient(const MemberSlice& slice, Index block) {
   const Index u0 = slice.u0, n = slice.u1 - slice.u0;
-  ConstMap<T> dZ(dZ_buffer.data(), N, G);
-  ConstMap<T> C(trace.cell.data(), N, H);
-  ConstMap<T> C_prev(trace.cell_prev.data(), N, H);
-  dP.block(0, u0, 1, n) = (dZ.middleCols(u0, n).array() * C_prev.middleCols(u0, n).array()).colwise().sum();
-  dP.block(1, u0, 1, n) = (dZ.middleCols(H + u0, n).array() * C_prev.middleCols(u0, n).array()).colwise().sum();
-  dP.block(2, u0, 1, n) = (dZ.middleCols(3 * H + u0, n).array() * C.middleCols(u0, n).array()).colwise().sum();
+  const auto [first, end] = block_rows(block);
+  const Index rows = end - first;
+  const bool assign = block == (steps - 1) / plan.gradient_block;
+  ConstMap<T> dZ(dZ_buffer.data() + (block & 1) * slot_rows * G, rows, G);
+  ConstMap<T> C(trace.cell.data() + first * H, rows, H);
+  ConstMap<T> C_prev(trace.cell_prev.data() + first * H, rows, H);
+  accumulate(assign, dP.block(0, u0, 1, n),
+             (dZ.middleCols(u0, n).array() * C_prev.middleCols(u0, n).array()).colwise().sum().matrix());
+  accumulate(assign, dP.block(1, u0, 1, n),
+             (dZ.middleCols(H + u0, n).array() * C_prev.middleCols(u0, n).array()).colwise().sum().matrix());
+  accumulate(assign, dP.block(2, u0, 1, n),
+             (dZ.middleCols(3 * H + u0, n).array() * C.middleCols(u0, n).array()).colwise().sum().matrix());
 }
 
 }  // namespace

@@ -54,6 +54,8 @@ LayerPlan plan_layer(const Problem& p) {
                           : std::clamp<Index>(kInferenceChunkNumbers / (p.batch * 4 * p.dims.hidden_size), 1,
                                               kInferenceChunkMaxSteps);
   cell.segment = cell.split == Split::kRows ? kRowSegmentSteps : 1;
+  const Index block = (kGradientBlockRows + p.batch - 1) / std::max<Index>(1, p.batch);
+  cell.gradient_block = (block + cell.segment - 1) / cell.segment * cell.segment;
   return plan;
 }
 

@@ -75,6 +75,9 @@ struct CellPlan {
   bool packing = false;  // W_ih and W_hh packed into panels once per call (recurrent.hpp)
   Index chunk = 1;       // steps whose input projection is one GEMM (all steps when training)
   Index segment = 1;     // row split: steps each member runs between meetings of the team
+  // Backward: the weight gradients are summed over blocks of this many steps (a multiple of segment),
+  // each as its steps complete, so the gradients w.r.t. the gates are kept for two blocks, not all rows.
+  Index gradient_block = 1;
 };
 
 struct LayerPlan {
@@ -105,6 +108,10 @@ constexpr std::size_t kRowSplitWeightBytes = 512 << 10;
 // The row split's members meet every kRowSegmentSteps steps, where the rows of a late (descheduled)
 // member pass to another (team.hpp): a meeting costs about a microsecond, a step of the split tens.
 constexpr Index kRowSegmentSteps = 16;
+
+// The backward's blocks of weight gradients hold at least kGradientBlockRows rows (B per step): big
+// enough that their products run at the speed of one over all rows.
+constexpr Index kGradientBlockRows = 1024;
 
 // Work thresholds in multiply-adds: directions side by side from kParallelDirectionsWork in all
 // (N 4H (I_k + R)); a team from kTeamStepWork per step (B 4H R) and kTeamCallWork in all.

@@ -92,6 +92,15 @@ TEST(Plan, LayerNormSplitsRowsOnAnyWeightsElseRunsOnOneThread) {
   }
 }
 
+TEST(Plan, WeightGradientBlocksHoldEnoughRowsAndEndWhereTheRowSplitMeets) {
+  // At least kGradientBlockRows rows a block, whole segments of the row split.
+  EXPECT_EQ(plan_layer(problem(100, 64, 256, 256, 2)).cell.gradient_block, 16);  // unit split: 16 x 64
+  EXPECT_EQ(plan_layer(problem(1000, 1, 64, 256, 2)).cell.gradient_block, 1024);
+  const LayerPlan rows = plan_layer(problem(100, 41, 64, 128, 2));  // 25 steps of 41, in segments of 16
+  EXPECT_EQ(rows.cell.split, Split::kRows);
+  EXPECT_EQ(rows.cell.gradient_block, 32);
+}
+
 TEST(Plan, BigBidirectionalLayerRunsDirectionsSideBySideWithHalfTheTeam) {
   Problem p = problem(100, 32, 256, 256, 4);
   p.directions = 2;
