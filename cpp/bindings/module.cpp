@@ -248,7 +248,7 @@ PYBIND11_MODULE(_core, m) {
       [](std::uint64_t seed, Index cells, Index rows, Index R, Index H, double z_h, double z_c) {
         auto d_h = empty<double>({cells, rows, R}), d_c = empty<double>({cells, rows, H});
         for (Index cell = 0; cell < cells; ++cell)
-          lstm_fast::zoneout_masks<double>(seed, cell, rows, R, H, z_h, z_c, d_h.mutable_data() + cell * rows * R,
+          lstm_fast::zoneout_masks<double>(seed, cell, 0, rows, R, H, z_h, z_c, d_h.mutable_data() + cell * rows * R,
                                            d_c.mutable_data() + cell * rows * H);
         return py::make_tuple(d_h, d_c);
       },

@@ -36,12 +36,15 @@ struct ForwardPass : PassShape {
   void step_projection(const Share& share, Index p);
   void row_member(Seat& seat);
   void row_step(int k, int team, Index p);
-  Zoneout<T> keep_masks(const ForwardArrays<T>& arrays) {  // the zoneout masks, drawn into the trace
+  Zoneout<T> keep_masks() {  // room in the trace for the zoneout masks (draw_masks fills it)
     trace->zoneout_h.resize(static_cast<size_t>(N * R));
     trace->zoneout_c.resize(static_cast<size_t>(N * H));
-    zoneout_masks(*arrays.zoneout_seed, arrays.cell, N, R, H, dims.zoneout_h, dims.zoneout_c, trace->zoneout_h.data(),
-                  trace->zoneout_c.data());
     return Zoneout<T>(trace->zoneout_h.data(), trace->zoneout_c.data(), dims);
+  }
+  void draw_masks(int j, int team) {  // slice j's share of the rows of the zoneout masks, before any step
+    if (!io.zoneout_seed || !trace) return;
+    zoneout_masks(*io.zoneout_seed, io.cell, N * j / team, N * (j + 1) / team, R, H, dims.zoneout_h, dims.zoneout_c,
+                  trace->zoneout_h.data(), trace->zoneout_c.data());
   }
   // Zoneout after the kernel (training, or with layer norm, whose LN(c) reads c~): c_t of state rows
   // [r0, r1) (packed rows row + r), units [u0, u0 + n), mixed with c_{t-1} (the trace's, or c_keep's).
@@ -120,7 +123,7 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
       trace(arrays.trace),
       ln(d.layer_norm),
       variant(gate_variant<T>(d.cell_clip, d.coupled_gates, arrays.trace || ln ? 0.0 : d.zoneout_c, ln)),
-      zoneout(arrays.trace && arrays.zoneout_seed ? keep_masks(arrays) : Zoneout<T>(nullptr, nullptr, d)) {
+      zoneout(arrays.trace && arrays.zoneout_seed ? keep_masks() : Zoneout<T>(nullptr, nullptr, d)) {
   bias = RowVector<T>::Zero(G);
   if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
   if (w.bias_hh) bias += ConstMap<T>(w.bias_hh, 1, G);
@@ -186,7 +189,11 @@ UnitShare<T> ForwardPass<T>::share_of(int j, int team) {
 template <typename T>
 void ForwardPass<T>::unit_member(Seat& seat) {
   const int team = seat.slices();
-  if (plan.packing) seat.share([&](int j) { pack_units(j, team); });  // all of W_ih's panel before a projection
+  if (plan.packing || io.zoneout_seed)  // all of W_ih's panel before a projection, the masks before a step
+    seat.share([&](int j) {
+      if (plan.packing) pack_units(j, team);
+      draw_masks(j, team);
+    });
   for (Index first = 0; first < steps; first += plan.chunk) {
     const Index count = std::min(plan.chunk, steps - first);
     // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
@@ -316,9 +323,10 @@ void ForwardPass<T>::step_projection(const Share& share, Index p) {
 template <typename T>
 void ForwardPass<T>::row_member(Seat& seat) {
   const int team = seat.slices();
-  seat.share([&](int j) {  // both panels whole before any slice reads them
+  seat.share([&](int j) {  // both panels whole (and the zoneout masks drawn) before any slice reads them
     pack_transposed_share(j, team, w.weight_hh, G, R, packed.data());
     pack_transposed_share(j, team, w.weight_ih, G, I, packed_ih.data());
+    draw_masks(j, team);
   });
   for (Index first = 0; first < steps; first += plan.segment)
     seat.share([&](int j) {

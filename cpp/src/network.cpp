@@ -208,11 +208,11 @@ void bernoulli_row(std::uint64_t& stream, Index n, std::uint32_t threshold, T* d
 }  // namespace
 
 template <typename T>
-void zoneout_masks(std::uint64_t seed, Index cell, Index rows, Index R, Index H, double z_h, double z_c, T* d_h,
-                   T* d_c) {
+void zoneout_masks(std::uint64_t seed, Index cell, Index row0, Index row1, Index R, Index H, double z_h, double z_c,
+                   T* d_h, T* d_c) {
   auto threshold = [](double z) { return static_cast<std::uint32_t>(std::llround(z * 16777216.0)); };
   const std::uint64_t cell_seed = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(cell)));
-  for (Index row = 0; row < rows; ++row) {
+  for (Index row = row0; row < row1; ++row) {
     std::uint64_t stream = splitmix64(cell_seed ^ static_cast<std::uint64_t>(row)) << 20;
     bernoulli_row(stream, R, threshold(z_h), d_h + row * R);
     bernoulli_row(stream, H, threshold(z_c), d_c + row * H);
@@ -281,7 +281,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
 #define LSTM_FAST_INSTANTIATE(T)                                                                                       \
   template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&, const T*, const T*,     \
                            const T*, const T* const*, T*, T*, T*, Trace<T>*, const T*, const std::uint64_t*);          \
-  template void zoneout_masks<T>(std::uint64_t, Index, Index, Index, Index, double, double, T*, T*);                   \
+  template void zoneout_masks<T>(std::uint64_t, Index, Index, Index, Index, Index, double, double, T*, T*);            \
   template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const T*, const T*, const T*, T*, T*, \
                             T*, const std::vector<CellGrads<T>>&);
 LSTM_FAST_INSTANTIATE(float)

@@ -149,10 +149,11 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
 // Zoneout's training masks of cell `cell` (API.md): d = 1 with probability z (to 2^-24), independently
 // for every unit of every packed row, drawn from `seed`: d_h [N, R] (probability z_h) and d_c [N, H]
 // (z_c), 0 or 1. Each row from its own splitmix64 stream (seeded by seed, cell and row), so that any
-// rows can be drawn again alone. What the training forward uses; lstm_fast._core.zoneout_masks shows it.
+// rows can be drawn again alone: this writes rows [row0, row1) of d_h and d_c (pointers at row 0). What
+// the training forward uses (its team sharing the rows); lstm_fast._core.zoneout_masks shows it.
 template <typename T>
-void zoneout_masks(std::uint64_t seed, Index cell, Index rows, Index R, Index H, double z_h, double z_c, T* d_h,
-                   T* d_c);
+void zoneout_masks(std::uint64_t seed, Index cell, Index row0, Index row1, Index R, Index H, double z_h, double z_c,
+                   T* d_h, T* d_c);
 
 // Backpropagation through time over the trace of a training forward with the same weights.
 //   dy: [N, D*R];  dh_n: [L*D, B, R] or null;  dc_n: [L*D, B, H] or null.
