@@ -40,10 +40,13 @@ struct BackwardPass : PassShape {
     return reverse ? std::pair<Index, Index>{s.offsets[steps - q1], s.offsets[steps - q0]}
                    : std::pair<Index, Index>{s.offsets[q0], s.offsets[q1]};
   }
+  Index slot_start(Index b) const { return (b & 1) * slot_rows; }
   Index slot(Index q, Index row) const {
     const Index b = q / plan.gradient_block;
-    return (b & 1) * slot_rows + row - block_rows(b).first;
+    return slot_start(b) + row - block_rows(b).first;
   }
+  // The block the backward visits first (the last in processing order): its sums assign, the others add.
+  bool first_visited(Index b) const { return b == (steps - 1) / plan.gradient_block; }
   Index slot_rows = 0;  // rows of a slot: a block's most (N when one block holds every step)
   // Layer norm, per row (layer_norm.hpp), packed row `row`, state row r, slice j: before the gate kernel
   // the gradient through LN(c_t) added to dc (dm: the row's gradient w.r.t. m); after it, the gradients
@@ -80,8 +83,8 @@ struct BackwardPass : PassShape {
   const Zoneout<T> zoneout;
   Matrix<T> dh_keep, dc_keep;  // [B, R], [B, H]: the kept parts of the step being processed
   void zone_split(Index row, Index r, Index r0, Index nr, Index u0, Index n) {  // state row r, packed row + r
-    zoneout.split(zoneout.d_h, zoneout.z_h, R, row + r, r0, nr, dh.data() + r * R + r0, dh_keep.data() + r * R + r0);
-    zoneout.split(zoneout.d_c, zoneout.z_c, H, row + r, u0, n, dc.data() + r * H + u0, dc_keep.data() + r * H + u0);
+    zoneout.h.split(row + r, r0, nr, dh.data() + r * R + r0, dh_keep.data() + r * R + r0);
+    zoneout.c.split(row + r, u0, n, dc.data() + r * H + u0, dc_keep.data() + r * H + u0);
   }
   // Running gradients w.r.t. each row's latest state; a row not active at a step keeps its value,
   // mirroring the forward's running state.
@@ -340,8 +343,8 @@ template <typename T>
 void BackwardPass<T>::weight_gradients(int j, int team, Index block) {
   const Index g0 = split(G, team, j, Simd<T>::kWidth), g1 = split(G, team, j + 1, Simd<T>::kWidth);
   const auto [first, end] = block_rows(block);
-  const Index n = end - first, s0 = (block & 1) * slot_rows;  // the block's rows, and where its slot starts
-  const bool assign = block == (steps - 1) / plan.gradient_block;
+  const Index n = end - first, s0 = slot_start(block);
+  const bool assign = first_visited(block);
   ConstMap<T> dZ(dZ_buffer.data() + s0 * G, n, G);
   ConstMap<T> dA_x(projection_input_gradient() + s0 * G, n, G), dA_h(recurrent_gradient() + s0 * G, n, G);
   accumulate(assign, Map<T>(io.grads.weight_ih, G, I).middleRows(g0, g1 - g0),
@@ -383,8 +386,8 @@ template <typename T>
 void BackwardPass<T>::projection_gradient(const MemberSlice& slice, Index block) {
   const Index r0 = slice.r0, nr = slice.r1 - slice.r0;
   const auto [first, end] = block_rows(block);
-  const Index s0 = (block & 1) * slot_rows;
-  accumulate(block == (steps - 1) / plan.gradient_block, Map<T>(io.grads.weight_hr, R, H).middleRows(r0, nr),
+  const Index s0 = slot_start(block);
+  accumulate(first_visited(block), Map<T>(io.grads.weight_hr, R, H).middleRows(r0, nr),
              Map<T>(dH_buffer.data() + s0 * R, end - first, R).middleCols(r0, nr).transpose() *
                  Map<T>(M_buffer.data() + s0 * H, end - first, H));
 }
@@ -396,8 +399,8 @@ void BackwardPass<T>::peephole_gradient(const MemberSlice& slice, Index block) {
   const Index u0 = slice.u0, n = slice.u1 - slice.u0;
   const auto [first, end] = block_rows(block);
   const Index rows = end - first;
-  const bool assign = block == (steps - 1) / plan.gradient_block;
-  ConstMap<T> dZ(dZ_buffer.data() + (block & 1) * slot_rows * G, rows, G);
+  const bool assign = first_visited(block);
+  ConstMap<T> dZ(dZ_buffer.data() + slot_start(block) * G, rows, G);
   ConstMap<T> C(trace.cell.data() + first * H, rows, H);
   ConstMap<T> C_prev(trace.cell_prev.data() + first * H, rows, H);
   accumulate(assign, dP.block(0, u0, 1, n),

@@ -111,19 +111,16 @@ MemberSlice member_slice(const CellDims& dims, int team, int k) {
   return {u0, u1, split(R, team, k, 1), split(R, team, k + 1, 1)};
 }
 
-// Zoneout of one cell (API.md; Krueger et al. 2016): a unit keeps its previous state with mask d, 0/1
-// per unit, step and row, d_h [N, R] and d_c [N, H] in the packed rows (a training forward's), or with
-// the probabilities z_h, z_c themselves where the masks are null (inference).
+// Zoneout of one state (h or c) of a cell (API.md; Krueger et al. 2016): a unit keeps its previous
+// value with mask d, 0/1 per unit, step and row ([N, width] in the packed rows: a training forward's),
+// or with the probability z itself where d is null (inference).
 template <typename T>
-struct Zoneout {
-  const T* d_h = nullptr;
-  const T* d_c = nullptr;
-  T z_h = 0, z_c = 0;
-  bool on() const { return d_h || z_h > 0 || z_c > 0; }
-  Zoneout(const T* masks_h, const T* masks_c, const CellDims& dims)
-      : d_h(masks_h), d_c(masks_c), z_h(static_cast<T>(dims.zoneout_h)), z_c(static_cast<T>(dims.zoneout_c)) {}
-  // Units [u0, u0 + n) of packed row `row` (width H or R): state = d prev + (1 - d) state.
-  void mix(const T* d, T z, Index width, Index row, Index u0, Index n, const T* prev, T* state) const {
+struct ZoneoutMask {
+  const T* d;
+  T z;
+  Index width;  // R for h, H for c
+  // Units [u0, u0 + n) of packed row `row`: state = d prev + (1 - d) state.
+  void mix(Index row, Index u0, Index n, const T* prev, T* state) const {
     const T* dr = d ? d + row * width + u0 : nullptr;
     for (Index k = 0; k < n; ++k) {
       const T dk = dr ? dr[k] : z;
@@ -131,7 +128,7 @@ struct Zoneout {
     }
   }
   // The backward of mix: keep = d grad (reaches prev), grad = (1 - d) grad (reaches the new state).
-  void split(const T* d, T z, Index width, Index row, Index u0, Index n, T* grad, T* keep) const {
+  void split(Index row, Index u0, Index n, T* grad, T* keep) const {
     const T* dr = d ? d + row * width + u0 : nullptr;
     for (Index k = 0; k < n; ++k) {
       const T dk = dr ? dr[k] : z;
@@ -139,6 +136,16 @@ struct Zoneout {
       grad[k] = (T(1) - dk) * grad[k];
     }
   }
+};
+
+// Both states' zoneout: the masks d_h [N, R], d_c [N, H], or null for the probabilities of dims.
+template <typename T>
+struct Zoneout {
+  ZoneoutMask<T> h, c;
+  Zoneout(const T* masks_h, const T* masks_c, const CellDims& dims)
+      : h{masks_h, static_cast<T>(dims.zoneout_h), dims.output_size},
+        c{masks_c, static_cast<T>(dims.zoneout_c), dims.hidden_size} {}
+  bool on() const { return h.d || h.z > 0 || c.z > 0; }
 };
 
 // What a pass (ForwardPass, BackwardPass) reads of the call besides its arrays: the sizes, the plan

@@ -52,7 +52,7 @@ struct ForwardPass : PassShape {
     if (!(trace || ln) || !zoneout.on()) return;
     for (Index r = r0; r < r1; ++r) {
       const T* prev = trace ? trace->cell_prev.data() + (row + r) * H : c_keep.data() + r * H;
-      zoneout.mix(zoneout.d_c, zoneout.z_c, H, row + r, u0, n, prev + u0, c.data() + r * H + u0);
+      zoneout.c.mix(row + r, u0, n, prev + u0, c.data() + r * H + u0);
     }
   }
   // Layer norm (layer_norm.hpp), per row: z = LN(x W_ih^T) + b with x W_ih^T in z; z += LN(a) with
@@ -311,7 +311,7 @@ void ForwardPass<T>::step_projection(const Share& share, Index p) {
   }
   if (zoneout.on())
     for (Index r = 0; r < b; ++r)
-      zoneout.mix(zoneout.d_h, zoneout.z_h, R, row + r, r0, r1 - r0, h.data() + r * R + r0, h_next.data() + r * R + r0);
+      zoneout.h.mix(row + r, r0, r1 - r0, h.data() + r * R + r0, h_next.data() + r * R + r0);
   StridedMap<T>(io.y.data + row * io.y.stride, b, R, Eigen::OuterStride<>(io.y.stride)).middleCols(r0, r1 - r0) =
       h_next.block(0, r0, b, r1 - r0);
   if (mask) mask_block(p + 1, 0, B, r0, r1 - r0);
@@ -375,8 +375,7 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
       if (ln) ln_cell(row + r, r, zt + i * stride * G, h_next.data() + r * R);
       if (trace) std::copy(c.data() + r * H, c.data() + (r + 1) * H, trace->cell.data() + (row + r) * H);
       zone_cell(row, r, r + 1, 0, H);
-      if (zoneout.on())
-        zoneout.mix(zoneout.d_h, zoneout.z_h, R, row + r, 0, R, hidden[p & 1].data() + r * R, h_next.data() + r * R);
+      if (zoneout.on()) zoneout.h.mix(row + r, 0, R, hidden[p & 1].data() + r * R, h_next.data() + r * R);
       std::copy(h_next.data() + r * R, h_next.data() + (r + 1) * R, io.y.data + (row + r) * io.y.stride);
       if (mask) mask_block(p + 1, r, 1, 0, R);
     }

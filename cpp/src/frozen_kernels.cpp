@@ -147,6 +147,7 @@ struct FrozenPass {
   FrozenWork layout;
   Index H, R, G;
   GateVariant<float> variant;  // the cell variant the gates fuse (gates.hpp)
+  Zoneout<float> zoneout;      // inference: the probabilities (c's in the gate kernel, but with layer norm)
 
   FrozenPass(Precision precision, const CellDims& d, const CellPlan& pl, const FrozenCell& c, const FrozenSteps& st,
              const FrozenArrays& arrays)
@@ -160,7 +161,8 @@ struct FrozenPass {
         H(d.hidden_size),
         R(d.output_size),
         G(4 * d.hidden_size),
-        variant(gate_variant<float>(d.cell_clip, d.coupled_gates, d.layer_norm ? 0.0 : d.zoneout_c, d.layer_norm)) {}
+        variant(gate_variant<float>(d.cell_clip, d.coupled_gates, d.layer_norm ? 0.0 : d.zoneout_c, d.layer_norm)),
+        zoneout(nullptr, nullptr, d) {}
 
   float* buffer(std::size_t offset) const { return reinterpret_cast<float*>(io.work + offset); }
   Index step_at(Index q) const { return s.reverse ? s.steps - 1 - q : q; }  // the step processed q-th
@@ -265,9 +267,7 @@ struct FrozenPass {
     float* c = cell_state() + r * H;
     cell_layer_norm(H, c, z + 3 * H, cell.ln[4], cell.ln[5], static_cast<float*>(nullptr), static_cast<float*>(nullptr),
                     m);
-    if (!(dims.zoneout_c > 0)) return;
-    const float zc = static_cast<float>(dims.zoneout_c), *prev = buffer(layout.c_keep) + r * H;
-    for (Index k = 0; k < H; ++k) c[k] = zc * prev[k] + (1.0f - zc) * c[k];
+    if (zoneout.c.z > 0) zoneout.c.mix(0, 0, H, buffer(layout.c_keep) + r * H, c);
   }
 
   // Rows [r0, r0 + n) of the q-th step processed, slice j's units: (their input projection into z
@@ -314,15 +314,9 @@ struct FrozenPass {
     float* h_next = hidden(q + 1);
     for (Index r = b; r < s.batch; ++r) std::copy(h + r * R + r0, h + r * R + r1, h_next + r * R + r0);
     for (Index r = 0; r < b; ++r) {
-      zone_hidden(h + r * R, h_next + r * R, r0, r1);
+      if (zoneout.h.z > 0) zoneout.h.mix(0, r0, r1 - r0, h + r * R + r0, h_next + r * R + r0);
       std::copy(h_next + r * R + r0, h_next + r * R + r1, io.y.data + (row + r) * io.y.stride + r0);
     }
-  }
-
-  void zone_hidden(const float* h, float* h_next, Index r0, Index r1) const {
-    if (!(dims.zoneout_h > 0)) return;
-    const float z = static_cast<float>(dims.zoneout_h);
-    for (Index k = r0; k < r1; ++k) h_next[k] = z * h[k] + (1.0f - z) * h_next[k];
   }
 
   // The row split (plan.hpp; no projection): slice k is rows k, k + team, ... of every step, all units;
@@ -355,7 +349,7 @@ struct FrozenPass {
         }
         gates(H, zt + i * team * G, c + r * H, h_next + r * R, 0);
         if (ln) ln_cell(r, zt + i * team * G, h_next + r * R);
-        zone_hidden(h + r * R, h_next + r * R, 0, R);
+        if (zoneout.h.z > 0) zoneout.h.mix(0, 0, R, h + r * R, h_next + r * R);
         std::copy_n(h_next + r * R, R, io.y.data + (row + r) * io.y.stride);
       }
     }
