@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import lstm_fast as lf
+from lstm_fast import _core
 from lstm_fast import reference as ref
 
 # Tolerances of the C++ core against the float64 reference: float64 runs the same arithmetic in a
@@ -136,3 +137,12 @@ def num_threads(threads):
 def rng(request):
     # A distinct stream per test, the same in every run (str hash() is salted per process; crc32 is not).
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(params=lf.supported_isas())
+def isa(request):
+    """Each instruction set this CPU runs, in turn (the previous one restored after)."""
+    before = lf.isa()
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(before)

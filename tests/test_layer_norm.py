@@ -1,20 +1,20 @@
 """The layer-normalised LSTM (Ba, Kiros & Hinton 2016) in the fused passes: against the reference (float64
-1e-12, float32 1e-5) across layers, directions, projection, peepholes, lengths and the other variants;
-teams and splits; every instruction set; the core's gradients against finite differences; frozen models
-of every precision; files; the torch module; and what refuses it."""
+1e-12, float32 5e-5 of each array's scale: conftest.TOLERANCE_LAYER_NORM) across layers, directions,
+projection, peepholes, lengths and the other variants; teams and splits; every instruction set; the
+core's gradients against finite differences; frozen models of every precision; files; the torch module;
+and what refuses it."""
 
 import itertools
 
 import numpy as np
 import pytest
-from conftest import TOLERANCE, num_threads, random_case, reference_forward
+from conftest import num_threads, random_case, reference_forward
 from test_core import assert_core_gradients_match_finite_differences, run_and_compare, zoneout_masks
+from test_untrusted_files import _save_with
+from test_variants import DTYPES, FEATURES, _assert_inference_matches, _assert_module_matches, _features
 
 import lstm_fast as lf
-from lstm_fast import _core
 
-DTYPES = (np.float64, np.float32)
-FEATURES = list(itertools.product([1, 2], [False, True], [0, 2], [False, True], [False, True]))
 VARIANTS = [
     dict(layer_norm=True),
     dict(layer_norm=True, cell_clip=0.8, coupled_gates=True),
@@ -41,40 +41,23 @@ def _case(rng, variant, dtype=np.float64, **kwargs):
     return (model, *rest)
 
 
-def _features(num_layers, bidirectional, proj_size, peephole, with_lengths, H=5):
-    """The shapes of a FEATURES case. float32 takes H = 16: LN's statistics over 5 cell values can be
-    small enough (std 0.07) that float32 rounding of the parameters alone moves the gradients by 3e-5
-    of their scale (measured: the float64 kernels on parameters perturbed by 6e-8), which no float32
-    arithmetic can undercut; over 16 units and 64 gate values they sit within the 1e-5 contract. (So does
-    the projection and the input: LN over the 4H values of W_hh h_{t-1} with h_{t-1} of 2 numbers, or of
-    W_ih x_t with x_t of 3, is as ill-conditioned, so float32 projects to 8 and reads 8.)"""
-    return dict(
-        T=7,
-        B=4,
-        I=3 if H < 16 else 8,
-        H=H,
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        proj_size=proj_size * (H // 4),
-        peephole=peephole,
-        with_lengths=with_lengths,
-    )
-
-
-def _assert_inference_matches(model, x, state, lengths, dtype):
-    y, (h, c) = model(x, state, lengths)
-    y_ref, (h_ref, c_ref), _ = reference_forward(model, x, state, lengths)
-    for name, got, want in (("y", y, y_ref), ("h_n", h, h_ref), ("c_n", c, c_ref)):
-        np.testing.assert_allclose(got, want, **TOLERANCE[dtype], err_msg=name)
+def _ln_features(num_layers, bidirectional, proj_size, peephole, with_lengths, dtype):
+    """test_variants' shapes of a FEATURES case; float32 at I 8, H 16, R 8. LN's statistics over 5 cell
+    values can be small enough (std 0.07) that float32 rounding of the parameters alone moves the
+    gradients by 3e-5 of their scale (measured: the float64 kernels on parameters perturbed by 6e-8),
+    which no float32 arithmetic can undercut; over 16 units and 64 gate values they sit within the 1e-5
+    contract. So do the projection and the input: LN over the 4H values of W_hh h_{t-1} with h_{t-1} of 2
+    numbers, or of W_ih x_t with x_t of 3, is as ill-conditioned."""
+    if dtype == np.float64:
+        return _features(num_layers, bidirectional, proj_size, peephole, with_lengths)
+    return _features(num_layers, bidirectional, proj_size * 4, peephole, with_lengths, I=8, H=16)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("num_layers,bidirectional,proj_size,peephole,with_lengths", FEATURES)
 def test_matches_the_reference(rng, dtype, variant, num_layers, bidirectional, proj_size, peephole, with_lengths):
-    features = _features(
-        num_layers, bidirectional, proj_size, peephole, with_lengths, H=5 if dtype == np.float64 else 16
-    )
+    features = _ln_features(num_layers, bidirectional, proj_size, peephole, with_lengths, dtype)
     model, x, state, lengths, dy, dstate = _case(rng, variant, dtype, **features)
     run_and_compare(model, x, state, lengths, dy, dstate, dtype)
     _assert_inference_matches(model, x, state, lengths, dtype)
@@ -119,14 +102,6 @@ def test_the_row_split_and_a_team_of_one_give_the_same_bits(rng):
             results.append([y, h, c, dx, dh, dc])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
-
-
-@pytest.fixture(params=lf.supported_isas())
-def isa(request):
-    before = lf.isa()
-    _core.set_isa(request.param)
-    yield request.param
-    _core.set_isa(before)
 
 
 def test_every_instruction_set(rng, isa):
@@ -235,15 +210,8 @@ def test_saved_loaded_and_refused_where_it_cannot_go(rng, tmp_path):
 
 
 def test_a_file_missing_a_layer_norm_tensor_is_refused(tmp_path):
-    from safetensors import safe_open
-    from safetensors.numpy import save_file
-
-    path = tmp_path / "lstm.safetensors"
-    lf.LSTM(3, 4, layer_norm=True).save(path)
-    with safe_open(str(path), "np") as f:
-        metadata = f.metadata()
-        tensors = {name: f.get_tensor(name) for name in f.keys() if name != "ln_cell_bias_l0"}
-    save_file(tensors, str(path), metadata=metadata)
+    model, path = lf.LSTM(3, 4, layer_norm=True), tmp_path / "lstm.safetensors"
+    _save_with(path, model, tensors={k: v for k, v in model.state_dict().items() if k != "ln_cell_bias_l0"})
     for load in (lf.load, lf.load_model):
         with pytest.raises(ValueError, match="missing tensor ln_cell_bias_l0"):
             load(path)
@@ -268,7 +236,4 @@ def test_the_torch_module_takes_layer_norm(rng):
     y.sum().backward()
     y_ref, _ = model.forward(x)
     dx_ref, _ = model.backward(np.ones_like(y_ref))
-    np.testing.assert_allclose(y.detach().numpy(), y_ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(xt.grad.numpy(), dx_ref, rtol=1e-12, atol=1e-12)
-    for name, p in module.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), model.grads[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    _assert_module_matches(module, xt, y, y_ref, dx_ref, model.grads)
