@@ -15,6 +15,15 @@
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {
 
+// out = a, or out += a for every block after the first visited.
+template <typename Out, typename Expr>
+void accumulate(bool first_block, Out&& out, const Expr& a) {
+  if (first_block)
+    out.noalias() = a;
+  else
+    out.noalias() += a;
+}
+
 template <typename T>
 struct BackwardPass : PassShape {
   BackwardPass(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& w, const Sequence& sequence,
@@ -45,8 +54,9 @@ struct BackwardPass : PassShape {
     const Index b = q / plan.gradient_block;
     return slot_start(b) + row - block_rows(b).first;
   }
-  // The block the backward visits first (the last in processing order): its sums assign, the others add.
-  bool first_visited(Index b) const { return b == (steps - 1) / plan.gradient_block; }
+  // The block the backward visits first (the last in processing order): its sums assign, the others add
+  // (all of them when accumulating into a checkpointed backward's gradients).
+  bool first_visited(Index b) const { return !io.accumulate && b == (steps - 1) / plan.gradient_block; }
   Index slot_rows = 0;  // rows of a slot: a block's most (N when one block holds every step)
   // Layer norm, per row (layer_norm.hpp), packed row `row`, state row r, slice j: before the gate kernel
   // the gradient through LN(c_t) added to dc (dm: the row's gradient w.r.t. m); after it, the gradients
@@ -99,10 +109,23 @@ struct BackwardPass : PassShape {
   // depending on where that array lies.
   Matrix<T> db, dP;
   // Layer norm: [slots, 4H] the gradients w.r.t. h W_hh^T and x W_ih^T; [B, H] w.r.t. LN(c_t) of the rows
-  // being processed; per slice j of the team the sums of its rows' terms of the gains' gradients, rows
-  // 2j, 2j + 1: (ih gain, hh gain) [4H], (cell gain, cell bias) [H] (added up in slice order at the end).
+  // being processed; per slice j of the team the sums of its rows' terms of the gains' gradients over
+  // the block being processed, rows 2j, 2j + 1: (ih gain, hh gain) [4H], (cell gain, cell bias) [H]; and
+  // the sums over the blocks done, [2, 4H] and [2, H], each block's slices added in slice order.
   Buffer<T> dA_h, dA_x;
-  Matrix<T> dn_rows, d_ln_gates, d_ln_cell;
+  Matrix<T> dn_rows, d_ln_gates, d_ln_cell, ln_gate_sums, ln_cell_sums;
+  void ln_block_sums(int j, int team, bool assign) {  // member j's columns, at the end of a block
+    const Index W = Simd<T>::kWidth;
+    fold_slices(d_ln_gates, ln_gate_sums, split(G, team, j, W), split(G, team, j + 1, W), team, assign);
+    fold_slices(d_ln_cell, ln_cell_sums, split(H, team, j, W), split(H, team, j + 1, W), team, assign);
+  }
+  static void fold_slices(Matrix<T>& slices, Matrix<T>& sums, Index c0, Index c1, int team, bool assign) {
+    auto part = slices.middleCols(c0, c1 - c0);
+    for (int k = 1; k < team; ++k) part.topRows(2) += part.middleRows(2 * k, 2);
+    accumulate(assign, sums.middleCols(c0, c1 - c0), part.topRows(2));
+    part.setZero();
+  }
+  void continue_sums();  // accumulate: the sums kept outside the blocks go on from the gradients
   // Packed when plan.packing. Unit split: W_hh's columns member by member, the panel of
   // W_hh[k][r0 + j] for the member's outputs [r0, r1), panel_size(nr, 4H) < 4H (nr + W) numbers; with a
   // projection r0 need not be on a packet boundary, so member k's panel starts at 4H (r0 + k W).
@@ -144,7 +167,10 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
     dn_rows.resize(B, H);
     d_ln_gates.setZero(2 * plan.team, G);
     d_ln_cell.setZero(2 * plan.team, H);
+    ln_gate_sums.resize(2, G);
+    ln_cell_sums.resize(2, H);
   }
+  if (io.accumulate) continue_sums();
   if (zoneout.on()) {
     dh_keep.resize(B, R);
     dc_keep.resize(B, H);
@@ -161,6 +187,21 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
 }
 
 template <typename T>
+void BackwardPass<T>::continue_sums() {
+  if (w.bias_ih)
+    db = ConstMap<T>(io.grads.bias_ih, 1, G);
+  else if (ln)
+    db = ConstMap<T>(io.grads.ln_ih_bias, 1, G);
+  if (dims.peephole) dP = ConstMap<T>(io.grads.weight_peep, 3, H);
+  if (ln) {
+    ln_gate_sums.row(0) = ConstMap<T>(io.grads.ln_ih_weight, 1, G);
+    ln_gate_sums.row(1) = ConstMap<T>(io.grads.ln_hh_weight, 1, G);
+    ln_cell_sums.row(0) = ConstMap<T>(io.grads.ln_cell_weight, 1, H);
+    ln_cell_sums.row(1) = ConstMap<T>(io.grads.ln_cell_bias, 1, H);
+  }
+}
+
+template <typename T>
 void BackwardPass<T>::run() {
   run_members(plan, *this);
   Map<T>(io.dstate0.h, B, R) = dh;
@@ -171,16 +212,12 @@ void BackwardPass<T>::run() {
   }
   if (dims.peephole) Map<T>(io.grads.weight_peep, 3, H) = dP;
   if (ln) {  // (the biases of LN(x W_ih^T) and LN(h W_hh^T) add to z like b_ih and b_hh)
-    for (int j = 1; j < plan.team; ++j) {
-      d_ln_gates.topRows(2) += d_ln_gates.middleRows(2 * j, 2);
-      d_ln_cell.topRows(2) += d_ln_cell.middleRows(2 * j, 2);
-    }
-    Map<T>(io.grads.ln_ih_weight, 1, G) = d_ln_gates.row(0);
-    Map<T>(io.grads.ln_hh_weight, 1, G) = d_ln_gates.row(1);
+    Map<T>(io.grads.ln_ih_weight, 1, G) = ln_gate_sums.row(0);
+    Map<T>(io.grads.ln_hh_weight, 1, G) = ln_gate_sums.row(1);
     Map<T>(io.grads.ln_ih_bias, 1, G) = db;
     Map<T>(io.grads.ln_hh_bias, 1, G) = db;
-    Map<T>(io.grads.ln_cell_weight, 1, H) = d_ln_cell.row(0);
-    Map<T>(io.grads.ln_cell_bias, 1, H) = d_ln_cell.row(1);
+    Map<T>(io.grads.ln_cell_weight, 1, H) = ln_cell_sums.row(0);
+    Map<T>(io.grads.ln_cell_bias, 1, H) = ln_cell_sums.row(1);
   }
 }
 
@@ -330,15 +367,6 @@ void BackwardPass<T>::gradients(Seat& seat, Index block) {
   if (dims.projection) seat.share([&](int j) { projection_gradient(member_slice<T>(dims, team, j), block); });
 }
 
-// out = a, or out += a for every block after the first visited.
-template <typename Out, typename Expr>
-void accumulate(bool first_block, Out&& out, const Expr& a) {
-  if (first_block)
-    out.noalias() = a;
-  else
-    out.noalias() += a;
-}
-
 template <typename T>
 void BackwardPass<T>::weight_gradients(int j, int team, Index block) {
   const Index g0 = split(G, team, j, Simd<T>::kWidth), g1 = split(G, team, j + 1, Simd<T>::kWidth);
@@ -363,6 +391,7 @@ void BackwardPass<T>::weight_gradients(int j, int team, Index block) {
       M = O.array() * ConstMap<T>(trace.cell.data() + (first + n0) * H, n1 - n0, H).array().tanh();
   }
   if (dims.peephole) peephole_gradient(member_slice<T>(dims, team, j), block);
+  if (ln) ln_block_sums(j, team, assign);
 }
 
 // Packed rows [n0, n1) of dX (+)= dZ W_ih, their dZ from `slot0` on.

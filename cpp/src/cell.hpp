@@ -51,12 +51,14 @@ struct ForwardArrays {
   // zoneout_masks), or null: the probabilities of dims (cell_kernel.hpp's Zoneout); `cell` is k*D + d.
   const std::uint64_t* zoneout_seed = nullptr;
   Index cell = 0;
+  Index row0 = 0;  // the packed row of x's row 0 in the whole call (a checkpointed segment's: its masks' rows)
 };
 
 // The arrays of one cell's backward (backpropagation through time). trace and x: what the forward
 // kept and saw; dstate_n: the gradient w.r.t. state_n (either pointer null: zeros); dx: [N, I],
 // overwritten (DxMode::kWrite) or incremented (kAdd: the second direction of a layer); dstate0:
-// written, the gradient w.r.t. state0; grads: the cell's weight gradients, overwritten.
+// written, the gradient w.r.t. state0; grads: the cell's weight gradients, overwritten, or with
+// `accumulate` (a checkpointed backward's segments after the first) each block's terms added to them.
 enum class DxMode { kWrite, kAdd };
 template <typename T>
 struct BackwardArrays {
@@ -68,6 +70,7 @@ struct BackwardArrays {
   DxMode dx_mode;
   StatePointers<T*> dstate0;
   const CellGrads<T>& grads;
+  bool accumulate = false;
 };
 
 // The cell kernels of one instruction set and element type; `lanes` is its SIMD width, which the
@@ -80,6 +83,16 @@ struct CellKernels {
                    const BackwardArrays<T>& arrays);
   Index lanes;
 };
+
+// One cell's training forward and backward (checkpoint.cpp): the kernels over the whole sequence, or,
+// when plan.checkpoint > 0, over its segments, the trace keeping only the states between them and the
+// backward running each segment's forward again. `zoneout_seed`: the forward's (ForwardArrays), or null.
+template <typename T>
+void train_forward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
+                   const ForwardArrays<T>& arrays);
+template <typename T>
+void train_backward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
+                    const BackwardArrays<T>& arrays, const std::uint64_t* zoneout_seed, Index cell);
 
 // One cell of a frozen model over a sequence (frozen.hpp has the types and the contract).
 struct FrozenCell;

@@ -43,8 +43,9 @@ struct ForwardPass : PassShape {
   }
   void draw_masks(int j, int team) {  // slice j's share of the rows of the zoneout masks, before any step
     if (!io.zoneout_seed || !trace) return;
-    zoneout_masks(*io.zoneout_seed, io.cell, N * j / team, N * (j + 1) / team, R, H, dims.zoneout_h, dims.zoneout_c,
-                  trace->zoneout_h.data(), trace->zoneout_c.data());
+    const Index n0 = N * j / team, n1 = N * (j + 1) / team;  // (the masks' rows are the whole call's)
+    zoneout_masks(*io.zoneout_seed, io.cell, io.row0 + n0, io.row0 + n1, R, H, dims.zoneout_h, dims.zoneout_c,
+                  trace->zoneout_h.data() + n0 * R, trace->zoneout_c.data() + n0 * H);
   }
   // Zoneout after the kernel (training, or with layer norm, whose LN(c) reads c~): c_t of state rows
   // [r0, r1) (packed rows row + r), units [u0, u0 + n), mixed with c_{t-1} (the trace's, or c_keep's).

@@ -54,11 +54,14 @@ void check_schedule(const Config& config, const Schedule& schedule) {
 
 std::atomic<int> g_num_threads{std::max(1, static_cast<int>(std::thread::hardware_concurrency()))};
 
-// The plan of layer k of a call (plan.hpp): decided here once, read by the kernels.
+// The plan of layer k of a call (plan.hpp): decided here once, read by the kernels (a training
+// forward's kept in its trace for the backward).
 template <typename T>
-detail::LayerPlan plan_of(const Config& config, Index layer, const Schedule& schedule, bool training) {
+detail::LayerPlan plan_of(const Config& config, Index layer, const Schedule& schedule, bool training,
+                          Index checkpoint) {
   detail::Problem problem = detail::layer_problem(config, layer, schedule.batch, schedule.rows(), schedule.steps());
   problem.training = training;
+  problem.checkpoint = checkpoint;
   problem.threads = g_num_threads.load();
   problem.element_size = sizeof(T);
   problem.lanes = detail::cell_kernels<T>().lanes;
@@ -146,9 +149,10 @@ Schedule Schedule::packed(std::vector<Index> batch_sizes, Index batch) {
 template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
              const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
-             const T* recurrent_masks, const std::uint64_t* zoneout_seed) {
+             const T* recurrent_masks, const std::uint64_t* zoneout_seed, Index checkpoint) {
   config.validate();
   if (zoneout_seed && !trace) throw Error("zoneout's masks are a training forward's: pass a trace with a seed");
+  if (checkpoint < -1) throw Error("checkpoint must be >= 1 steps, 0 (none) or -1 (auto), got " + str(checkpoint));
   check_weights(config, weights);
   check_schedule(config, schedule);
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();
@@ -159,12 +163,16 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
     trace->layer_inputs.assign(static_cast<size_t>(L), {});
     trace->dropout_masks.assign(static_cast<size_t>(L - 1), {});
     trace->cells.assign(static_cast<size_t>(L * D), {});
+    trace->plans.clear();
+    trace->zoneout = zoneout_seed != nullptr;
+    trace->zoneout_seed = zoneout_seed ? *zoneout_seed : 0;
   }
   over_layers(L, N, D * R, x, y, [&](Index k, const T* in, T* out) {
     const detail::CellDims dims = detail::cell_dims(config, k);
     if (trace) trace->layer_inputs[k].assign(in, in + N * dims.input_size);
     // The directions write disjoint columns of `out` and their own state and trace.
-    const detail::LayerPlan plan = plan_of<T>(config, k, schedule, trace != nullptr);
+    const detail::LayerPlan plan = plan_of<T>(config, k, schedule, trace != nullptr, trace ? checkpoint : 0);
+    if (trace) trace->plans.push_back(plan);
     detail::run_directions(D, plan.directions_parallel, [&](Index d) {
       const Index cell = k * D + d;
       const detail::ForwardArrays<T> arrays{in,
@@ -175,7 +183,10 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
                                             recurrent_masks ? recurrent_masks + cell * B * R : nullptr,
                                             zoneout_seed,
                                             cell};
-      detail::cell_kernels<T>().forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
+      if (trace)
+        detail::train_forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
+      else
+        detail::cell_kernels<T>().forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
     });
     if (k < L - 1 && dropout_masks && dropout_masks[k]) {
       const T* mask = dropout_masks[k];
@@ -214,8 +225,8 @@ void zoneout_masks(std::uint64_t seed, Index cell, Index row0, Index row1, Index
   const std::uint64_t cell_seed = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(cell)));
   for (Index row = row0; row < row1; ++row) {
     std::uint64_t stream = splitmix64(cell_seed ^ static_cast<std::uint64_t>(row)) << 20;
-    bernoulli_row(stream, R, threshold(z_h), d_h + row * R);
-    bernoulli_row(stream, H, threshold(z_c), d_c + row * H);
+    bernoulli_row(stream, R, threshold(z_h), d_h + (row - row0) * R);
+    bernoulli_row(stream, H, threshold(z_c), d_c + (row - row0) * H);
   }
 }
 
@@ -227,7 +238,8 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
   // A Trace that no training forward filled (default-constructed, or from an inference call) has
   // nothing to backpropagate through: refuse it rather than index its empty vectors.
   if (trace.cells.empty() || static_cast<Index>(trace.cells.size()) != config.num_cells() ||
-      static_cast<Index>(trace.layer_inputs.size()) != config.num_layers || schedule.steps() < 1)
+      static_cast<Index>(trace.layer_inputs.size()) != config.num_layers ||
+      static_cast<Index>(trace.plans.size()) != config.num_layers || schedule.steps() < 1)
     throw Error("backward needs the trace of a training forward (forward with a non-null trace) first");
   config.validate();
   check_weights(config, weights);
@@ -248,7 +260,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     }
     // Both directions read the same input, so dX is the sum of theirs: in sequence the reverse
     // direction adds into din; in parallel it writes its own buffer, added after the join.
-    const detail::LayerPlan plan = plan_of<T>(config, k, schedule, true);
+    const detail::LayerPlan& plan = trace.plans[k];
     const bool parallel = plan.directions_parallel;
     if (parallel) dx_reverse.resize(static_cast<size_t>(N * dims.input_size));
     detail::run_directions(D, parallel, [&](Index d) {
@@ -264,7 +276,8 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
           dx_mode,
           {dh0 + cell * B * R, dc0 + cell * B * H},
           grads[cell]};
-      detail::cell_kernels<T>().backward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
+      detail::train_backward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays,
+                             trace.zoneout ? &trace.zoneout_seed : nullptr, cell);
     });
     if (parallel)
       for (Index e = 0; e < N * dims.input_size; ++e) din[e] += dx_reverse[e];
@@ -280,7 +293,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
 
 #define LSTM_FAST_INSTANTIATE(T)                                                                                       \
   template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&, const T*, const T*,     \
-                           const T*, const T* const*, T*, T*, T*, Trace<T>*, const T*, const std::uint64_t*);          \
+                           const T*, const T* const*, T*, T*, T*, Trace<T>*, const T*, const std::uint64_t*, Index);   \
   template void zoneout_masks<T>(std::uint64_t, Index, Index, Index, Index, Index, double, double, T*, T*);            \
   template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const T*, const T*, const T*, T*, T*, \
                             T*, const std::vector<CellGrads<T>>&);

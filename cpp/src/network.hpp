@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "lstm_fast/config.hpp"
+#include "plan.hpp"
 #include "workspace.hpp"
 
 namespace lstm_fast {
@@ -90,6 +91,10 @@ struct CellTrace {
   // Layer norm (Config::layer_norm): each LN's input normalised, (v - mean) / std, of W_ih x_t and
   // W_hh h_{t-1} [N, 4H] and of c_t [N, H]; tanh(LN(c_t)) [N, H]; the three stds [N, 3].
   Buffer<T> ln_ih_hat, ln_hh_hat, ln_cell_hat, ln_tanh, ln_std;
+  // Checkpointed (plan.checkpoint > 0; then the arrays above are empty but the recurrent mask): the
+  // state (h [B, R], c [B, H]) before each segment, in processing order, rows not yet started holding
+  // the initial state: [segments, B, R] and [segments, B, H].
+  Buffer<T> segment_h, segment_c;
 };
 
 // Everything a training forward leaves for backward.
@@ -100,6 +105,9 @@ struct Trace {
   std::vector<Buffer<T>> layer_inputs;   // [L] of [N, I_k]: the input each layer saw
   std::vector<Buffer<T>> dropout_masks;  // [L-1] of [N, D*R] or empty: mask after layer k
   std::vector<CellTrace<T>> cells;       // [L*D]
+  std::vector<detail::LayerPlan> plans;  // [L] the forward's: the backward runs the same
+  bool zoneout = false;                  // zoneout's masks drawn from zoneout_seed
+  std::uint64_t zoneout_seed = 0;
 };
 
 // The machine's float32 peak as the benchmark measures it: GFLOP/s (a multiply-add counts 2) that
@@ -141,16 +149,20 @@ void over_layers(Index layers, Index rows, Index width, const T* x, T* y, const 
 //     mask (the recurrent dropout of API.md, scale included).
 //   zoneout_seed: null, or (training only) the seed of zoneout's masks (zoneout_masks below), which the
 //     trace keeps; null: the config's probabilities, d = z.
+//   checkpoint: training only: 0 keeps the trace of every step; k > 0 keeps each cell's state every k
+//     steps (rounded up to the plan's blocks, plan.hpp) and the backward recomputes the steps between,
+//     with gradients bitwise those of 0; -1 chooses k near sqrt(T).
 template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
              const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
-             const T* recurrent_masks = nullptr, const std::uint64_t* zoneout_seed = nullptr);
+             const T* recurrent_masks = nullptr, const std::uint64_t* zoneout_seed = nullptr, Index checkpoint = 0);
 
 // Zoneout's training masks of cell `cell` (API.md): d = 1 with probability z (to 2^-24), independently
 // for every unit of every packed row, drawn from `seed`: d_h [N, R] (probability z_h) and d_c [N, H]
 // (z_c), 0 or 1. Each row from its own splitmix64 stream (seeded by seed, cell and row), so that any
-// rows can be drawn again alone: this writes rows [row0, row1) of d_h and d_c (pointers at row 0). What
-// the training forward uses (its team sharing the rows); lstm_fast._core.zoneout_masks shows it.
+// rows can be drawn again alone: this writes rows [row0, row1) of d_h and d_c, which point at row row0's
+// place. What the training forward uses (its team sharing the rows, a checkpointed backward drawing a
+// segment's again); lstm_fast._core.zoneout_masks shows it.
 template <typename T>
 void zoneout_masks(std::uint64_t seed, Index cell, Index row0, Index row1, Index R, Index H, double z_h, double z_c,
                    T* d_h, T* d_c);

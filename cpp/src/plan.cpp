@@ -3,6 +3,7 @@
 #include "plan.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace lstm_fast::detail {
 namespace {
@@ -38,6 +39,20 @@ bool split_rows(const Problem& p, int team, bool packing) {
          (weights <= kRowSplitWeightBytes || p.dims.layer_norm);
 }
 
+// The steps of a checkpointed segment: the request rounded up to whole blocks of the backward's weight
+// gradients, so that a segment's blocks and the row split's meetings are the whole call's (the
+// gradients bitwise the full trace's). None when one segment would hold every step, or when the call
+// is too small to pack its weights (its products then are Eigen's, whose order may depend on the rows).
+// "auto" asks about sqrt(T) steps: O(sqrt(T)) states kept, O(sqrt(T)) steps of trace live at once
+// (Chen et al. 2016).
+Index checkpoint_steps(const Problem& p, const CellPlan& cell) {
+  if (!p.training || p.checkpoint == 0 || !cell.packing) return 0;
+  const Index asked =
+      p.checkpoint > 0 ? p.checkpoint : static_cast<Index>(std::ceil(std::sqrt(static_cast<double>(p.steps))));
+  const Index steps = (asked + cell.gradient_block - 1) / cell.gradient_block * cell.gradient_block;
+  return steps < p.steps ? steps : 0;
+}
+
 }  // namespace
 
 LayerPlan plan_layer(const Problem& p) {
@@ -56,6 +71,7 @@ LayerPlan plan_layer(const Problem& p) {
   cell.segment = cell.split == Split::kRows ? kRowSegmentSteps : 1;
   const Index block = (kGradientBlockRows + p.batch - 1) / std::max<Index>(1, p.batch);
   cell.gradient_block = (block + cell.segment - 1) / cell.segment * cell.segment;
+  cell.checkpoint = checkpoint_steps(p, cell);
   return plan;
 }
 

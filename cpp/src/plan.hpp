@@ -46,6 +46,7 @@ struct Problem {
   Index rows = 1;                // N: rows of the packed sequence (sum of the steps' batch sizes)
   Index steps = 1;               // T
   bool training = false;         // a trace is kept (a training forward, or the backward)
+  Index checkpoint = 0;          // training: steps a segment of a checkpointed trace asks (0: none, -1: "auto")
   int threads = 1;               // the budget: get_num_threads()
   std::size_t element_size = 4;  // bytes per weight: sizeof(T), or 2 (bf16) and 1 (int8) for a frozen model
   Index lanes = 1;               // numbers per SIMD packet of the active ISA for this element type
@@ -78,6 +79,10 @@ struct CellPlan {
   // Backward: the weight gradients are summed over blocks of this many steps (a multiple of segment),
   // each as its steps complete, so the gradients w.r.t. the gates are kept for two blocks, not all rows.
   Index gradient_block = 1;
+  // Checkpointed training (checkpoint.cpp): the trace is kept only as the state before each segment
+  // of this many steps (processing order; a multiple of gradient_block, < steps), each segment's forward
+  // run again by the backward. 0: the trace of every step kept.
+  Index checkpoint = 0;
 };
 
 struct LayerPlan {

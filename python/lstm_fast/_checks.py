@@ -37,6 +37,21 @@ def bool_arg(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def checkpoint_arg(value: Any, train: bool) -> int:
+    """forward()'s `checkpoint` as the core takes it: 0 (None), -1 ("auto") or the steps k >= 1."""
+    if value is None:
+        return 0
+    if not train:
+        raise ValueError(f"checkpoint is a training option (train=True), got checkpoint={value!r} with train=False")
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f'checkpoint must be None, "auto" or an int >= 1, got {value!r}')
+        return -1
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f'checkpoint must be None, "auto" or an int >= 1, got {type(value).__name__} {value!r}')
+    return int_arg("checkpoint", value, 1)
+
+
 def float_arg(name: str, value: Any) -> float:
     """`value` as a finite float (ints accepted, bools refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

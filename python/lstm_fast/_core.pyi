@@ -68,11 +68,12 @@ def forward(
     dropout_masks: Sequence[Optional[npt.NDArray[np.floating]]],
     train: bool,
     recurrent_masks: Optional[npt.NDArray[np.floating]] = None,
-    zoneout_masks: Optional[Tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]] = None,
+    zoneout_seed: Optional[int] = None,
+    checkpoint: int = 0,
 ) -> Tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating], Optional[Trace32 | Trace64]]:
-    """Runs the stack over packed x [N, I] (recurrent_masks None or [L*D, B, R]; zoneout_masks None or
-    (d_h [L*D, N, R], d_c [L*D, N, H]), training only); returns
-    (y [N, D*R], h_n [L*D, B, R], c_n [L*D, B, H], trace)."""
+    """Runs the stack over packed x [N, I] (recurrent_masks None or [L*D, B, R]; zoneout_seed None or the
+    seed of zoneout's masks, training only; checkpoint: training only, 0 the whole trace, k > 0 segments
+    of k steps, -1 about sqrt(T)); returns (y [N, D*R], h_n [L*D, B, R], c_n [L*D, B, H], trace)."""
 
 def backward(
     weights: Sequence[CellWeights],

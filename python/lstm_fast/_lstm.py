@@ -20,6 +20,7 @@ from ._checks import (
     check_fits,
     check_pair,
     check_shape,
+    checkpoint_arg,
     core_ready,
     shape_str,
 )
@@ -226,7 +227,12 @@ class LSTM(SequenceLayout, ConfigAttributes):
         return self.forward(x, state, lengths, train=False)
 
     def forward(
-        self, x: Any, state: Optional[State] = None, lengths: Any = None, train: bool = True
+        self,
+        x: Any,
+        state: Optional[State] = None,
+        lengths: Any = None,
+        train: bool = True,
+        checkpoint: Optional[int | str] = None,
     ) -> Tuple[np.ndarray, State]:
         """Runs the sequence; with ``train=True`` keeps what backward() needs and applies dropout.
 
@@ -236,18 +242,19 @@ class LSTM(SequenceLayout, ConfigAttributes):
             lengths: (B,) integers in [1, T] for padded batches (torch's packed-sequence semantics:
                 outputs past a sequence's length are 0, its final state is taken at its last step, and
                 the reverse direction starts at its last step).
+            checkpoint: training only. None keeps the trace of every step for backward(); an int k >= 1
+                keeps each cell's state every k steps and backward() runs the steps between again
+                (checkpointed BPTT: memory for about one more forward), "auto" chooses k near sqrt(T).
+                k is rounded up to whole blocks of the backward (at least 1024 rows: 1024 / B steps),
+                and a call of fewer steps or rows keeps the whole trace. Outputs and gradients are
+                bitwise those of None.
         Returns:
             y: (T, B, D*R) in x's layout; (h_n, c_n) shaped like (h0, c0).
         """
         train = bool_arg("train", train)
+        checkpoint_steps = checkpoint_arg(checkpoint, train)
         x, unbatched, packing, h0, c0 = self._sequence_inputs(x, state, lengths)
-        # What the call allocates beyond x: y, and in training each cell's trace (gates, c, c_prev,
-        # h_prev) and each layer's input. A small x can ask for a huge y when D*R >> I.
-        rows, H, DR = sum(packing.batch_sizes), self.hidden_size, self.num_directions * self.output_size
-        numbers = rows * DR
-        if train:
-            cells, R = self.num_layers * self.num_directions, self.output_size
-            numbers += rows * (cells * (7 * H + 2 * R) + self.input_size + (self.num_layers - 1) * DR * 2)
+        numbers = self._call_numbers(sum(packing.batch_sizes), train, checkpoint_steps != 0)
         check_fits(f"the output{' and trace' if train else ''} of x of shape {shape_str(x.shape)}", numbers, self.dtype)
         masks = self._dropout_masks(sum(packing.batch_sizes)) if train else []
         recurrent = self._recurrent_masks(x.shape[1]) if train else None
@@ -265,6 +272,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
             train,
             None if recurrent is None else packing.sort_state(recurrent),
             zoneout,
+            checkpoint_steps,
         )
         y, (h_n, c_n) = self._sequence_outputs(y, h_n, c_n, packing, unbatched)
         if train:
@@ -329,6 +337,22 @@ class LSTM(SequenceLayout, ConfigAttributes):
         if unbatched:
             return y[0], (h_n[:, 0], c_n[:, 0])
         return y, (h_n, c_n)
+
+    def _call_numbers(self, rows: int, train: bool, checkpointed: bool) -> int:
+        """The numbers a forward over `rows` packed rows allocates beyond x: y, and in training each
+        layer's input and dropout mask and each cell's trace (the gates, c_t, c_{t-1}, h_{t-1}; layer
+        norm's normalised inputs, tanh and stds; zoneout's masks), none of it per row when checkpointed.
+        A small x can ask for a huge y when D*R >> I."""
+        H, R, DR = self.hidden_size, self.output_size, self.num_directions * self.output_size
+        numbers = rows * DR
+        if not train:
+            return numbers
+        numbers += rows * (self.input_size + (self.num_layers - 1) * DR * 2)
+        if not checkpointed:
+            per_row = 6 * H + R + (10 * H + 3 if self.layer_norm else 0)
+            per_row += R + H if self._lstm_config.zoneout_pair != (0.0, 0.0) else 0
+            numbers += rows * self.num_layers * self.num_directions * per_row
+        return numbers
 
     def _recurrent_masks(self, batch: int) -> Optional[np.ndarray]:
         """The recurrent dropout masks r (L*D, B, R), one per sequence and cell, scaled by 1/(1-p); or None."""

@@ -27,7 +27,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _core
-from ._checks import check_pair, check_sequence_shape
+from ._checks import check_pair, check_sequence_shape, checkpoint_arg
 from ._config import CELL_KINDS, ConfigAttributes, LSTMConfig
 from ._lstm import LSTM as _NumpyLSTM
 
@@ -65,6 +65,7 @@ class _LSTMFunction(torch.autograd.Function):
         recurrent: Optional[Tensor],
         zoneout: Optional[int],
         train: bool,
+        checkpoint: int,
         x: Tensor,
         h0: Optional[Tensor],
         c0: Optional[Tensor],
@@ -83,6 +84,7 @@ class _LSTMFunction(torch.autograd.Function):
             train,
             _numpy(recurrent),
             zoneout,
+            checkpoint if train else 0,
         )
         ctx.set_materialize_grads(False)
         ctx.trace = trace
@@ -111,7 +113,7 @@ class _LSTMFunction(torch.autograd.Function):
         flat = [None if g is None else torch.from_numpy(g) for cell in grads for g in cell]
         dh0 = torch.from_numpy(dh0) if ctx.state_given[0] else None
         dc0 = torch.from_numpy(dc0) if ctx.state_given[1] else None
-        return (None, None, None, None, None, None, None, torch.from_numpy(dx), dh0, dc0, *flat)
+        return (None,) * 8 + (torch.from_numpy(dx), dh0, dc0, *flat)
 
 
 class LSTM(ConfigAttributes, nn.Module):
@@ -132,6 +134,9 @@ class LSTM(ConfigAttributes, nn.Module):
             and biases (0), as lstm_fast.LSTM.
         zoneout: z or (z_h, z_c): in training each unit keeps its previous h (c) with probability z_h
             (z_c), a fresh mask per unit, step and sequence from torch's generator; in eval, d = z.
+        checkpoint: None, k >= 1 or "auto": checkpointed backpropagation through time, as
+            lstm_fast.LSTM.forward's (the state kept every k steps, the steps between run again in
+            backward; the same gradients, bitwise). An attribute: ``lstm.checkpoint = "auto"``.
 
     Forward: ``output, (h_n, c_n) = lstm(input, hx=None)``.
         input: (T, B, I), (B, T, I) when batch_first, (T, I) unbatched, or a PackedSequence.
@@ -164,6 +169,7 @@ class LSTM(ConfigAttributes, nn.Module):
         coupled_gates: bool = False,
         recurrent_dropout: float = 0.0,
         zoneout: Any = 0.0,
+        checkpoint: Optional[int | str] = None,
     ) -> None:
         config = LSTMConfig.from_arguments(locals(), exclude=self._config_exclude)
         if device is not None and torch.device(device).type != "cpu":
@@ -179,7 +185,18 @@ class LSTM(ConfigAttributes, nn.Module):
         for name, shape in config.param_shapes().items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=dtype)))
         self._cell_param_names = config.cell_param_names()
+        self.checkpoint = checkpoint
         self.reset_parameters()
+
+    @property
+    def checkpoint(self) -> Optional[int | str]:
+        """Checkpointed BPTT in training: None (the whole trace), k >= 1 steps or "auto"."""
+        return self._checkpoint
+
+    @checkpoint.setter
+    def checkpoint(self, value: Optional[int | str]) -> None:
+        self._checkpoint_steps = checkpoint_arg(value, True)
+        self._checkpoint = value
 
     def reset_parameters(self) -> None:
         """torch's initialisation: uniform in [-1/sqrt(H), 1/sqrt(H)]; then forget_bias is added."""
@@ -245,6 +262,7 @@ class LSTM(ConfigAttributes, nn.Module):
             recurrent,
             zoneout,
             train or zoneout is not None,  # (the core takes zoneout's masks in a training forward only)
+            self._checkpoint_steps,
             x.contiguous(),
             None if h0 is None else h0.contiguous(),
             None if c0 is None else c0.contiguous(),

@@ -51,6 +51,7 @@ def truncated_bptt(
     state=None,
     grads: Optional[Callable[[], dict]] = None,
     step: Optional[Callable[[dict], None]] = None,
+    checkpoint: Optional[int | str] = None,
 ) -> TBPTTResult:
     """Truncated backpropagation through time over a long sequence x, ``chunk_len`` steps at a time.
 
@@ -78,6 +79,8 @@ def truncated_bptt(
         step: ``dict -> None``, called with each chunk's gradients (update after every chunk, the
             usual way to train on a stream). Without it, the gradients are summed over all chunks
             and returned (one update per sequence).
+        checkpoint: None, k >= 1 or "auto": each chunk's forward checkpointed (``lstm_fast.LSTM.forward``):
+            long chunks in a fraction of the memory, the same gradients.
     """
     x = np.asarray(x)
     if x.ndim != 3:
@@ -94,7 +97,8 @@ def truncated_bptt(
     dx_parts = []
     chunks = 0
     for t0 in range(0, x.shape[0], int(chunk_len)):
-        y, state = model.forward(x[t0 : t0 + chunk_len], state, train=True)
+        options = {} if checkpoint is None else dict(checkpoint=checkpoint)
+        y, state = model.forward(x[t0 : t0 + chunk_len], state, train=True, **options)
         loss, dy = loss_and_grad(y, t0)
         dx, _ = model.backward(dy)  # no gradient into the carried state: the cut
         dx_parts.append(dx)

@@ -101,6 +101,25 @@ TEST(Plan, WeightGradientBlocksHoldEnoughRowsAndEndWhereTheRowSplitMeets) {
   EXPECT_EQ(rows.cell.gradient_block, 32);
 }
 
+TEST(Plan, CheckpointedSegmentsAreWholeBlocksOfATrainingCall) {
+  auto checkpoint = [](Problem p, Index asked, bool training = true) {
+    p.training = training;
+    p.checkpoint = asked;
+    return plan_layer(p).cell.checkpoint;
+  };
+  const Problem p = problem(100, 64, 256, 256, 2);  // blocks of 16 steps
+  EXPECT_EQ(checkpoint(p, 0), 0);                   // none asked
+  EXPECT_EQ(checkpoint(p, 1), 16);                  // rounded up to a block
+  EXPECT_EQ(checkpoint(p, 17), 32);
+  EXPECT_EQ(checkpoint(p, -1), 16);                                // auto: sqrt(100) = 10 steps, one block
+  EXPECT_EQ(checkpoint(p, 99), 0);                                 // one segment would hold every step: the whole trace
+  EXPECT_EQ(checkpoint(p, 1, false), 0);                           // inference keeps no trace
+  EXPECT_EQ(checkpoint(problem(20000, 16, 64, 256, 2), -1), 192);  // sqrt(20000) = 142 -> 3 blocks of 64
+  EXPECT_EQ(checkpoint(problem(3, 16, 64, 256, 2), 1), 0);         // 48 rows: not packed
+  const Problem rows = problem(100, 41, 64, 128, 2);               // row split: blocks of 32 steps, whole meetings
+  EXPECT_EQ(checkpoint(rows, 20), 32);
+}
+
 TEST(Plan, BigBidirectionalLayerRunsDirectionsSideBySideWithHalfTheTeam) {
   Problem p = problem(100, 32, 256, 256, 4);
   p.directions = 2;
