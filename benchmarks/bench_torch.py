@@ -1,12 +1,14 @@
 """lstm_fast against torch.nn.LSTM and ONNX Runtime, side by side in one run: inference, training
-(forward + backward), training through the torch module (lstm_fast.torch.LSTM against torch.nn.LSTM,
+(forward + backward) in fp32 and in bf16 mixed precision (against torch under CPU autocast), training
+through the torch module (lstm_fast.torch.LSTM against torch.nn.LSTM,
 both driven by torch autograd), padded batches (half the sequences at half length: lstm_fast's
 `lengths` against torch's pack_padded_sequence) and the streaming per-step call, at the shapes of the
 performance issue. Prints medians, the ratio lstm_fast / best peer (below 1 means lstm_fast is faster),
 GFLOP/s (forward 2*T*B*4H*(I+H) per layer and direction, training 3x) and its fraction of this
 machine's FP32 peak (measured: FMA throughput on lstm_fast's threads); --json writes the same to a file.
 
-    python benchmarks/bench_torch.py [--repeats 7] [--shapes small,long] [--json out.json]
+    python benchmarks/bench_torch.py [--repeats 7] [--shapes small,long] [--modes training,train-bf16]
+        [--json out.json]
 
 torch and ONNX Runtime are benchmark-only dependencies: `pip install torch==2.13.0 onnx onnxruntime`.
 The ONNX graph is the standard ONNX LSTM operator (the one torch.onnx emits for nn.LSTM), written by
@@ -110,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated subset of " + ",".join(SHAPES))
+    parser.add_argument("--modes", help="comma-separated subset of the modes (default: all)")
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args()
 
@@ -126,10 +129,13 @@ def main() -> None:
 
     # The machine's FP32 peak: independent FMA chains of the active ISA on lstm_fast's threads.
     peak = _core.fma_peak_gflops(1.0, lf.get_num_threads())
+    # bf16 training's: vdpbf16ps's multiply-adds (GOP/s, a multiply-add 2), or the fallback's this CPU runs.
+    bf16_peak = _core.dot_peak_gops("bf16", 1.0, lf.get_num_threads())
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads); lstm_fast {lf.__version__} "
-        f"({lf.isa()}, {lf.get_num_threads()} threads); FP32 peak {peak:.0f} GFLOP/s (measured FMA throughput)"
+        f"({lf.isa()}, {lf.get_num_threads()} threads); FP32 peak {peak:.0f} GFLOP/s (measured FMA throughput), "
+        f"bf16 {bf16_peak:.0f}"
     )
     rows = []
     header = (
@@ -156,6 +162,14 @@ def main() -> None:
         def ours_train():
             model.forward(x, train=True)
             model.backward(dy)
+
+        def ours_train_bf16():
+            model.forward(x, train=True, precision="bf16")
+            model.backward(dy)
+
+        def torch_train_bf16():  # oneDNN's bf16 RNN where the CPU has AVX512_BF16
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                torch_train()
 
         # The same training step through torch autograd, with lstm_fast's module in torch's place.
         twin = lft.LSTM(I, H, layers, bidirectional=bidirectional)
@@ -190,9 +204,12 @@ def main() -> None:
         for mode, ours, theirs, onnx_rt, factor in (
             ("inference", lambda: model(x), torch_infer, ort_infer, 1.0),
             ("training", ours_train, torch_train, None, 3.0),
+            ("train-bf16", ours_train_bf16, torch_train_bf16, None, 3.0),
             ("torch-api", twin_train, torch_train, None, 3.0),
             ("padded", lambda: model(x, lengths=lengths), torch_packed, None, real),
         ):
+            if args.modes and mode not in args.modes.split(","):
+                continue
             ours_ms = median_ms(ours, args.repeats)
             torch_ms = median_ms(theirs, args.repeats)
             ort_ms = median_ms(onnx_rt, args.repeats) if onnx_rt else None
@@ -213,7 +230,7 @@ def main() -> None:
                 gflops=gflops(T, B, I, H, layers, bidirectional, ours_ms, factor),
             )
             rows.append(row)
-            row["fraction_of_peak"] = row["gflops"] / peak
+            row["fraction_of_peak"] = row["gflops"] / (bf16_peak if mode == "train-bf16" else peak)
             ort_text = f"{ort_ms:8.2f}" if ort_ms else f"{'':8}"
             print(
                 f"{name:8} {mode:9} {ours_ms:12.2f} {torch_ms:10.2f} {ort_text} {row['ratio']:7.2f} "
@@ -243,7 +260,9 @@ def main() -> None:
         f"{rows[-1]['gflops']:8.1f}"
     )
     print(
-        "ratio: lstm_fast / the best peer measured on the row (ORT runs inference only). torch-api: training "
+        "ratio: lstm_fast / the best peer measured on the row (ORT runs inference only). train-bf16: "
+        "precision='bf16' against torch under torch.autocast('cpu', dtype=torch.bfloat16), of the bf16 peak. "
+        "torch-api: training "
         "through lstm_fast.torch.LSTM against torch.nn.LSTM, both under torch autograd. padded: inference on a "
         "batch whose odd sequences stop at T/2; GFLOP/s counts real steps only."
     )

@@ -75,10 +75,12 @@ def reference_forward(model, x, state=None, lengths=None, **kwargs):
     )
 
 
-def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None, recurrent_masks=None, zoneout_masks=None):
+def reference_run(
+    model, x, state, lengths, dy, dstate, dropout_masks=None, recurrent_masks=None, zoneout_masks=None, precision="fp64"
+):
     """The oracle's outputs and gradients for the model's parameters, in float64 (recurrent_masks:
     those of a model with recurrent dropout, (L*D, B, R); zoneout_masks: a model's with zoneout, the
-    pair (L*D, T, B, R), (L*D, T, B, H))."""
+    pair (L*D, T, B, R), (L*D, T, B, H); precision "bf16": bf16 training's rounded operands)."""
     y, (h_n, c_n), cache = reference_forward(
         model,
         x,
@@ -87,6 +89,7 @@ def reference_run(model, x, state, lengths, dy, dstate, dropout_masks=None, recu
         dropout_masks=dropout_masks,
         recurrent_masks=None if recurrent_masks is None else list(recurrent_masks),
         zoneout_masks=None if zoneout_masks is None else list(zip(*zoneout_masks)),
+        precision=precision,
     )
     dx, (dh0, dc0), grads = ref.backward(dy, cache, dstate)
     return dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0), grads

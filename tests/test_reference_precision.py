@@ -91,10 +91,11 @@ def test_reduced_forward_is_near_fp64_and_not_equal(rng, precision, config):
         assert 1e-7 < error < 2e-2, error  # measured: 4e-4 to 4e-3 at these sizes
 
 
-def test_reduced_precision_is_forward_only(rng):
+def test_int8_is_forward_only(rng):
+    # (bf16 has a backward: bf16 training's, tests/test_bf16_training.py)
     model, x, _, _, dy, _ = random_case(rng, T=4, B=2, I=3, H=8)
-    _, _, cache = ref.forward(x, model.state_dict(), precision="bf16")
-    with pytest.raises(ValueError, match="precision='bf16'"):
+    _, _, cache = ref.forward(x, model.state_dict(), precision="int8")
+    with pytest.raises(ValueError, match="fp64 and bf16 forwards only; this cache is 'int8'"):
         ref.backward(dy, cache)
     with pytest.raises(ValueError, match="precision must be one of"):
         ref.forward(x, model.state_dict(), precision="fp16")

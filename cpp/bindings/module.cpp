@@ -66,7 +66,8 @@ std::vector<CellWeights<T>> cell_weights(const Config& c, const py::sequence& we
 template <typename T>
 py::tuple forward(const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes, Index batch,
                   const py::handle& x, const py::handle& h0, const py::handle& c0, const py::sequence& dropout_masks,
-                  bool train, const py::handle& recurrent_masks, const py::handle& zoneout_seed, Index checkpoint) {
+                  bool train, const py::handle& recurrent_masks, const py::handle& zoneout_seed, Index checkpoint,
+                  bool bf16) {
   config.validate();
   const Schedule schedule = Schedule::packed(std::move(batch_sizes), batch);
   const auto cells = cell_weights<T>(config, weights);
@@ -91,8 +92,8 @@ py::tuple forward(const Config& config, const py::sequence& weights, std::vector
   {
     py::gil_scoped_release release;
     lstm_fast::forward<T>(config, cells, schedule, x_data, h0_data, c0_data, masks.empty() ? nullptr : masks.data(),
-                          y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), trace.get(), recurrent,
-                          zoneout_seed.is_none() ? nullptr : &seed, checkpoint);
+                          y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), trace.get(),
+                          {recurrent, zoneout_seed.is_none() ? nullptr : &seed, checkpoint, bf16});
   }
   py::object trace_obj = trace ? py::cast(std::move(trace)) : py::none();
   return py::make_tuple(y, h_n, c_n, trace_obj);
@@ -222,21 +223,21 @@ PYBIND11_MODULE(_core, m) {
       "forward",
       [](const Config& config, const py::sequence& weights, std::vector<Index> batch_sizes, Index batch,
          const py::array& x, const py::handle& h0, const py::handle& c0, const py::sequence& dropout_masks, bool train,
-         const py::handle& recurrent_masks, const py::handle& zoneout_seed, Index checkpoint) -> py::tuple {
+         const py::handle& recurrent_masks, const py::handle& zoneout_seed, Index checkpoint, bool bf16) -> py::tuple {
         if (x.dtype().is(py::dtype::of<float>()))
           return forward<float>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train,
-                                recurrent_masks, zoneout_seed, checkpoint);
+                                recurrent_masks, zoneout_seed, checkpoint, bf16);
         if (x.dtype().is(py::dtype::of<double>()))
           return forward<double>(config, weights, std::move(batch_sizes), batch, x, h0, c0, dropout_masks, train,
-                                 recurrent_masks, zoneout_seed, checkpoint);
+                                 recurrent_masks, zoneout_seed, checkpoint, bf16);
         throw py::type_error("x must be float32 or float64, got " + py::str(x.dtype()).cast<std::string>());
       },
       py::arg("config"), py::arg("weights"), py::arg("batch_sizes"), py::arg("batch"), py::arg("x"), py::arg("h0"),
       py::arg("c0"), py::arg("dropout_masks"), py::arg("train"), py::arg("recurrent_masks") = py::none(),
-      py::arg("zoneout_seed") = py::none(), py::arg("checkpoint") = 0,
+      py::arg("zoneout_seed") = py::none(), py::arg("checkpoint") = 0, py::arg("bf16") = false,
       "Runs the stack over packed x [N, I] (recurrent_masks: None or [L*D, B, R]; zoneout_seed: None or the "
       "seed of zoneout's masks, training only; checkpoint: training only, 0 the whole trace, k > 0 segments of "
-      "k steps, -1 about sqrt(T)); returns "
+      "k steps, -1 about sqrt(T); bf16: training only, the products' operands in bfloat16); returns "
       "(y [N, D*R], h_n, c_n, trace or None).");
   m.def("backward", &backward<float>, py::arg("weights"), py::arg("trace"), py::arg("dy"), py::arg("dh_n"),
         py::arg("dc_n"));

@@ -9,130 +9,12 @@
 // weight gradients are Eigen's GEMMs. Everything is allocated in the constructor: nothing the team
 // runs allocates or throws.
 #include <algorithm>
+#include <tuple>
 
-#include "cell_kernel.hpp"
+#include "backward_pass.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {
-
-// out = a, or out += a for every block after the first visited.
-template <typename Out, typename Expr>
-void accumulate(bool first_block, Out&& out, const Expr& a) {
-  if (first_block)
-    out.noalias() = a;
-  else
-    out.noalias() += a;
-}
-
-template <typename T>
-struct BackwardPass : PassShape {
-  BackwardPass(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& w, const Sequence& sequence,
-               const BackwardArrays<T>& io);
-  void run();
-
-  T* panel_of(const MemberSlice& slice, int j) { return packed.data() + G * (slice.r0 + j * Simd<T>::kWidth); }
-  void unit_member(Seat& seat);
-  void unit_step_start(int j, int team, Index q);
-  void unit_step_gates(const MemberSlice& slice, Index q);
-  void hidden_gradient(int j, int team, Index q);
-  void row_member(Seat& seat);
-  void row_step(int k, int team, Index q);
-  void gradients(Seat& seat, Index block);
-  void weight_gradients(int j, int team, Index block);
-  void input_gradient(Index n0, Index n1, Index slot0);
-  void projection_gradient(const MemberSlice& slice, Index block);
-  void peephole_gradient(const MemberSlice& slice, Index block);
-  // The packed rows [first, end) of block b (steps [b K, (b + 1) K) in processing order), and where a
-  // packed row of step q (processing order) lies in the two slots.
-  std::pair<Index, Index> block_rows(Index b) const {
-    const Index q0 = b * plan.gradient_block, q1 = std::min(steps, q0 + plan.gradient_block);
-    return reverse ? std::pair<Index, Index>{s.offsets[steps - q1], s.offsets[steps - q0]}
-                   : std::pair<Index, Index>{s.offsets[q0], s.offsets[q1]};
-  }
-  Index slot_start(Index b) const { return (b & 1) * slot_rows; }
-  Index slot(Index q, Index row) const {
-    const Index b = q / plan.gradient_block;
-    return slot_start(b) + row - block_rows(b).first;
-  }
-  // The block the backward visits first (the last in processing order): its sums assign, the others add
-  // (all of them when accumulating into a checkpointed backward's gradients).
-  bool first_visited(Index b) const { return !io.accumulate && b == (steps - 1) / plan.gradient_block; }
-  Index slot_rows = 0;  // rows of a slot: a block's most (N when one block holds every step)
-  // Layer norm, per row (layer_norm.hpp), packed row `row`, state row r, slice j: before the gate kernel
-  // the gradient through LN(c_t) added to dc (dm: the row's gradient w.r.t. m); after it, the gradients
-  // w.r.t. h W_hh^T and x W_ih^T from the row's dZ. Each adds its row's terms of the gains' and the
-  // cell's bias's gradients into slice j's sums (while the row is in cache).
-  void ln_cell(Index row, Index r, const T* dm_row, int j) {
-    T* dn = dn_rows.data() + r * H;
-    const T* hat = trace.ln_cell_hat.data() + row * H;
-    cell_layer_norm_backward(H, dm_row, trace.gates.data() + row * G + 3 * H, trace.ln_tanh.data() + row * H,
-                             w.ln_cell_weight, hat, trace.ln_std[row * 3 + 2], dn, dc.data() + r * H);
-    accumulate_row<T>(H, dn, hat, d_ln_cell.data() + 2 * j * H);
-    accumulate_row<T>(H, dn, nullptr, d_ln_cell.data() + (2 * j + 1) * H);
-  }
-  void ln_gates(Index row, Index at, int j) {  // (at: the row's slot)
-    const T* dz = dZ_buffer.data() + at * G;
-    const T* hat_ih = trace.ln_ih_hat.data() + row * G;
-    const T* hat_hh = trace.ln_hh_hat.data() + row * G;
-    layer_norm_backward<false>(G, dz, w.ln_hh_weight, hat_hh, trace.ln_std[row * 3 + 1], dA_h.data() + at * G);
-    layer_norm_backward<false>(G, dz, w.ln_ih_weight, hat_ih, trace.ln_std[row * 3], dA_x.data() + at * G);
-    accumulate_row<T>(G, dz, hat_ih, d_ln_gates.data() + 2 * j * G);
-    accumulate_row<T>(G, dz, hat_hh, d_ln_gates.data() + (2 * j + 1) * G);
-  }
-  // The gradients w.r.t. W_hh h_{t-1} and W_ih x_t: dZ itself, or through layer norm.
-  const T* recurrent_gradient() const { return ln ? dA_h.data() : dZ_buffer.data(); }
-  const T* projection_input_gradient() const { return ln ? dA_x.data() : dZ_buffer.data(); }
-
-  const CellWeights<T>& w;
-  const BackwardArrays<T>& io;
-  const CellTrace<T>& trace;
-  const bool ln;                 // layer norm (its gradients below)
-  const GateVariant<T> variant;  // the cell variant the gates fuse (gates.hpp)
-  // Zoneout (the trace's masks, or the probabilities): at each step the gradients w.r.t. h_t and c_t
-  // split into the parts that reach h~_t, c~_t (through the gates) and those kept for h_{t-1}, c_{t-1}.
-  const Zoneout<T> zoneout;
-  Matrix<T> dh_keep, dc_keep;  // [B, R], [B, H]: the kept parts of the step being processed
-  void zone_split(Index row, Index r, Index r0, Index nr, Index u0, Index n) {  // state row r, packed row + r
-    zoneout.h.split(row + r, r0, nr, dh.data() + r * R + r0, dh_keep.data() + r * R + r0);
-    zoneout.c.split(row + r, u0, n, dc.data() + r * H + u0, dc_keep.data() + r * H + u0);
-  }
-  // Running gradients w.r.t. each row's latest state; a row not active at a step keeps its value,
-  // mirroring the forward's running state.
-  Matrix<T> dh, dc;
-  // The [N, *] workspaces come from the library's recycled blocks (no page faults call after call).
-  Buffer<T> dZ_buffer;  // [slots, 4H] gradient w.r.t. the gate pre-activations (slot())
-  Matrix<T> dm;         // [B, H] gradient w.r.t. m = o * tanh(c) (projection only)
-  Buffer<T> dH_buffer;  // [slots, R] dh_t of the rows (for dW_hr; projection only)
-  Buffer<T> M_buffer;   // [slots, H] m_t = o * tanh(c_t) (for dW_hr; projection only)
-  // Column sums go to aligned buffers of our own first: Eigen vectorizes a reduction from an aligned
-  // address of its destination, so summing straight into the caller's array would round differently
-  // depending on where that array lies.
-  Matrix<T> db, dP;
-  // Layer norm: [slots, 4H] the gradients w.r.t. h W_hh^T and x W_ih^T; [B, H] w.r.t. LN(c_t) of the rows
-  // being processed; per slice j of the team the sums of its rows' terms of the gains' gradients over
-  // the block being processed, rows 2j, 2j + 1: (ih gain, hh gain) [4H], (cell gain, cell bias) [H]; and
-  // the sums over the blocks done, [2, 4H] and [2, H], each block's slices added in slice order.
-  Buffer<T> dA_h, dA_x;
-  Matrix<T> dn_rows, d_ln_gates, d_ln_cell, ln_gate_sums, ln_cell_sums;
-  void ln_block_sums(int j, int team, bool assign) {  // member j's columns, at the end of a block
-    const Index W = Simd<T>::kWidth;
-    fold_slices(d_ln_gates, ln_gate_sums, split(G, team, j, W), split(G, team, j + 1, W), team, assign);
-    fold_slices(d_ln_cell, ln_cell_sums, split(H, team, j, W), split(H, team, j + 1, W), team, assign);
-  }
-  static void fold_slices(Matrix<T>& slices, Matrix<T>& sums, Index c0, Index c1, int team, bool assign) {
-    auto part = slices.middleCols(c0, c1 - c0);
-    for (int k = 1; k < team; ++k) part.topRows(2) += part.middleRows(2 * k, 2);
-    accumulate(assign, sums.middleCols(c0, c1 - c0), part.topRows(2));
-    part.setZero();
-  }
-  void continue_sums();  // accumulate: the sums kept outside the blocks go on from the gradients
-  // Packed when plan.packing. Unit split: W_hh's columns member by member, the panel of
-  // W_hh[k][r0 + j] for the member's outputs [r0, r1), panel_size(nr, 4H) < 4H (nr + W) numbers; with a
-  // projection r0 need not be on a packet boundary, so member k's panel starts at 4H (r0 + k W).
-  // Row split: one panel of all R columns (panel_size(R, 4H) <= 4H (R + team W)). Either way W_ih as
-  // one panel of its I columns for dX = dZ W_ih, each member packing its share of the column blocks.
-  Buffer<T> packed, packed_ih;
-};
 
 template <typename T>
 BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWeights<T>& weights,
@@ -161,6 +43,7 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
   for (Index b = 0; b < blocks; ++b) slot_rows = std::max(slot_rows, block_rows(b).second - block_rows(b).first);
   const Index rows = blocks == 1 ? N : 2 * slot_rows;
   dZ_buffer.resize(static_cast<size_t>(rows * G));
+  if (plan.bf16 && !ln) dZ_rounded.resize(static_cast<size_t>(rows * G));
   if (ln) {
     dA_h.resize(static_cast<size_t>(rows * G));
     dA_x.resize(static_cast<size_t>(rows * G));
@@ -180,7 +63,15 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
     dH_buffer.resize(static_cast<size_t>(rows * R));
     M_buffer.resize(static_cast<size_t>(rows * H));
   }
-  if (plan.packing) {
+  if (dot) {
+    if constexpr (std::is_same_v<T, float>) {
+      dot_hh_t = freeze_transposed_bf16(w.weight_hh, G, R);
+      dot_ih_t = freeze_transposed_bf16(w.weight_ih, G, I);
+    }
+    dot_rows = Bf16Rows(plan.team, B, G);
+    pairs_per_member = (slot_rows + 1) / 2 * (round_up(G, 16) + round_up(std::max(I, R), 16));
+    dot_pairs.resize(static_cast<size_t>(plan.team * pairs_per_member));
+  } else if (plan.packing) {
     packed.resize(static_cast<size_t>(G * (R + plan.team * Simd<T>::kWidth)));
     packed_ih.resize(static_cast<size_t>(panel_size<T>(I, G)));
   }
@@ -246,7 +137,7 @@ void BackwardPass<T>::unit_step_start(int j, int team, Index q) {
   const MemberSlice slice = member_slice<T>(dims, team, j);
   if (q < steps - 1) {
     hidden_gradient(j, team, q + 1);
-  } else if (plan.packing) {
+  } else if (plan.packing && !dot) {
     pack_columns(w.weight_hh, R, slice.r0, slice.r1 - slice.r0, G, panel_of(slice, j));
     pack_columns_share(j, team, w.weight_ih, I, G, packed_ih.data());
   }
@@ -257,7 +148,11 @@ void BackwardPass<T>::unit_step_start(int j, int team, Index q) {
       ConstStridedMap<T>(io.dy.data + row * io.dy.stride, b, R, Eigen::OuterStride<>(io.dy.stride)).middleCols(r0, nr);
   if (zoneout.on())
     for (Index r = 0; r < b; ++r) zone_split(row, r, r0, nr, slice.u0, slice.u1 - slice.u0);
-  if (dims.projection) Map<T>(dH_buffer.data() + slot(q, row) * R, b, R).middleCols(r0, nr) = dh.block(0, r0, b, nr);
+  if (dims.projection) {  // (bf16: rounded, the operand of dm = dh W_hr and of dW_hr)
+    auto dH = Map<T>(dH_buffer.data() + slot(q, row) * R, b, R).middleCols(r0, nr);
+    dH = dh.block(0, r0, b, nr);
+    if (plan.bf16) round_block(dH);
+  }
 }
 
 // dZ_t of the slice's units (with a projection, after dm = dh W_hr from all of dh).
@@ -268,7 +163,10 @@ void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
   const Index b = s.batch_sizes[t], row = s.offsets[t];
   if (dims.projection) {
     ConstMap<T> W_hr(w.weight_hr, R, H);
-    dm.block(0, u0, b, n).noalias() = dh.topRows(b) * W_hr.middleCols(u0, n);
+    if (plan.bf16)
+      dm.block(0, u0, b, n).noalias() = ConstMap<T>(dH_buffer.data() + slot(q, row) * R, b, R) * W_hr.middleCols(u0, n);
+    else
+      dm.block(0, u0, b, n).noalias() = dh.topRows(b) * W_hr.middleCols(u0, n);
   }
   const T* dm_all = dims.projection ? dm.data() : dh.data();     // [B, H]
   const T* peep = dims.peephole ? w.weight_peep + u0 : nullptr;  // this slice's p_i; rows H apart
@@ -281,6 +179,7 @@ void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
           trace.cell_prev.data() + (row + r) * H + u0, dm_all + r * H + u0, dc.data() + r * H + u0,
           dZ_buffer.data() + (at + r) * G + u0, peep, variant, ln ? trace.ln_tanh.data() + (row + r) * H : nullptr);
       if (ln) ln_gates(row + r, at + r, 0);
+      round_operands(at + r, u0, n);
     }
   });
   if (zoneout.on()) dc.block(0, u0, b, n) += dc_keep.block(0, u0, b, n);
@@ -295,7 +194,9 @@ void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
   const Index t = step_at(q);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
   const T* dZ = recurrent_gradient() + slot(q, row) * G;
-  if (plan.packing)
+  if (dot)
+    dot_product(j, b, dZ, G, true, r0, slice.r1, dh.data(), R, false);
+  else if (plan.packing)
     panel_product<false>(b, nr, G, dZ, G, panel_of(slice, j), dh.data() + r0, R);
   else
     dh.block(0, r0, b, nr).noalias() = ConstMap<T>(dZ, b, G) * ConstMap<T>(w.weight_hh, G, R).middleCols(r0, nr);
@@ -310,10 +211,11 @@ void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
 template <typename T>
 void BackwardPass<T>::row_member(Seat& seat) {
   const int team = seat.slices();
-  seat.share([&](int j) {  // W_hh's panel whole before any slice's first product
-    pack_columns_share(j, team, w.weight_hh, R, G, packed.data());
-    pack_columns_share(j, team, w.weight_ih, I, G, packed_ih.data());
-  });
+  if (!dot)
+    seat.share([&](int j) {  // W_hh's panel whole before any slice's first product
+      pack_columns_share(j, team, w.weight_hh, R, G, packed.data());
+      pack_columns_share(j, team, w.weight_ih, I, G, packed_ih.data());
+    });
   for (Index last = steps - 1; last >= 0;) {
     const Index first = last - last % plan.segment;
     seat.share([&](int j) {
@@ -342,9 +244,13 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
           ln ? trace.ln_tanh.data() + (row + r) * H : nullptr);
       if (zoneout.on()) dc.row(r) += dc_keep.row(r);
       if (ln) ln_gates(row + r, at0 + r, k);
+      round_operands(at0 + r, 0, H);
     }
   });
-  if (active > 0)  // dh_{t-1} = (dZ_t W_hh) * r for this member's rows
+  if (active > 0 && dot)  // dh_{t-1} = (dZ_t W_hh) * r for this member's rows
+    dot_product(k, active, recurrent_gradient() + (at0 + k) * G, stride * G, true, 0, R, dh.data() + k * R, stride * R,
+                false);
+  else if (active > 0)
     panel_product<false>(active, R, G, recurrent_gradient() + (at0 + k) * G, stride * G, packed.data(),
                          dh.data() + k * R, stride * R);
   if (!trace.recurrent_mask.empty())
@@ -374,14 +280,10 @@ void BackwardPass<T>::weight_gradients(int j, int team, Index block) {
   const Index n = end - first, s0 = slot_start(block);
   const bool assign = first_visited(block);
   ConstMap<T> dZ(dZ_buffer.data() + s0 * G, n, G);
-  ConstMap<T> dA_x(projection_input_gradient() + s0 * G, n, G), dA_h(recurrent_gradient() + s0 * G, n, G);
-  accumulate(assign, Map<T>(io.grads.weight_ih, G, I).middleRows(g0, g1 - g0),
-             dA_x.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(io.x + first * I, n, I));
-  accumulate(assign, Map<T>(io.grads.weight_hh, G, R).middleRows(g0, g1 - g0),
-             dA_h.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(trace.hidden_prev.data() + first * R, n, R));
+  matrix_gradients(j, g0, g1, first, n, s0, assign);
   accumulate(assign, db.middleCols(g0, g1 - g0), dZ.middleCols(g0, g1 - g0).colwise().sum());
   const Index n0 = n * j / team, n1 = n * (j + 1) / team;
-  input_gradient(first + n0, first + n1, s0 + n0);
+  input_gradient(j, first + n0, first + n1, s0 + n0);
   if (dims.projection) {  // m_t = o * tanh(c_t) (or tanh(LN(c_t)), the trace's) of the slice's rows, for dW_hr
     ConstStridedMap<T> O(trace.gates.data() + (first + n0) * G + 3 * H, n1 - n0, H, Eigen::OuterStride<>(G));
     Map<T> M(M_buffer.data() + (s0 + n0) * H, n1 - n0, H);
@@ -389,18 +291,52 @@ void BackwardPass<T>::weight_gradients(int j, int team, Index block) {
       M = O.array() * ConstMap<T>(trace.ln_tanh.data() + (first + n0) * H, n1 - n0, H).array();
     else
       M = O.array() * ConstMap<T>(trace.cell.data() + (first + n0) * H, n1 - n0, H).array().tanh();
+    if (plan.bf16) round_block(M);
   }
   if (dims.peephole) peephole_gradient(member_slice<T>(dims, team, j), block);
   if (ln) ln_block_sums(j, team, assign);
 }
 
+// dW_ih (+)= dA_x^T X and dW_hh (+)= dA_h^T H_prev over the rows of the block at slot s0 (packed rows
+// [first, first + n)), for the gate rows [g0, g1) of member j; on vdpbf16ps in pair rows, or Eigen's GEMMs.
+template <typename T>
+void BackwardPass<T>::matrix_gradients(int j, Index g0, Index g1, Index first, Index n, Index s0, bool assign) {
+  const T* dA_x = projection_input_gradient() + s0 * G;
+  const T* dA_h = recurrent_gradient() + s0 * G;
+  const T* X = io.x + first * I;
+  const T* H_prev = trace.hidden_prev.data() + first * R;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (dot) {
+      std::uint32_t* a = dot_pairs.data() + j * pairs_per_member;
+      std::uint32_t* b = a + (slot_rows + 1) / 2 * round_up(G, 16);
+      const Index lda = round_up(g1 - g0, 16);
+      for (const auto& [dA, M, K, dW] :
+           {std::tuple{dA_x, X, I, io.grads.weight_ih}, {dA_h, H_prev, R, io.grads.weight_hh}}) {
+        pair_rows(n, dA, G, g0, g1, a, lda);
+        pair_rows(n, M, K, 0, K, b, round_up(K, 16));
+        pair_gemm(g1 - g0, K, (n + 1) / 2, a, lda, b, round_up(K, 16), dW + g0 * K, K, !assign);
+      }
+      return;
+    }
+  }
+#endif
+  ConstMap<T> dAx(dA_x, n, G), dAh(dA_h, n, G);
+  accumulate(assign, Map<T>(io.grads.weight_ih, G, I).middleRows(g0, g1 - g0),
+             dAx.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(X, n, I));
+  accumulate(assign, Map<T>(io.grads.weight_hh, G, R).middleRows(g0, g1 - g0),
+             dAh.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(H_prev, n, R));
+}
+
 // Packed rows [n0, n1) of dX (+)= dZ W_ih, their dZ from `slot0` on.
 template <typename T>
-void BackwardPass<T>::input_gradient(Index n0, Index n1, Index slot0) {
+void BackwardPass<T>::input_gradient(int j, Index n0, Index n1, Index slot0) {
   Map<T> dX(io.dx + n0 * I, n1 - n0, I);
   const bool add = io.dx_mode == DxMode::kAdd;
   const T* dZ = projection_input_gradient() + slot0 * G;
-  if (plan.packing && add)
+  if (dot)
+    dot_product(j, n1 - n0, dZ, G, false, 0, I, dX.data(), I, add);
+  else if (plan.packing && add)
     panel_gemm<true>(n1 - n0, I, G, dZ, G, packed_ih.data(), dX.data(), I);
   else if (plan.packing)
     panel_gemm<false>(n1 - n0, I, G, dZ, G, packed_ih.data(), dX.data(), I);

@@ -6,10 +6,13 @@
 // each build keeps its own copy of every helper.
 #pragma once
 
+#include <immintrin.h>
+
 #include <Eigen/Core>
 #include <type_traits>
 
 #include "cell.hpp"
+#include "frozen.hpp"
 #include "gates.hpp"
 #include "layer_norm.hpp"
 #include "recurrent.hpp"
@@ -147,6 +150,33 @@ struct Zoneout {
         c{masks_c, static_cast<T>(dims.zoneout_c), dims.hidden_size} {}
   bool on() const { return h.d || h.z > 0 || c.z > 0; }
 };
+
+// n floats rounded to the nearest bfloat16 in place (to_bf16's rounding, a packet at a time).
+inline void round_bf16(float* v, Index n) {
+  Index k = 0;
+#if defined(__AVX512F__)
+  const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u)), quiet = _mm512_set1_epi32(0x00400000);
+  for (; k + 16 <= n; k += 16) {
+    const __m512 x = _mm512_loadu_ps(v + k);
+    const __m512i bits = _mm512_castps_si512(x);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), one);
+    __m512i r = _mm512_add_epi32(_mm512_add_epi32(bits, half), odd);
+    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_or_si512(bits, quiet));
+    _mm512_storeu_ps(v + k, _mm512_castsi512_ps(_mm512_and_si512(r, high)));
+  }
+#endif
+  for (; k < n; ++k) v[k] = from_bf16(to_bf16(v[k]));
+}
+
+// bf16 training (CellPlan::bf16): the values of a block of floats (a row-major Eigen block or map)
+// rounded to bfloat16 in place, where they become a product's operand. (Never called on doubles.)
+template <typename Block>
+void round_block(Block&& block) {
+  if constexpr (std::is_same_v<typename std::decay_t<Block>::Scalar, float>)
+    if (block.cols() > 0)
+      for (Index r = 0; r < block.rows(); ++r) round_bf16(&block.coeffRef(r, 0), block.cols());
+}
 
 // What a pass (ForwardPass, BackwardPass) reads of the call besides its arrays: the sizes, the plan
 // and the schedule. (A base class that does not depend on T, so the passes name its members plainly.)

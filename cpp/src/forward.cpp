@@ -6,7 +6,7 @@
 // Everything is allocated in the constructor: nothing the team runs allocates or throws.
 #include <algorithm>
 
-#include "cell_kernel.hpp"
+#include "bf16_training.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {
@@ -14,6 +14,7 @@ namespace {
 // A unit-split member's share: its slice, and its panels of W_hh (one per gate, `panel` apart).
 template <typename T>
 struct UnitShare {
+  int j;  // the slice
   MemberSlice slice;
   Index n, panel;  // n = u1 - u0 units
   const T* peep;   // this member's p_i; rows H apart
@@ -36,6 +37,19 @@ struct ForwardPass : PassShape {
   void step_projection(const Share& share, Index p);
   void row_member(Seat& seat);
   void row_step(int k, int team, Index p);
+  // The row split's products over all 4H columns: out (+)= A W_hh^T (recurrent), else A W_ih^T.
+  void row_product(int k, Index rows, const T* A, Index lda, bool recurrent, T* out, Index ldo, bool add) {
+    const Index K = recurrent ? R : I;
+    if constexpr (std::is_same_v<T, float>) {
+      const FrozenMatrix& W = recurrent ? dot_hh : dot_ih;
+      if (dot) return dot_rows.product(k, rows, A, lda, W, 0, W.blocks(), {out, ldo, nullptr, add});
+    }
+    const T* P = recurrent ? packed.data() : packed_ih.data();
+    if (add)
+      panel_product<true>(rows, G, K, A, lda, P, out, ldo);
+    else
+      panel_product<false>(rows, G, K, A, lda, P, out, ldo);
+  }
   Zoneout<T> keep_masks() {  // room in the trace for the zoneout masks (draw_masks fills it)
     trace->zoneout_h.resize(static_cast<size_t>(N * R));
     trace->zoneout_c.resize(static_cast<size_t>(N * H));
@@ -95,14 +109,18 @@ struct ForwardPass : PassShape {
   // active at a step carry their values over (packed-sequence semantics in both directions); c is
   // updated in place, each member touching only its own units (or rows).
   Matrix<T> hidden[2];
-  // Recurrent dropout (training): W_hh reads masked[p % 2] = hidden[p % 2] * r, each writer of h_t's
-  // rows and columns writing their masked copy too (r: [B, R], io.recurrent_mask; null: none).
+  // What W_hh reads, when it is not h itself: masked[p % 2] = hidden[p % 2] * r with recurrent dropout
+  // (training; r: [B, R], io.recurrent_mask, else null), rounded to bfloat16 in bf16 training; each
+  // writer of h_t's rows and columns writes that copy of them too.
   const T* mask = nullptr;
+  const bool masking;
   Matrix<T> masked[2];
-  const Matrix<T>& product_input(Index p) const { return mask ? masked[p & 1] : hidden[p & 1]; }
+  const Matrix<T>& product_input(Index p) const { return masking ? masked[p & 1] : hidden[p & 1]; }
   void mask_block(Index p, Index r, Index rows, Index c0, Index cols) {  // masked[p % 2]'s block from hidden's
-    masked[p & 1].block(r, c0, rows, cols) =
-        hidden[p & 1].block(r, c0, rows, cols).cwiseProduct(ConstMap<T>(mask, B, R).block(r, c0, rows, cols));
+    auto block = masked[p & 1].block(r, c0, rows, cols);
+    block = hidden[p & 1].block(r, c0, rows, cols);
+    if (mask) block.array() *= ConstMap<T>(mask, B, R).block(r, c0, rows, cols).array();
+    if (plan.bf16) round_block(block);
   }
   Matrix<T> c;
   Matrix<T> m;        // [B, H] o * tanh(c) before the projection
@@ -113,6 +131,10 @@ struct ForwardPass : PassShape {
   // (panel_size(4H, R), no more than the unit split's). Either way W_ih^T as one panel of all 4H
   // columns for the input projection, each member packing its share of the column blocks.
   Buffer<T> packed, packed_ih;
+  // bf16 training on vdpbf16ps (bf16_training.hpp) instead: W_ih and W_hh in bf16, in gate parts.
+  const bool dot;
+  FrozenMatrix dot_ih, dot_hh;
+  Bf16Rows dot_rows;
 };
 
 template <typename T>
@@ -124,7 +146,9 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
       trace(arrays.trace),
       ln(d.layer_norm),
       variant(gate_variant<T>(d.cell_clip, d.coupled_gates, arrays.trace || ln ? 0.0 : d.zoneout_c, ln)),
-      zoneout(arrays.trace && arrays.zoneout_seed ? keep_masks() : Zoneout<T>(nullptr, nullptr, d)) {
+      zoneout(arrays.trace && arrays.zoneout_seed ? keep_masks() : Zoneout<T>(nullptr, nullptr, d)),
+      masking(arrays.recurrent_mask || p.bf16),
+      dot(bf16_dot<T>(p)) {
   bias = RowVector<T>::Zero(G);
   if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
   if (w.bias_hh) bias += ConstMap<T>(w.bias_hh, 1, G);
@@ -145,6 +169,8 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
   if (io.recurrent_mask) {
     mask = io.recurrent_mask;
     if (trace) trace->recurrent_mask.assign(mask, mask + B * R);  // for the backward
+  }
+  if (masking) {
     masked[0].resize(B, R);
     masked[1].resize(B, R);
     mask_block(0, 0, B, 0, R);
@@ -162,7 +188,13 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
   } else {
     z_chunk.resize(static_cast<size_t>(std::min(plan.chunk, steps) * B * G));
   }
-  if (plan.packing) {
+  if (dot) {
+    if constexpr (std::is_same_v<T, float>) {
+      dot_ih = freeze_matrix(Precision::bf16, w.weight_ih, G, I, 4);
+      dot_hh = freeze_matrix(Precision::bf16, w.weight_hh, G, R, 4);
+    }
+    dot_rows = Bf16Rows(plan.team, B, std::max(I, R));
+  } else if (plan.packing) {
     packed.resize(static_cast<size_t>(4 * panel_size<T>(H, R)));
     packed_ih.resize(static_cast<size_t>(panel_size<T>(G, I)));
   }
@@ -179,8 +211,12 @@ template <typename T>
 UnitShare<T> ForwardPass<T>::share_of(int j, int team) {
   const MemberSlice slice = member_slice<T>(dims, team, j);
   const Index n = slice.u1 - slice.u0;
-  return {slice, n, panel_size<T>(n, R), dims.peephole ? w.weight_peep + slice.u0 : nullptr,
-          plan.packing ? packed.data() + 4 * R * slice.u0 : nullptr};
+  return {j,
+          slice,
+          n,
+          panel_size<T>(n, R),
+          dims.peephole ? w.weight_peep + slice.u0 : nullptr,
+          packed.empty() ? nullptr : packed.data() + 4 * R * slice.u0};
 }
 
 // The unit split: slice j is hidden units [u0, u1) (all four gates of them, so that the member that
@@ -192,7 +228,7 @@ void ForwardPass<T>::unit_member(Seat& seat) {
   const int team = seat.slices();
   if (plan.packing || io.zoneout_seed)  // all of W_ih's panel before a projection, the masks before a step
     seat.share([&](int j) {
-      if (plan.packing) pack_units(j, team);
+      if (plan.packing && !dot) pack_units(j, team);
       draw_masks(j, team);
     });
   for (Index first = 0; first < steps; first += plan.chunk) {
@@ -228,10 +264,16 @@ template <typename T>
 void ForwardPass<T>::project_rows(int j, int team, Index row0, Index rows, T* z) {
   const Index q0 = rows * j / team, q1 = rows * (j + 1) / team;
   Map<T> Z(z + q0 * G, q1 - q0, G);
-  panel_gemm<false>(q1 - q0, G, I, io.x + (row0 + q0) * I, I, packed_ih.data(), Z.data(), G);
+  if (dot) {
+    if constexpr (std::is_same_v<T, float>)  // (the bias added to each sum, as below)
+      dot_rows.product(j, q1 - q0, io.x + (row0 + q0) * I, I, dot_ih, 0, dot_ih.blocks(),
+                       {Z.data(), G, ln ? nullptr : bias.data(), false});
+  } else {
+    panel_gemm<false>(q1 - q0, G, I, io.x + (row0 + q0) * I, I, packed_ih.data(), Z.data(), G);
+  }
   if (ln)
     for (Index q = q0; q < q1; ++q) ln_input(row0 + q, z + q * G);
-  else
+  else if (!dot)
     Z.rowwise() += bias;
 }
 
@@ -263,8 +305,17 @@ void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
   Matrix<T>& h_next = hidden[(p + 1) & 1];
   T* zt = z + (row - row0) * G;
   ConstMap<T> W_hh(w.weight_hh, G, R);
-  T* a = ln ? recurrent_a.data() : zt;      // layer norm: h W_hh^T apart, normalised, then added
-  for (Index gate = 0; gate < 4; ++gate) {  // the recurrent GEMM, this slice's units of each gate
+  T* a = ln ? recurrent_a.data() : zt;  // layer norm: h W_hh^T apart, normalised, then added
+  if (dot) {
+    if constexpr (std::is_same_v<T, float>) {
+      const std::uint16_t* h16 = dot_rows.convert(share.j, b, R, h.data(), R);
+      for (Index gate = 0; gate < 4; ++gate) {
+        const auto [b0, b1] = blocks_of(dot_hh, gate, u0, u0 + n);
+        Bf16Rows::multiply(h16, b, dot_hh, b0, b1, {a, G, nullptr, !ln});
+      }
+    }
+  }
+  for (Index gate = 0; gate < 4 && !dot; ++gate) {  // the recurrent GEMM, this slice's units of each gate
     if (plan.packing && ln)
       panel_product<false>(b, n, R, h.data(), R, share.panels + gate * share.panel, a + gate * H + u0, G);
     else if (plan.packing)
@@ -291,6 +342,7 @@ void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
   });
   if (ln)
     for (Index r = 0; r < b; ++r) ln_cell(row + r, r, zt + r * G, out + r * H);
+  if (plan.bf16 && dims.projection) round_block(m.block(0, u0, b, n));  // (W_hr's operand)
   if (trace) Map<T>(trace->cell.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
   zone_cell(row, 0, b, u0, n);
   if (!dims.projection) step_projection(share, p);  // only the carry and y: h_t is m_t
@@ -315,7 +367,7 @@ void ForwardPass<T>::step_projection(const Share& share, Index p) {
       zoneout.h.mix(row + r, r0, r1 - r0, h.data() + r * R + r0, h_next.data() + r * R + r0);
   StridedMap<T>(io.y.data + row * io.y.stride, b, R, Eigen::OuterStride<>(io.y.stride)).middleCols(r0, r1 - r0) =
       h_next.block(0, r0, b, r1 - r0);
-  if (mask) mask_block(p + 1, 0, B, r0, r1 - r0);
+  if (masking) mask_block(p + 1, 0, B, r0, r1 - r0);
 }
 
 // The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units;
@@ -325,8 +377,10 @@ template <typename T>
 void ForwardPass<T>::row_member(Seat& seat) {
   const int team = seat.slices();
   seat.share([&](int j) {  // both panels whole (and the zoneout masks drawn) before any slice reads them
-    pack_transposed_share(j, team, w.weight_hh, G, R, packed.data());
-    pack_transposed_share(j, team, w.weight_ih, G, I, packed_ih.data());
+    if (!dot) {
+      pack_transposed_share(j, team, w.weight_hh, G, R, packed.data());
+      pack_transposed_share(j, team, w.weight_ih, G, I, packed_ih.data());
+    }
     draw_masks(j, team);
   });
   for (Index first = 0; first < steps; first += plan.segment)
@@ -345,23 +399,23 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
   const Index active = rows_of(b, team, k);
   for (Index r = k + active * stride; r < B; r += stride) {  // ended: carried
     h_next.row(r) = hidden[p & 1].row(r);
-    if (mask) mask_block(p + 1, r, 1, 0, R);
+    if (masking) mask_block(p + 1, r, 1, 0, R);
   }
   if (active == 0) return;
   // z rows of this member at step t: rows k, k + team, ... of the step's block of 4H columns.
   T* zt = (trace ? trace->gates.data() + row * G : z_chunk.data()) + k * G;
   // The same operations in the same order as the unit split: x W_ih^T, + bias, + h W_hh^T.
-  panel_product<false>(active, G, I, io.x + (row + k) * I, stride * I, packed_ih.data(), zt, stride * G);
+  row_product(k, active, io.x + (row + k) * I, stride * I, false, zt, stride * G, false);
   if (ln) {  // z = LN(x W_ih^T) + b + LN(h W_hh^T), h W_hh^T in recurrent_a's rows of this member
     T* a = recurrent_a.data() + k * G;
-    panel_product<false>(active, G, R, h.data() + k * R, stride * R, packed.data(), a, stride * G);
+    row_product(k, active, h.data() + k * R, stride * R, true, a, stride * G, false);
     for (Index i = 0; i < active; ++i) {
       ln_input(row + k + i * stride, zt + i * stride * G);
       ln_recurrent(row + k + i * stride, a + i * stride * G, zt + i * stride * G);
     }
   } else {
     for (Index i = 0; i < active; ++i) Map<T>(zt + i * stride * G, 1, G) += bias;
-    panel_product<true>(active, G, R, h.data() + k * R, stride * R, packed.data(), zt, stride * G);
+    row_product(k, active, h.data() + k * R, stride * R, true, zt, stride * G, true);
   }
   with_peephole(dims.peephole, [&](auto peephole) {
     for (Index i = 0; i < active; ++i) {
@@ -378,7 +432,7 @@ void ForwardPass<T>::row_step(int k, int team, Index p) {
       zone_cell(row, r, r + 1, 0, H);
       if (zoneout.on()) zoneout.h.mix(row + r, 0, R, hidden[p & 1].data() + r * R, h_next.data() + r * R);
       std::copy(h_next.data() + r * R, h_next.data() + (r + 1) * R, io.y.data + (row + r) * io.y.stride);
-      if (mask) mask_block(p + 1, r, 1, 0, R);
+      if (masking) mask_block(p + 1, r, 1, 0, R);
     }
   });
 }

@@ -76,6 +76,11 @@ inline float from_bf16(std::uint16_t v) {
   return f;
 }
 
+// n values rounded to the nearest bfloat16 in place, kept as float (what bf16 training's products read).
+inline void round_to_bf16(float* v, Index n) {
+  for (Index i = 0; i < n; ++i) v[i] = from_bf16(to_bf16(v[i]));
+}
+
 // W [n, K] row-major float -> a FrozenMatrix of precision p in `parts` parts: int8
 // quantizes each row (scale max|row| / 127, 1 for a row of zeros; q = rint(w / s) in [-127, 127]), and
 // throws Error for a NaN or infinite weight, which int8 cannot hold.

@@ -6,9 +6,11 @@
 #include <exception>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include "cell.hpp"
+#include "frozen.hpp"
 #include "lstm_fast/config.hpp"
 #include "network.hpp"
 #include "plan.hpp"
@@ -52,16 +54,48 @@ void check_schedule(const Config& config, const Schedule& schedule) {
                 ") needs arrays of more than 2^" + str(kMaxElementsLog2) + " numbers for this model");
 }
 
+// bf16 training (Training::bf16; float only): values rounded to bfloat16 in place.
+template <typename T>
+void round_to_bf16(T* v, Index n) {
+  if constexpr (std::is_same_v<T, float>) detail::round_to_bf16(v, n);
+}
+
+// The weights a call's products read: the caller's, or for bf16 training copies of W_ih, W_hh and W_hr
+// rounded to bfloat16 (the other parameters as they are).
+template <typename T>
+struct ProductWeights {
+  std::vector<CellWeights<T>> cells;
+  std::vector<Buffer<T>> rounded;
+  ProductWeights(const Config& config, const std::vector<CellWeights<T>>& weights, bool bf16) : cells(weights) {
+    if (!bf16) return;
+    rounded.reserve(static_cast<size_t>(3 * config.num_cells()));
+    const Index G = 4 * config.hidden_size, R = config.output_size(), H = config.hidden_size;
+    for (Index cell = 0; cell < config.num_cells(); ++cell) {
+      const Index I = config.layer_input_size(cell / config.directions());
+      CellWeights<T>& w = cells[cell];
+      for (auto [weight, size] : {std::pair<const T**, Index>{&w.weight_ih, G * I},
+                                  {&w.weight_hh, G * R},
+                                  {&w.weight_hr, config.proj_size > 0 ? R * H : 0}}) {
+        if (size == 0) continue;
+        rounded.emplace_back(*weight, *weight + size);
+        round_to_bf16(rounded.back().data(), size);
+        *weight = rounded.back().data();
+      }
+    }
+  }
+};
+
 std::atomic<int> g_num_threads{std::max(1, static_cast<int>(std::thread::hardware_concurrency()))};
 
 // The plan of layer k of a call (plan.hpp): decided here once, read by the kernels (a training
 // forward's kept in its trace for the backward).
 template <typename T>
 detail::LayerPlan plan_of(const Config& config, Index layer, const Schedule& schedule, bool training,
-                          Index checkpoint) {
+                          const Training<T>& options) {
   detail::Problem problem = detail::layer_problem(config, layer, schedule.batch, schedule.rows(), schedule.steps());
   problem.training = training;
-  problem.checkpoint = checkpoint;
+  problem.checkpoint = training ? options.checkpoint : 0;
+  problem.bf16 = training && options.bf16;
   problem.threads = g_num_threads.load();
   problem.element_size = sizeof(T);
   problem.lanes = detail::cell_kernels<T>().lanes;
@@ -149,11 +183,16 @@ Schedule Schedule::packed(std::vector<Index> batch_sizes, Index batch) {
 template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
              const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
-             const T* recurrent_masks, const std::uint64_t* zoneout_seed, Index checkpoint) {
+             const Training<T>& training) {
   config.validate();
-  if (zoneout_seed && !trace) throw Error("zoneout's masks are a training forward's: pass a trace with a seed");
-  if (checkpoint < -1) throw Error("checkpoint must be >= 1 steps, 0 (none) or -1 (auto), got " + str(checkpoint));
+  const std::uint64_t* zoneout_seed = training.zoneout_seed;
+  if ((zoneout_seed || training.recurrent_masks || training.checkpoint != 0 || training.bf16) && !trace)
+    throw Error("recurrent masks, zoneout's masks, checkpoint and bf16 are a training forward's: pass a trace");
+  if (training.checkpoint < -1)
+    throw Error("checkpoint must be >= 1 steps, 0 (none) or -1 (auto), got " + str(training.checkpoint));
+  if (training.bf16 && !std::is_same_v<T, float>) throw Error("bf16 training needs a float32 model");
   check_weights(config, weights);
+  const ProductWeights<T> product_weights(config, weights, training.bf16);
   check_schedule(config, schedule);
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();
   const Index H = config.hidden_size, B = schedule.batch, N = schedule.rows();
@@ -171,20 +210,25 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
     const detail::CellDims dims = detail::cell_dims(config, k);
     if (trace) trace->layer_inputs[k].assign(in, in + N * dims.input_size);
     // The directions write disjoint columns of `out` and their own state and trace.
-    const detail::LayerPlan plan = plan_of<T>(config, k, schedule, trace != nullptr, trace ? checkpoint : 0);
+    const detail::LayerPlan plan = plan_of<T>(config, k, schedule, trace != nullptr, training);
     if (trace) trace->plans.push_back(plan);
+    if (trace && training.bf16) {  // the products' left operand x, rounded once (and kept so for dW_ih)
+      round_to_bf16(trace->layer_inputs[k].data(), N * dims.input_size);
+      in = trace->layer_inputs[k].data();
+    }
     detail::run_directions(D, plan.directions_parallel, [&](Index d) {
       const Index cell = k * D + d;
-      const detail::ForwardArrays<T> arrays{in,
-                                            {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
-                                            {out + d * R, D * R},
-                                            {h_n + cell * B * R, c_n + cell * B * H},
-                                            trace ? &trace->cells[cell] : nullptr,
-                                            recurrent_masks ? recurrent_masks + cell * B * R : nullptr,
-                                            zoneout_seed,
-                                            cell};
+      const detail::ForwardArrays<T> arrays{
+          in,
+          {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
+          {out + d * R, D * R},
+          {h_n + cell * B * R, c_n + cell * B * H},
+          trace ? &trace->cells[cell] : nullptr,
+          training.recurrent_masks ? training.recurrent_masks + cell * B * R : nullptr,
+          zoneout_seed,
+          cell};
       if (trace)
-        detail::train_forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
+        detail::train_forward(dims, plan.cell, product_weights.cells[cell], {schedule, d == 1}, arrays);
       else
         detail::cell_kernels<T>().forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
     });
@@ -243,6 +287,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     throw Error("backward needs the trace of a training forward (forward with a non-null trace) first");
   config.validate();
   check_weights(config, weights);
+  const ProductWeights<T> product_weights(config, weights, trace.plans[0].cell.bf16);
   if (static_cast<Index>(grads.size()) != config.num_cells())
     throw Error("grads must hold " + str(config.num_cells()) + " cells, got " + str(static_cast<Index>(grads.size())));
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();
@@ -276,7 +321,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
           dx_mode,
           {dh0 + cell * B * R, dc0 + cell * B * H},
           grads[cell]};
-      detail::train_backward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays,
+      detail::train_backward(dims, plan.cell, product_weights.cells[cell], {schedule, d == 1}, arrays,
                              trace.zoneout ? &trace.zoneout_seed : nullptr, cell);
     });
     if (parallel)
@@ -293,7 +338,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
 
 #define LSTM_FAST_INSTANTIATE(T)                                                                                       \
   template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&, const T*, const T*,     \
-                           const T*, const T* const*, T*, T*, T*, Trace<T>*, const T*, const std::uint64_t*, Index);   \
+                           const T*, const T* const*, T*, T*, T*, Trace<T>*, const Training<T>&);                      \
   template void zoneout_masks<T>(std::uint64_t, Index, Index, Index, Index, Index, double, double, T*, T*);            \
   template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const T*, const T*, const T*, T*, T*, \
                             T*, const std::vector<CellGrads<T>>&);

@@ -105,7 +105,7 @@ struct Trace {
   std::vector<Buffer<T>> layer_inputs;   // [L] of [N, I_k]: the input each layer saw
   std::vector<Buffer<T>> dropout_masks;  // [L-1] of [N, D*R] or empty: mask after layer k
   std::vector<CellTrace<T>> cells;       // [L*D]
-  std::vector<detail::LayerPlan> plans;  // [L] the forward's: the backward runs the same
+  std::vector<detail::LayerPlan> plans;  // [L] the forward's (precision included): the backward runs the same
   bool zoneout = false;                  // zoneout's masks drawn from zoneout_seed
   std::uint64_t zoneout_seed = 0;
 };
@@ -138,24 +138,35 @@ void over_layers(Index layers, Index rows, Index width, const T* x, T* y, const 
   }
 }
 
+// What a training forward does beyond inference (API.md's training options; a trace required).
+//   recurrent_masks: null, or [L*D, B, R]: cell k*D + d's recurrent product reads h_{t-1} times its
+//     mask (the recurrent dropout of API.md, scale included).
+//   zoneout_seed: null, or the seed of zoneout's masks (zoneout_masks below), which the trace keeps;
+//     null: the config's probabilities, d = z.
+//   checkpoint: 0 keeps the trace of every step; k > 0 keeps each cell's state every k steps (rounded
+//     up to the plan's blocks, plan.hpp) and the backward recomputes the steps between, with gradients
+//     bitwise those of 0; -1 chooses k near sqrt(T).
+//   bf16: mixed precision (float only): every matrix product's operands rounded to bfloat16, the
+//     products summed in float; the backward runs the same way.
+template <typename T>
+struct Training {
+  const T* recurrent_masks = nullptr;
+  const std::uint64_t* zoneout_seed = nullptr;
+  Index checkpoint = 0;
+  bool bf16 = false;
+};
+
 // Runs the stack over a packed sequence.
 //   weights: [L*D] cells.
 //   x: [N, I];  h0: [L*D, B, R] or null (zeros);  c0: [L*D, B, H] or null (zeros).
 //   dropout_masks: null, or [L-1] pointers, each null or [N, D*R]; layer k's output is multiplied by
 //     mask k before it becomes layer k+1's input (the mask carries the 1/(1-p) scale).
 //   y: [N, D*R] the last layer's output;  h_n: [L*D, B, R];  c_n: [L*D, B, H].
-//   trace: null for inference; else filled with what backward needs (training).
-//   recurrent_masks: null, or [L*D, B, R]: cell k*D + d's recurrent product reads h_{t-1} times its
-//     mask (the recurrent dropout of API.md, scale included).
-//   zoneout_seed: null, or (training only) the seed of zoneout's masks (zoneout_masks below), which the
-//     trace keeps; null: the config's probabilities, d = z.
-//   checkpoint: training only: 0 keeps the trace of every step; k > 0 keeps each cell's state every k
-//     steps (rounded up to the plan's blocks, plan.hpp) and the backward recomputes the steps between,
-//     with gradients bitwise those of 0; -1 chooses k near sqrt(T).
+//   trace: null for inference; else filled with what backward needs (training), as `training` says.
 template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
              const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
-             const T* recurrent_masks = nullptr, const std::uint64_t* zoneout_seed = nullptr, Index checkpoint = 0);
+             const Training<T>& training = {});
 
 // Zoneout's training masks of cell `cell` (API.md): d = 1 with probability z (to 2^-24), independently
 // for every unit of every packed row, drawn from `seed`: d_h [N, R] (probability z_h) and d_c [N, H]

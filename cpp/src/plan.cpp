@@ -72,6 +72,7 @@ LayerPlan plan_layer(const Problem& p) {
   const Index block = (kGradientBlockRows + p.batch - 1) / std::max<Index>(1, p.batch);
   cell.gradient_block = (block + cell.segment - 1) / cell.segment * cell.segment;
   cell.checkpoint = checkpoint_steps(p, cell);
+  cell.bf16 = p.training && p.bf16;
   return plan;
 }
 

@@ -47,6 +47,7 @@ struct Problem {
   Index steps = 1;               // T
   bool training = false;         // a trace is kept (a training forward, or the backward)
   Index checkpoint = 0;          // training: steps a segment of a checkpointed trace asks (0: none, -1: "auto")
+  bool bf16 = false;             // training: the products' operands rounded to bfloat16 (network.hpp's Training)
   int threads = 1;               // the budget: get_num_threads()
   std::size_t element_size = 4;  // bytes per weight: sizeof(T), or 2 (bf16) and 1 (int8) for a frozen model
   Index lanes = 1;               // numbers per SIMD packet of the active ISA for this element type
@@ -83,6 +84,9 @@ struct CellPlan {
   // of this many steps (processing order; a multiple of gradient_block, < steps), each segment's forward
   // run again by the backward. 0: the trace of every step kept.
   Index checkpoint = 0;
+  // bf16 training: every product's operands rounded to bfloat16 (the weights and x by the caller, the
+  // rest where the kernels write them), summed in float; vdpbf16ps where the CPU has it.
+  bool bf16 = false;
 };
 
 struct LayerPlan {

@@ -70,10 +70,12 @@ def forward(
     recurrent_masks: Optional[npt.NDArray[np.floating]] = None,
     zoneout_seed: Optional[int] = None,
     checkpoint: int = 0,
+    bf16: bool = False,
 ) -> Tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating], Optional[Trace32 | Trace64]]:
     """Runs the stack over packed x [N, I] (recurrent_masks None or [L*D, B, R]; zoneout_seed None or the
     seed of zoneout's masks, training only; checkpoint: training only, 0 the whole trace, k > 0 segments
-    of k steps, -1 about sqrt(T)); returns (y [N, D*R], h_n [L*D, B, R], c_n [L*D, B, H], trace)."""
+    of k steps, -1 about sqrt(T); bf16: training only, the products' operands rounded to bfloat16);
+    returns (y [N, D*R], h_n [L*D, B, R], c_n [L*D, B, H], trace)."""
 
 def backward(
     weights: Sequence[CellWeights],

@@ -232,6 +232,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
         state: Optional[State] = None,
         lengths: Any = None,
         train: bool = True,
+        precision: str = "fp32",
         checkpoint: Optional[int | str] = None,
     ) -> Tuple[np.ndarray, State]:
         """Runs the sequence; with ``train=True`` keeps what backward() needs and applies dropout.
@@ -242,6 +243,11 @@ class LSTM(SequenceLayout, ConfigAttributes):
             lengths: (B,) integers in [1, T] for padded batches (torch's packed-sequence semantics:
                 outputs past a sequence's length are 0, its final state is taken at its last step, and
                 the reverse direction starts at its last step).
+            precision: "fp32", or in training "bf16": mixed precision, every matrix product's operands
+                (x, h_{t-1}, the weights, and in backward() the gradients w.r.t. the gates) rounded
+                to bfloat16, the products summed in float32; parameters, gates, cell state and
+                gradients stay float32 (float32 models only). backward() runs the same way.
+                Gradients within a few percent (relative norm) of fp32's: docs/TRAINING.md.
             checkpoint: training only. None keeps the trace of every step for backward(); an int k >= 1
                 keeps each cell's state every k steps and backward() runs the steps between again
                 (checkpointed BPTT: memory for about one more forward), "auto" chooses k near sqrt(T).
@@ -253,6 +259,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
         """
         train = bool_arg("train", train)
         checkpoint_steps = checkpoint_arg(checkpoint, train)
+        bf16 = self._training_precision(precision, train)
         x, unbatched, packing, h0, c0 = self._sequence_inputs(x, state, lengths)
         numbers = self._call_numbers(sum(packing.batch_sizes), train, checkpoint_steps != 0)
         check_fits(f"the output{' and trace' if train else ''} of x of shape {shape_str(x.shape)}", numbers, self.dtype)
@@ -273,6 +280,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
             None if recurrent is None else packing.sort_state(recurrent),
             zoneout,
             checkpoint_steps,
+            bf16,
         )
         y, (h_n, c_n) = self._sequence_outputs(y, h_n, c_n, packing, unbatched)
         if train:
@@ -337,6 +345,21 @@ class LSTM(SequenceLayout, ConfigAttributes):
         if unbatched:
             return y[0], (h_n[:, 0], c_n[:, 0])
         return y, (h_n, c_n)
+
+    def _training_precision(self, precision: Any, train: bool) -> bool:
+        """forward()'s `precision`: True for bf16 (a float32 model's training), False for fp32."""
+        if not isinstance(precision, str) or precision not in ("fp32", "bf16"):
+            raise ValueError(f'precision must be "fp32" or "bf16", got {precision!r}')
+        if precision == "fp32":
+            return False
+        if not train:
+            raise ValueError(
+                'precision="bf16" is a training option (train=True); for bf16 inference freeze the model: '
+                'lstm.freeze("bf16")'
+            )
+        if self.dtype != np.float32:
+            raise ValueError(f'precision="bf16" trains float32 models, got dtype {np.dtype(self.dtype).name}')
+        return True
 
     def _call_numbers(self, rows: int, train: bool, checkpointed: bool) -> int:
         """The numbers a forward over `rows` packed rows allocates beyond x: y, and in training each

@@ -21,9 +21,9 @@ weight_peep_l{k} (3, H) and exist only when peephole=True. The reverse direction
 "_reverse") runs the same equations from the last step down to the first. Layer k > 0 reads the
 concatenated outputs of both directions of layer k - 1, times dropout_masks[k - 1] when given.
 
-Reduced precision (forward only, `precision=`; the contract of lf.Model's precisions): every matrix
-product (W_ih x_t, W_hh h_{t-1}, W_hr m_t) reads its operands rounded, and everything else stays
-float64 here (float32 in the kernels):
+Reduced precision (`precision=`; the contract of lf.Model's precisions, and of bf16 training): every
+matrix product (W_ih x_t, W_hh h_{t-1}, W_hr m_t; in backward() of a bf16 forward also the gradient
+products) reads its operands rounded, and everything else stays float64 here (float32 in the kernels):
 
     "bf16": both operands rounded to bfloat16 (from float32, round to nearest even); the sums exact.
     "int8": the weights quantized per output row, symmetric: q_w = rint(w / s_w), s_w = max|row| / 127;
@@ -87,6 +87,11 @@ def _product(a, w, precision):
         q_w, s_w = quantize_rows(w)
         return (q_a @ q_w.T) * s_a * s_w.T  # integer sums: exact in int64
     return a @ w.T
+
+
+def _operand(v, precision):
+    """v as an operand of backward()'s products: rounded to bfloat16 in bf16 training, else as it is."""
+    return bf16(v) if precision == "bf16" else v
 
 
 def _sigmoid(z):
@@ -171,7 +176,7 @@ def _cell_forward(x_t, h_prev, c_prev, p, precision="fp64", v=PLAIN, t=0):
     return h, c, step
 
 
-def _cell_backward(dh, dc, step, p, grads, v=PLAIN):
+def _cell_backward(dh, dc, step, p, grads, v=PLAIN, precision="fp64"):
     """Backward of one step. dh (B, R), dc (B, H): the loss gradients reaching h_t and c_t from
     above and from later steps. Adds the parameter gradients into grads (keyed by role) and returns
     dx_t (B, I_k), dh_{t-1} (B, R), dc_{t-1} (B, H). dz is the loss gradient w.r.t. z, and z_pre
@@ -183,8 +188,8 @@ def _cell_backward(dh, dc, step, p, grads, v=PLAIN):
         d_h, d_c = step["zoneout"]
         dh_prev, dc_prev, dh, dc = d_h * dh, d_c * dc, (1 - d_h) * dh, (1 - d_c) * dc
     if "weight_hr" in p:  # h = W_hr m
-        grads["weight_hr"] += dh.T @ m
-        dm = dh @ p["weight_hr"]
+        grads["weight_hr"] += _operand(dh, precision).T @ _operand(m, precision)
+        dm = _operand(dh, precision) @ _operand(p["weight_hr"], precision)
     else:
         dm = dh
     pass_i, pass_f, pass_g, pass_o = step["passes"]
@@ -214,10 +219,12 @@ def _cell_backward(dh, dc, step, p, grads, v=PLAIN):
     if v.layer_norm:
         da_x = _layer_norm_backward(dgates, p["ln_ih_weight"], ln["ih"], grads, "ih")
         da_h = _layer_norm_backward(dgates, p["ln_hh_weight"], ln["hh"], grads, "hh")
-    grads["weight_ih"] += da_x.T @ step["x"]
-    grads["weight_hh"] += da_h.T @ step["h_in"]
-    dh_in = da_h @ p["weight_hh"]
-    return da_x @ p["weight_ih"], dh_prev + (dh_in if v.r is None else dh_in * v.r), dc_prev
+    da_x, da_h = _operand(da_x, precision), _operand(da_h, precision)
+    grads["weight_ih"] += da_x.T @ _operand(step["x"], precision)
+    grads["weight_hh"] += da_h.T @ _operand(step["h_in"], precision)
+    dh_in = da_h @ _operand(p["weight_hh"], precision)
+    dx = da_x @ _operand(p["weight_ih"], precision)
+    return dx, dh_prev + (dh_in if v.r is None else dh_in * v.r), dc_prev
 
 
 def _direction_forward(x, h0, c0, active, p, reverse, precision, v=PLAIN):
@@ -235,7 +242,7 @@ def _direction_forward(x, h0, c0, active, p, reverse, precision, v=PLAIN):
     return y, h, c, steps
 
 
-def _direction_backward(dy, dh, dc, active, p, steps, reverse, v=PLAIN):
+def _direction_backward(dy, dh, dc, active, p, steps, reverse, v=PLAIN, precision="fp64"):
     """BPTT through one direction: dy (T, B, R); dh (B, R) and dc (B, H) are the gradients w.r.t.
     its final state. Returns dx (T, B, I_k), dh0, dc0 and the parameter gradients keyed by role."""
     T = len(steps)
@@ -244,7 +251,7 @@ def _direction_backward(dy, dh, dc, active, p, steps, reverse, v=PLAIN):
     for t in range(T) if reverse else reversed(range(T)):
         a = active[t]
         dx[t], dh_prev, dc_prev = _cell_backward(
-            np.where(a, dy[t] + dh, 0.0), np.where(a, dc, 0.0), steps[t], p, grads, v
+            np.where(a, dy[t] + dh, 0.0), np.where(a, dc, 0.0), steps[t], p, grads, v, precision
         )
         # An inactive step passed the state through unchanged, so its gradient passes through too.
         dh = np.where(a, dh_prev, dh)
@@ -382,8 +389,8 @@ def forward(
     dropout_masks: None or a list of num_layers - 1 arrays (T, B, D*R), already scaled by
       1/(1-p): the output of layer k is multiplied by dropout_masks[k] before it becomes the input
       of layer k + 1.
-    precision: "fp64", or "bf16" or "int8": the operands of every matrix product rounded as the
-      module docstring states (backward() then refuses the cache: inference only).
+    precision: "fp64", "bf16" or "int8": every matrix product's operands rounded (module docstring);
+      backward() of a "bf16" cache rounds its products' too (bf16 training), of an "int8" one refuses.
     layer_norm (needs the ln_* parameters), cell_clip (None or > 0), coupled_gates: the variants.
     zoneout: z or (z_h, z_c), the inference form (d = z) when zoneout_masks is None;
       zoneout_masks: None or num_layers*D pairs (d_h (T, B, R), d_c (T, B, H)) of 0/1, the
@@ -433,9 +440,9 @@ def backward(dy, cache, dstate=None) -> "tuple[np.ndarray, tuple[np.ndarray, np.
     """dy: (T, B, D*R) gradient of the loss w.r.t. y; dstate: None (zeros) or (dh_n, dc_n) shaped
     like (h_n, c_n). Returns (dx, (dh0, dc0), grads) with dx (T, B, I), dh0/dc0 shaped like h0/c0,
     and grads a dict with exactly the keys of params."""
-    if cache["precision"] != "fp64":
+    if cache["precision"] not in ("fp64", "bf16"):
         raise ValueError(
-            f"backward differentiates the fp64 forward only; this cache is precision={cache['precision']!r}"
+            f"backward differentiates the fp64 and bf16 forwards only; this cache is {cache['precision']!r}"
         )
     dy = np.asarray(dy, dtype=np.float64)
     if dy.shape != cache["y_shape"]:
@@ -459,6 +466,7 @@ def backward(dy, cache, dstate=None) -> "tuple[np.ndarray, tuple[np.ndarray, np.
                 cache["steps"][j],
                 (d == 1),
                 cache["variants"][j],
+                cache["precision"],
             )
             d_input = d_input + dx_d  # both directions read the same input
             grads.update({f"{role}_l{k}{SUFFIXES[d]}": g for role, g in layer_grads.items()})

@@ -66,6 +66,7 @@ class _LSTMFunction(torch.autograd.Function):
         zoneout: Optional[int],
         train: bool,
         checkpoint: int,
+        bf16: bool,
         x: Tensor,
         h0: Optional[Tensor],
         c0: Optional[Tensor],
@@ -85,6 +86,7 @@ class _LSTMFunction(torch.autograd.Function):
             _numpy(recurrent),
             zoneout,
             checkpoint if train else 0,
+            bf16 and train,
         )
         ctx.set_materialize_grads(False)
         ctx.trace = trace
@@ -113,7 +115,7 @@ class _LSTMFunction(torch.autograd.Function):
         flat = [None if g is None else torch.from_numpy(g) for cell in grads for g in cell]
         dh0 = torch.from_numpy(dh0) if ctx.state_given[0] else None
         dc0 = torch.from_numpy(dc0) if ctx.state_given[1] else None
-        return (None,) * 8 + (torch.from_numpy(dx), dh0, dc0, *flat)
+        return (None,) * 9 + (torch.from_numpy(dx), dh0, dc0, *flat)
 
 
 class LSTM(ConfigAttributes, nn.Module):
@@ -134,6 +136,14 @@ class LSTM(ConfigAttributes, nn.Module):
             and biases (0), as lstm_fast.LSTM.
         zoneout: z or (z_h, z_c): in training each unit keeps its previous h (c) with probability z_h
             (z_c), a fresh mask per unit, step and sequence from torch's generator; in eval, d = z.
+
+    Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` a training forward (gradients enabled) of a
+    float32 module runs bf16 mixed precision, as lstm_fast.LSTM.forward(precision="bf16"): the matrix
+    products' operands rounded to bfloat16, summed in float32; parameters, outputs, state and
+    gradients float32. Inputs may be bfloat16 there (other layers' autocast outputs). Inference under
+    autocast stays float32 (``to_numpy().freeze("bf16")`` for bf16 inference).
+
+    Keyword-only, not part of the model:
         checkpoint: None, k >= 1 or "auto": checkpointed backpropagation through time, as
             lstm_fast.LSTM.forward's (the state kept every k steps, the steps between run again in
             backward; the same gradients, bitwise). An attribute: ``lstm.checkpoint = "auto"``.
@@ -225,16 +235,17 @@ class LSTM(ConfigAttributes, nn.Module):
 
     def forward(self, input: Any, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Any, Tuple[Tensor, Tensor]]:
         dtype = self.weight_ih_l0.dtype
+        bf16 = self._autocast_bf16(dtype)
         packed = isinstance(input, PackedSequence)
         if packed:
-            x, batch_sizes = input.data, input.batch_sizes
+            x, batch_sizes = self._from_autocast(input.data, bf16), input.batch_sizes
             self._check_tensor("input.data", x, dtype)
             if x.dim() != 2 or x.shape[1] != self.input_size:
                 raise ValueError(f"input.data must have shape (N, {self.input_size}), got {tuple(x.shape)}")
             batch_sizes = [int(b) for b in batch_sizes]
             batch, unbatched = batch_sizes[0], False
         else:
-            x = input
+            x = self._from_autocast(input, bf16)
             self._check_tensor("input", x, dtype)
             unbatched = check_sequence_shape("input", tuple(x.shape), self.input_size, self.batch_first)
             if unbatched:
@@ -245,7 +256,7 @@ class LSTM(ConfigAttributes, nn.Module):
             x = x.contiguous().view(steps * batch, self.input_size)
             batch_sizes = [batch] * steps
 
-        h0, c0 = self._check_state(hx, batch, unbatched, dtype)
+        h0, c0 = self._check_state(hx, batch, unbatched, dtype, bf16)
         if packed and input.sorted_indices is not None and h0 is not None:
             h0, c0 = h0.index_select(1, input.sorted_indices), c0.index_select(1, input.sorted_indices)
 
@@ -263,6 +274,7 @@ class LSTM(ConfigAttributes, nn.Module):
             zoneout,
             train or zoneout is not None,  # (the core takes zoneout's masks in a training forward only)
             self._checkpoint_steps,
+            bf16,
             x.contiguous(),
             None if h0 is None else h0.contiguous(),
             None if c0 is None else c0.contiguous(),
@@ -311,10 +323,27 @@ class LSTM(ConfigAttributes, nn.Module):
         if t.dtype != dtype:
             raise TypeError(f"{name} must have the parameters' dtype {dtype}, got {t.dtype}")
 
-    def _check_state(self, hx: Any, batch: int, unbatched: bool, dtype: torch.dtype):
+    @staticmethod
+    def _autocast_bf16(dtype: torch.dtype) -> bool:
+        """Whether this forward runs under torch.autocast("cpu", dtype=torch.bfloat16) on float32
+        parameters: then a training forward's products take bf16 operands (lstm_fast.LSTM.forward's
+        precision="bf16"), and bf16 inputs from the layers before are accepted (widened to float32)."""
+        return (
+            dtype == torch.float32
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        )
+
+    @staticmethod
+    def _from_autocast(t: Any, bf16: bool) -> Any:
+        """A bfloat16 tensor under bf16 autocast, as float32 (the parameters' dtype); else t itself."""
+        return t.float() if bf16 and isinstance(t, Tensor) and t.dtype == torch.bfloat16 else t
+
+    def _check_state(self, hx: Any, batch: int, unbatched: bool, dtype: torch.dtype, bf16: bool = False):
         """(h_0, c_0) as (L*D, B, R) and (L*D, B, H) tensors of the parameters' dtype, or (None, None)."""
 
         def check(name: str, t: Any) -> Tensor:
+            t = self._from_autocast(t, bf16)
             self._check_tensor(name, t, dtype)
             return t
 

@@ -52,6 +52,7 @@ def truncated_bptt(
     grads: Optional[Callable[[], dict]] = None,
     step: Optional[Callable[[dict], None]] = None,
     checkpoint: Optional[int | str] = None,
+    precision: str = "fp32",
 ) -> TBPTTResult:
     """Truncated backpropagation through time over a long sequence x, ``chunk_len`` steps at a time.
 
@@ -81,6 +82,8 @@ def truncated_bptt(
             and returned (one update per sequence).
         checkpoint: None, k >= 1 or "auto": each chunk's forward checkpointed (``lstm_fast.LSTM.forward``):
             long chunks in a fraction of the memory, the same gradients.
+        precision: "fp32" or "bf16": each chunk's forward and backward in bf16 mixed precision
+            (``lstm_fast.LSTM.forward``).
     """
     x = np.asarray(x)
     if x.ndim != 3:
@@ -98,6 +101,8 @@ def truncated_bptt(
     chunks = 0
     for t0 in range(0, x.shape[0], int(chunk_len)):
         options = {} if checkpoint is None else dict(checkpoint=checkpoint)
+        if precision != "fp32":  # (models without the option, such as rnn.RNN, get neither by default)
+            options["precision"] = precision
         y, state = model.forward(x[t0 : t0 + chunk_len], state, train=True, **options)
         loss, dy = loss_and_grad(y, t0)
         dx, _ = model.backward(dy)  # no gradient into the carried state: the cut
