@@ -45,6 +45,17 @@ def parser(
     p.add_argument("--max-minutes", type=float, default=None, help="training budget in minutes")
     p.add_argument("--test-size", type=int, default=2560, help="fresh test sequences (the paper: 2560)")
     p.add_argument("--threads", type=int, default=1, help="lf.set_num_threads for the LSTM core")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="LSTM training precision: bf16 rounds the matrix products' operands (lstm_fast.LSTM.forward)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help='LSTM checkpointed BPTT: "auto" or steps k (memory for a second forward; the same gradients)',
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the model and the data")
     p.add_argument("--out", default="results", help="folder for the plot (PNG) and the result (JSON)")
     p.add_argument(
@@ -60,6 +71,13 @@ def finish_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argpars
     for name in ("hidden", "batch", "test_size", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.model == "rnn" and (args.precision != "fp32" or args.checkpoint is not None):
+        p.error("--precision and --checkpoint are lstm_fast.LSTM's training options (--model lstm)")
+    if args.checkpoint not in (None, "auto"):
+        given = args.checkpoint
+        args.checkpoint = int(given) if given.isdigit() else 0
+        if args.checkpoint < 1:
+            p.error(f'--checkpoint must be "auto" or an integer >= 1, got {given!r}')
     if args.max_sequences is None:
         args.max_sequences = args.default_rnn_max_sequences if args.model == "rnn" else args.default_max_sequences
     if args.quick:
@@ -91,6 +109,12 @@ class Model:
         else:
             self.core = RNN(input_size, hidden, seed=seed)
         self.head = nn.Linear(hidden, output_size, seed=seed + 1)
+        self.train_options: dict = {}  # the LSTM's forward(train=True) options: precision, checkpoint
+
+    def set_training_options(self, args: argparse.Namespace) -> None:
+        """--precision and --checkpoint, for the LSTM's training forwards."""
+        if self.kind == "lstm":
+            self.train_options = dict(precision=args.precision, checkpoint=args.checkpoint)
 
     def describe(self) -> str:
         return f"{self.core!r} -> {self.head!r}"
@@ -120,7 +144,7 @@ class Model:
 
     def train_last(self, x, lengths, loss_fn, opt, clip):
         """One update with the loss on the last valid step. loss_fn(out) -> (loss, dout, aux)."""
-        y, _ = self.core.forward(x, None, lengths, train=True)
+        y, _ = self.core.forward(x, None, lengths, train=True, **self.train_options)
         out = self.head(self._last(y, lengths))
         loss, dout, aux = loss_fn(out)
         dlast = self.head.backward(dout)
@@ -135,7 +159,7 @@ class Model:
 
     def train_all(self, x, lengths, loss_fn, opt, clip):
         """One update with a loss on every step. loss_fn(out (T, B, C)) -> (loss, dout, aux)."""
-        y, _ = self.core.forward(x, None, lengths, train=True)
+        y, _ = self.core.forward(x, None, lengths, train=True, **self.train_options)
         out = self.head(y)
         loss, dout, aux = loss_fn(out)
         self.core.backward(self.head.backward(dout))
@@ -162,6 +186,9 @@ class Run:
     test_wrong: int | None = None
     test_size: int = 0
     threads: int = 1
+    precision: str = "fp32"
+    checkpoint: int | str | None = None
+    peak_rss_mib: float = 0.0  # the process's peak resident memory (VmHWM) at the report
     notes: str = ""
     curve: list = field(default_factory=list)  # (sequences, loss, recent accuracy)
     plot_title: str = ""  # default: task, model and the outcome
@@ -172,6 +199,15 @@ class Run:
         return f"| {self.task} | {self.model} | {reached} | {wrong} | {self.seconds:.0f} s | {self.threads} |"
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB (Linux's VmHWM; 0 where /proc is not there)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
 def command_line() -> str:
     return "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
 
@@ -180,6 +216,9 @@ def train_loop(run: Run, args, step_fn, criterion_fn, *, log_every: int | None =
     """Calls ``step_fn() -> (loss, sequences, recent_accuracy)`` until ``criterion_fn()`` is True
     or the budget is spent. Fills run.solved, run.sequences, run.seconds and run.curve."""
     log_every = log_every or max(args.batch, args.max_sequences // 400)
+    run.precision, run.checkpoint = args.precision, args.checkpoint
+    if args.precision != "fp32":
+        run.model += f" {args.precision}"
     refresh = 0.5 if sys.stderr.isatty() else 10.0
     bar = tqdm(
         total=args.max_sequences,
@@ -219,6 +258,7 @@ def train_loop(run: Run, args, step_fn, criterion_fn, *, log_every: int | None =
 def report(run: Run, args, *, ylabel: str = "training loss (moving average)") -> None:
     """Prints the result row, writes <out>/<task>_<model>.json and the learning-curve PNG."""
     os.makedirs(args.out, exist_ok=True)
+    run.peak_rss_mib = peak_rss_mib()
     stem = os.path.join(args.out, f"{run.task}_{run.model}".replace(" ", "_").replace("=", ""))
     with open(stem + ".json", "w") as f:
         json.dump({k: v for k, v in run.__dict__.items()}, f, indent=1, default=float)
@@ -229,6 +269,8 @@ def report(run: Run, args, *, ylabel: str = "training loss (moving average)") ->
     )
     if run.test_wrong is not None:
         print(f"Test: {run.test_wrong} wrong of {run.test_size} fresh sequences.")
+    checkpoint = "" if run.checkpoint is None else f", checkpoint={run.checkpoint}"
+    print(f"Training precision {run.precision}{checkpoint}; peak resident memory {run.peak_rss_mib:,.0f} MiB.")
     print("| task | model | sequences to criterion | wrong of test | wall time | threads |")
     print(run.row())
     if plot_curve(run.__dict__, stem + ".png", ylabel=ylabel):

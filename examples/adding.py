@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     model = _common.Model(
         args.model, 2, args.hidden, 1, args.seed, forget_bias=1.0, chrono=None if args.no_chrono else args.chrono_tmax
     )
+    model.set_training_options(args)
     opt = optim.Adam(model.params(), lr=args.lr)
     criterion = training.RecentCriterion(window=2000 if not args.quick else 64, max_error=0.01)
     run = _common.Run(

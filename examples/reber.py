@@ -40,6 +40,7 @@ def one_trial(args, seed, trial_label):
     model = _common.Model(
         args.model, len(tasks.REBER_SYMBOLS), args.hidden, len(tasks.REBER_SYMBOLS), seed, forget_bias=1.0
     )
+    model.set_training_options(args)
     opt = optim.Adam(model.params(), lr=args.lr)
     run = _common.Run(
         task="embedded Reber",

@@ -50,6 +50,7 @@ def main(argv=None) -> int:
         forget_bias=1.0,
         chrono=args.chrono_tmax or None,
     )
+    model.set_training_options(args)
     opt = optim.Adam(model.params(), lr=args.lr)
     criterion = training.RecentCriterion(window=2000 if not args.quick else 64, max_error=0.1)
     run = _common.Run(

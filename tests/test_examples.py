@@ -15,6 +15,7 @@ CASES = [
     ("temporal_order.py", ["--variant", "b", "--model", "rnn"], "temporal_order_6b"),
     ("reber.py", ["--trials", "2"], "embedded_Reber"),
     ("adding.py", ["--seq-len", "20", "--model", "rnn"], "adding_T20"),
+    ("adding.py", ["--seq-len", "200", "--precision", "bf16", "--checkpoint", "auto"], "adding_T200"),
 ]
 
 
@@ -29,26 +30,36 @@ def test_example_quick_run_prints_a_result_row_and_writes_its_files(tmp_path, sc
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    model = "rnn" if "rnn" in extra else "lstm"
+    model = "rnn" if "rnn" in extra else "lstm bf16" if "bf16" in extra else "lstm"
     assert "| task | model | sequences to criterion | wrong of test | wall time | threads |" in out.stdout
     row = [line for line in out.stdout.splitlines() if line.startswith("| ") and f"| {model} |" in line]
     assert len(row) == 1, out.stdout
-    result = json.loads((tmp_path / f"{stem}_{model}.json").read_text())
+    file = f"{stem}_{model}".replace(" ", "_")
+    result = json.loads((tmp_path / f"{file}.json").read_text())
     assert result["model"] == model and result["sequences"] > 0 and result["test_size"] == 64
+    assert result["peak_rss_mib"] > 0 and result["precision"] == ("bf16" if "bf16" in extra else "fp32")
     assert 0 <= result["test_wrong"] <= 64
-    png = (tmp_path / f"{stem}_{model}.png").read_bytes()
+    png = (tmp_path / f"{file}.png").read_bytes()
     assert png.startswith(b"\x89PNG")
 
 
-def test_example_rejects_bad_flags(tmp_path):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seq-len", "5"], "--seq-len must be >= 10"),
+        (["--checkpoint", "often"], '--checkpoint must be "auto" or an integer >= 1'),
+        (["--model", "rnn", "--precision", "bf16"], "--precision and --checkpoint are lstm_fast.LSTM's"),
+    ],
+)
+def test_example_rejects_bad_flags(tmp_path, flags, message):
     out = subprocess.run(
-        [sys.executable, str(EXAMPLES / "adding.py"), "--seq-len", "5"],
+        [sys.executable, str(EXAMPLES / "adding.py")] + flags,
         capture_output=True,
         text=True,
         timeout=60,
         cwd=tmp_path,
     )
-    assert out.returncode == 2 and "--seq-len must be >= 10" in out.stderr
+    assert out.returncode == 2 and message in out.stderr
 
 
 def test_vanishing_gradient_example_prints_its_table(tmp_path):

@@ -65,8 +65,8 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
   }
   if (dot) {
     if constexpr (std::is_same_v<T, float>) {
-      dot_hh_t = freeze_transposed_bf16(w.weight_hh, G, R);
-      dot_ih_t = freeze_transposed_bf16(w.weight_ih, G, I);
+      dot_hh_t = freeze_bf16_transposed(w.weight_hh, G, R);
+      dot_ih_t = freeze_bf16_transposed(w.weight_ih, G, I);
     }
     dot_rows = Bf16Rows(plan.team, B, G);
     pairs_per_member = (slot_rows + 1) / 2 * (round_up(G, 16) + round_up(std::max(I, R), 16));

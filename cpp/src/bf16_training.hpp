@@ -37,14 +37,6 @@ inline std::pair<Index, Index> blocks_of(const FrozenMatrix& W, Index part, Inde
   return {part * W.part_blocks() + u0 / kFrozenBlock, part * W.part_blocks() + (u1 + kFrozenBlock - 1) / kFrozenBlock};
 }
 
-// W [n, K] -> the FrozenMatrix of W^T [K, n] in bf16 (the backward's dZ W products).
-inline FrozenMatrix freeze_transposed_bf16(const float* W, Index n, Index K) {
-  std::vector<float> t(static_cast<std::size_t>(n * K));
-  for (Index j = 0; j < n; ++j)
-    for (Index k = 0; k < K; ++k) t[static_cast<std::size_t>(k * n + j)] = W[j * K + k];
-  return freeze_matrix(Precision::bf16, t.data(), K, n, 1);
-}
-
 // Rows of a [rows, K] (lda apart) whose floats hold bfloat16 values already -> their bf16 bits (the upper
 // halves: exact), stride apart, zero past K.
 inline void bf16_bits(Index rows, Index K, const float* a, Index lda, std::uint16_t* out, Index stride) {

@@ -118,6 +118,7 @@ struct KernelTable {
   FrozenForward frozen_forward;
   FmaThroughput fma_throughput;
   DotThroughput dot_throughput;
+  void (*round_bf16)(float* v, Index n);  // bf16 training: n floats rounded to bfloat16 in place
 };
 
 namespace baseline {

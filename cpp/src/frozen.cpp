@@ -89,8 +89,21 @@ FrozenMatrix freeze_int8(const std::int8_t* q, const float* scale, Index n, Inde
 
 FrozenMatrix freeze_bf16(const std::uint16_t* values, Index n, Index K, Index parts) {
   FrozenMatrix m = shaped(Precision::bf16, n, K, parts);
-  for (Index j = 0; j < n; ++j)
-    for (Index k = 0; k < K; ++k) m.bf16[packed_index(m, j, k, 2)] = values[j * K + k];
+  for (Index j = 0; j < n; ++j) {  // W[j][k] at row j's lane + (k / 2) 32 + k % 2 (packed_index)
+    std::uint16_t* lane = m.bf16.data() + packed_index(m, j, 0, 2);
+    for (Index k = 0; k < K; ++k) lane[(k >> 1) * 2 * kFrozenBlock + (k & 1)] = values[j * K + k];
+  }
+  return m;
+}
+
+FrozenMatrix freeze_bf16_transposed(const float* W, Index n, Index K) {
+  FrozenMatrix m = shaped(Precision::bf16, K, n, 1);
+  std::vector<std::size_t> lanes(static_cast<std::size_t>(K));
+  for (Index j = 0; j < K; ++j) lanes[static_cast<std::size_t>(j)] = packed_index(m, j, 0, 2);
+  for (Index k = 0; k < n; ++k) {  // W^T[j][k] = W[k][j]: W read row by row
+    const std::size_t step = static_cast<std::size_t>((k >> 1) * 2 * kFrozenBlock + (k & 1));
+    for (Index j = 0; j < K; ++j) m.bf16[lanes[static_cast<std::size_t>(j)] + step] = to_bf16(W[k * K + j]);
+  }
   return m;
 }
 

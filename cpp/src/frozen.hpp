@@ -76,11 +76,6 @@ inline float from_bf16(std::uint16_t v) {
   return f;
 }
 
-// n values rounded to the nearest bfloat16 in place, kept as float (what bf16 training's products read).
-inline void round_to_bf16(float* v, Index n) {
-  for (Index i = 0; i < n; ++i) v[i] = from_bf16(to_bf16(v[i]));
-}
-
 // W [n, K] row-major float -> a FrozenMatrix of precision p in `parts` parts: int8
 // quantizes each row (scale max|row| / 127, 1 for a row of zeros; q = rint(w / s) in [-127, 127]), and
 // throws Error for a NaN or infinite weight, which int8 cannot hold.
@@ -88,6 +83,8 @@ FrozenMatrix freeze_matrix(Precision p, const float* W, Index n, Index K, Index 
 // From values already in the precision (a file's): q [n, K] with scales [n], or bf16 [n, K].
 FrozenMatrix freeze_int8(const std::int8_t* q, const float* scale, Index n, Index K, Index parts);
 FrozenMatrix freeze_bf16(const std::uint16_t* values, Index n, Index K, Index parts);
+// W [n, K] float -> the bf16 FrozenMatrix of W^T [K, n] (one part): bf16 training's dZ W products.
+FrozenMatrix freeze_bf16_transposed(const float* W, Index n, Index K);
 // The values back, row-major [n, K] (for saving): q or bf16 bits.
 std::vector<std::int8_t> unpack_int8(const FrozenMatrix& m);
 std::vector<std::uint16_t> unpack_bf16(const FrozenMatrix& m);

@@ -12,6 +12,7 @@ const KernelTable kernel_table{LSTM_FAST_STRINGIFY(LSTM_FAST_ISA),
                                {&cell_forward<double>, &cell_backward<double>, Simd<double>::kWidth},
                                &frozen_forward,
                                &fma_throughput,
-                               &dot_throughput};
+                               &dot_throughput,
+                               &round_bf16};
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

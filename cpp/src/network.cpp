@@ -10,7 +10,6 @@
 #include <utility>
 
 #include "cell.hpp"
-#include "frozen.hpp"
 #include "lstm_fast/config.hpp"
 #include "network.hpp"
 #include "plan.hpp"
@@ -57,7 +56,7 @@ void check_schedule(const Config& config, const Schedule& schedule) {
 // bf16 training (Training::bf16; float only): values rounded to bfloat16 in place.
 template <typename T>
 void round_to_bf16(T* v, Index n) {
-  if constexpr (std::is_same_v<T, float>) detail::round_to_bf16(v, n);
+  if constexpr (std::is_same_v<T, float>) detail::active_kernels().round_bf16(v, n);
 }
 
 // The weights a call's products read: the caller's, or for bf16 training copies of W_ih, W_hh and W_hr

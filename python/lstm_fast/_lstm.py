@@ -247,7 +247,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
                 (x, h_{t-1}, the weights, and in backward() the gradients w.r.t. the gates) rounded
                 to bfloat16, the products summed in float32; parameters, gates, cell state and
                 gradients stay float32 (float32 models only). backward() runs the same way.
-                Gradients within a few percent (relative norm) of fp32's: docs/TRAINING.md.
+                Gradients within a few percent (relative norm) of fp32's: docs/api.md, "Training".
             checkpoint: training only. None keeps the trace of every step for backward(); an int k >= 1
                 keeps each cell's state every k steps and backward() runs the steps between again
                 (checkpointed BPTT: memory for about one more forward), "auto" chooses k near sqrt(T).
