@@ -87,9 +87,8 @@ struct BackwardPass : PassShape {
       if (ln) {  // (a whole row: layer norm's unit slice is every unit)
         round_block(Map<T>(dA_h.data() + at * G + col, 1, n));
         round_block(Map<T>(dA_x.data() + at * G + col, 1, n));
-      } else {
-        Map<T>(dZ_rounded.data() + at * G + col, 1, n) = Map<T>(dZ_buffer.data() + at * G + col, 1, n);
-        round_block(Map<T>(dZ_rounded.data() + at * G + col, 1, n));
+      } else if constexpr (std::is_same_v<T, float>) {
+        round_bf16_to(dZ_buffer.data() + at * G + col, dZ_rounded.data() + at * G + col, n);
       }
     }
   }

@@ -151,8 +151,9 @@ struct Zoneout {
   bool on() const { return h.d || h.z > 0 || c.z > 0; }
 };
 
-// n floats rounded to the nearest bfloat16 in place (to_bf16's rounding, a packet at a time).
-inline void round_bf16(float* v, Index n) {
+// n floats of v rounded to the nearest bfloat16 into out (which may be v; to_bf16's rounding, a packet
+// at a time).
+inline void round_bf16_to(const float* v, float* out, Index n) {
   Index k = 0;
 #if defined(__AVX512F__)
   const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
@@ -163,11 +164,12 @@ inline void round_bf16(float* v, Index n) {
     const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), one);
     __m512i r = _mm512_add_epi32(_mm512_add_epi32(bits, half), odd);
     r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_or_si512(bits, quiet));
-    _mm512_storeu_ps(v + k, _mm512_castsi512_ps(_mm512_and_si512(r, high)));
+    _mm512_storeu_ps(out + k, _mm512_castsi512_ps(_mm512_and_si512(r, high)));
   }
 #endif
-  for (; k < n; ++k) v[k] = from_bf16(to_bf16(v[k]));
+  for (; k < n; ++k) out[k] = from_bf16(to_bf16(v[k]));
 }
+inline void round_bf16(float* v, Index n) { round_bf16_to(v, v, n); }
 
 // bf16 training (CellPlan::bf16): the values of a block of floats (a row-major Eigen block or map)
 // rounded to bfloat16 in place, where they become a product's operand. (Never called on doubles.)
