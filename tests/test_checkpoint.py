@@ -7,6 +7,7 @@ memory a training step takes must actually shrink.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -145,6 +146,10 @@ def _step_growth_kib(checkpoint):
     return json.loads(out.stdout.strip().splitlines()[-1])["growth_kib"]
 
 
+@pytest.mark.skipif(
+    "libasan" in os.environ.get("LD_PRELOAD", ""),
+    reason="AddressSanitizer's quarantine keeps freed blocks resident (tools/sanitize.sh): not the library's memory",
+)
 def test_a_checkpointed_step_takes_a_fraction_of_the_memory():
     # T 3000, B 16, H 128: the whole trace is about 1,100 floats a row (210 MB); checkpointed, what is
     # left a row is y, dx and the layer's input (about 230 floats) and the trace of one segment.

@@ -2,10 +2,11 @@
 // ISA). With CellPlan::bf16 every product's operands are bfloat16 values held in floats (network.cpp
 // rounds the weights and x, the passes round h, m and the gradients where they write them), so the
 // float kernels (recurrent.hpp) already compute the mixed-precision products exactly as API.md states,
-// with float sums. Where the CPU has AVX512_BF16 the products run instead on the frozen models' bf16
-// kernels (frozen_products.hpp): the weights packed once per pass, the left operand's rows converted
-// (exactly: their upper halves) to bf16 per block of rows in a buffer of the member's own. The same products, two per
-// instruction, summed in another order.
+// with float sums. Where the CPU has AVX512_BF16 the products run instead on vdpbf16ps: the
+// projection, the recurrent products, dh and dX on the frozen models' bf16 kernels
+// (frozen_products.hpp; the weights packed once per pass, the left operand's rows converted, exactly:
+// their upper halves, per block of rows in a buffer of the member's own), and the weight gradients on
+// the pair-row kernel below. The same products, two per lane, summed in another order.
 #pragma once
 
 #include <algorithm>
