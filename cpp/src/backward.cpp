@@ -6,8 +6,9 @@
 //   blocks summed in the order the backward visits them. dZ (and what else is kept a row) lives in two
 //   slots of a block's rows, one for the block being processed and one for the block after it in time.
 // dh_{t-1} and dX read their weights packed once per call when the plan says so (recurrent.hpp); the
-// weight gradients are Eigen's GEMMs. Everything is allocated in the constructor: nothing the team
-// runs allocates or throws.
+// weight gradients are Eigen's GEMMs. In bf16 training on AVX512_BF16 all of them run on vdpbf16ps
+// instead (bf16_training.hpp). Everything is allocated in the constructor: nothing the team runs
+// allocates or throws.
 #include <algorithm>
 #include <tuple>
 

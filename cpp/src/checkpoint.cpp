@@ -17,56 +17,45 @@
 namespace lstm_fast::detail {
 namespace {
 
-// The steps [first, end) of segment k of a cell's sequence: processing positions [k K, (k + 1) K).
+// Segment k of a cell's sequence: processing positions [k K, (k + 1) K), run alone: the schedule of its
+// steps (its batch the rows active at its first step) and the packed row where its rows start.
 struct Segment {
-  Index first, end;
+  Schedule schedule;
+  Index row0;
 };
 
 Segment segment_of(const Sequence& sequence, Index length, Index k) {
-  const Index T = sequence.schedule.steps();
-  const Index p0 = k * length, p1 = std::min(T, p0 + length);
-  return sequence.reverse ? Segment{T - p1, T - p0} : Segment{p0, p1};
+  const Schedule& s = sequence.schedule;
+  const Index T = s.steps(), p0 = k * length, p1 = std::min(T, p0 + length);
+  const Index first = sequence.reverse ? T - p1 : p0, end = sequence.reverse ? T - p0 : p1;
+  std::vector<Index> sizes(s.batch_sizes.begin() + first, s.batch_sizes.begin() + end);
+  const Index batch = sizes.front();
+  return {Schedule::packed(std::move(sizes), batch), s.offsets[first]};
 }
 
 Index segment_count(const Sequence& sequence, Index length) {
   return (sequence.schedule.steps() + length - 1) / length;
 }
 
-// The schedule of a segment alone: its steps' batch sizes, its batch the rows active at its first step.
-Schedule segment_schedule(const Schedule& s, Segment segment) {
-  std::vector<Index> sizes(s.batch_sizes.begin() + segment.first, s.batch_sizes.begin() + segment.end);
-  const Index batch = sizes.front();
-  return Schedule::packed(std::move(sizes), batch);
-}
-
-// The state of B rows a cell carries from segment to segment: (h [B, R], c [B, H]).
+// The state of B rows a cell carries from segment to segment: (h [B, R], c [B, H]), from `from` (null:
+// zeros).
 template <typename T>
 struct RowState {
   Buffer<T> h, c;
-  RowState(Index B, Index R, Index H, StatePointers<const T*> from) : h(B * R), c(B * H) {
+  RowState(Index B, Index R, Index H, StatePointers<const T*> from) : h(B * R, T(0)), c(B * H, T(0)) {
     if (from.h) std::copy(from.h, from.h + B * R, h.begin());
-    if (!from.h) std::fill(h.begin(), h.end(), T(0));
     if (from.c) std::copy(from.c, from.c + B * H, c.begin());
-    if (!from.c) std::fill(c.begin(), c.end(), T(0));
   }
 };
-
-// The packed row where segment k starts.
-Index segment_row0(const Sequence& sequence, Index length, Index k) {
-  return sequence.schedule.offsets[segment_of(sequence, length, k).first];
-}
 
 // The forward of segment k from its kept state: `io` is the whole call's (x, masks, seed), y the
 // segment's rows of the output; writes the rows' last state to state_n and the segment's trace.
 template <typename T>
 void segment_forward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& w, const Sequence& sequence,
-                     const ForwardArrays<T>& io, const CellTrace<T>& kept, Index k, StridedRows<T*> y,
-                     StatePointers<T*> state_n, CellTrace<T>& trace) {
+                     const Segment& segment, Index k, const ForwardArrays<T>& io, const CellTrace<T>& kept,
+                     StridedRows<T*> y, StatePointers<T*> state_n, CellTrace<T>& trace) {
   const Index B = sequence.schedule.batch, R = dims.output_size, H = dims.hidden_size;
-  const Segment segment = segment_of(sequence, plan.checkpoint, k);
-  const Schedule schedule = segment_schedule(sequence.schedule, segment);
-  const Index row0 = sequence.schedule.offsets[segment.first];
-  const ForwardArrays<T> arrays{io.x + row0 * dims.input_size,
+  const ForwardArrays<T> arrays{io.x + segment.row0 * dims.input_size,
                                 {kept.segment_h.data() + k * B * R, kept.segment_c.data() + k * B * H},
                                 y,
                                 state_n,
@@ -74,8 +63,8 @@ void segment_forward(const CellDims& dims, const CellPlan& plan, const CellWeigh
                                 io.recurrent_mask,
                                 io.zoneout_seed,
                                 io.cell,
-                                row0};
-  cell_kernels<T>().forward(dims, plan, w, {schedule, sequence.reverse}, arrays);
+                                segment.row0};
+  cell_kernels<T>().forward(dims, plan, w, {segment.schedule, sequence.reverse}, arrays);
 }
 
 template <typename T>
@@ -94,9 +83,9 @@ void checkpointed_forward(const CellDims& dims, const CellPlan& plan, const Cell
   for (Index k = 0; k < segments; ++k) {
     std::copy(state.h.begin(), state.h.end(), kept.segment_h.begin() + k * B * R);
     std::copy(state.c.begin(), state.c.end(), kept.segment_c.begin() + k * B * H);
-    const Index row0 = segment_row0(sequence, plan.checkpoint, k);
-    segment_forward(dims, plan, w, sequence, io, kept, k, {io.y.data + row0 * io.y.stride, io.y.stride},
-                    {state.h.data(), state.c.data()}, trace);
+    const Segment segment = segment_of(sequence, plan.checkpoint, k);
+    segment_forward(dims, plan, w, sequence, segment, k, io, kept,
+                    {io.y.data + segment.row0 * io.y.stride, io.y.stride}, {state.h.data(), state.c.data()}, trace);
   }
   std::copy(state.h.begin(), state.h.end(), io.state_n.h);
   std::copy(state.c.begin(), state.c.end(), io.state_n.c);
@@ -109,8 +98,7 @@ template <typename T>
 void checkpointed_backward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& w,
                            const Sequence& sequence, const BackwardArrays<T>& io, const std::uint64_t* zoneout_seed,
                            Index cell) {
-  const Schedule& s = sequence.schedule;
-  const Index B = s.batch, R = dims.output_size, H = dims.hidden_size, I = dims.input_size;
+  const Index B = sequence.schedule.batch, R = dims.output_size, H = dims.hidden_size, I = dims.input_size;
   const Index segments = segment_count(sequence, plan.checkpoint);
   const CellTrace<T>& kept = io.trace;
   const T* mask = kept.recurrent_mask.empty() ? nullptr : kept.recurrent_mask.data();
@@ -119,11 +107,10 @@ void checkpointed_backward(const CellDims& dims, const CellPlan& plan, const Cel
   Buffer<T> y(static_cast<size_t>(plan.checkpoint * B * R));  // the segment's outputs (not needed again)
   CellTrace<T> trace;
   for (Index k = segments - 1; k >= 0; --k) {
-    segment_forward(dims, plan, w, sequence, forward_io, kept, k, {y.data(), R},
-                    {end_state.h.data(), end_state.c.data()}, trace);
     const Segment segment = segment_of(sequence, plan.checkpoint, k);
-    const Schedule schedule = segment_schedule(s, segment);
-    const Index row0 = segment_row0(sequence, plan.checkpoint, k);
+    segment_forward(dims, plan, w, sequence, segment, k, forward_io, kept, {y.data(), R},
+                    {end_state.h.data(), end_state.c.data()}, trace);
+    const Index row0 = segment.row0;
     const BackwardArrays<T> arrays{trace,
                                    io.x + row0 * I,
                                    {io.dy.data + row0 * io.dy.stride, io.dy.stride},
@@ -133,7 +120,7 @@ void checkpointed_backward(const CellDims& dims, const CellPlan& plan, const Cel
                                    {dstate.h.data(), dstate.c.data()},
                                    io.grads,
                                    k < segments - 1};
-    cell_kernels<T>().backward(dims, plan, w, {schedule, sequence.reverse}, arrays);
+    cell_kernels<T>().backward(dims, plan, w, {segment.schedule, sequence.reverse}, arrays);
   }
   std::copy(dstate.h.begin(), dstate.h.end(), io.dstate0.h);
   std::copy(dstate.c.begin(), dstate.c.end(), io.dstate0.c);

@@ -37,6 +37,33 @@ struct ForwardPass : PassShape {
   void step_projection(const Share& share, Index p);
   void row_member(Seat& seat);
   void row_step(int k, int team, Index p);
+  // The unit split's recurrent product of step rows [0, b): the slice's units of each gate of a (+)= h W_hh^T
+  // (written with layer norm, whose a is h W_hh^T alone; added into z otherwise).
+  void unit_product(const UnitShare<T>& share, Index b, const Matrix<T>& h, T* a) {
+    const Index u0 = share.slice.u0, n = share.n;
+    if constexpr (std::is_same_v<T, float>) {
+      if (dot) {
+        const std::uint16_t* h16 = dot_rows.convert(share.j, b, R, h.data(), R);
+        for (Index gate = 0; gate < 4; ++gate) {
+          const auto [b0, b1] = blocks_of(dot_hh, gate, u0, u0 + n);
+          Bf16Rows::multiply(h16, b, dot_hh, b0, b1, {a, G, nullptr, !ln});
+        }
+        return;
+      }
+    }
+    for (Index gate = 0; gate < 4; ++gate) {
+      if (plan.packing && ln)
+        panel_product<false>(b, n, R, h.data(), R, share.panels + gate * share.panel, a + gate * H + u0, G);
+      else if (plan.packing)
+        panel_product<true>(b, n, R, h.data(), R, share.panels + gate * share.panel, a + gate * H + u0, G);
+      else if (ln)
+        Map<T>(a, b, G).middleCols(gate * H + u0, n).noalias() =
+            h.topRows(b) * ConstMap<T>(w.weight_hh, G, R).middleRows(gate * H + u0, n).transpose();
+      else
+        Map<T>(a, b, G).middleCols(gate * H + u0, n).noalias() +=
+            h.topRows(b) * ConstMap<T>(w.weight_hh, G, R).middleRows(gate * H + u0, n).transpose();
+    }
+  }
   // The row split's products over all 4H columns: out (+)= A W_hh^T (recurrent), else A W_ih^T.
   void row_product(int k, Index rows, const T* A, Index lda, bool recurrent, T* out, Index ldo, bool add) {
     const Index K = recurrent ? R : I;
@@ -304,29 +331,8 @@ void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
   const Matrix<T>& h = product_input(p);
   Matrix<T>& h_next = hidden[(p + 1) & 1];
   T* zt = z + (row - row0) * G;
-  ConstMap<T> W_hh(w.weight_hh, G, R);
   T* a = ln ? recurrent_a.data() : zt;  // layer norm: h W_hh^T apart, normalised, then added
-  if (dot) {
-    if constexpr (std::is_same_v<T, float>) {
-      const std::uint16_t* h16 = dot_rows.convert(share.j, b, R, h.data(), R);
-      for (Index gate = 0; gate < 4; ++gate) {
-        const auto [b0, b1] = blocks_of(dot_hh, gate, u0, u0 + n);
-        Bf16Rows::multiply(h16, b, dot_hh, b0, b1, {a, G, nullptr, !ln});
-      }
-    }
-  }
-  for (Index gate = 0; gate < 4 && !dot; ++gate) {  // the recurrent GEMM, this slice's units of each gate
-    if (plan.packing && ln)
-      panel_product<false>(b, n, R, h.data(), R, share.panels + gate * share.panel, a + gate * H + u0, G);
-    else if (plan.packing)
-      panel_product<true>(b, n, R, h.data(), R, share.panels + gate * share.panel, a + gate * H + u0, G);
-    else if (ln)
-      Map<T>(a, b, G).middleCols(gate * H + u0, n).noalias() =
-          h.topRows(b) * W_hh.middleRows(gate * H + u0, n).transpose();
-    else
-      Map<T>(a, b, G).middleCols(gate * H + u0, n).noalias() +=
-          h.topRows(b) * W_hh.middleRows(gate * H + u0, n).transpose();
-  }
+  unit_product(share, b, h, a);
   if (ln)
     for (Index r = 0; r < b; ++r) ln_recurrent(row + r, a + r * G, zt + r * G);
   if (c_keep.size()) c_keep.topRows(b) = c.topRows(b);

@@ -63,15 +63,18 @@ void round_to_bf16(T* v, Index n) {
 // rounded to bfloat16 (the other parameters as they are).
 template <typename T>
 struct ProductWeights {
-  std::vector<CellWeights<T>> cells;
+  std::vector<CellWeights<T>> rounded_cells;  // bf16: the caller's with the three replaced
   std::vector<Buffer<T>> rounded;
-  ProductWeights(const Config& config, const std::vector<CellWeights<T>>& weights, bool bf16) : cells(weights) {
+  const std::vector<CellWeights<T>>& cells;
+  ProductWeights(const Config& config, const std::vector<CellWeights<T>>& weights, bool bf16)
+      : cells(bf16 ? rounded_cells : weights) {
     if (!bf16) return;
+    rounded_cells = weights;
     rounded.reserve(static_cast<size_t>(3 * config.num_cells()));
     const Index G = 4 * config.hidden_size, R = config.output_size(), H = config.hidden_size;
     for (Index cell = 0; cell < config.num_cells(); ++cell) {
       const Index I = config.layer_input_size(cell / config.directions());
-      CellWeights<T>& w = cells[cell];
+      CellWeights<T>& w = rounded_cells[cell];
       for (auto [weight, size] : {std::pair<const T**, Index>{&w.weight_ih, G * I},
                                   {&w.weight_hh, G * R},
                                   {&w.weight_hr, config.proj_size > 0 ? R * H : 0}}) {
