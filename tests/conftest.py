@@ -149,3 +149,24 @@ def isa(request):
     _core.set_isa(request.param)
     yield request.param
     _core.set_isa(before)
+
+
+def cpu_model() -> str:
+    """This CPU as /proc/cpuinfo names it, with its family and model numbers (which tell Intel's apart)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    get = {k.strip(): v.strip() for k, v in fields.items()}.get
+    return f"{get('model name', '?')} (family {get('cpu family', '?')}, model {get('model', '?')})"
+
+
+def pytest_report_header(config):
+    # Where the suite ran, so that a failure on an unfamiliar machine can be read.
+    return [
+        f"cpu: {cpu_model()}",
+        f"lstm_fast {lf.__version__}: isa {lf.isa()}, supported {lf.supported_isas()}, {lf.get_num_threads()} threads",
+    ]

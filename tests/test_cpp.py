@@ -179,11 +179,13 @@ def test_without_googletest_the_cpp_tests_are_reported_as_not_built(tmp_path):
 
 
 def test_kernel_tests_are_compiled_with_the_library_flags():
-    # Against an installed package, kernels.cmake writes the sets and flags of the top-level CMakeLists.txt.
+    # Against an installed package, kernels.cmake writes the sets, flags and Eigen settings of the top-level
+    # CMakeLists.txt.
     def isa_settings(path: Path):
         text = path.read_text()
         flags = dict(re.findall(r"set\(LSTM_FAST_FLAGS_(\w+) ?([^)]*)\)", text))
-        return flags, re.findall(r"list\(APPEND LSTM_FAST_ISAS ([^)]*)\)", text)
+        eigen = " ".join(re.search(r"set\(LSTM_FAST_EIGEN_DEFINITIONS ([^)]*)\)", text).group(1).split())
+        return flags, re.findall(r"list\(APPEND LSTM_FAST_ISAS ([^)]*)\)", text), eigen
 
     library = isa_settings(ROOT / "CMakeLists.txt")
     assert library[0], "the top-level CMakeLists.txt no longer sets LSTM_FAST_FLAGS_<isa>: update kernels.cmake"

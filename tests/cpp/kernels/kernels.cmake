@@ -3,8 +3,8 @@
 # before any code built with the flags runs). Sets kernel_isas (the sets built) and, when none could
 # be, kernel_reason.
 #
-# In-tree the top-level CMakeLists.txt's LSTM_FAST_ISAS and LSTM_FAST_FLAGS_<isa> are used; against an
-# installed package the same list is written here (tests/test_cpp.py checks the two agree).
+# In-tree the top-level CMakeLists.txt's LSTM_FAST_ISAS, LSTM_FAST_FLAGS_<isa> and LSTM_FAST_EIGEN_DEFINITIONS
+# are used; against an installed package the same lists are written here (tests/test_cpp.py checks they agree).
 if(NOT DEFINED LSTM_FAST_ISAS)
   set(LSTM_FAST_ISAS baseline)
   if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
@@ -13,6 +13,8 @@ if(NOT DEFINED LSTM_FAST_ISAS)
   set(LSTM_FAST_FLAGS_baseline "")
   set(LSTM_FAST_FLAGS_avx2 -mavx2 -mfma)
   set(LSTM_FAST_FLAGS_avx512 -mavx512f -mavx512vl -mavx512bw -mavx512dq -mavx2 -mfma)
+  set(LSTM_FAST_EIGEN_DEFINITIONS EIGEN_GEMM_TO_COEFFBASED_THRESHOLD=0 EIGEN_NO_CPUID
+    EIGEN_DEFAULT_L1_CACHE_SIZE=32768 EIGEN_DEFAULT_L2_CACHE_SIZE=1048576 EIGEN_DEFAULT_L3_CACHE_SIZE=33554432)
 endif()
 
 set(kernel_isas "")
@@ -37,7 +39,7 @@ else()
       ${LSTM_FAST_SOURCE_DIR}/cpp/include ${CMAKE_CURRENT_LIST_DIR})
     # As the library's build of cell.cpp (see the top-level CMakeLists.txt for why each definition).
     target_compile_definitions(test_kernels_${isa} PRIVATE LSTM_FAST_TEST_ISA=${isa} Eigen=lstm_fast_eigen_${isa}
-      EIGEN_GEMM_TO_COEFFBASED_THRESHOLD=0)
+      ${LSTM_FAST_EIGEN_DEFINITIONS})
     target_compile_options(test_kernels_${isa} PRIVATE ${LSTM_FAST_FLAGS_${isa}})
     # lstm_fast::lstm_fast for its interface only (the sanitizer flags of a LSTM_FAST_SANITIZE build):
     # the kernels are header templates, nothing of the library is linked in.
