@@ -1,5 +1,9 @@
 import contextlib
+import os
+import shutil
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,6 +11,12 @@ import pytest
 import lstm_fast as lf
 from lstm_fast import _core
 from lstm_fast import reference as ref
+
+# The C++ compiler the tests that build helpers use, and cmeel-eigen's prefixes on this interpreter's path
+# (where the package build finds Eigen).
+CXX = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+CMEEL_PREFIXES = [Path(p) / "cmeel.prefix" for p in sys.path if (Path(p) / "cmeel.prefix").is_dir()]
+EIGEN_INCLUDES = [p / "include" / "eigen3" for p in CMEEL_PREFIXES if (p / "include/eigen3/Eigen/Core").is_file()]
 
 # Tolerances of the C++ core against the float64 reference: float64 runs the same arithmetic in a
 # different order; float32 is compared relative to the size of the values.

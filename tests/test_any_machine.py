@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CXX, EIGEN_INCLUDES
 
 HERE = Path(__file__).parent
 SHIM = HERE / "any_machine" / "cpuid_caches.c"
 PROBE = HERE / "any_machine" / "eigen_caches.cpp"
 CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-CXX = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 NO_FAULTING = "cannot make CPUID fault"
 
 # L1d, L2, L3 in KiB, as each CPU reports them.
@@ -53,12 +53,10 @@ def shim(tmp_path_factory):
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory):
     """Eigen's own cache query, built without the library's EIGEN_NO_CPUID."""
-    eigen = [Path(p) / "cmeel.prefix" / "include" / "eigen3" for p in sys.path]
-    eigen = [p for p in eigen if (p / "Eigen" / "Core").is_file()]
-    if CXX is None or not eigen:
+    if CXX is None or not EIGEN_INCLUDES:
         pytest.skip("needs a C++ compiler and Eigen (cmeel-eigen, in the test extra)")
     out = tmp_path_factory.mktemp("probe") / "eigen_caches"
-    built = subprocess.run([CXX, "-O1", f"-I{eigen[0]}", "-o", out, PROBE], capture_output=True, text=True)
+    built = subprocess.run([CXX, "-O1", f"-I{EIGEN_INCLUDES[0]}", "-o", out, PROBE], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     return out
 

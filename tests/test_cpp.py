@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CMEEL_PREFIXES, CXX
 
 import lstm_fast as lf
 
 ROOT = Path(__file__).resolve().parent.parent
 CMAKE = shutil.which("cmake")
-CXX = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 KERNEL_ISAS = ["baseline", "avx2", "avx512"]  # every set tests/cpp/kernels/kernels.cmake may build for
 SKIP_RETURN_CODE = 77  # a test_kernels_<isa> on a CPU without <isa> (tests/cpp/kernels/isa_guard.cpp)
 
@@ -44,8 +44,6 @@ def _run(args, **kwargs):
 def _configure(build: Path, *options: str) -> dict:
     """Configures tests/cpp in `build`; returns the manifest of what it will build (cpp_tests.json)."""
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    # Eigen for the kernel tests: cmeel-eigen's prefix on this interpreter's path, as the package build finds it.
-    cmeel = [os.path.join(p, "cmeel.prefix") for p in sys.path if os.path.isdir(os.path.join(p, "cmeel.prefix"))]
     configure = _run(
         [
             CMAKE,
@@ -56,7 +54,7 @@ def _configure(build: Path, *options: str) -> dict:
             *generator,
             "-DCMAKE_BUILD_TYPE=Release",
             f"-Dlstm_fast_DIR={lf.get_cmake_dir()}",
-            f"-DCMAKE_PREFIX_PATH={';'.join(cmeel)}",
+            f"-DCMAKE_PREFIX_PATH={';'.join(map(str, CMEEL_PREFIXES))}",
             *options,
         ]
     )
