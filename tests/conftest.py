@@ -146,6 +146,18 @@ def num_threads(threads):
         lf.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def no_dot_instructions():
+    """The block planned without vdpbf16ps and vpdpbusd (the float and AVX2 paths of the products), on a
+    CPU that has them too; the CPU's own restored after."""
+    _core._allow_dot_instructions(False)
+    try:
+        assert _core._dot_instructions() == {"bf16": False, "int8": False}
+        yield
+    finally:
+        _core._allow_dot_instructions(True)
+
+
 @pytest.fixture
 def rng(request):
     # A distinct stream per test, the same in every run (str hash() is salted per process; crc32 is not).

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import num_threads, reference_forward
+from conftest import no_dot_instructions, num_threads, reference_forward
 
 import lstm_fast as lf
 
@@ -255,6 +255,40 @@ def test_bf16_is_close_on_every_instruction_set(tmp_path):
     ]
     for y in outputs[1:]:
         np.testing.assert_allclose(y, outputs[0], rtol=0, atol=1e-5)
+
+
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return set()
+
+
+def test_the_dot_instructions_are_the_cpus_and_switch_off_in_process(rng):
+    # The plan hands the products vdpbf16ps and vpdpbusd where the AVX-512 build runs on a CPU with them;
+    # switched off in the same process, int8 gives the same bits on the other path (its promise) and
+    # bf16 stays within float rounding of it.
+    from lstm_fast import _core
+
+    avx512 = lf.isa() == "avx512" and sys.platform == "linux"
+    flags = _cpu_flags()
+    before = _core._dot_instructions()
+    if avx512:
+        assert before == {"bf16": "avx512_bf16" in flags, "int8": "avx512_vnni" in flags}
+    else:
+        assert before == {"bf16": False, "int8": False}
+    lstm = lf.LSTM(33, 70, num_layers=2, seed=8)
+    x = rng.normal(size=(9, 5, 33)).astype(np.float32)
+    int8, bf16 = lstm.freeze("int8"), lstm.freeze("bf16")
+    with_dot = int8(x)[0], bf16(x)[0]
+    with no_dot_instructions():
+        without = int8(x)[0], bf16(x)[0]
+    np.testing.assert_array_equal(without[0], with_dot[0])
+    np.testing.assert_allclose(without[1], with_dot[1], rtol=0, atol=1e-5)
+    if avx512 and "avx512_bf16" in flags:
+        assert not np.array_equal(without[1], with_dot[1])  # (another path: vdpbf16ps sums pairs)
+    assert _core._dot_instructions() == before
 
 
 def test_dot_peaks_are_measured_for_every_precision():

@@ -13,6 +13,7 @@
 #include "arrays.hpp"
 #include "lstm_fast/config.hpp"
 #include "lstm_fast/lstm_fast.hpp"
+#include "cell.hpp"     // internal: the dot instructions, for tests
 #include "network.hpp"  // internal: the raw-array stack, fma_peak_gflops
 
 namespace py = pybind11;
@@ -20,6 +21,7 @@ using lstm_fast::CellGrads;
 using lstm_fast::CellWeights;
 using lstm_fast::Config;
 using lstm_fast::Index;
+using lstm_fast::Precision;
 using lstm_fast::Schedule;
 using lstm_fast::Trace;
 
@@ -91,9 +93,10 @@ py::tuple forward(const Config& config, const py::sequence& weights, std::vector
   std::unique_ptr<Trace<T>> trace = train ? std::make_unique<Trace<T>>() : nullptr;
   {
     py::gil_scoped_release release;
-    lstm_fast::forward<T>(config, cells, schedule, x_data, h0_data, c0_data, masks.empty() ? nullptr : masks.data(),
-                          y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), trace.get(),
-                          {recurrent, zoneout_seed.is_none() ? nullptr : &seed, checkpoint, bf16});
+    lstm_fast::forward<T>(
+        config, cells, schedule, x_data, h0_data, c0_data, masks.empty() ? nullptr : masks.data(), y.mutable_data(),
+        h_n.mutable_data(), c_n.mutable_data(), trace.get(),
+        {recurrent, zoneout_seed.is_none() ? nullptr : &seed, checkpoint, bf16 ? Precision::bf16 : Precision::fp32});
   }
   py::object trace_obj = trace ? py::cast(std::move(trace)) : py::none();
   return py::make_tuple(y, h_n, c_n, trace_obj);
@@ -202,6 +205,16 @@ PYBIND11_MODULE(_core, m) {
   m.def("isa", &lstm_fast::isa);
   m.def("supported_isas", &lstm_fast::supported_isas);
   m.def("set_isa", &lstm_fast::set_isa, py::arg("name"));
+  m.def(
+      "_dot_instructions",
+      [] {
+        const lstm_fast::detail::DotInstructions dot = lstm_fast::detail::dot_instructions();
+        return py::dict(py::arg("bf16") = dot.bf16, py::arg("int8") = dot.int8);
+      },
+      "For tests: the dot-product instructions calls are planned on now (vdpbf16ps: bf16, vpdpbusd: int8).");
+  m.def("_allow_dot_instructions", &lstm_fast::detail::allow_dot_instructions, py::arg("allowed"),
+        "For tests, process-wide: False plans the products without the dot-product instructions, True gives "
+        "back what the CPU and ISA have.");
   m.def("fma_peak_gflops", &lstm_fast::fma_peak_gflops, py::arg("seconds"), py::arg("threads"),
         py::call_guard<py::gil_scoped_release>(),
         "The float32 peak (GFLOP/s) `threads` threads sustain for `seconds` with the active ISA's FMA.");

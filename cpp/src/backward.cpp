@@ -44,7 +44,7 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
   for (Index b = 0; b < blocks; ++b) slot_rows = std::max(slot_rows, block_rows(b).second - block_rows(b).first);
   const Index rows = blocks == 1 ? N : 2 * slot_rows;
   dZ_buffer.resize(static_cast<size_t>(rows * G));
-  if (plan.bf16 && !ln) dZ_rounded.resize(static_cast<size_t>(rows * G));
+  if (plan.precision == Precision::bf16 && !ln) dZ_rounded.resize(static_cast<size_t>(rows * G));
   if (ln) {
     dA_h.resize(static_cast<size_t>(rows * G));
     dA_x.resize(static_cast<size_t>(rows * G));
@@ -152,7 +152,7 @@ void BackwardPass<T>::unit_step_start(int j, int team, Index q) {
   if (dims.projection) {  // (bf16: rounded, the operand of dm = dh W_hr and of dW_hr)
     auto dH = Map<T>(dH_buffer.data() + slot(q, row) * R, b, R).middleCols(r0, nr);
     dH = dh.block(0, r0, b, nr);
-    if (plan.bf16) round_block(dH);
+    if (plan.precision == Precision::bf16) round_block(dH);
   }
 }
 
@@ -164,7 +164,7 @@ void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
   const Index b = s.batch_sizes[t], row = s.offsets[t];
   if (dims.projection) {
     ConstMap<T> W_hr(w.weight_hr, R, H);
-    if (plan.bf16)
+    if (plan.precision == Precision::bf16)
       dm.block(0, u0, b, n).noalias() = ConstMap<T>(dH_buffer.data() + slot(q, row) * R, b, R) * W_hr.middleCols(u0, n);
     else
       dm.block(0, u0, b, n).noalias() = dh.topRows(b) * W_hr.middleCols(u0, n);
@@ -292,7 +292,7 @@ void BackwardPass<T>::weight_gradients(int j, int team, Index block) {
       M = O.array() * ConstMap<T>(trace.ln_tanh.data() + (first + n0) * H, n1 - n0, H).array();
     else
       M = O.array() * ConstMap<T>(trace.cell.data() + (first + n0) * H, n1 - n0, H).array().tanh();
-    if (plan.bf16) round_block(M);
+    if (plan.precision == Precision::bf16) round_block(M);
   }
   if (dims.peephole) peephole_gradient(member_slice<T>(dims, team, j), block);
   if (ln) ln_block_sums(j, team, assign);

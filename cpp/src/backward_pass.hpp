@@ -75,13 +75,15 @@ struct BackwardPass : PassShape {
   }
   // The gradients w.r.t. W_hh h_{t-1} and W_ih x_t, the left operands of dh_{t-1}, dX and the weight
   // gradients: dZ itself (its copy rounded to bfloat16 in bf16 training), or through layer norm.
-  const T* recurrent_gradient() const { return ln ? dA_h.data() : plan.bf16 ? dZ_rounded.data() : dZ_buffer.data(); }
+  const T* recurrent_gradient() const {
+    return ln ? dA_h.data() : plan.precision == Precision::bf16 ? dZ_rounded.data() : dZ_buffer.data();
+  }
   const T* projection_input_gradient() const {
-    return ln ? dA_x.data() : plan.bf16 ? dZ_rounded.data() : dZ_buffer.data();
+    return ln ? dA_x.data() : plan.precision == Precision::bf16 ? dZ_rounded.data() : dZ_buffer.data();
   }
   // bf16: the operands of the products written at `at` (a slot row) for units [u0, u0 + n) of each gate.
   void round_operands(Index at, Index u0, Index n) {
-    if (!plan.bf16) return;
+    if (plan.precision != Precision::bf16) return;
     for (Index gate = 0; gate < 4; ++gate) {
       const Index col = gate * H + u0;
       if (ln) {  // (a whole row: layer norm's unit slice is every unit)
@@ -145,7 +147,7 @@ struct BackwardPass : PassShape {
   Buffer<T> packed, packed_ih;
   // bf16 training on vdpbf16ps (bf16_training.hpp) instead: W_hh^T and W_ih^T in bf16. (With a
   // projection a member's outputs [r0, r1) need not be whole blocks: then only for a team of one.)
-  const bool dot = bf16_dot<T>(plan) && (!dims.projection || plan.team == 1);
+  const bool dot = std::is_same_v<T, float> && plan.dot_backward;
   FrozenMatrix dot_hh_t, dot_ih_t;
   Bf16Rows dot_rows;
   std::vector<std::uint32_t> dot_pairs;  // member j's pair rows (bf16_training.hpp) of dA and of X or H_prev

@@ -2,7 +2,7 @@
 // ISA). With CellPlan::bf16 every product's operands are bfloat16 values held in floats (network.cpp
 // rounds the weights and x, the passes round h, m and the gradients where they write them), so the
 // float kernels (recurrent.hpp) already compute the mixed-precision products exactly as API.md states,
-// with float sums. Where the CPU has AVX512_BF16 the products run instead on vdpbf16ps: the
+// with float sums. Where the plan says so (CellPlan::dot: AVX512_BF16) the products run instead on vdpbf16ps: the
 // projection, the recurrent products, dh and dX on the frozen models' bf16 kernels
 // (frozen_products.hpp; the weights packed once per pass, the left operand's rows converted, exactly:
 // their upper halves, per block of rows in a buffer of the member's own), and the weight gradients on
@@ -20,18 +20,6 @@
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {
-
-// Whether a pass of element T under `plan` runs its products on vdpbf16ps: bf16 training, weights
-// packed, an AVX-512 build (a frozen block of 16 columns is one float packet, so a member's slice of
-// units is whole blocks) on a CPU with AVX512_BF16.
-template <typename T>
-bool bf16_dot(const CellPlan& plan) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>)
-    return plan.bf16 && plan.packing && Simd<float>::kWidth == kFrozenBlock && use_dot_instructions(false);
-#endif
-  return false;
-}
 
 // The blocks of W (FrozenMatrix in parts: the gates) that hold units [u0, u1) of part `part`.
 inline std::pair<Index, Index> blocks_of(const FrozenMatrix& W, Index part, Index u0, Index u1) {
@@ -81,7 +69,7 @@ struct Bf16Rows {
   }
   // out (+)= a W^T for rows [0, n) of a (converted) and blocks [b0, b1) of W (out.bias added if given).
   static void multiply(const std::uint16_t* a, Index n, const FrozenMatrix& W, Index b0, Index b1, const Output& out) {
-    bf16_product(n, a, W.groups * 2, W, b0, b1, out);
+    bf16_product(n, a, W.groups * 2, W, b0, b1, out, true);
   }
   // The two for any number of rows of A, kRows at a time.
   void product(int j, Index n, const float* A, Index lda, const FrozenMatrix& W, Index b0, Index b1,

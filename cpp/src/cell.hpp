@@ -98,7 +98,7 @@ void train_backward(const CellDims& dims, const CellPlan& plan, const CellWeight
 struct FrozenCell;
 struct FrozenSteps;
 struct FrozenArrays;
-using FrozenForward = void (*)(Precision p, const CellDims& dims, const CellPlan& plan, const FrozenCell& cell,
+using FrozenForward = void (*)(const CellDims& dims, const CellPlan& plan, const FrozenCell& cell,
                                const FrozenSteps& steps, const FrozenArrays& arrays);
 
 // Float multiply-adds per second one thread sustains for about `seconds` with this ISA's widest
@@ -106,13 +106,14 @@ using FrozenForward = void (*)(Precision p, const CellDims& dims, const CellPlan
 // counting a multiply-add as 2. The benchmark's measure of the machine's peak.
 using FmaThroughput = double (*)(double seconds);
 // The same for the multiply-add instruction of the frozen products of a precision (bf16, int8) on
-// this ISA and CPU, in GOP/s (frozen_kernels.cpp).
-using DotThroughput = double (*)(Precision p, double seconds);
+// this ISA and CPU, with the dot instructions `dot` allows, in GOP/s (dot_probe.cpp).
+using DotThroughput = double (*)(Precision p, const DotInstructions& dot, double seconds);
 
 // Everything compiled per instruction set (kernel_table.cpp, once per ISA, each build in its own
-// namespace). A precision is a new CellKernels member here and a new set of files.
+// namespace).
 struct KernelTable {
   const char* isa;
+  DotInstructions dot;  // the dot instructions this build's products can run where the CPU has them
   CellKernels<float> f32;
   CellKernels<double> f64;
   FrozenForward frozen_forward;
@@ -133,6 +134,14 @@ extern const KernelTable kernel_table;
 
 // The table of the ISA in use (dispatch.cpp): the best this CPU runs, or LSTM_FAST_ISA's choice.
 const KernelTable& active_kernels();
+
+// The dot instructions the plan may give the products (dispatch.cpp): those the active kernels were
+// built for and this CPU has, unless turned off (LSTM_FAST_NO_DOT_INSTRUCTIONS set in the environment,
+// or allow_dot_instructions(false)).
+DotInstructions dot_instructions();
+// Process-wide, for tests: false plans the other paths on a CPU that has the instructions, true
+// gives back what the CPU has. Calls already planned keep their plan.
+void allow_dot_instructions(bool allowed);
 
 template <typename T>
 const CellKernels<T>& cell_kernels();

@@ -45,10 +45,10 @@ void cell_forward(const CellDims& dims, const CellPlan& plan, const CellWeights<
 template <typename T>
 void cell_backward(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence,
                    const BackwardArrays<T>& arrays);
-void frozen_forward(Precision p, const CellDims& dims, const CellPlan& plan, const FrozenCell& cell,
-                    const FrozenSteps& steps, const FrozenArrays& arrays);
+void frozen_forward(const CellDims& dims, const CellPlan& plan, const FrozenCell& cell, const FrozenSteps& steps,
+                    const FrozenArrays& arrays);
 double fma_throughput(double seconds);
-double dot_throughput(Precision p, double seconds);
+double dot_throughput(Precision p, const DotInstructions& dot, double seconds);
 
 namespace {
 

@@ -1,6 +1,7 @@
 // Runtime ISA dispatch: the cell kernels are compiled for several instruction sets (CMake defines
 // LSTM_FAST_HAVE_AVX2 / LSTM_FAST_HAVE_AVX512 for the builds it made); the best one this CPU runs is
-// chosen on first use, unless the environment variable LSTM_FAST_ISA names another.
+// chosen on first use, unless the environment variable LSTM_FAST_ISA names another; and the dot-product
+// instructions beyond it that the CPU has (AVX512_BF16, AVX512_VNNI), which the plan hands the products.
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -70,6 +71,9 @@ const detail::KernelTable* initial_choice() {
 
 std::atomic<const detail::KernelTable*> g_active{nullptr};
 
+// Whether the dot instructions may be used: -1 until first asked (then the environment's answer).
+std::atomic<int> g_dot_allowed{-1};
+
 }  // namespace
 
 namespace detail {
@@ -81,6 +85,21 @@ const KernelTable& active_kernels() {
   }
   return *table;
 }
+
+DotInstructions dot_instructions() {
+  int allowed = g_dot_allowed.load(std::memory_order_acquire);
+  if (allowed < 0) {
+    allowed = std::getenv("LSTM_FAST_NO_DOT_INSTRUCTIONS") ? 0 : 1;
+    int unset = -1;
+    g_dot_allowed.compare_exchange_strong(unset, allowed);
+    allowed = g_dot_allowed.load(std::memory_order_acquire);
+  }
+  const DotInstructions built = active_kernels().dot;
+  return {allowed && built.bf16 && __builtin_cpu_supports("avx512bf16"),
+          allowed && built.int8 && __builtin_cpu_supports("avx512vnni")};
+}
+
+void allow_dot_instructions(bool allowed) { g_dot_allowed.store(allowed ? 1 : 0, std::memory_order_release); }
 }  // namespace detail
 
 std::string isa() { return detail::active_kernels().isa; }
@@ -128,7 +147,8 @@ double fma_peak_gflops(double seconds, int threads) {
 double dot_peak_gops(Precision precision, double seconds, int threads) {
   if (precision == Precision::fp32) return fma_peak_gflops(seconds, threads);
   const detail::DotThroughput measure = detail::active_kernels().dot_throughput;
-  return on_threads(seconds, threads, [&] { return measure(precision, seconds); });
+  const detail::DotInstructions dot = detail::dot_instructions();
+  return on_threads(seconds, threads, [&] { return measure(precision, dot, seconds); });
 }
 
 }  // namespace lstm_fast

@@ -61,12 +61,12 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) double bf16_dot_throughpu
 }  // namespace
 
 // The multiply-add throughput of the instruction the frozen products of precision p run on this ISA
-// and CPU (vpdpbusd, vdpbf16ps; else the AVX2 sequences; baseline: the plain C++ block kernel on
+// and CPU (vpdpbusd, vdpbf16ps where `dot` has them; else the AVX2 sequences; baseline: the plain C++ block kernel on
 // weights in L1), in GOP/s: the peak the benchmark's bf16 and int8 fractions are of.
-double dot_throughput(Precision p, double seconds) {
+double dot_throughput(Precision p, [[maybe_unused]] const DotInstructions& dot, double seconds) {
 #if defined(__AVX512F__)
-  if (p == Precision::int8 && use_dot_instructions(true)) return vnni_throughput(seconds);
-  if (p == Precision::bf16 && use_dot_instructions(false)) return bf16_dot_throughput(seconds);
+  if (p == Precision::int8 && dot.int8) return vnni_throughput(seconds);
+  if (p == Precision::bf16 && dot.bf16) return bf16_dot_throughput(seconds);
 #endif
   // The block kernels, 4 rows by a block of 16 columns and depth 256 that stays in L1.
   alignas(64) static std::int8_t q[4 * 256], w8[16 * 256];

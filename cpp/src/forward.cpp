@@ -147,7 +147,7 @@ struct ForwardPass : PassShape {
     auto block = masked[p & 1].block(r, c0, rows, cols);
     block = hidden[p & 1].block(r, c0, rows, cols);
     if (mask) block.array() *= ConstMap<T>(mask, B, R).block(r, c0, rows, cols).array();
-    if (plan.bf16) round_block(block);
+    if (plan.precision == Precision::bf16) round_block(block);
   }
   Matrix<T> c;
   Matrix<T> m;        // [B, H] o * tanh(c) before the projection
@@ -174,8 +174,8 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
       ln(d.layer_norm),
       variant(gate_variant<T>(d.cell_clip, d.coupled_gates, arrays.trace || ln ? 0.0 : d.zoneout_c, ln)),
       zoneout(arrays.trace && arrays.zoneout_seed ? keep_masks() : Zoneout<T>(nullptr, nullptr, d)),
-      masking(arrays.recurrent_mask || p.bf16),
-      dot(bf16_dot<T>(p)) {
+      masking(arrays.recurrent_mask || p.precision == Precision::bf16),
+      dot(std::is_same_v<T, float> && p.dot) {
   bias = RowVector<T>::Zero(G);
   if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
   if (w.bias_hh) bias += ConstMap<T>(w.bias_hh, 1, G);
@@ -348,7 +348,7 @@ void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
   });
   if (ln)
     for (Index r = 0; r < b; ++r) ln_cell(row + r, r, zt + r * G, out + r * H);
-  if (plan.bf16 && dims.projection) round_block(m.block(0, u0, b, n));  // (W_hr's operand)
+  if (plan.precision == Precision::bf16 && dims.projection) round_block(m.block(0, u0, b, n));  // (W_hr's operand)
   if (trace) Map<T>(trace->cell.data() + row * H, b, H).middleCols(u0, n) = c.block(0, u0, b, n);
   zone_cell(row, 0, b, u0, n);
   if (!dims.projection) step_projection(share, p);  // only the carry and y: h_t is m_t

@@ -149,15 +149,15 @@ struct FrozenPass {
   GateVariant<float> variant;  // the cell variant the gates fuse (gates.hpp)
   Zoneout<float> zoneout;      // inference: the probabilities (c's in the gate kernel, but with layer norm)
 
-  FrozenPass(Precision precision, const CellDims& d, const CellPlan& pl, const FrozenCell& c, const FrozenSteps& st,
+  FrozenPass(const CellDims& d, const CellPlan& pl, const FrozenCell& c, const FrozenSteps& st,
              const FrozenArrays& arrays)
-      : p(precision),
+      : p(pl.precision),
         dims(d),
         plan(pl),
         cell(c),
         s(st),
         io(arrays),
-        layout(d, precision, st.batch, pl.chunk * st.batch, pl.team),
+        layout(d, pl.precision, st.batch, pl.chunk * st.batch, pl.team),
         H(d.hidden_size),
         R(d.output_size),
         G(4 * d.hidden_size),
@@ -196,9 +196,9 @@ struct FrozenPass {
   // out (+)= a W^T over blocks [b0, b1) of W for rows [0, rows) of the operand a.
   void multiply(int j, Index rows, Operand a, const FrozenMatrix& W, Index b0, Index b1, const Output& out) const {
     if (p == Precision::int8)
-      int8_product(rows, static_cast<const std::int8_t*>(a.rows), a.lda, scales(j), W, b0, b1, out);
+      int8_product(rows, static_cast<const std::int8_t*>(a.rows), a.lda, scales(j), W, b0, b1, out, plan.dot);
     else if (p == Precision::bf16)
-      bf16_product(rows, static_cast<const std::uint16_t*>(a.rows), a.lda, W, b0, b1, out);
+      bf16_product(rows, static_cast<const std::uint16_t*>(a.rows), a.lda, W, b0, b1, out, plan.dot);
     else
       f32_product(rows, static_cast<const float*>(a.rows), a.lda, W, b0, b1, out);
   }
@@ -396,9 +396,9 @@ struct FrozenPass {
 
 }  // namespace
 
-void frozen_forward(Precision p, const CellDims& dims, const CellPlan& plan, const FrozenCell& cell,
-                    const FrozenSteps& steps, const FrozenArrays& arrays) {
-  FrozenPass(p, dims, plan, cell, steps, arrays).run();
+void frozen_forward(const CellDims& dims, const CellPlan& plan, const FrozenCell& cell, const FrozenSteps& steps,
+                    const FrozenArrays& arrays) {
+  FrozenPass(dims, plan, cell, steps, arrays).run();
 }
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

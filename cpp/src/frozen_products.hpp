@@ -8,9 +8,9 @@
 //   bf16: vdpbf16ps (AVX512_BF16), else bf16 widened to float (a shift) and FMAs, else plain C++.
 // The integer sums are exact on every path, and every float operation after them (the conversion,
 // the two scalings, the addition to the output) is the same IEEE operation on every path and lane,
-// so int8 results do not depend on the ISA. AVX512_VNNI and AVX512_BF16 are chosen at run time
-// inside the avx512 build (they are not among its flags); LSTM_FAST_NO_DOT_INSTRUCTIONS set in the
-// environment turns them off, so that the tests run the other paths on a CPU that has them.
+// so int8 results do not depend on the ISA. AVX512_VNNI and AVX512_BF16 are not among the avx512
+// build's flags: their kernels are compiled for them alone, and a product runs them when the caller's
+// `dot` says so (the plan's CellPlan::dot, from what dispatch.cpp found the CPU has).
 #pragma once
 
 #include <immintrin.h>
@@ -125,11 +125,6 @@ void int8_block(Index rows, const std::int8_t* A, Index lda, const std::int8_t* 
 }
 
 #if defined(__AVX512F__)
-bool use_dot_instructions(bool vnni) {
-  static const bool allowed = !std::getenv("LSTM_FAST_NO_DOT_INSTRUCTIONS");
-  return allowed && (vnni ? __builtin_cpu_supports("avx512vnni") : __builtin_cpu_supports("avx512bf16"));
-}
-
 // Adds v to the output at row r, block b of W, lanes past the block's width masked off: the epilogue
 // of the AVX-512 tiles, lane for lane the operations of emit().
 __attribute__((target("avx512f"))) inline void emit_packet(const Output& out, Index r, const FrozenMatrix& W, Index b,
@@ -201,9 +196,10 @@ Int8Tile int8_tile(Index mr, Index nb) {
 }
 #endif
 
-// out (+)= dequantized q_a q_W^T for rows [0, rows) of A (quantized, scales sa) and blocks [b0, b1).
+// out (+)= dequantized q_a q_W^T for rows [0, rows) of A (quantized, scales sa) and blocks [b0, b1);
+// on vpdpbusd if `dot` (the AVX-512 build only).
 void int8_product(Index rows, const std::int8_t* A, Index lda, const float* sa, const FrozenMatrix& W, Index b0,
-                  Index b1, const Output& out) {
+                  Index b1, const Output& out, [[maybe_unused]] bool dot) {
   const Index block_stride = W.groups * kFrozenBlock * 4;
   alignas(64) std::int32_t sums[4 * kFrozenBlock];
   alignas(64) float v[kFrozenBlock];
@@ -212,8 +208,7 @@ void int8_product(Index rows, const std::int8_t* A, Index lda, const float* sa, 
     emit(out, r, W.column(b), W.width(b), v);
   };
 #if defined(__AVX512F__)
-  static const bool vnni = use_dot_instructions(true);
-  if (vnni) {
+  if (dot) {
     over_tiles(rows, b0, b1,
                [&](Index mr, Index nb, Index r0, Index b) { int8_tile(mr, nb)(A, lda, sa, W, r0, b, out); });
     return;
@@ -316,13 +311,13 @@ Bf16Tile bf16_tile(Index mr, Index nb) {  // as int8_tile
 }
 #endif
 
-// out (+)= bf16(a) bf16(W)^T for rows [0, rows) of A (rounded already) and blocks [b0, b1).
+// out (+)= bf16(a) bf16(W)^T for rows [0, rows) of A (rounded already) and blocks [b0, b1); on
+// vdpbf16ps if `dot` (the AVX-512 build only).
 void bf16_product(Index rows, const std::uint16_t* A, Index lda, const FrozenMatrix& W, Index b0, Index b1,
-                  const Output& out) {
+                  const Output& out, [[maybe_unused]] bool dot) {
   const Index block_stride = W.groups * kFrozenBlock * 2;
   alignas(64) float sums[4 * kFrozenBlock];
 #if defined(__AVX512F__)
-  static const bool dot = use_dot_instructions(false);
   if (dot) {
     over_tiles(rows, b0, b1, [&](Index mr, Index nb, Index r0, Index b) { bf16_tile(mr, nb)(A, lda, W, r0, b, out); });
     return;

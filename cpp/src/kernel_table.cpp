@@ -1,5 +1,4 @@
-// The table of this build's kernels (cell.hpp; compiled once per ISA: cell_kernel.hpp). A precision
-// adds its kernels' files and a member here.
+// The table of this build's kernels (cell.hpp; compiled once per ISA: cell_kernel.hpp).
 #include "cell_kernel.hpp"
 
 #define LSTM_FAST_STRINGIFY_(x) #x
@@ -7,7 +6,14 @@
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 
+#if defined(__AVX512F__)
+constexpr DotInstructions kDot{true, true};  // (frozen_products.hpp's, compiled for them alone)
+#else
+constexpr DotInstructions kDot{};
+#endif
+
 const KernelTable kernel_table{LSTM_FAST_STRINGIFY(LSTM_FAST_ISA),
+                               kDot,
                                {&cell_forward<float>, &cell_backward<float>, Simd<float>::kWidth},
                                {&cell_forward<double>, &cell_backward<double>, Simd<double>::kWidth},
                                &frozen_forward,

@@ -215,7 +215,7 @@ void Model::run(const float* x, const Index* batch_sizes, Index steps, Index bat
     detail::run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
       const detail::FrozenSteps s{B, steps, schedule.batch_sizes.data(), schedule.offsets.data(), d == 1};
-      cell_forward(precision_, dims, plan.cell, (*frozen_)[static_cast<size_t>(cell)], s,
+      cell_forward(dims, plan.cell, (*frozen_)[static_cast<size_t>(cell)], s,
                    {in,
                     {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
                     {out + d * R, D * R},
@@ -229,6 +229,8 @@ detail::LayerPlan Model::frozen_plan(Index layer, Index batch, Index rows, Index
   detail::Problem problem = detail::layer_problem(config_, layer, batch, rows, steps);
   problem.threads = get_num_threads();
   problem.element_size = precision_ == Precision::int8 ? 1 : precision_ == Precision::bf16 ? 2 : 4;
+  problem.precision = precision_;
+  problem.dot = detail::dot_instructions();
   problem.lanes = detail::kFrozenBlock;  // a member's hidden units are whole blocks
   return detail::plan_layer(problem);
 }

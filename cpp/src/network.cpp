@@ -53,7 +53,7 @@ void check_schedule(const Config& config, const Schedule& schedule) {
                 ") needs arrays of more than 2^" + str(kMaxElementsLog2) + " numbers for this model");
 }
 
-// bf16 training (Training::bf16; float only): values rounded to bfloat16 in place.
+// bf16 training (Training::precision; float only): values rounded to bfloat16 in place.
 template <typename T>
 void round_to_bf16(T* v, Index n) {
   if constexpr (std::is_same_v<T, float>) detail::active_kernels().round_bf16(v, n);
@@ -97,7 +97,8 @@ detail::LayerPlan plan_of(const Config& config, Index layer, const Schedule& sch
   detail::Problem problem = detail::layer_problem(config, layer, schedule.batch, schedule.rows(), schedule.steps());
   problem.training = training;
   problem.checkpoint = training ? options.checkpoint : 0;
-  problem.bf16 = training && options.bf16;
+  problem.precision = training ? options.precision : Precision::fp32;
+  problem.dot = detail::dot_instructions();
   problem.threads = g_num_threads.load();
   problem.element_size = sizeof(T);
   problem.lanes = detail::cell_kernels<T>().lanes;
@@ -188,13 +189,15 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
              const Training<T>& training) {
   config.validate();
   const std::uint64_t* zoneout_seed = training.zoneout_seed;
-  if ((zoneout_seed || training.recurrent_masks || training.checkpoint != 0 || training.bf16) && !trace)
+  const bool bf16 = training.precision == Precision::bf16;
+  if (training.precision == Precision::int8) throw Error("training runs in fp32 or bf16, not int8");
+  if ((zoneout_seed || training.recurrent_masks || training.checkpoint != 0 || bf16) && !trace)
     throw Error("recurrent masks, zoneout's masks, checkpoint and bf16 are a training forward's: pass a trace");
   if (training.checkpoint < -1)
     throw Error("checkpoint must be >= 1 steps, 0 (none) or -1 (auto), got " + str(training.checkpoint));
-  if (training.bf16 && !std::is_same_v<T, float>) throw Error("bf16 training needs a float32 model");
+  if (bf16 && !std::is_same_v<T, float>) throw Error("bf16 training needs a float32 model");
   check_weights(config, weights);
-  const ProductWeights<T> product_weights(config, weights, training.bf16);
+  const ProductWeights<T> product_weights(config, weights, bf16);
   check_schedule(config, schedule);
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();
   const Index H = config.hidden_size, B = schedule.batch, N = schedule.rows();
@@ -214,7 +217,7 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
     // The directions write disjoint columns of `out` and their own state and trace.
     const detail::LayerPlan plan = plan_of<T>(config, k, schedule, trace != nullptr, training);
     if (trace) trace->plans.push_back(plan);
-    if (trace && training.bf16) {  // the products' left operand x, rounded once (and kept so for dW_ih)
+    if (trace && bf16) {  // the products' left operand x, rounded once (and kept so for dW_ih)
       round_to_bf16(trace->layer_inputs[k].data(), N * dims.input_size);
       in = trace->layer_inputs[k].data();
     }
@@ -289,7 +292,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
     throw Error("backward needs the trace of a training forward (forward with a non-null trace) first");
   config.validate();
   check_weights(config, weights);
-  const ProductWeights<T> product_weights(config, weights, trace.plans[0].cell.bf16);
+  const ProductWeights<T> product_weights(config, weights, trace.plans[0].cell.precision == Precision::bf16);
   if (static_cast<Index>(grads.size()) != config.num_cells())
     throw Error("grads must hold " + str(config.num_cells()) + " cells, got " + str(static_cast<Index>(grads.size())));
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();

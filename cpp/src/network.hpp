@@ -146,14 +146,14 @@ void over_layers(Index layers, Index rows, Index width, const T* x, T* y, const 
 //   checkpoint: 0 keeps the trace of every step; k > 0 keeps each cell's state every k steps (rounded
 //     up to the plan's blocks, plan.hpp) and the backward recomputes the steps between, with gradients
 //     bitwise those of 0; -1 chooses k near sqrt(T).
-//   bf16: mixed precision (float only): every matrix product's operands rounded to bfloat16, the
-//     products summed in float; the backward runs the same way.
+//   precision: fp32, or bf16 mixed precision (float only): every matrix product's operands rounded to
+//     bfloat16, the products summed in float; the backward runs the same way.
 template <typename T>
 struct Training {
   const T* recurrent_masks = nullptr;
   const std::uint64_t* zoneout_seed = nullptr;
   Index checkpoint = 0;
-  bool bf16 = false;
+  Precision precision = Precision::fp32;
 };
 
 // Runs the stack over a packed sequence.

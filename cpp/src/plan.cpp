@@ -53,6 +53,21 @@ Index checkpoint_steps(const Problem& p, const CellPlan& cell) {
   return steps < p.steps ? steps : 0;
 }
 
+// Whether the products run on the precision's dot instruction: a frozen model's wherever the CPU has it
+// (its weights are always in blocks of 16 columns); bf16 training's on weights packed per call, a block
+// of 16 columns being one packet of the float kernels' (16 lanes: the AVX-512 build), and in its
+// backward not with a projection shared out among a team (a member's outputs of dh_{t-1} = dZ W_hh
+// need not be whole blocks then).
+void choose_dot(const Problem& p, CellPlan& cell) {
+  const bool has = (p.precision == Precision::bf16 && p.dot.bf16) || (p.precision == Precision::int8 && p.dot.int8);
+  if (!p.training) {
+    cell.dot = has;
+    return;
+  }
+  cell.dot = has && p.precision == Precision::bf16 && cell.packing && p.lanes == 16 && p.element_size == 4;
+  cell.dot_backward = cell.dot && (!p.dims.projection || cell.team == 1);
+}
+
 }  // namespace
 
 LayerPlan plan_layer(const Problem& p) {
@@ -72,7 +87,8 @@ LayerPlan plan_layer(const Problem& p) {
   const Index block = (kGradientBlockRows + p.batch - 1) / std::max<Index>(1, p.batch);
   cell.gradient_block = (block + cell.segment - 1) / cell.segment * cell.segment;
   cell.checkpoint = checkpoint_steps(p, cell);
-  cell.bf16 = p.training && p.bf16;
+  cell.precision = p.precision;
+  choose_dot(p, cell);
   return plan;
 }
 

@@ -38,16 +38,25 @@ inline CellDims cell_dims(const Config& config, Index layer) {
           config.layer_norm};
 }
 
+// The dot-product instructions the products may use beyond the ISA's float packets: what the CPU has,
+// where the active kernels were built for it (dispatch.cpp's dot_instructions()).
+struct DotInstructions {
+  bool bf16 = false;  // vdpbf16ps (AVX512_BF16)
+  bool int8 = false;  // vpdpbusd (AVX512_VNNI)
+};
+
 // What a plan is computed from: one layer of a call.
 struct Problem {
   CellDims dims;
-  Index directions = 1;          // D
-  Index batch = 1;               // B: rows of the state
-  Index rows = 1;                // N: rows of the packed sequence (sum of the steps' batch sizes)
-  Index steps = 1;               // T
-  bool training = false;         // a trace is kept (a training forward, or the backward)
-  Index checkpoint = 0;          // training: steps a segment of a checkpointed trace asks (0: none, -1: "auto")
-  bool bf16 = false;             // training: the products' operands rounded to bfloat16 (network.hpp's Training)
+  Index directions = 1;   // D
+  Index batch = 1;        // B: rows of the state
+  Index rows = 1;         // N: rows of the packed sequence (sum of the steps' batch sizes)
+  Index steps = 1;        // T
+  bool training = false;  // a trace is kept (a training forward, or the backward)
+  Index checkpoint = 0;   // training: steps a segment of a checkpointed trace asks (0: none, -1: "auto")
+  // A frozen model's (inference), or training's: bf16 rounds the products' operands (network.hpp's Training).
+  Precision precision = Precision::fp32;
+  DotInstructions dot;           // what this CPU and the active kernels offer
   int threads = 1;               // the budget: get_num_threads()
   std::size_t element_size = 4;  // bytes per weight: sizeof(T), or 2 (bf16) and 1 (int8) for a frozen model
   Index lanes = 1;               // numbers per SIMD packet of the active ISA for this element type
@@ -84,9 +93,14 @@ struct CellPlan {
   // of this many steps (processing order; a multiple of gradient_block, < steps), each segment's forward
   // run again by the backward. 0: the trace of every step kept.
   Index checkpoint = 0;
-  // bf16 training: every product's operands rounded to bfloat16 (the weights and x by the caller, the
-  // rest where the kernels write them), summed in float; vdpbf16ps where the CPU has it.
-  bool bf16 = false;
+  // The products' precision: a frozen model's, or bf16 training's, whose products' operands are all
+  // rounded to bfloat16 (the weights and x by the caller, the rest where the kernels write them) and
+  // summed in float.
+  Precision precision = Precision::fp32;
+  // The precision's products on the CPU's dot instruction (vdpbf16ps, vpdpbusd), in the forward (or
+  // inference) and in the backward; else the ISA's float packets.
+  bool dot = false;
+  bool dot_backward = false;
 };
 
 struct LayerPlan {

@@ -59,7 +59,7 @@ void Model::step_arrays(const float* x, float* y, float* h, float* c, Index B, i
     detail::CellPlan plan = frozen_plan(k, B, B, 1).cell;
     plan.team = std::min(plan.team, slices);
     plan.chunk = 1;  // one step: the workspace has room for B rows of pre-activations
-    cell_forward(precision_, detail::cell_dims(config_, k), plan, (*frozen_)[static_cast<size_t>(k)],
+    cell_forward(detail::cell_dims(config_, k), plan, (*frozen_)[static_cast<size_t>(k)],
                  {B, 1, batch_sizes, offsets, false}, {in, {h_k, c_k}, {out, R}, {h_k, c_k}, work});
     in = h_k;
   }

@@ -7,6 +7,8 @@
 namespace {
 
 using lstm_fast::Index;
+using lstm_fast::Precision;
+using lstm_fast::detail::DotInstructions;
 using lstm_fast::detail::LayerPlan;
 using lstm_fast::detail::plan_layer;
 using lstm_fast::detail::Problem;
@@ -180,6 +182,54 @@ TEST(Plan, FrozenInt8SplitsRowsOnWeightsThatFitInL2) {
   Problem bf16 = int8;
   bf16.element_size = 2;
   EXPECT_EQ(plan_layer(bf16).cell.split, Split::kUnits);
+}
+
+// The dot instructions are the plan's to hand out: a frozen model's precision takes its own where the CPU
+// offers it, never the other's; fp32 takes none.
+TEST(Plan, AFrozenModelRunsOnItsPrecisionsDotInstruction) {
+  for (const bool has : {false, true}) {
+    Problem p = problem(/*T=*/10, /*B=*/4, 64, 64, 1);
+    p.dot = {has, has};
+    for (const Precision precision : {Precision::bf16, Precision::int8}) {
+      p.precision = precision;
+      EXPECT_EQ(plan_layer(p).cell.dot, has);
+    }
+    p.precision = Precision::fp32;
+    EXPECT_FALSE(plan_layer(p).cell.dot);
+  }
+  Problem int8 = problem(/*T=*/10, /*B=*/4, 64, 64, 1);
+  int8.precision = Precision::int8;
+  int8.dot = {true, false};  // vdpbf16ps but no vpdpbusd
+  EXPECT_FALSE(plan_layer(int8).cell.dot);
+}
+
+// bf16 training runs on vdpbf16ps only on packed weights with 16 float lanes (a frozen block a packet),
+// and its backward not with a projection shared out among a team.
+TEST(Plan, Bf16TrainingRunsOnTheDotInstructionOnPackedWeightsOf16Lanes) {
+  Problem p = problem(/*T=*/100, /*B=*/64, 256, 256, 2);
+  p.training = true;
+  p.precision = Precision::bf16;
+  p.dot = {true, true};
+  EXPECT_TRUE(plan_layer(p).cell.dot);
+  EXPECT_TRUE(plan_layer(p).cell.dot_backward);
+  Problem avx2 = p;
+  avx2.lanes = 8;
+  EXPECT_FALSE(plan_layer(avx2).cell.dot);
+  Problem few = p;
+  few.steps = 1;
+  few.batch = 8;
+  few.rows = 8;
+  ASSERT_FALSE(plan_layer(few).cell.packing);
+  EXPECT_FALSE(plan_layer(few).cell.dot);
+  Problem projection = p;
+  projection.dims.projection = true;
+  projection.dims.output_size = 128;
+  ASSERT_GT(plan_layer(projection).cell.team, 1);
+  EXPECT_TRUE(plan_layer(projection).cell.dot);
+  EXPECT_FALSE(plan_layer(projection).cell.dot_backward);
+  Problem fp32 = p;
+  fp32.precision = Precision::fp32;
+  EXPECT_FALSE(plan_layer(fp32).cell.dot);
 }
 
 }  // namespace
