@@ -95,7 +95,7 @@ void BackwardPass<T>::continue_sums() {
 
 template <typename T>
 void BackwardPass<T>::run() {
-  run_members(plan, *this);
+  on_team(plan, [this](const auto& share) { walk_backward(plan, walk(), *this, share); });
   Map<T>(io.dstate0.h, B, R) = dh;
   Map<T>(io.dstate0.c, B, H) = dc;
   if (w.bias_ih) {  // db: the column sums of dZ, computed with or without biases
@@ -111,24 +111,6 @@ void BackwardPass<T>::run() {
     Map<T>(io.grads.ln_cell_weight, 1, H) = ln_cell_sums.row(0);
     Map<T>(io.grads.ln_cell_bias, 1, H) = ln_cell_sums.row(1);
   }
-}
-
-// The unit split: slice j is hidden units [u0, u1) for the gate kernel and columns [r0, r1) of dh for
-// the recurrent product dh_{t-1} = dZ_t W_hh. Without a projection the two coincide, so a slice reads
-// only its own part of dh and one segment per step suffices (dZ_t complete before the product); a
-// projection's dm = dh W_hr needs all of dh, a second segment.
-template <typename T>
-void BackwardPass<T>::unit_member(Seat& seat) {
-  const int team = seat.slices();
-  for (Index q = steps - 1; q >= 0; --q) {
-    seat.share([&](int j) {
-      unit_step_start(j, team, q);
-      if (!dims.projection) unit_step_gates(member_slice<T>(dims, team, j), q);
-    });
-    if (dims.projection) seat.share([&](int j) { unit_step_gates(member_slice<T>(dims, team, j), q); });
-    if (q % plan.gradient_block == 0) gradients(seat, q / plan.gradient_block);  // its block is complete
-  }
-  if (steps > 0) seat.share([&](int j) { hidden_gradient(j, team, 0); });  // dh_{-1}
 }
 
 // The start of step q (the forward's processing order) of slice j: the product of the step after it
@@ -206,29 +188,10 @@ void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
   if (zoneout.on()) dh.block(0, r0, b, nr) += dh_keep.block(0, r0, b, nr);
 }
 
-// The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units, on
-// one panel of all R columns of W_hh. The team meets every plan.segment steps (a late member's rows
-// pass to another there), at steps that are multiples of it, where the blocks of gradients end too.
+// Step q of slice k of the row split: its rows' gradients through the gates and their dh_{t-1}.
 template <typename T>
-void BackwardPass<T>::row_member(Seat& seat) {
-  const int team = seat.slices();
-  if (!dot)
-    seat.share([&](int j) {  // W_hh's panel whole before any slice's first product
-      pack_columns_share(j, team, w.weight_hh, R, G, packed.data());
-      pack_columns_share(j, team, w.weight_ih, I, G, packed_ih.data());
-    });
-  for (Index last = steps - 1; last >= 0;) {
-    const Index first = last - last % plan.segment;
-    seat.share([&](int j) {
-      for (Index q = last; q >= first; --q) row_step(j, team, q);
-    });
-    if (first % plan.gradient_block == 0) gradients(seat, first / plan.gradient_block);  // a block complete
-    last = first - 1;
-  }
-}
-
-template <typename T>
-void BackwardPass<T>::row_step(int k, int team, Index q) {
+void BackwardPass<T>::row_step(int k, Index q) {
+  const int team = plan.team;
   const Index stride = team;  // between a member's rows
   const Index t = step_at(q);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
@@ -265,15 +228,8 @@ void BackwardPass<T>::row_step(int k, int team, Index q) {
 
 // A block of steps complete (every dZ of its rows written): its rows' terms of the weight gradients and
 // its rows of dX, each product's outputs shared out by rows or columns; with a projection, M first and
-// dW_hr in a second segment. The first block the backward visits (the last in processing order)
-// assigns, the others add.
-template <typename T>
-void BackwardPass<T>::gradients(Seat& seat, Index block) {
-  const int team = seat.slices();
-  seat.share([&](int j) { weight_gradients(j, team, block); });
-  if (dims.projection) seat.share([&](int j) { projection_gradient(member_slice<T>(dims, team, j), block); });
-}
-
+// dW_hr in a second meeting (project_gradients). The first block the backward visits (the last in
+// processing order) assigns, the others add.
 template <typename T>
 void BackwardPass<T>::weight_gradients(int j, int team, Index block) {
   const Index g0 = split(G, team, j, Simd<T>::kWidth), g1 = split(G, team, j + 1, Simd<T>::kWidth);

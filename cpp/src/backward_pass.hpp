@@ -24,14 +24,31 @@ struct BackwardPass : PassShape {
                const BackwardArrays<T>& io);
   void run();
 
+  // The walk's hooks (cell_walk.hpp). The unit split: slice j is hidden units [u0, u1) for the gate
+  // kernel and columns [r0, r1) of dh for the recurrent product dh_{t-1} = dZ_t W_hh. Without a
+  // projection the two coincide, so a slice reads only its own part of dh and one meeting per step
+  // suffices (dZ_t complete before the product); a projection's dm = dh W_hr needs all of dh, a second.
+  // The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units,
+  // on one panel of all R columns of W_hh, packed before the first step.
+  bool prepares() const { return plan.split == Split::kRows && !dot; }
+  void prepare(int j) {
+    pack_columns_share(j, plan.team, w.weight_hh, R, G, packed.data());
+    pack_columns_share(j, plan.team, w.weight_ih, I, G, packed_ih.data());
+  }
+  void step(int j, Index q) {
+    unit_step_start(j, plan.team, q);
+    if (!dims.projection) unit_step_gates(member_slice<T>(dims, plan.team, j), q);
+  }
+  void project(int j, Index q) { unit_step_gates(member_slice<T>(dims, plan.team, j), q); }
+  void row_step(int k, Index q);
+  void gradients(int j, Index block) { weight_gradients(j, plan.team, block); }
+  void project_gradients(int j, Index block) { projection_gradient(member_slice<T>(dims, plan.team, j), block); }
+  void finish(int j) { hidden_gradient(j, plan.team, 0); }  // dh_{-1}
+
   T* panel_of(const MemberSlice& slice, int j) { return packed.data() + G * (slice.r0 + j * Simd<T>::kWidth); }
-  void unit_member(Seat& seat);
   void unit_step_start(int j, int team, Index q);
   void unit_step_gates(const MemberSlice& slice, Index q);
   void hidden_gradient(int j, int team, Index q);
-  void row_member(Seat& seat);
-  void row_step(int k, int team, Index q);
-  void gradients(Seat& seat, Index block);
   void weight_gradients(int j, int team, Index block);
   void input_gradient(int j, Index n0, Index n1, Index slot0);
   void projection_gradient(const MemberSlice& slice, Index block);

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "cell.hpp"
+#include "cell_walk.hpp"
 #include "frozen.hpp"
 #include "gates.hpp"
 #include "layer_norm.hpp"
@@ -197,6 +198,7 @@ struct PassShape {
         steps(s.steps()) {}
   // The step of the schedule processed p-th (the forward's order; the backward walks it back).
   Index step_at(Index p) const { return reverse ? steps - 1 - p : p; }
+  Walk walk() const { return {steps, s.offsets.data(), reverse, dims.projection}; }
 
   const CellDims& dims;
   const CellPlan& plan;
@@ -204,16 +206,6 @@ struct PassShape {
   const bool reverse;
   const Index I, H, R, G, B, N, steps;  // G = 4H gate columns; N rows of the packed sequence
 };
-
-// Runs a pass (ForwardPass, BackwardPass) on the plan's team: pass.row_member(seat) for each member
-// when the plan splits by batch rows, else pass.unit_member(seat); the work in plan.team slices.
-template <typename Pass>
-void run_members(const CellPlan& plan, Pass& pass) {
-  if (plan.split == Split::kRows)
-    run_team(plan.team, [&pass](Seat& seat) { pass.row_member(seat); });
-  else
-    run_team(plan.team, [&pass](Seat& seat) { pass.unit_member(seat); });
-}
 
 }  // namespace
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

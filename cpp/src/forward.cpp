@@ -27,16 +27,27 @@ struct ForwardPass : PassShape {
               const ForwardArrays<T>& io);
   void run();
 
+  // The walk's hooks (cell_walk.hpp).
+  bool prepares() const { return plan.packing || io.zoneout_seed; }
+  void prepare(int j);
+  bool projects_chunks() const { return plan.packing; }
+  void project_chunk(int j, const Chunk& c) { project_rows(j, plan.team, c.row0, c.rows, z_of(c)); }
+  void step(int j, Index p, const Chunk& c) {
+    const Share share = share_of(j, plan.team);
+    if (!plan.packing && p == c.first) project_units(share, c.row0, c.rows, z_of(c));
+    step_units(share, p, c.row0, z_of(c));
+  }
+  void project(int j, Index p) { step_projection(share_of(j, plan.team), p); }
+  void row_step(int k, Index p);
+
   using Share = UnitShare<T>;
   Share share_of(int j, int team);
-  void unit_member(Seat& seat);
+  T* z_of(const Chunk& c) { return trace ? trace->gates.data() + c.row0 * G : z_chunk.data(); }  // its rows of z
   void pack_units(int j, int team);
   void project_rows(int j, int team, Index row0, Index rows, T* z);
   void project_units(const Share& share, Index row0, Index rows, T* z);
   void step_units(const Share& share, Index p, Index row0, T* z);
   void step_projection(const Share& share, Index p);
-  void row_member(Seat& seat);
-  void row_step(int k, int team, Index p);
   // The unit split's recurrent product of step rows [0, b): the slice's units of each gate of a (+)= h W_hh^T
   // (written with layer norm, whose a is h W_hh^T alone; added into z otherwise).
   void unit_product(const UnitShare<T>& share, Index b, const Matrix<T>& h, T* a) {
@@ -229,7 +240,7 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
 
 template <typename T>
 void ForwardPass<T>::run() {
-  run_members(plan, *this);
+  on_team(plan, [this](const auto& share) { walk_forward(plan, walk(), *this, share); });
   Map<T>(io.state_n.h, B, R) = hidden[steps & 1];
   Map<T>(io.state_n.c, B, H) = c;
 }
@@ -246,34 +257,27 @@ UnitShare<T> ForwardPass<T>::share_of(int j, int team) {
           packed.empty() ? nullptr : packed.data() + 4 * R * slice.u0};
 }
 
+// Before the first step: the panels (the unit split: slice j's of W_hh, one per gate, and its share of
+// W_ih's; the row split: its shares of both whole panels), whole before any slice reads them, and the
+// slice's rows of the zoneout masks.
+//
 // The unit split: slice j is hidden units [u0, u1) (all four gates of them, so that the member that
 // owns them keeps their rows of W_hh in its core's cache: the "persistent RNN" idea) and, with a
-// projection, outputs [r0, r1). A segment per step (two with a projection), one per chunk's
-// projection when packed, one to pack.
+// projection, outputs [r0, r1). The row split (plan.hpp; no projection): slice j is rows j, j + team,
+// ... of every step, all units; its rows depend on nothing else, so the team meets only every
+// plan.segment steps (where a late member's rows pass to another).
 template <typename T>
-void ForwardPass<T>::unit_member(Seat& seat) {
-  const int team = seat.slices();
-  if (plan.packing || io.zoneout_seed)  // all of W_ih's panel before a projection, the masks before a step
-    seat.share([&](int j) {
-      if (plan.packing && !dot) pack_units(j, team);
-      draw_masks(j, team);
-    });
-  for (Index first = 0; first < steps; first += plan.chunk) {
-    const Index count = std::min(plan.chunk, steps - first);
-    // Steps of this chunk in processing order are p = first .. first+count-1; their rows are contiguous.
-    const Index t_lo = reverse ? steps - first - count : first;
-    const Index row0 = s.offsets[t_lo], rows = s.offsets[t_lo + count] - row0;
-    T* z = trace ? trace->gates.data() + row0 * G : z_chunk.data();
-    if (plan.packing) seat.share([&](int j) { project_rows(j, team, row0, rows, z); });
-    for (Index p = first; p < first + count; ++p) {
-      seat.share([&](int j) {
-        const Share share = share_of(j, team);
-        if (!plan.packing && p == first) project_units(share, row0, rows, z);
-        step_units(share, p, row0, z);
-      });
-      if (dims.projection) seat.share([&](int j) { step_projection(share_of(j, team), p); });
+void ForwardPass<T>::prepare(int j) {
+  const int team = plan.team;
+  if (plan.packing && !dot) {
+    if (plan.split == Split::kRows) {
+      pack_transposed_share(j, team, w.weight_hh, G, R, packed.data());
+      pack_transposed_share(j, team, w.weight_ih, G, I, packed_ih.data());
+    } else {
+      pack_units(j, team);
     }
   }
+  draw_masks(j, team);
 }
 
 // Slice j's panels of W_hh, and its share of W_ih's.
@@ -376,27 +380,10 @@ void ForwardPass<T>::step_projection(const Share& share, Index p) {
   if (masking) mask_block(p + 1, 0, B, r0, r1 - r0);
 }
 
-// The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units;
-// its rows depend on nothing else, so the team meets only every plan.segment steps (where a late
-// member's rows pass to another) and once to pack.
+// Step p of slice k of the row split: its rows' products, gates and outputs.
 template <typename T>
-void ForwardPass<T>::row_member(Seat& seat) {
-  const int team = seat.slices();
-  seat.share([&](int j) {  // both panels whole (and the zoneout masks drawn) before any slice reads them
-    if (!dot) {
-      pack_transposed_share(j, team, w.weight_hh, G, R, packed.data());
-      pack_transposed_share(j, team, w.weight_ih, G, I, packed_ih.data());
-    }
-    draw_masks(j, team);
-  });
-  for (Index first = 0; first < steps; first += plan.segment)
-    seat.share([&](int j) {
-      for (Index p = first; p < std::min(steps, first + plan.segment); ++p) row_step(j, team, p);
-    });
-}
-
-template <typename T>
-void ForwardPass<T>::row_step(int k, int team, Index p) {
+void ForwardPass<T>::row_step(int k, Index p) {
+  const int team = plan.team;
   const Index stride = team;  // between a member's rows
   const Index t = step_at(p);
   const Index b = s.batch_sizes[t], row = s.offsets[t];

@@ -20,7 +20,6 @@
 
 #include "cell_kernel.hpp"
 #include "frozen.hpp"
-#include "frozen_operands.hpp"
 #include "frozen_products.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
@@ -137,8 +136,10 @@ void exact_gates_units(Index count, Index stride, float* z, float* cell, float* 
 
 // ---- the cell ------------------------------------------------------------------------------------
 
+// The cell of a frozen model on the products of one kind (frozen_products.hpp: F32Product, Bf16Product,
+// Int8Product).
+template <typename Product>
 struct FrozenPass {
-  Precision p;
   const CellDims& dims;
   const CellPlan& plan;
   const FrozenCell& cell;
@@ -151,8 +152,7 @@ struct FrozenPass {
 
   FrozenPass(const CellDims& d, const CellPlan& pl, const FrozenCell& c, const FrozenSteps& st,
              const FrozenArrays& arrays)
-      : p(pl.precision),
-        dims(d),
+      : dims(d),
         plan(pl),
         cell(c),
         s(st),
@@ -176,40 +176,33 @@ struct FrozenPass {
   unsigned char* operand(int j) const { return io.work + layout.a + static_cast<std::size_t>(j) * layout.a_bytes; }
   float* scales(int j) const { return buffer(layout.scale + static_cast<std::size_t>(j) * layout.scale_bytes); }
 
-  // A product's left operand: rows lda apart, in the precision (and scales(j) for int8).
+  // A product's left operand: rows lda apart, in the product's kind (and scales(j) for int8).
   struct Operand {
     const void* rows;
     Index lda;
   };
 
-  // Rows [0, rows) of a [rows, K] (lda apart) in the precision: converted into slice j's buffer, or
-  // (fp32) a itself.
+  // Rows [0, rows) of a [rows, K] (lda apart) in the product's kind: converted into slice j's buffer,
+  // or (fp32) a itself.
   Operand convert(int j, Index rows, Index K, const float* a, Index lda) const {
-    if (p == Precision::fp32) return {a, lda};
-    if (p == Precision::int8)
-      quantize_rows(rows, K, a, lda, reinterpret_cast<std::int8_t*>(operand(j)), layout.a_stride, scales(j));
+    if constexpr (Product::kConverts)
+      return {Product::convert(rows, K, a, lda, operand(j), layout.a_stride, scales(j)), layout.a_stride};
     else
-      round_rows(rows, K, a, lda, reinterpret_cast<std::uint16_t*>(operand(j)), layout.a_stride);
-    return {operand(j), layout.a_stride};
+      return {a, lda};
   }
 
   // out (+)= a W^T over blocks [b0, b1) of W for rows [0, rows) of the operand a.
   void multiply(int j, Index rows, Operand a, const FrozenMatrix& W, Index b0, Index b1, const Output& out) const {
-    if (p == Precision::int8)
-      int8_product(rows, static_cast<const std::int8_t*>(a.rows), a.lda, scales(j), W, b0, b1, out, plan.dot);
-    else if (p == Precision::bf16)
-      bf16_product(rows, static_cast<const std::uint16_t*>(a.rows), a.lda, W, b0, b1, out, plan.dot);
-    else
-      f32_product(rows, static_cast<const float*>(a.rows), a.lda, W, b0, b1, out);
+    Product::multiply(rows, a.rows, a.lda, scales(j), W, b0, b1, out, plan.dot);
   }
 
   // The gates of `count` units of one row from unit u0 (gate blocks H apart): z in, c in/out, m out;
-  // int8's own (the same bits on every ISA), gates.hpp's for the other precisions.
+  // the exact ones above (the same bits on every ISA) where the kind asks, else gates.hpp's.
   void gates(Index count, float* z, float* c, float* m, Index u0) const {
     with_peephole(dims.peephole, [&](auto peephole) {
       constexpr bool kPeep = decltype(peephole)::value;
       const float* peep = kPeep ? cell.peep + u0 : nullptr;
-      if (p == Precision::int8)
+      if constexpr (Product::kExactGates)
         exact_gates_units<kPeep>(count, H, z, c, m, peep, variant);
       else
         gates_forward_units<kPeep>(count, H, z, c, m, peep, variant);
@@ -355,28 +348,14 @@ struct FrozenPass {
     }
   }
 
-  // One member's part of the call; share(work) runs work(j) for the slices j of the next segment this
-  // member gets (Seat::share), or work(0) alone.
-  template <typename Share>
-  void member(const Share& share) const {
-    if (plan.split == Split::kRows) {
-      for (Index first = 0; first < s.steps; first += plan.segment)
-        share([&](int k) {
-          for (Index q = first; q < std::min(s.steps, first + plan.segment); ++q) row_step(k, q);
-        });
-      return;
-    }
-    float* z = buffer(layout.z);
-    for (Index first = 0; first < s.steps; first += plan.chunk) {
-      const Index count = std::min(plan.chunk, s.steps - first);
-      const Index t_lo = s.reverse ? s.steps - first - count : first;
-      const Index row0 = s.offsets[t_lo], rows = s.offsets[t_lo + count] - row0;
-      for (Index q = first; q < first + count; ++q) {
-        share([&](int j) { step_units(j, q, q == first, row0, rows, z); });
-        if (dims.projection) share([&](int j) { step_projection(j, q); });
-      }
-    }
-  }
+  // The walk's hooks (cell_walk.hpp): no meetings but the steps'.
+  bool prepares() const { return false; }
+  void prepare(int) const {}
+  bool projects_chunks() const { return false; }
+  void project_chunk(int, const Chunk&) const {}
+  void step(int j, Index q, const Chunk& c) const { step_units(j, q, q == c.first, c.row0, c.rows, buffer(layout.z)); }
+  void project(int j, Index q) const { step_projection(j, q); }
+  Walk walk() const { return {s.steps, s.offsets, s.reverse, dims.projection}; }
 
   void run() const {
     const Index B = s.batch;
@@ -386,10 +365,8 @@ struct FrozenPass {
       std::fill_n(c, B * H, 0.0f);
     else if (io.state0.c != c)
       std::copy_n(io.state0.c, B * H, c);
-    if (plan.team == 1)  // no team to lease, nothing allocated (Model::step promises it)
-      member([](const auto& work) { work(0); });
-    else
-      run_team(plan.team, [this](Seat& seat) { member([&seat](const auto& work) { seat.share(work); }); });
+    // (A team of one leases nothing and allocates nothing: Model::step promises it.)
+    on_team(plan, [this](const auto& share) { walk_forward(plan, walk(), *this, share); });
     if (hidden(s.steps) != io.state_n.h) std::copy_n(hidden(s.steps), B * R, io.state_n.h);
   }
 };
@@ -398,7 +375,11 @@ struct FrozenPass {
 
 void frozen_forward(const CellDims& dims, const CellPlan& plan, const FrozenCell& cell, const FrozenSteps& steps,
                     const FrozenArrays& arrays) {
-  FrozenPass(dims, plan, cell, steps, arrays).run();
+  switch (plan.precision) {  // the product kind, chosen once for the call
+    case Precision::int8: return FrozenPass<Int8Product>(dims, plan, cell, steps, arrays).run();
+    case Precision::bf16: return FrozenPass<Bf16Product>(dims, plan, cell, steps, arrays).run();
+    case Precision::fp32: return FrozenPass<F32Product>(dims, plan, cell, steps, arrays).run();
+  }
 }
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "frozen.hpp"
+#include "frozen_operands.hpp"
 #include "gates.hpp"
 
 namespace lstm_fast::detail {
@@ -385,6 +386,48 @@ void f32_product(Index rows, const float* A, Index lda, const FrozenMatrix& W, I
   for (; b < b1; ++b)
     for (Index r = 0; r < rows; ++r) f32_tile<1, 1>(A, lda, W, r, b, out);
 }
+
+// ---- the product kinds ---------------------------------------------------------------------------
+// What the frozen cell (frozen_kernels.cpp) is instantiated with, once per kind: how it converts a left
+// operand's rows (into `to`, `stride` numbers apart, with a scale a row in `scales` for int8), the
+// product of converted rows with a FrozenMatrix (on the kind's dot instruction where `dot`: the plan's
+// CellPlan::dot), and whether the cell's gates must be the same bits on every ISA (kExactGates).
+
+struct F32Product {
+  static constexpr bool kConverts = false;  // the rows as they are
+  static constexpr bool kExactGates = false;
+  static void multiply(Index rows, const void* a, Index lda, const float*, const FrozenMatrix& W, Index b0, Index b1,
+                       const Output& out, bool) {
+    f32_product(rows, static_cast<const float*>(a), lda, W, b0, b1, out);
+  }
+};
+
+struct Bf16Product {
+  static constexpr bool kConverts = true;
+  static constexpr bool kExactGates = false;
+  static const void* convert(Index rows, Index K, const float* a, Index lda, unsigned char* to, Index stride, float*) {
+    round_rows(rows, K, a, lda, reinterpret_cast<std::uint16_t*>(to), stride);
+    return to;
+  }
+  static void multiply(Index rows, const void* a, Index lda, const float*, const FrozenMatrix& W, Index b0, Index b1,
+                       const Output& out, bool dot) {
+    bf16_product(rows, static_cast<const std::uint16_t*>(a), lda, W, b0, b1, out, dot);
+  }
+};
+
+struct Int8Product {
+  static constexpr bool kConverts = true;
+  static constexpr bool kExactGates = true;  // int8's promise: the same bits on every instruction set
+  static const void* convert(Index rows, Index K, const float* a, Index lda, unsigned char* to, Index stride,
+                             float* scales) {
+    quantize_rows(rows, K, a, lda, reinterpret_cast<std::int8_t*>(to), stride, scales);
+    return to;
+  }
+  static void multiply(Index rows, const void* a, Index lda, const float* scales, const FrozenMatrix& W, Index b0,
+                       Index b1, const Output& out, bool dot) {
+    int8_product(rows, static_cast<const std::int8_t*>(a), lda, scales, W, b0, b1, out, dot);
+  }
+};
 
 }  // namespace
 }  // namespace lstm_fast::detail
