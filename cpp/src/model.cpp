@@ -100,7 +100,8 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
       total += 4 * H;
     }
   }
-  m.params_.assign(static_cast<size_t>(total), 0.0f);
+  // (Shared by the model's copies, as frozen_ is, whose cells point into it.)
+  auto params = std::make_shared<std::vector<float>>(static_cast<size_t>(total), 0.0f);
 
   // An int8 file's row scales, by cell and weight (0 ih, 1 hh, 4 hr).
   std::vector<std::vector<float>> row_scales(static_cast<size_t>(c.num_cells() * 5));
@@ -117,7 +118,7 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
     if (detail::is_scale(t.field)) continue;
     if (in_params(t)) {
       const std::vector<float> v = detail::tensor_floats(file, t, scale_of(t), what);
-      std::copy(v.begin(), v.end(), m.params_.begin() + offset_of(t));
+      std::copy(v.begin(), v.end(), params->begin() + offset_of(t));
     }
     if (detail::is_weight(t.field)) {
       detail::FrozenCell& cell = cells[t.cell];
@@ -129,22 +130,23 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
   if (c.bias) {
     for (CellOffsets& o : m.cells_)
       for (Index j = 0; j < 4 * H; ++j)
-        m.params_[static_cast<size_t>(o.bias + j)] =
-            m.params_[static_cast<size_t>(o.bias_ih + j)] + m.params_[static_cast<size_t>(o.bias_hh + j)];
+        (*params)[static_cast<size_t>(o.bias + j)] =
+            (*params)[static_cast<size_t>(o.bias_ih + j)] + (*params)[static_cast<size_t>(o.bias_hh + j)];
   }
   for (size_t k = 0; k < cells.size(); ++k) {
     const CellOffsets& o = m.cells_[k];
-    cells[k].bias = o.bias < 0 ? nullptr : m.params_.data() + o.bias;
-    cells[k].peep = o.weight_peep < 0 ? nullptr : m.params_.data() + o.weight_peep;
-    for (int i = 0; i < 6; ++i) cells[k].ln[i] = o.ln[i] < 0 ? nullptr : m.params_.data() + o.ln[i];
+    cells[k].bias = o.bias < 0 ? nullptr : params->data() + o.bias;
+    cells[k].peep = o.weight_peep < 0 ? nullptr : params->data() + o.weight_peep;
+    for (int i = 0; i < 6; ++i) cells[k].ln[i] = o.ln[i] < 0 ? nullptr : params->data() + o.ln[i];
   }
+  m.params_ = std::move(params);
   m.frozen_ = std::make_shared<const std::vector<detail::FrozenCell>>(std::move(cells));
   return m;
 }
 
 std::vector<CellWeights<float>> Model::cell_weights() const {
   std::vector<CellWeights<float>> cells;
-  auto at = [&](Index offset) -> const float* { return offset < 0 ? nullptr : params_.data() + offset; };
+  auto at = [&](Index offset) -> const float* { return offset < 0 ? nullptr : params_->data() + offset; };
   for (const CellOffsets& o : cells_)
     cells.push_back({at(o.weight_ih), at(o.weight_hh), at(o.bias_ih), at(o.bias_hh), at(o.weight_hr), at(o.weight_peep),
                      at(o.ln[0]), at(o.ln[1]), at(o.ln[2]), at(o.ln[3]), at(o.ln[4]), at(o.ln[5])});

@@ -338,7 +338,7 @@ void Model::save(const std::string& path) const {
         Index elements = 1;
         for (std::int64_t e : expected_shape(config_, t)) elements *= e;
         if (!detail::is_scale(t.field) && o.of(t.field) >= 0) {  // a float32 tensor of params_ (little-endian)
-          put(t, "F32", params_.data() + o.of(t.field), static_cast<std::size_t>(elements) * 4);
+          put(t, "F32", params_->data() + o.of(t.field), static_cast<std::size_t>(elements) * 4);
           continue;
         }
         const detail::FrozenCell& cell = (*frozen_)[t.cell];

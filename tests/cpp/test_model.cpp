@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
@@ -134,6 +135,33 @@ TEST(Model, StepMatchesForwardWithoutAllocating) {
 
     st.reset();
     for (float v : st.h) EXPECT_EQ(v, 0.0f);
+  }
+}
+
+// A copy is a model of its own: it outlives the model it was copied from, in every precision (a frozen
+// model's packed cells point into its float parameters, the biases and peepholes). The freed blocks
+// are filled with other numbers before the copy runs, so that reading them would show.
+TEST(Model, ACopyOutlivesItsOriginal) {
+  const ModelSpec spec{4, 8, 1, 0, true, false, true, "float32"};
+  const std::string path = temp_path("copied.safetensors");
+  write_and_load(spec, 5).save(path);
+  for (const lstm_fast::Precision p :
+       {lstm_fast::Precision::fp32, lstm_fast::Precision::bf16, lstm_fast::Precision::int8}) {
+    const lstm_fast::Model fresh = lstm_fast::Model::load(path, p);
+    const Index I = fresh.input_size(), O = fresh.output_size();
+    const std::vector<float> x = random_vector(static_cast<size_t>(I), 9);
+    std::vector<float> expected(static_cast<size_t>(O)), got(static_cast<size_t>(O));
+    lstm_fast::State st = fresh.initial_state(1);
+    fresh.step(x.data(), expected.data(), st);
+
+    auto original = std::make_unique<lstm_fast::Model>(lstm_fast::Model::load(path, p));
+    const lstm_fast::Model copy = *original;
+    original.reset();
+    std::vector<std::vector<float>> others;
+    for (int k = 0; k < 256; ++k) others.emplace_back(static_cast<size_t>(8 + k % 64) * 4, 1e30f);
+    lstm_fast::State st_copy = copy.initial_state(1);
+    copy.step(x.data(), got.data(), st_copy);
+    EXPECT_EQ(got, expected) << lstm_fast::precision_name(p);
   }
 }
 

@@ -169,7 +169,7 @@ class Model {
   Precision precision_ = Precision::fp32;
   // fp32: every tensor, one after another; bf16 and int8: the float32 ones (biases, peepholes). Then
   // one summed bias per cell.
-  std::vector<float> params_;
+  std::shared_ptr<const std::vector<float>> params_;  // (shared by copies: frozen_'s cells point into it)
   std::vector<CellOffsets> cells_;                                 // [L*D]
   std::shared_ptr<const std::vector<detail::FrozenCell>> frozen_;  // bf16 and int8: [L*D]
 };
