@@ -1,7 +1,7 @@
 // bf16 training's products on vdpbf16ps (included by forward.cpp and backward.cpp, so compiled once per
 // ISA). With CellPlan::bf16 every product's operands are bfloat16 values held in floats (network.cpp
 // rounds the weights and x, the passes round h, m and the gradients where they write them), so the
-// float kernels (recurrent.hpp) already compute the mixed-precision products exactly as API.md states,
+// float kernels (recurrent.hpp) already compute the mixed-precision products exactly as docs/api.md states,
 // with float sums. Where the CPU has AVX512_BF16 the products run instead on vdpbf16ps: the
 // projection, the recurrent products, dh and dX on the frozen models' bf16 kernels
 // (frozen_products.hpp; the weights packed once per pass, the left operand's rows converted, exactly:

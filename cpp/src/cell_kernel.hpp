@@ -114,7 +114,7 @@ MemberSlice member_slice(const CellDims& dims, int team, int k) {
   return {u0, u1, split(R, team, k, 1), split(R, team, k + 1, 1)};
 }
 
-// Zoneout of one state (h or c) of a cell (API.md; Krueger et al. 2016): a unit keeps its previous
+// Zoneout of one state (h or c) of a cell (docs/api.md; Krueger et al. 2016): a unit keeps its previous
 // value with mask d, 0/1 per unit, step and row ([N, width] in the packed rows: a training forward's),
 // or with the probability z itself where d is null (inference).
 template <typename T>
