@@ -1,8 +1,10 @@
-"""The shape of the C++ core (issue 14): files of a readable length and functions that fit on a screen.
-(The Python package's own shape, import cycles and function lengths, is checked in test_package.py.)"""
+"""The shape of the C++ core (issue 14): files of a readable length and functions that fit on a screen;
+and the map of the code: docs/development.md names every source and test file. (The Python package's
+own shape, import cycles and function lengths, is checked in test_package.py.)"""
 
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -11,6 +13,14 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MAX_FUNCTION_LINES = 80
 MAX_CPP_FILE_LINES = 450
+# The folders whose every file docs/development.md names, with a line on what it is, and the files there.
+DOCUMENTED = {
+    "cpp/src": ("*.cpp", "*.hpp"),
+    "cpp/include/lstm_fast": ("*.hpp",),
+    "cpp/bindings": ("*.cpp", "*.hpp"),
+    "python/lstm_fast": ("*.py", "*.pyi"),
+    "tests": ("*.py",),
+}
 
 pytestmark = pytest.mark.skipif(not (ROOT / "cpp").is_dir(), reason="needs the source tree (cpp/)")
 
@@ -47,3 +57,18 @@ def test_cpp_functions_fit_on_a_screen():
         if (n := t.get("end", t["line"]) - t["line"] + 1) > MAX_FUNCTION_LINES
     ]
     assert not long, long
+
+
+def names(text: str, name: str) -> bool:
+    """Whether text names the file `name` on its own (model.cpp is not named by models.cpp or _model.py)."""
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", text) is not None
+
+
+def test_development_md_names_every_source_and_test_file():
+    text = (ROOT / "docs" / "development.md").read_text()
+    files = [
+        p for folder, patterns in DOCUMENTED.items() for pattern in patterns for p in (ROOT / folder).glob(pattern)
+    ]
+    assert len(files) > 50, files
+    missing = sorted(str(p.relative_to(ROOT)) for p in files if not names(text, p.name))
+    assert not missing, f"docs/development.md does not name these files (add a line on each): {', '.join(missing)}"
