@@ -1,6 +1,6 @@
 """bf16 mixed-precision training: forward(train=True, precision="bf16") and its backward().
 
-The contract (API.md): every matrix product's operands rounded to bfloat16 (x, h_{t-1} (times the
+The contract (docs/api.md, "Training"): every matrix product's operands rounded to bfloat16 (x, h_{t-1} (times the
 recurrent dropout mask), m_t, the weights; in backward the gradients w.r.t. the gates (or, with layer
 norm, w.r.t. its inputs) and h_t), the products summed in float32; everything else float32. Checked:
 - against the float64 reference with the same operands rounded (reference.forward(precision="bf16")

@@ -1,8 +1,11 @@
-"""The shape of the C++ core (issue 14): files of a readable length and functions that fit on a screen.
-(The Python package's own shape, import cycles and function lengths, is checked in test_package.py.)"""
+"""The shape of the C++ core (issue 14): files of a readable length and functions that fit on a screen;
+and the map of the code: docs/development.md names every source and test file, README.md stays a
+front page whose links lead somewhere. (The Python package's own shape, import cycles and function
+lengths, is checked in test_package.py.)"""
 
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -11,6 +14,17 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MAX_FUNCTION_LINES = 80
 MAX_CPP_FILE_LINES = 450
+MAX_README_LINES = 200
+# The folders whose every file docs/development.md names, with a line on what it is, and the files there.
+DOCUMENTED = {
+    "cpp/src": ("*.cpp", "*.hpp"),
+    "cpp/include/lstm_fast": ("*.hpp",),
+    "cpp/bindings": ("*.cpp", "*.hpp"),
+    "python/lstm_fast": ("*.py", "*.pyi"),
+    "tests": ("*.py",),
+}
+# The README's two commands, which .ci/run runs exactly as written there.
+README_COMMANDS = ("pip install . && python -m lstm_fast", 'pip install ".[test]" && python -m pytest')
 
 pytestmark = pytest.mark.skipif(not (ROOT / "cpp").is_dir(), reason="needs the source tree (cpp/)")
 
@@ -47,3 +61,53 @@ def test_cpp_functions_fit_on_a_screen():
         if (n := t.get("end", t["line"]) - t["line"] + 1) > MAX_FUNCTION_LINES
     ]
     assert not long, long
+
+
+def names(text: str, name: str) -> bool:
+    """Whether text names the file `name` on its own (model.cpp is not named by models.cpp or _model.py)."""
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", text) is not None
+
+
+def test_development_md_names_every_source_and_test_file():
+    text = (ROOT / "docs" / "development.md").read_text()
+    files = [
+        p for folder, patterns in DOCUMENTED.items() for pattern in patterns for p in (ROOT / folder).glob(pattern)
+    ]
+    assert len(files) > 50, files
+    missing = sorted(str(p.relative_to(ROOT)) for p in files if not names(text, p.name))
+    assert not missing, f"docs/development.md does not name these files (add a line on each): {', '.join(missing)}"
+
+
+def test_readme_is_a_front_page_of_at_most_200_lines():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= MAX_README_LINES, (
+        f"README.md has {len(lines)} lines, more than {MAX_README_LINES}: move the details into docs/ and link them"
+    )
+    for command in README_COMMANDS:  # .ci/run runs them as the README gives them
+        assert command in lines, f"README.md no longer gives the command {command!r} on a line of its own"
+
+
+def heading_anchors(markdown: str) -> set:
+    """The anchors GitHub gives a page's headings: lowercased, punctuation dropped, spaces as hyphens."""
+    anchors, seen = set(), {}
+    for heading in re.findall(r"^#+ +(.+?) *$", re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M), re.M):
+        anchor = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        seen[anchor] = seen.get(anchor, -1) + 1
+        anchors.add(anchor if seen[anchor] == 0 else f"{anchor}-{seen[anchor]}")
+    return anchors
+
+
+def test_the_links_of_the_readme_and_the_docs_lead_somewhere():
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", link):  # https: and mailto: are not checked
+                continue
+            path, _, anchor = link.partition("#")
+            target = (page.parent / path).resolve() if path else page
+            if not target.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {link} (no such file)")
+            elif anchor and target.suffix == ".md" and anchor not in heading_anchors(target.read_text()):
+                broken.append(f"{page.relative_to(ROOT)}: {link} (no such heading)")
+    assert not broken, broken

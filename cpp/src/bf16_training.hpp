@@ -1,12 +1,12 @@
 // bf16 training's products on vdpbf16ps (included by forward.cpp and backward.cpp, so compiled once per
-// ISA). With CellPlan::bf16 every product's operands are bfloat16 values held in floats (network.cpp
-// rounds the weights and x, the passes round h, m and the gradients where they write them), so the
-// float kernels (recurrent.hpp) already compute the mixed-precision products exactly as API.md states,
-// with float sums. Where the plan says so (CellPlan::dot: AVX512_BF16) the products run instead on vdpbf16ps: the
-// projection, the recurrent products, dh and dX on the frozen models' bf16 kernels
-// (frozen_products.hpp; the weights packed once per pass, the left operand's rows converted, exactly:
-// their upper halves, per block of rows in a buffer of the member's own), and the weight gradients on
-// the pair-row kernel below. The same products, two per lane, summed in another order.
+// ISA). With CellPlan::precision bf16 every product's operands are bfloat16 values held in floats
+// (network.cpp rounds the weights and x, the passes round h, m and the gradients where they write
+// them), so the float kernels (recurrent.hpp) already compute the mixed-precision products exactly as
+// docs/api.md states, with float sums. Where the plan says so (CellPlan::dot: AVX512_BF16) the products
+// run instead on vdpbf16ps: the projection, the recurrent products, dh and dX on the frozen models' bf16
+// kernels (frozen_products.hpp; the weights packed once per pass, the left operand's rows converted,
+// exactly: their upper halves, per block of rows in a buffer of the member's own), and the weight
+// gradients on the pair-row kernel below. The same products, two per lane, summed in another order.
 #pragma once
 
 #include <algorithm>

@@ -115,7 +115,7 @@ MemberSlice member_slice(const CellDims& dims, int team, int k) {
   return {u0, u1, split(R, team, k, 1), split(R, team, k + 1, 1)};
 }
 
-// Zoneout of one state (h or c) of a cell (API.md; Krueger et al. 2016): a unit keeps its previous
+// Zoneout of one state (h or c) of a cell (docs/api.md; Krueger et al. 2016): a unit keeps its previous
 // value with mask d, 0/1 per unit, step and row ([N, width] in the packed rows: a training forward's),
 // or with the probability z itself where d is null (inference).
 template <typename T>
@@ -172,7 +172,7 @@ inline void round_bf16_to(const float* v, float* out, Index n) {
 }
 inline void round_bf16(float* v, Index n) { round_bf16_to(v, v, n); }
 
-// bf16 training (CellPlan::bf16): the values of a block of floats (a row-major Eigen block or map)
+// bf16 training (CellPlan::precision bf16): the values of a block of floats (a row-major Eigen block or map)
 // rounded to bfloat16 in place, where they become a product's operand. (Never called on doubles.)
 template <typename Block>
 void round_block(Block&& block) {

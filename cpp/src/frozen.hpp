@@ -1,6 +1,6 @@
 // The weights of a frozen model (fp32, bf16, int8), converted and packed once when the model is made,
 // and the interface of the kernels that run them (frozen_kernels.cpp, compiled per ISA). Internal
-// header: not installed. The numerics are API.md's "Inference models and precision":
+// header: not installed. The numerics are docs/api.md's "Inference models and precision":
 //   fp32: z += a W^T in float32;
 //   bf16: z += bf16(a) bf16(W)^T, products summed in float32;
 //   int8: z += (q_a q_W^T) s_a s_W, q_a = rint(a / s_a) per row of a and step, s = max|row| / 127,

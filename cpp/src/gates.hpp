@@ -62,7 +62,7 @@ struct Simd {
   }
 };
 
-// The cell variants fused into the pointwise kernels (API.md "Cell variants"): ONNX's clip, the gates'
+// The cell variants fused into the pointwise kernels (docs/api.md "Constructor"): ONNX's clip, the gates'
 // pre-activations clamped to [-clip, clip] (clip 0: none), and input_forget, f = 1 - i (coupled). The
 // backward finds a clipped gate from its activated value: a gate at sigmoid(+-clip) or tanh(+-clip),
 // computed by the forward's own functions, passes no gradient (nor one whose pre-activation was within

@@ -138,9 +138,9 @@ void over_layers(Index layers, Index rows, Index width, const T* x, T* y, const 
   }
 }
 
-// What a training forward does beyond inference (API.md's training options; a trace required).
+// What a training forward does beyond inference (docs/api.md's training options; a trace required).
 //   recurrent_masks: null, or [L*D, B, R]: cell k*D + d's recurrent product reads h_{t-1} times its
-//     mask (the recurrent dropout of API.md, scale included).
+//     mask (the recurrent dropout of docs/api.md, scale included).
 //   zoneout_seed: null, or the seed of zoneout's masks (zoneout_masks below), which the trace keeps;
 //     null: the config's probabilities, d = z.
 //   checkpoint: 0 keeps the trace of every step; k > 0 keeps each cell's state every k steps (rounded
@@ -168,7 +168,7 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
              const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
              const Training<T>& training = {});
 
-// Zoneout's training masks of cell `cell` (API.md): d = 1 with probability z (to 2^-24), independently
+// Zoneout's training masks of cell `cell` (docs/api.md): d = 1 with probability z (to 2^-24), independently
 // for every unit of every packed row, drawn from `seed`: d_h [N, R] (probability z_h) and d_c [N, H]
 // (z_c), 0 or 1. Each row from its own splitmix64 stream (seeded by seed, cell and row), so that any
 // rows can be drawn again alone: this writes rows [row0, row1) of d_h and d_c, which point at row row0's

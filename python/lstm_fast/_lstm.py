@@ -215,9 +215,9 @@ class LSTM(SequenceLayout, ConfigAttributes):
         return self.dtype
 
     def freeze(self, precision: str = "fp32") -> "Model":
-        """The frozen inference model of these weights (lf.Model): "fp32", "bf16" or "int8" (README's
-        precision contract). Its weights are converted and packed once, here; later changes to this
-        LSTM do not reach it."""
+        """The frozen inference model of these weights (lf.Model): "fp32", "bf16" or "int8" (the
+        precision contract: docs/api.md, "Inference models and precision"). Its weights are converted
+        and packed once, here; later changes to this LSTM do not reach it."""
         from ._model import freeze
 
         return freeze(self._lstm_config, self.state_dict(), precision)

@@ -29,7 +29,7 @@ def _precision_arg(precision: Any) -> str:
 
 
 class Model(SequenceLayout, ConfigAttributes):
-    """A frozen LSTM for inference in "fp32", "bf16" or "int8" (see the README's precision contract).
+    """A frozen LSTM for inference in "fp32", "bf16" or "int8" (the precision contract: docs/api.md).
 
     ``y, (h_n, c_n) = model(x, state=None, lengths=None)`` with the layouts of ``LSTM.__call__``;
     ``model.step(x_t, state)`` for streaming (unidirectional); ``model.save(path)``. Immutable: no

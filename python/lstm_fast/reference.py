@@ -30,7 +30,7 @@ products) reads its operands rounded, and everything else stays float64 here (fl
             the inputs (x_t, h_{t-1}, m_t) likewise per batch row, at every step; the sums of q_a q_w
             exact integers, then times s_a s_w.
 
-Cell variants (keyword arguments of forward; ../API.md "Cell variants and training options"):
+Cell variants (keyword arguments of forward; docs/api.md "Constructor" and "Training"):
 
     layer_norm     Ba, Kiros & Hinton (2016, eqs. 20-22): the two products layer-normalised over the
                    row's 4H pre-activations before the biases are added, and c_t over H before its tanh:

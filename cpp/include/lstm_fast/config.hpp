@@ -35,8 +35,8 @@ constexpr Index kMaxSize = 0x7fffffff;  // 2^31 - 1
 constexpr int kMaxElementsLog2 = 48;    // 2^48 numbers: 1 PiB of float, beyond any machine
 constexpr Index kMaxElements = Index(1) << kMaxElementsLog2;
 
-// At most this many threads: set_num_threads, the worker pool and fma_peak_gflops all stop here, so
-// that a typo like 10**6 cannot have the pool start thousands of threads.
+// At most this many threads: set_num_threads, the worker pool and the peak-throughput probes all stop
+// here, so that a typo like 10**6 cannot have the pool start thousands of threads.
 constexpr int kMaxThreads = 1024;
 
 // The shape of an LSTM stack: the constructor arguments of torch.nn.LSTM plus `peephole`.
@@ -48,18 +48,18 @@ struct Config {
   bool bias = true;
   bool bidirectional = false;
   bool peephole = false;
-  // The cell variants (API.md "Cell variants and training options"): ONNX's clip, the gates'
+  // The cell variants (docs/api.md, "Constructor"): ONNX's clip, the gates'
   // pre-activations clamped to [-cell_clip, cell_clip] (0: none), and ONNX's input_forget, f = 1 - i.
   double cell_clip = 0.0;
   bool coupled_gates = false;
   // Zoneout (Krueger et al. 2016) in its inference form: c_t = z_c c_{t-1} + (1 - z_c) c~_t and
   // h_t = z_h h_{t-1} + (1 - z_h) h~_t, c~ and h~ the cell's new state; 0: none. A training forward
-  // takes 0/1 masks per unit, step and row instead (network.hpp).
+  // (Python's lf.LSTM) uses 0/1 masks per unit, step and row instead; a Model runs inference only.
   double zoneout_h = 0.0;
   double zoneout_c = 0.0;
   // The layer-normalised LSTM (Ba, Kiros & Hinton 2016, eqs. 20-22): z = LN(W_ih x_t) + LN(W_hh h_{t-1})
   // + b_ih + b_hh, each LN over the row's 4H numbers, and h_t = o * tanh(LN(c_t)) over H; each LN with
-  // its own gain and bias (network.hpp's CellWeights), eps 1e-5.
+  // its own gain and bias (the ln_* tensors of a model file: lstm_fast.hpp), eps 1e-5.
   bool layer_norm = false;
 
   Index directions() const { return bidirectional ? 2 : 1; }                     // D
@@ -73,7 +73,7 @@ struct Config {
   void validate() const;
 };
 
-// The arithmetic of a frozen inference Model (lstm_fast.hpp; API.md "Inference models and precision"):
+// The arithmetic of a frozen inference Model (lstm_fast.hpp; docs/api.md "Inference models and precision"):
 //   fp32  float32 throughout;
 //   bf16  the weights and the inputs of every matrix product (x_t, h_{t-1}, m_t) rounded to bfloat16
 //         (nearest even), the products summed in float32; everything else float32;

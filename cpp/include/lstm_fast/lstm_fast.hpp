@@ -39,12 +39,14 @@
 namespace lstm_fast {
 
 class Model;
+// Not part of the API: the library's own types, declared here only because Model's private members
+// name them. Nothing below depends on what they are.
 template <typename T>
-struct CellWeights;  // internal (the raw-array stack of cpp/src/network.hpp)
+struct CellWeights;  // one cell's weights as the sequence kernels take them
 namespace detail {
-struct FrozenCell;   // internal: a cell's weights in bf16 or int8, packed (cpp/src/frozen.hpp)
-struct LayerPlan;    // internal: how a layer's call runs (cpp/src/plan.hpp)
-struct ModelAccess;  // internal: what the Python bindings call
+struct FrozenCell;   // one cell's weights, packed once at load for the model's precision
+struct LayerPlan;    // how one layer's call is run (threads, chunks)
+struct ModelAccess;  // what the Python bindings call
 }  // namespace detail
 
 // The recurrent state of every layer and direction for a batch of B independent streams, plus the
@@ -66,7 +68,7 @@ class State {
  private:
   friend class Model;
   Index batch_ = 0;
-  // step's buffers: [B, R] of a layer's output, then the frozen kernels' working memory for B rows.
+  // step's buffers: [B, R] of a layer's output, then the working memory of one step of B rows.
   std::vector<float> workspace_;
 };
 
@@ -75,10 +77,17 @@ class Model {
  public:
   Model() = default;  // an empty model; use load()
 
-  // Reads the safetensors file that LSTM.save() (Python) writes: the weights under torch's names
-  // (weight_ih_l{k}[_reverse] [4H, I_k], weight_hh [4H, R], bias_ih / bias_hh [4H] when bias,
-  // weight_hr [R, H] when proj_size > 0, weight_peep [3, H] when peephole), float32 or float64, and
-  // the metadata {"format": "lstm_fast/1", "config": JSON of the constructor arguments}.
+  // Reads the safetensors file that LSTM.save() (Python) writes: float32 or float64 tensors, and the
+  // metadata {"format": "lstm_fast/1", "config": JSON of the constructor arguments}. The tensors of
+  // layer k and direction d are named as torch names them, <name>_l{k} for d = 0 and
+  // <name>_l{k}_reverse for d = 1 (I_k: I for layer 0, else D*R):
+  //   weight_ih [4H, I_k], weight_hh [4H, R]          always (rows in the gate order i, f, g, o)
+  //   bias_ih [4H], bias_hh [4H]                      when bias
+  //   weight_hr [R, H]                                when proj_size > 0
+  //   weight_peep [3, H] (rows i, f, o)               when peephole
+  //   ln_ih_weight [4H], ln_ih_bias [4H],             when layer_norm: layer norm's gains and biases,
+  //   ln_hh_weight [4H], ln_hh_bias [4H],               of W_ih x_t, of W_hh h_{t-1}
+  //   ln_cell_weight [H], ln_cell_bias [H]              and of c_t
   // The file is treated as untrusted: a bounded, well-formed header, known dtypes, every tensor
   // inside the file and of its declared size, no overlap, and exactly the tensors and shapes the
   // config implies. Anything else throws Error naming the problem. float64 weights become float32.
@@ -91,9 +100,11 @@ class Model {
 
   // The same, converted on load to `precision` (Precision in config.hpp): a float file frozen to bf16 or
   // int8, or a bf16 or int8 file widened back to fp32. A file's own precision is kept bit for bit.
-  // Files of every precision are read: the bf16 and int8 ones that save() writes hold the weights as
-  // BF16 or I8 tensors (the int8 ones with a float32 scale per row, "<weight name>_scale"), the biases
-  // and peepholes as F32, and "precision" in their metadata.
+  // Files of every precision are read: the bf16 and int8 ones that save() writes hold the three
+  // weights (weight_ih, weight_hh, weight_hr) as BF16 or I8 tensors of the shapes above, the int8 ones
+  // each with its float32 scale per row, "<weight name>_scale" ([4H] for weight_ih and weight_hh, [R]
+  // for weight_hr); every other tensor (biases, peepholes, layer norm's) as F32; and "precision" in
+  // their metadata.
   static Model load(const std::string& path, Precision precision);
   static Model load_from_bytes(const void* data, std::size_t size, const std::string& name, Precision precision);
 
@@ -138,15 +149,17 @@ class Model {
   const std::string& config_json() const { return config_json_; }
 
  private:
-  // The weights of each cell (layer k, direction d at k*D + d) in the raw form of the internal
-  // network.hpp, pointing into this model, for forward().
+  // The weights of each cell (layer k, direction d at k*D + d) as the fp32 sequence kernels take them,
+  // pointing into this model, for forward().
   std::vector<CellWeights<float>> cell_weights() const;
   // Where each tensor of a cell lives in params_ (an offset in floats), -1 when absent.
   struct CellOffsets {
     Index weight_ih = -1, weight_hh = -1, bias_ih = -1, bias_hh = -1, weight_hr = -1, weight_peep = -1;
-    Index ln[6] = {-1, -1, -1, -1, -1, -1};  // layer norm's gains and biases (file fields 9 .. 14)
+    Index ln[6] = {-1, -1, -1, -1, -1, -1};  // ln_ih_weight, ln_ih_bias, ln_hh_*, ln_cell_* (that order)
     Index bias = -1;                         // b_ih + b_hh [4H], summed once for step
-    Index& of(int field) {                   // a file field's offset (not the int8 scales', 6 .. 8)
+    // A tensor's offset by its number in the list of a cell's file tensors: 0 .. 5 the six on the first
+    // line above, in order, 9 .. 14 ln's (6 .. 8 are the int8 row scales, which params_ does not hold).
+    Index& of(int field) {
       Index* fields[] = {&weight_ih, &weight_hh, &bias_ih, &bias_hh, &weight_hr, &weight_peep};
       return field < 6 ? *fields[field] : ln[field - 9];
     }
@@ -167,11 +180,15 @@ class Model {
   Config config_;
   std::string config_json_;
   Precision precision_ = Precision::fp32;
-  // fp32: every tensor, one after another; bf16 and int8: the float32 ones (biases, peepholes). Then
-  // one summed bias per cell.
-  std::shared_ptr<const std::vector<float>> params_;  // (shared by copies: frozen_'s cells point into it)
-  std::vector<CellOffsets> cells_;                                 // [L*D]
-  std::shared_ptr<const std::vector<detail::FrozenCell>> frozen_;  // bf16 and int8: [L*D]
+  // fp32: every tensor, one after another; bf16 and int8: the float32 ones (biases, peepholes, layer
+  // norm's). Then one summed bias per cell. Shared by the model's copies, as frozen_ is, whose cells
+  // point into it.
+  std::shared_ptr<const std::vector<float>> params_;
+  std::vector<CellOffsets> cells_;  // [L*D]
+  // [L*D]: each cell's weights packed once at load in the model's precision, fp32 included, with
+  // pointers to its float32 tensors in params_. step and Streams run on them in every precision,
+  // forward in bf16 and int8 (fp32's forward runs on params_).
+  std::shared_ptr<const std::vector<detail::FrozenCell>> frozen_;
 };
 
 // Many independent streams over one unidirectional Model (keep the model alive as long as this): a
@@ -228,7 +245,7 @@ class Streams {
   std::vector<Index> resident_;           // the slots whose states are in the batch, in its order
   std::vector<Index> position_;           // [slots]: its row in the batch, or -1
   std::vector<float> batch_h_, batch_c_;  // [L, n, R], [L, n, H]: the resident streams' states
-  std::vector<float> work_;               // Model::step_arrays' workspace
+  std::vector<float> work_;               // the working memory of the model's batched step
 };
 
 }  // namespace lstm_fast

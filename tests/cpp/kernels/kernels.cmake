@@ -1,7 +1,8 @@
-# The kernel tests, compiled once per instruction set as cpp/src/cell.cpp is: test_kernels_<isa> from
-# kernels/test_*.cpp with that set's flags, plus isa_guard.cpp compiled without them (it checks the CPU
-# before any code built with the flags runs). Sets kernel_isas (the sets built) and, when none could
-# be, kernel_reason.
+# The kernel tests, compiled once per instruction set as the library's kernel sources are (the top-level
+# CMakeLists.txt's LSTM_FAST_KERNEL_SOURCES: forward.cpp, backward.cpp, frozen_kernels.cpp, ..., built into
+# lstm_fast_cell_<isa>): test_kernels_<isa> from kernels/test_*.cpp with that set's flags, plus
+# isa_guard.cpp compiled without them (it checks the CPU before any code built with the flags runs).
+# Sets kernel_isas (the sets built) and, when none could be, kernel_reason.
 #
 # In-tree the top-level CMakeLists.txt's LSTM_FAST_ISAS, LSTM_FAST_FLAGS_<isa> and LSTM_FAST_EIGEN_DEFINITIONS
 # are used; against an installed package the same lists are written here (tests/test_cpp.py checks they agree).
@@ -37,7 +38,8 @@ else()
     target_compile_features(test_kernels_${isa} PRIVATE cxx_std_17)
     target_include_directories(test_kernels_${isa} BEFORE PRIVATE ${LSTM_FAST_SOURCE_DIR}/cpp/src
       ${LSTM_FAST_SOURCE_DIR}/cpp/include ${CMAKE_CURRENT_LIST_DIR})
-    # As the library's build of cell.cpp (see the top-level CMakeLists.txt for why each definition).
+    # As the library's per-ISA build of its kernel sources, lstm_fast_cell_<isa> (see the top-level
+    # CMakeLists.txt for why each definition).
     target_compile_definitions(test_kernels_${isa} PRIVATE LSTM_FAST_TEST_ISA=${isa} Eigen=lstm_fast_eigen_${isa}
       ${LSTM_FAST_EIGEN_DEFINITIONS})
     target_compile_options(test_kernels_${isa} PRIVATE ${LSTM_FAST_FLAGS_${isa}})
