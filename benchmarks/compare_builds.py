@@ -7,7 +7,8 @@ faster).
 
 `--old` is a folder that holds an installed `lstm_fast` package (put first on PYTHONPATH); the new
 build is the one this interpreter imports. Cases: inference and training (forward + backward) at the
-shapes of bench_torch.py, and the streaming step.
+shapes of bench_torch.py, the frozen models (fp32, bf16, int8) at two of them, and the streaming step
+of lf.LSTM and of the frozen models.
 """
 
 from __future__ import annotations
@@ -42,10 +43,18 @@ def worker(threads: int) -> None:
             model.backward(dy)
 
         out[f"{name} training"] = median_ms(train, 7)
+        if name in ("medium", "b1"):
+            for precision in ("fp32", "bf16", "int8"):
+                frozen = model.freeze(precision)
+                out[f"{name} {precision} model"] = median_ms(lambda: frozen(x), 7)
     model = lf.LSTM(64, 256, seed=0)
     state = model.initial_state(1)
     x_t = rng.standard_normal((1, 64), dtype=np.float32)
     out["step B1 I64 H256 (us)"] = 1e3 * median_ms(lambda: model.step(x_t, state), 7)
+    for precision in ("fp32", "int8"):
+        frozen = model.freeze(precision)
+        _, frozen_state = frozen.step(x_t)
+        out[f"{precision} model step B1 (us)"] = 1e3 * median_ms(lambda: frozen.step(x_t, frozen_state), 7)
     print(json.dumps(out))
 
 

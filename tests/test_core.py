@@ -345,7 +345,7 @@ def test_results_do_not_depend_on_where_the_arrays_lie(rng, dtype, shape):
 @pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=131)])
 @pytest.mark.parametrize("I", [5, 150])
 def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, B, kwargs, I):
-    # The packed kernel (cpp/src/recurrent.hpp, used from 64 rows on) sums K in blocks of 128:
+    # The packed kernel (cpp/src/kernels/recurrent.hpp, used from 64 rows on) sums K in blocks of 128:
     # forward K = R and backward K = 4H both exceed it here, and with I = 150 so do the input
     # projection's K = I and the columns of dX = dZ W_ih (three full panel blocks and a narrow one).
     # B = 7 and 13 leave tails of 3, 4 and 1 rows after the 4- or 8-row tiles; with B = 13 the
@@ -364,7 +364,7 @@ def test_recurrent_products_deeper_than_one_block(rng, threads, dtype, B, kwargs
 )
 def test_batch_rows_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
     # With B >= 8 per member and small weights a team splits the batch rows instead of the hidden
-    # units (the row split of cpp/src/plan.cpp): member k runs rows k, k + team, ... with no barrier per
+    # units (the row split of cpp/src/plan/plan.cpp): member k runs rows k, k + team, ... with no barrier per
     # step. B = 41 is not a multiple of the team; lengths end rows at different steps; H = 44 ends
     # the gates in a partial packet. The outputs and the gradients of the input and the state must
     # be bitwise those of one thread (the same FMA chains), and all must match the reference.
@@ -388,8 +388,8 @@ def test_batch_rows_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
 @pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=12, peephole=True)])
 def test_few_rows_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
     # Under 64 rows per call nothing is packed, and a team projects the columns of its own units
-    # (cpp/src/plan.cpp, forward.cpp): N = 2 * 16 = 32 rows, but B * 4H * R and N * 4H * (I + R) are big enough for a
-    # team; H = 100 ends a slice in a partial packet.
+    # (cpp/src/plan/plan.cpp, cell/forward.cpp): N = 2 * 16 = 32 rows, but B * 4H * R and N * 4H * (I + R)
+    # are big enough for a team; H = 100 ends a slice in a partial packet.
     model, x, state, lengths, dy, dstate = random_case(rng, T=2, B=16, I=9, H=100, dtype=dtype, **kwargs)
     with num_threads(threads):
         run_and_compare(model, x, state, lengths, dy, dstate, dtype)

@@ -17,12 +17,14 @@ MAX_CPP_FILE_LINES = 450
 MAX_README_LINES = 200
 # The folders whose every file docs/development.md names, with a line on what it is, and the files there.
 DOCUMENTED = {
-    "cpp/src": ("*.cpp", "*.hpp"),
+    "cpp/src": ("*/*.cpp", "*/*.hpp"),
     "cpp/include/lstm_fast": ("*.hpp",),
     "cpp/bindings": ("*.cpp", "*.hpp"),
     "python/lstm_fast": ("*.py", "*.pyi"),
     "tests": ("*.py",),
 }
+# The folders of cpp/src, lowest first: a file includes headers of its own folder or of one below it only.
+LAYERS = ("runtime", "plan", "weights", "kernels", "cell", "stack", "io", "api")
 # The README's two commands, which .ci/run runs exactly as written there.
 README_COMMANDS = ("pip install . && python -m lstm_fast", 'pip install ".[test]" && python -m pytest')
 
@@ -61,6 +63,21 @@ def test_cpp_functions_fit_on_a_screen():
         if (n := t.get("end", t["line"]) - t["line"] + 1) > MAX_FUNCTION_LINES
     ]
     assert not long, long
+
+
+def test_cpp_src_folders_include_only_downwards():
+    src = ROOT / "cpp" / "src"
+    assert sorted(p.name for p in src.iterdir()) == sorted(LAYERS), "a file or folder of cpp/src outside LAYERS"
+    upward = []
+    for p in sorted(src.rglob("*")):
+        if p.suffix not in (".cpp", ".hpp"):
+            continue
+        level = LAYERS.index(p.parent.name)
+        for target in re.findall(r'^#include "([^"]+)"', p.read_text(), re.M):
+            folder = target.split("/")[0]
+            if folder != "lstm_fast" and (folder not in LAYERS or LAYERS.index(folder) > level):
+                upward.append(f"{p.relative_to(ROOT)} includes {target}")
+    assert not upward, f"includes that point up the layers {LAYERS} (or name no folder): {upward}"
 
 
 def names(text: str, name: str) -> bool:

@@ -182,7 +182,7 @@ print("ok")
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
 def test_teams_on_a_process_restricted_to_one_cpu_finish_and_agree():
     # Helper threads are kept off their caller's CPU when the affinity mask allows it
-    # (cpp/src/affinity.hpp). With a single allowed CPU there is nowhere else: the team must still
+    # (cpp/src/runtime/affinity.hpp). With a single allowed CPU there is nowhere else: the team must still
     # finish (its members yield while they wait) and give the one-thread answer, and the pool's
     # workers, started before the restriction, must move to that CPU with their next job.
     run_script(_ONE_CPU_SCRIPT)
@@ -213,12 +213,12 @@ print("ok")
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_gets_workers_of_its_own():
-    # The workers persist between calls (cpp/src/team.hpp); fork() copies only the calling thread.
+    # The workers persist between calls (cpp/src/runtime/team.hpp); fork() copies only the calling thread.
     run_script(_FORK_SCRIPT)
 
 
 def _workers() -> set[str]:
-    """Thread ids of this process's lstm_fast workers (cpp/src/team.cpp names them)."""
+    """Thread ids of this process's lstm_fast workers (cpp/src/runtime/team.cpp names them)."""
     tids = set()
     for tid in os.listdir("/proc/self/task"):
         try:
@@ -281,7 +281,7 @@ print("ok")
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell environment")
 def test_a_stalled_helper_changes_no_result_and_hangs_no_call(tmp_path):
     # LSTM_FAST_TEST_STALL_US makes every worker sleep before each job and before every 8th segment
-    # (cpp/src/team.cpp), as a helper descheduled on a busy machine: the caller then takes the late
+    # (cpp/src/runtime/team.cpp), as a helper descheduled on a busy machine: the caller then takes the late
     # helper's slices, the helper catches up, and members wait long enough to sleep (team.hpp) and must
     # be woken; the results must be those of a run without the stall.
     runs = {}

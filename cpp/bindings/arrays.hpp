@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "lstm_fast/config.hpp"
-#include "workspace.hpp"  // internal: the library's recycled blocks
+#include "runtime/workspace.hpp"  // internal: the library's recycled blocks
 
 namespace lstm_fast::bindings {
 

@@ -13,9 +13,9 @@
 
 #include "arrays.hpp"
 #include "lstm_fast/lstm_fast.hpp"
-#include "model_access.hpp"  // internal: Model's packed-sequence forward on NumPy's arrays
-#include "network.hpp"       // internal: Schedule
-#include "safetensors.hpp"   // internal: the model file reader
+#include "api/model_access.hpp"  // internal: Model's packed-sequence forward on NumPy's arrays
+#include "stack/network.hpp"     // internal: Schedule
+#include "io/safetensors.hpp"    // internal: the model file reader
 
 namespace lstm_fast::bindings {
 namespace {

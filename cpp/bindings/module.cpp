@@ -13,8 +13,8 @@
 #include "arrays.hpp"
 #include "lstm_fast/config.hpp"
 #include "lstm_fast/lstm_fast.hpp"
-#include "cell.hpp"     // internal: the dot instructions, for tests
-#include "network.hpp"  // internal: the raw-array stack, fma_peak_gflops
+#include "cell/cell.hpp"      // internal: the dot instructions, for tests
+#include "stack/network.hpp"  // internal: the raw-array stack, fma_peak_gflops
 
 namespace py = pybind11;
 using lstm_fast::CellGrads;

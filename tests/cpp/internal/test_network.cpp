@@ -8,8 +8,8 @@
 #include <random>
 #include <vector>
 
-#include "network.hpp"    // cpp/src: the raw-array stack
-#include "workspace.hpp"  // cpp/src: the recycled-block allocator
+#include "stack/network.hpp"      // cpp/src: the raw-array stack
+#include "runtime/workspace.hpp"  // cpp/src: the recycled-block allocator
 #include "model_files.hpp"
 
 namespace lstm_fast_test {

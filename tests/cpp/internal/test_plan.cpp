@@ -1,8 +1,8 @@
-// The plan policy (cpp/src/plan.hpp) on its own: which decisions a call shape and a thread budget
+// The plan policy (cpp/src/plan/plan.hpp) on its own: which decisions a call shape and a thread budget
 // lead to. No timing: the thresholds' measurements are in docs/PERFORMANCE.md.
 #include <gtest/gtest.h>
 
-#include "plan.hpp"
+#include "plan/plan.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// The team (cpp/src/team.hpp) on its own: a Crew runs every slice of every segment exactly once, a
+// The team (cpp/src/runtime/team.hpp) on its own: a Crew runs every slice of every segment exactly once, a
 // segment only after the one before it is complete, and a late member's slices pass to the others.
 // No timing is asserted; a late member is made late by a sleep.
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "team.hpp"
+#include "runtime/team.hpp"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // Compiled WITHOUT the instruction set's flags, into each test_kernels_<isa>: before anything built
 // with those flags runs (the static initialisers that register the tests included), checks that this
-// CPU has the set, as cpp/src/dispatch.cpp does; if not, says so and exits 77, which ctest
+// CPU has the set, as cpp/src/cell/dispatch.cpp does; if not, says so and exits 77, which ctest
 // (SKIP_RETURN_CODE) and tests/test_cpp.py report as a skip with this message.
 // LSTM_FAST_TEST_CPU_LACKS=<isa> pretends the CPU lacks that set, so the skip can be tested anywhere.
 #include <cstdio>

@@ -13,7 +13,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "gates.hpp"
+#include "kernels/gates.hpp"
 
 #define LSTM_FAST_TEST_STRINGIFY_(x) #x
 #define LSTM_FAST_TEST_STRINGIFY(x) LSTM_FAST_TEST_STRINGIFY_(x)

@@ -1,4 +1,4 @@
-// The pointwise kernels of cpp/src/gates.hpp against the LSTM equations written out in scalars (gate
+// The pointwise kernels of cpp/src/kernels/gates.hpp against the LSTM equations written out in scalars (gate
 // order i, f, g, o; peepholes p_i, p_f on c_{t-1} and p_o on c_t), for float and double, compiled and
 // run once per instruction set (kernels.cmake). Unit counts with tails (1, W - 1, W + 1, ...), whole
 // rows and a team member's slice of the units (count < stride); nothing outside the slice written.
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "gates.hpp"
+#include "kernels/gates.hpp"
 #include "kernel_test.hpp"
 
 namespace lstm_fast::test {

@@ -1,4 +1,4 @@
-// The packed products of cpp/src/recurrent.hpp against a naive triple loop, for float and double,
+// The packed products of cpp/src/kernels/recurrent.hpp against a naive triple loop, for float and double,
 // compiled and run once per instruction set (kernels.cmake): pack_transposed and pack_columns (the
 // layout, zero padding included), panel_product (accumulating and overwriting) and panel_gemm.
 // Shapes are the awkward ones: every row count the tile split handles (1 to 9, and 17), column counts
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "kernel_test.hpp"
-#include "recurrent.hpp"
+#include "kernels/recurrent.hpp"
 
 namespace lstm_fast::test {
 namespace {

@@ -1,0 +1,153 @@
+// Runtime ISA dispatch: the cell kernels are compiled for several instruction sets (CMake defines
+// LSTM_FAST_HAVE_AVX2 / LSTM_FAST_HAVE_AVX512 for the builds it made); the best one this CPU runs is
+// chosen on first use, unless the environment variable LSTM_FAST_ISA names another; and the dot-product
+// instructions beyond it that the CPU has (AVX512_BF16, AVX512_VNNI), which the plan hands the products.
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cell/cell.hpp"
+#include "lstm_fast/config.hpp"
+
+namespace lstm_fast {
+namespace {
+
+struct Candidate {
+  const detail::KernelTable* table;
+  bool (*cpu_has)();
+};
+
+bool always() { return true; }
+#if defined(LSTM_FAST_HAVE_AVX2)
+bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#endif
+#if defined(LSTM_FAST_HAVE_AVX512)
+bool cpu_has_avx512() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+}
+#endif
+
+// Compiled instruction sets, worst first.
+const std::vector<Candidate>& compiled() {
+  static const std::vector<Candidate> list = {
+    {&detail::baseline::kernel_table, &always},
+#if defined(LSTM_FAST_HAVE_AVX2)
+    {&detail::avx2::kernel_table, &cpu_has_avx2},
+#endif
+#if defined(LSTM_FAST_HAVE_AVX512)
+    {&detail::avx512::kernel_table, &cpu_has_avx512},
+#endif
+  };
+  return list;
+}
+
+const detail::KernelTable* find_supported(const std::string& name) {
+  for (const Candidate& c : compiled())
+    if (name == c.table->isa && c.cpu_has()) return c.table;
+  return nullptr;
+}
+
+std::string supported_list() {
+  std::string s;
+  for (const std::string& name : supported_isas()) s += (s.empty() ? "" : ", ") + name;
+  return s;
+}
+
+const detail::KernelTable* initial_choice() {
+  if (const char* forced = std::getenv("LSTM_FAST_ISA"); forced && *forced) {
+    if (const detail::KernelTable* table = find_supported(forced)) return table;
+    throw Error(std::string("the environment variable LSTM_FAST_ISA must name an instruction set this build and ") +
+                "CPU support (" + supported_list() + "), got '" + forced + "'");
+  }
+  const detail::KernelTable* best = compiled().front().table;
+  for (const Candidate& c : compiled())
+    if (c.cpu_has()) best = c.table;
+  return best;
+}
+
+std::atomic<const detail::KernelTable*> g_active{nullptr};
+
+// Whether the dot instructions may be used: -1 until first asked (then the environment's answer).
+std::atomic<int> g_dot_allowed{-1};
+
+}  // namespace
+
+namespace detail {
+const KernelTable& active_kernels() {
+  const KernelTable* table = g_active.load(std::memory_order_acquire);
+  if (!table) {
+    table = initial_choice();  // throws on a bad LSTM_FAST_ISA, every time until it is fixed
+    g_active.store(table, std::memory_order_release);
+  }
+  return *table;
+}
+
+DotInstructions dot_instructions() {
+  int allowed = g_dot_allowed.load(std::memory_order_acquire);
+  if (allowed < 0) {
+    allowed = std::getenv("LSTM_FAST_NO_DOT_INSTRUCTIONS") ? 0 : 1;
+    int unset = -1;
+    g_dot_allowed.compare_exchange_strong(unset, allowed);
+    allowed = g_dot_allowed.load(std::memory_order_acquire);
+  }
+  const DotInstructions built = active_kernels().dot;
+  return {allowed && built.bf16 && __builtin_cpu_supports("avx512bf16"),
+          allowed && built.int8 && __builtin_cpu_supports("avx512vnni")};
+}
+
+void allow_dot_instructions(bool allowed) { g_dot_allowed.store(allowed ? 1 : 0, std::memory_order_release); }
+}  // namespace detail
+
+std::string isa() { return detail::active_kernels().isa; }
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> names;
+  for (const Candidate& c : compiled())
+    if (c.cpu_has()) names.push_back(c.table->isa);
+  return names;
+}
+
+void set_isa(const std::string& name) {
+  const detail::KernelTable* table = find_supported(name);
+  if (!table)
+    throw Error("isa must be one of this build's and CPU's instruction sets (" + supported_list() + "), got '" + name +
+                "'");
+  g_active.store(table, std::memory_order_release);
+}
+
+namespace {
+
+// Runs measure() on `threads` threads at once and sums their rates.
+template <typename Measure>
+double on_threads(double seconds, int threads, const Measure& measure) {
+  if (!(seconds > 0.0 && seconds <= 60.0)) throw Error("seconds must be in (0, 60], got " + std::to_string(seconds));
+  if (threads < 1 || threads > kMaxThreads)
+    throw Error("threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(threads));
+  std::vector<double> rates(static_cast<size_t>(threads), 0.0);
+  std::vector<std::thread> others;
+  for (int k = 1; k < threads; ++k) others.emplace_back([&, k] { rates[k] = measure(); });
+  rates[0] = measure();
+  for (std::thread& t : others) t.join();
+  double total = 0.0;
+  for (double r : rates) total += r;
+  return total;
+}
+
+}  // namespace
+
+double fma_peak_gflops(double seconds, int threads) {
+  const detail::FmaThroughput measure = detail::active_kernels().fma_throughput;
+  return on_threads(seconds, threads, [&] { return measure(seconds); });
+}
+
+double dot_peak_gops(Precision precision, double seconds, int threads) {
+  if (precision == Precision::fp32) return fma_peak_gflops(seconds, threads);
+  const detail::DotThroughput measure = detail::active_kernels().dot_throughput;
+  const detail::DotInstructions dot = detail::dot_instructions();
+  return on_threads(seconds, threads, [&] { return measure(precision, dot, seconds); });
+}
+
+}  // namespace lstm_fast

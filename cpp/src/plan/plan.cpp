@@ -1,0 +1,95 @@
+// The plan policy (plan.hpp). Each rule is a threshold measured on the project's machines; the
+// measurements are in docs/PERFORMANCE.md.
+#include "plan/plan.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace lstm_fast::detail {
+namespace {
+
+// The time of a multiply-add relative to float32's: a frozen bf16 model's take half as long
+// (vdpbf16ps does two per lane), int8's a quarter (vpdpbusd four); float64's count as float32's.
+double work_scale(const Problem& p) { return std::min(1.0, double(p.element_size) / 4.0); }
+
+// Handing work to a pooled worker costs microseconds and a barrier about one, so threads pay only
+// above some work: the directions side by side when each has enough in all; a team (given the
+// budget, halved when the directions already run side by side) when each step has enough.
+int step_threads(const Problem& p, bool directions_parallel) {
+  const double gates = 4.0 * double(p.dims.hidden_size) * work_scale(p);
+  const double total = double(p.rows) * gates * double(p.dims.input_size + p.dims.output_size);
+  const double per_step = double(p.batch) * gates * double(p.dims.output_size);
+  if (per_step < kTeamStepWork || total < kTeamCallWork) return 1;
+  return std::max(1, p.threads / (directions_parallel ? 2 : 1));
+}
+
+bool parallel_directions(const Problem& p) {
+  const double total = double(p.rows) * 4.0 * double(p.dims.hidden_size) *
+                       double(p.dims.input_size + p.dims.output_size) * work_scale(p);
+  return p.directions == 2 && p.threads >= 2 && total >= kParallelDirectionsWork;
+}
+
+// The row split: a big batch on weights small enough to sit whole in each core's L2, packed, with
+// no projection (h_t = W_hr m_t needs every unit of m). Layer norm takes it on any weights: the unit
+// split would need a meeting a step for each of its three statistics, so its alternative is one thread.
+bool split_rows(const Problem& p, int team, bool packing) {
+  const std::size_t weights = p.element_size * static_cast<std::size_t>(4 * p.dims.hidden_size) *
+                              static_cast<std::size_t>(p.dims.input_size + p.dims.output_size);
+  return packing && team > 1 && !p.dims.projection && p.batch >= kRowsPerMemberMin * team &&
+         (weights <= kRowSplitWeightBytes || p.dims.layer_norm);
+}
+
+// The steps of a checkpointed segment: the request rounded up to whole blocks of the backward's weight
+// gradients, so that a segment's blocks and the row split's meetings are the whole call's (the
+// gradients bitwise the full trace's). None when one segment would hold every step, or when the call
+// is too small to pack its weights (its products then are Eigen's, whose order may depend on the rows).
+// "auto" asks about sqrt(T) steps: O(sqrt(T)) states kept, O(sqrt(T)) steps of trace live at once
+// (Chen et al. 2016).
+Index checkpoint_steps(const Problem& p, const CellPlan& cell) {
+  if (!p.training || p.checkpoint == 0 || !cell.packing) return 0;
+  const Index asked =
+      p.checkpoint > 0 ? p.checkpoint : static_cast<Index>(std::ceil(std::sqrt(static_cast<double>(p.steps))));
+  const Index steps = (asked + cell.gradient_block - 1) / cell.gradient_block * cell.gradient_block;
+  return steps < p.steps ? steps : 0;
+}
+
+// Whether the products run on the precision's dot instruction: a frozen model's wherever the CPU has it
+// (its weights are always in blocks of 16 columns); bf16 training's on weights packed per call, a block
+// of 16 columns being one packet of the float kernels' (16 lanes: the AVX-512 build), and in its
+// backward not with a projection shared out among a team (a member's outputs of dh_{t-1} = dZ W_hh
+// need not be whole blocks then).
+void choose_dot(const Problem& p, CellPlan& cell) {
+  const bool has = (p.precision == Precision::bf16 && p.dot.bf16) || (p.precision == Precision::int8 && p.dot.int8);
+  if (!p.training) {
+    cell.dot = has;
+    return;
+  }
+  cell.dot = has && p.precision == Precision::bf16 && cell.packing && p.lanes == 16 && p.element_size == 4;
+  cell.dot_backward = cell.dot && (!p.dims.projection || cell.team == 1);
+}
+
+}  // namespace
+
+LayerPlan plan_layer(const Problem& p) {
+  LayerPlan plan;
+  plan.directions_parallel = parallel_directions(p);
+  CellPlan& cell = plan.cell;
+  // At least one packet of hidden units per member.
+  const Index packets = p.dims.hidden_size / std::max<Index>(1, p.lanes);
+  cell.team = static_cast<int>(std::max<Index>(1, std::min<Index>(step_threads(p, plan.directions_parallel), packets)));
+  cell.packing = p.rows >= kPackMinRows;
+  cell.split = split_rows(p, cell.team, cell.packing) ? Split::kRows : Split::kUnits;
+  if (p.dims.layer_norm && cell.split == Split::kUnits) cell.team = 1;  // its statistics span the row
+  cell.chunk = p.training ? std::max<Index>(p.steps, 1)
+                          : std::clamp<Index>(kInferenceChunkNumbers / (p.batch * 4 * p.dims.hidden_size), 1,
+                                              kInferenceChunkMaxSteps);
+  cell.segment = cell.split == Split::kRows ? kRowSegmentSteps : 1;
+  const Index block = (kGradientBlockRows + p.batch - 1) / std::max<Index>(1, p.batch);
+  cell.gradient_block = (block + cell.segment - 1) / cell.segment * cell.segment;
+  cell.checkpoint = checkpoint_steps(p, cell);
+  cell.precision = p.precision;
+  choose_dot(p, cell);
+  return plan;
+}
+
+}  // namespace lstm_fast::detail
