@@ -173,17 +173,29 @@ def isa(request):
     _core.set_isa(before)
 
 
-def cpu_model() -> str:
-    """This CPU as /proc/cpuinfo names it, with its family and model numbers (which tell Intel's apart)."""
+def _cpuinfo() -> dict:
+    """The fields of this CPU's first block of /proc/cpuinfo (empty where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+            block = f.read().split("\n\n")[0]
     except OSError:
+        return {}
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in block.splitlines() if ":" in line)}
+
+
+def cpu_model() -> str:
+    """This CPU as /proc/cpuinfo names it, with its family and model numbers (which tell Intel's apart)."""
+    get = _cpuinfo().get
+    if get("model name") is None:
         import platform
 
         return platform.processor() or platform.machine()
-    get = {k.strip(): v.strip() for k, v in fields.items()}.get
     return f"{get('model name', '?')} (family {get('cpu family', '?')}, model {get('model', '?')})"
+
+
+def cpu_flags() -> set:
+    """This CPU's feature flags as /proc/cpuinfo lists them (empty where there is none)."""
+    return set(_cpuinfo().get("flags", "").split())
 
 
 def pytest_report_header(config):

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import no_dot_instructions, num_threads, reference_forward
+from conftest import cpu_flags, no_dot_instructions, num_threads, reference_forward
 
 import lstm_fast as lf
 
@@ -257,14 +257,6 @@ def test_bf16_is_close_on_every_instruction_set(tmp_path):
         np.testing.assert_allclose(y, outputs[0], rtol=0, atol=1e-5)
 
 
-def _cpu_flags() -> set:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        return set()
-
-
 def test_the_dot_instructions_are_the_cpus_and_switch_off_in_process(rng):
     # The plan hands the products vdpbf16ps and vpdpbusd where the AVX-512 build runs on a CPU with them;
     # switched off in the same process, int8 gives the same bits on the other path (its promise) and
@@ -272,7 +264,7 @@ def test_the_dot_instructions_are_the_cpus_and_switch_off_in_process(rng):
     from lstm_fast import _core
 
     avx512 = lf.isa() == "avx512" and sys.platform == "linux"
-    flags = _cpu_flags()
+    flags = cpu_flags()
     before = _core._dot_instructions()
     if avx512:
         assert before == {"bf16": "avx512_bf16" in flags, "int8": "avx512_vnni" in flags}
