@@ -50,4 +50,26 @@ struct WorkspaceAllocator {
 template <typename T>
 using Buffer = std::vector<T, WorkspaceAllocator<T>>;
 
+// Storage that starts on a cache line, value-initialised as std::vector's: packed weights, read by
+// 64-byte vector loads at every step, so that no load spans two lines (malloc gives 16 bytes).
+template <typename T>
+struct LineAllocator {
+  using value_type = T;
+  LineAllocator() = default;
+  template <typename U>
+  LineAllocator(const LineAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete (p, std::align_val_t{64}); }
+  template <typename U>
+  bool operator==(const LineAllocator<U>&) const noexcept {
+    return true;
+  }
+  template <typename U>
+  bool operator!=(const LineAllocator<U>&) const noexcept {
+    return false;
+  }
+};
+template <typename T>
+using LineVector = std::vector<T, LineAllocator<T>>;
+
 }  // namespace lstm_fast

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "lstm_fast/config.hpp"
+#include "runtime/workspace.hpp"
 
 namespace lstm_fast::detail {
 
@@ -40,15 +41,15 @@ inline Index frozen_group(Precision p) { return p == Precision::int8 ? 4 : p == 
 struct FrozenMatrix {
   Index n = 0, K = 0;
   Index parts = 1;
-  Index groups = 0;                        // ceil(K / g)
-  std::vector<std::int8_t> q;              // int8: the packed q_W
-  std::vector<float> scale;                // int8: s_W per row [n]
-  std::vector<float> block_scale;          // int8: s_W in block order [padded_n], 1 on the padding
-  std::vector<std::int32_t> block_offset;  // int8: 128 sum_k q_W[j][k] in block order, for vpdpbusd's +128
-  std::vector<std::uint16_t> bf16;         // bf16: the packed bf16(W)
-  std::vector<float> f32;                  // fp32: the packed W
-  std::vector<Index> block_column;         // [blocks] the output column of each block's first lane
-  std::vector<Index> block_width;          // [blocks] how many of its 16 columns exist
+  Index groups = 0;                       // ceil(K / g)
+  LineVector<std::int8_t> q;              // int8: the packed q_W
+  std::vector<float> scale;               // int8: s_W per row [n]
+  LineVector<float> block_scale;          // int8: s_W in block order [padded_n], 1 on the padding
+  LineVector<std::int32_t> block_offset;  // int8: 128 sum_k q_W[j][k] in block order, for vpdpbusd's +128
+  LineVector<std::uint16_t> bf16;         // bf16: the packed bf16(W)
+  LineVector<float> f32;                  // fp32: the packed W
+  std::vector<Index> block_column;        // [blocks] the output column of each block's first lane
+  std::vector<Index> block_width;         // [blocks] how many of its 16 columns exist
 
   Index part_n() const { return n / parts; }
   Index part_blocks() const { return (part_n() + kFrozenBlock - 1) / kFrozenBlock; }
