@@ -5,22 +5,21 @@
 //   db += sum_rows dZ,  dX = dZ W_ih  (+ dW_hr += dH^T M with a projection, dp with peepholes), the
 //   blocks summed in the order the backward visits them. dZ (and what else is kept a row) lives in two
 //   slots of a block's rows, one for the block being processed and one for the block after it in time.
-// dh_{t-1} and dX read their weights packed once per call when the plan says so (recurrent.hpp); the
-// weight gradients are Eigen's GEMMs. In bf16 training on AVX512_BF16 all of them run on vdpbf16ps
-// instead (bf16_training.hpp). Everything is allocated in the constructor: nothing the team runs
-// allocates or throws.
+// The products are the kind the plan chose (training_products.hpp: Eigen's, dh_{t-1} and dX on panels
+// packed once per call, or all of them on vdpbf16ps in bf16 training). Everything is allocated in the
+// constructor: nothing the team runs allocates or throws.
 #include <algorithm>
-#include <tuple>
 
 #include "cell/backward_pass.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {
 
-template <typename T>
-BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWeights<T>& weights,
-                              const Sequence& sequence, const BackwardArrays<T>& arrays)
+template <typename T, typename P>
+BackwardPass<T, P>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWeights<T>& weights,
+                                 const Sequence& sequence, const BackwardArrays<T>& arrays)
     : PassShape(d, p, sequence),
+      slot_rows(largest_block()),
       w(weights),
       io(arrays),
       trace(arrays.trace),
@@ -31,7 +30,8 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
       dh(B, R),
       dc(B, H),
       db(1, G),
-      dP(3, H) {
+      dP(3, H),
+      products(d, p, weights, B, slot_rows) {
   if (io.dstate_n.h)
     dh = ConstMap<T>(io.dstate_n.h, B, R);
   else
@@ -41,7 +41,6 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
   else
     dc.setZero();
   const Index blocks = (steps + plan.gradient_block - 1) / plan.gradient_block;
-  for (Index b = 0; b < blocks; ++b) slot_rows = std::max(slot_rows, block_rows(b).second - block_rows(b).first);
   const Index rows = blocks == 1 ? N : 2 * slot_rows;
   dZ_buffer.resize(static_cast<size_t>(rows * G));
   if (plan.precision == Precision::bf16 && !ln) dZ_rounded.resize(static_cast<size_t>(rows * G));
@@ -64,22 +63,10 @@ BackwardPass<T>::BackwardPass(const CellDims& d, const CellPlan& p, const CellWe
     dH_buffer.resize(static_cast<size_t>(rows * R));
     M_buffer.resize(static_cast<size_t>(rows * H));
   }
-  if (dot) {
-    if constexpr (std::is_same_v<T, float>) {
-      dot_hh_t = freeze_bf16_transposed(w.weight_hh, G, R);
-      dot_ih_t = freeze_bf16_transposed(w.weight_ih, G, I);
-    }
-    dot_rows = Bf16Rows(plan.team, B, G);
-    pairs_per_member = (slot_rows + 1) / 2 * (round_up(G, 16) + round_up(std::max(I, R), 16));
-    dot_pairs.resize(static_cast<size_t>(plan.team * pairs_per_member));
-  } else if (plan.packing) {
-    packed.resize(static_cast<size_t>(G * (R + plan.team * Simd<T>::kWidth)));
-    packed_ih.resize(static_cast<size_t>(panel_size<T>(I, G)));
-  }
 }
 
-template <typename T>
-void BackwardPass<T>::continue_sums() {
+template <typename T, typename P>
+void BackwardPass<T, P>::continue_sums() {
   if (w.bias_ih)
     db = ConstMap<T>(io.grads.bias_ih, 1, G);
   else if (ln)
@@ -93,8 +80,8 @@ void BackwardPass<T>::continue_sums() {
   }
 }
 
-template <typename T>
-void BackwardPass<T>::run() {
+template <typename T, typename P>
+void BackwardPass<T, P>::run() {
   on_team(plan, [this](const auto& share) { walk_backward(plan, walk(), *this, share); });
   Map<T>(io.dstate0.h, B, R) = dh;
   Map<T>(io.dstate0.c, B, H) = dc;
@@ -115,14 +102,13 @@ void BackwardPass<T>::run() {
 
 // The start of step q (the forward's processing order) of slice j: the product of the step after it
 // (or the packing, at the first step), then dh += dy (kept for dW_hr with a projection).
-template <typename T>
-void BackwardPass<T>::unit_step_start(int j, int team, Index q) {
+template <typename T, typename P>
+void BackwardPass<T, P>::unit_step_start(int j, int team, Index q) {
   const MemberSlice slice = member_slice<T>(dims, team, j);
   if (q < steps - 1) {
     hidden_gradient(j, team, q + 1);
-  } else if (plan.packing && !dot) {
-    pack_columns(w.weight_hh, R, slice.r0, slice.r1 - slice.r0, G, panel_of(slice, j));
-    pack_columns_share(j, team, w.weight_ih, I, G, packed_ih.data());
+  } else if (P::kPacks) {
+    products.pack(j, team, slice);
   }
   const Index r0 = slice.r0, nr = slice.r1 - slice.r0;
   const Index t = step_at(q);
@@ -139,8 +125,8 @@ void BackwardPass<T>::unit_step_start(int j, int team, Index q) {
 }
 
 // dZ_t of the slice's units (with a projection, after dm = dh W_hr from all of dh).
-template <typename T>
-void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
+template <typename T, typename P>
+void BackwardPass<T, P>::unit_step_gates(const MemberSlice& slice, Index q) {
   const Index u0 = slice.u0, n = slice.u1 - slice.u0;
   const Index t = step_at(q);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
@@ -170,27 +156,21 @@ void BackwardPass<T>::unit_step_gates(const MemberSlice& slice, Index q) {
 
 // dh_{t-1} = (dZ_t W_hh) * r for the slice's columns [r0, r1) (r: the recurrent dropout mask, if any), t
 // the step processed q-th (every dZ_t complete, and every read of dh for dm done).
-template <typename T>
-void BackwardPass<T>::hidden_gradient(int j, int team, Index q) {
+template <typename T, typename P>
+void BackwardPass<T, P>::hidden_gradient(int j, int team, Index q) {
   const MemberSlice slice = member_slice<T>(dims, team, j);
   const Index r0 = slice.r0, nr = slice.r1 - slice.r0;
   const Index t = step_at(q);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
-  const T* dZ = recurrent_gradient() + slot(q, row) * G;
-  if (dot)
-    dot_product(j, b, dZ, G, true, r0, slice.r1, dh.data(), R, false);
-  else if (plan.packing)
-    panel_product<false>(b, nr, G, dZ, G, panel_of(slice, j), dh.data() + r0, R);
-  else
-    dh.block(0, r0, b, nr).noalias() = ConstMap<T>(dZ, b, G) * ConstMap<T>(w.weight_hh, G, R).middleCols(r0, nr);
+  products.hidden(j, slice, b, recurrent_gradient() + slot(q, row) * G, dh);
   if (!trace.recurrent_mask.empty())
     dh.block(0, r0, b, nr).array() *= ConstMap<T>(trace.recurrent_mask.data(), B, R).block(0, r0, b, nr).array();
   if (zoneout.on()) dh.block(0, r0, b, nr) += dh_keep.block(0, r0, b, nr);
 }
 
 // Step q of slice k of the row split: its rows' gradients through the gates and their dh_{t-1}.
-template <typename T>
-void BackwardPass<T>::row_step(int k, Index q) {
+template <typename T, typename P>
+void BackwardPass<T, P>::row_step(int k, Index q) {
   const int team = plan.team;
   const Index stride = team;  // between a member's rows
   const Index t = step_at(q);
@@ -211,12 +191,8 @@ void BackwardPass<T>::row_step(int k, Index q) {
       round_operands(at0 + r, 0, H);
     }
   });
-  if (active > 0 && dot)  // dh_{t-1} = (dZ_t W_hh) * r for this member's rows
-    dot_product(k, active, recurrent_gradient() + (at0 + k) * G, stride * G, true, 0, R, dh.data() + k * R, stride * R,
-                false);
-  else if (active > 0)
-    panel_product<false>(active, R, G, recurrent_gradient() + (at0 + k) * G, stride * G, packed.data(),
-                         dh.data() + k * R, stride * R);
+  if (active > 0)  // dh_{t-1} = (dZ_t W_hh) * r for this member's rows
+    products.hidden_rows(k, active, recurrent_gradient() + (at0 + k) * G, stride * G, dh.data() + k * R, stride * R);
   if (!trace.recurrent_mask.empty())
     for (Index i = 0; i < active; ++i) {
       const Index r = k + i * stride;
@@ -230,14 +206,16 @@ void BackwardPass<T>::row_step(int k, Index q) {
 // its rows of dX, each product's outputs shared out by rows or columns; with a projection, M first and
 // dW_hr in a second meeting (project_gradients). The first block the backward visits (the last in
 // processing order) assigns, the others add.
-template <typename T>
-void BackwardPass<T>::weight_gradients(int j, int team, Index block) {
+template <typename T, typename P>
+void BackwardPass<T, P>::weight_gradients(int j, int team, Index block) {
   const Index g0 = split(G, team, j, Simd<T>::kWidth), g1 = split(G, team, j + 1, Simd<T>::kWidth);
   const auto [first, end] = block_rows(block);
   const Index n = end - first, s0 = slot_start(block);
   const bool assign = first_visited(block);
   ConstMap<T> dZ(dZ_buffer.data() + s0 * G, n, G);
-  matrix_gradients(j, g0, g1, first, n, s0, assign);
+  // dW_ih (+)= dA_x^T X and dW_hh (+)= dA_h^T H_prev, the member's gate rows [g0, g1)
+  products.weights(j, g0, g1, n, projection_input_gradient() + s0 * G, io.x + first * I, recurrent_gradient() + s0 * G,
+                   trace.hidden_prev.data() + first * R, io.grads, assign);
   accumulate(assign, db.middleCols(g0, g1 - g0), dZ.middleCols(g0, g1 - g0).colwise().sum());
   const Index n0 = n * j / team, n1 = n * (j + 1) / team;
   input_gradient(j, first + n0, first + n1, s0 + n0);
@@ -254,58 +232,17 @@ void BackwardPass<T>::weight_gradients(int j, int team, Index block) {
   if (ln) ln_block_sums(j, team, assign);
 }
 
-// dW_ih (+)= dA_x^T X and dW_hh (+)= dA_h^T H_prev over the rows of the block at slot s0 (packed rows
-// [first, first + n)), for the gate rows [g0, g1) of member j; on vdpbf16ps in pair rows, or Eigen's GEMMs.
-template <typename T>
-void BackwardPass<T>::matrix_gradients(int j, Index g0, Index g1, Index first, Index n, Index s0, bool assign) {
-  const T* dA_x = projection_input_gradient() + s0 * G;
-  const T* dA_h = recurrent_gradient() + s0 * G;
-  const T* X = io.x + first * I;
-  const T* H_prev = trace.hidden_prev.data() + first * R;
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    if (dot) {
-      std::uint32_t* a = dot_pairs.data() + j * pairs_per_member;
-      std::uint32_t* b = a + (slot_rows + 1) / 2 * round_up(G, 16);
-      const Index lda = round_up(g1 - g0, 16);
-      for (const auto& [dA, M, K, dW] :
-           {std::tuple{dA_x, X, I, io.grads.weight_ih}, {dA_h, H_prev, R, io.grads.weight_hh}}) {
-        pair_rows(n, dA, G, g0, g1, a, lda);
-        pair_rows(n, M, K, 0, K, b, round_up(K, 16));
-        pair_gemm(g1 - g0, K, (n + 1) / 2, a, lda, b, round_up(K, 16), dW + g0 * K, K, !assign);
-      }
-      return;
-    }
-  }
-#endif
-  ConstMap<T> dAx(dA_x, n, G), dAh(dA_h, n, G);
-  accumulate(assign, Map<T>(io.grads.weight_ih, G, I).middleRows(g0, g1 - g0),
-             dAx.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(X, n, I));
-  accumulate(assign, Map<T>(io.grads.weight_hh, G, R).middleRows(g0, g1 - g0),
-             dAh.middleCols(g0, g1 - g0).transpose() * ConstMap<T>(H_prev, n, R));
-}
-
 // Packed rows [n0, n1) of dX (+)= dZ W_ih, their dZ from `slot0` on.
-template <typename T>
-void BackwardPass<T>::input_gradient(int j, Index n0, Index n1, Index slot0) {
+template <typename T, typename P>
+void BackwardPass<T, P>::input_gradient(int j, Index n0, Index n1, Index slot0) {
   Map<T> dX(io.dx + n0 * I, n1 - n0, I);
   const bool add = io.dx_mode == DxMode::kAdd;
-  const T* dZ = projection_input_gradient() + slot0 * G;
-  if (dot)
-    dot_product(j, n1 - n0, dZ, G, false, 0, I, dX.data(), I, add);
-  else if (plan.packing && add)
-    panel_gemm<true>(n1 - n0, I, G, dZ, G, packed_ih.data(), dX.data(), I);
-  else if (plan.packing)
-    panel_gemm<false>(n1 - n0, I, G, dZ, G, packed_ih.data(), dX.data(), I);
-  else if (add)
-    dX.noalias() += ConstMap<T>(dZ, n1 - n0, G) * ConstMap<T>(w.weight_ih, G, I);
-  else
-    dX.noalias() = ConstMap<T>(dZ, n1 - n0, G) * ConstMap<T>(w.weight_ih, G, I);
+  products.input(j, n1 - n0, projection_input_gradient() + slot0 * G, dX.data(), add);
 }
 
 // dW_hr (+)= dH^T M over the block's rows for the slice's outputs [r0, r1) (all of M complete).
-template <typename T>
-void BackwardPass<T>::projection_gradient(const MemberSlice& slice, Index block) {
+template <typename T, typename P>
+void BackwardPass<T, P>::projection_gradient(const MemberSlice& slice, Index block) {
   const Index r0 = slice.r0, nr = slice.r1 - slice.r0;
   const auto [first, end] = block_rows(block);
   const Index s0 = slot_start(block);
@@ -316,8 +253,8 @@ void BackwardPass<T>::projection_gradient(const MemberSlice& slice, Index block)
 
 // dp_i += sum_rows dz_i * c_{t-1};  dp_f += sum_rows dz_f * c_{t-1};  dp_o += sum_rows dz_o * c_t over the
 // block's rows, for the slice's units [u0, u1).
-template <typename T>
-void BackwardPass<T>::peephole_gradient(const MemberSlice& slice, Index block) {
+template <typename T, typename P>
+void BackwardPass<T, P>::peephole_gradient(const MemberSlice& slice, Index block) {
   const Index u0 = slice.u0, n = slice.u1 - slice.u0;
   const auto [first, end] = block_rows(block);
   const Index rows = end - first;
@@ -335,6 +272,6 @@ void BackwardPass<T>::peephole_gradient(const MemberSlice& slice, Index block) {
 
 }  // namespace
 
-LSTM_FAST_CELL_ENTRY(cell_backward, BackwardPass, BackwardArrays)
+LSTM_FAST_CELL_ENTRY(cell_backward, BackwardPass, BackwardArrays, backward_product, Backward)
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

@@ -4,21 +4,13 @@
 
 #include <utility>
 
-#include "cell/bf16_training.hpp"
+#include "cell/training_products.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {
 
-// out = a, or out += a for every block after the first visited.
-template <typename Out, typename Expr>
-void accumulate(bool first_block, Out&& out, const Expr& a) {
-  if (first_block)
-    out.noalias() = a;
-  else
-    out.noalias() += a;
-}
-
-template <typename T>
+// P: the kind of products (training_products.hpp), its Backward.
+template <typename T, typename P>
 struct BackwardPass : PassShape {
   BackwardPass(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& w, const Sequence& sequence,
                const BackwardArrays<T>& io);
@@ -28,13 +20,10 @@ struct BackwardPass : PassShape {
   // kernel and columns [r0, r1) of dh for the recurrent product dh_{t-1} = dZ_t W_hh. Without a
   // projection the two coincide, so a slice reads only its own part of dh and one meeting per step
   // suffices (dZ_t complete before the product); a projection's dm = dh W_hr needs all of dh, a second.
-  // The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units,
-  // on one panel of all R columns of W_hh, packed before the first step.
-  bool prepares() const { return plan.split == Split::kRows && !dot; }
-  void prepare(int j) {
-    pack_columns_share(j, plan.team, w.weight_hh, R, G, packed.data());
-    pack_columns_share(j, plan.team, w.weight_ih, I, G, packed_ih.data());
-  }
+  // The row split (plan.hpp; no projection): slice j is rows j, j + team, ... of every step, all units;
+  // the products' packing before the first step (the unit split's: at its first step, each slice its own).
+  bool prepares() const { return plan.split == Split::kRows && P::kPacks; }
+  void prepare(int j) { products.pack(j, plan.team, member_slice<T>(dims, plan.team, j)); }
   void step(int j, Index q) {
     unit_step_start(j, plan.team, q);
     if (!dims.projection) unit_step_gates(member_slice<T>(dims, plan.team, j), q);
@@ -45,7 +34,6 @@ struct BackwardPass : PassShape {
   void project_gradients(int j, Index block) { projection_gradient(member_slice<T>(dims, plan.team, j), block); }
   void finish(int j) { hidden_gradient(j, plan.team, 0); }  // dh_{-1}
 
-  T* panel_of(const MemberSlice& slice, int j) { return packed.data() + G * (slice.r0 + j * Simd<T>::kWidth); }
   void unit_step_start(int j, int team, Index q);
   void unit_step_gates(const MemberSlice& slice, Index q);
   void hidden_gradient(int j, int team, Index q);
@@ -68,7 +56,13 @@ struct BackwardPass : PassShape {
   // The block the backward visits first (the last in processing order): its sums assign, the others add
   // (all of them when accumulating into a checkpointed backward's gradients).
   bool first_visited(Index b) const { return !io.accumulate && b == (steps - 1) / plan.gradient_block; }
-  Index slot_rows = 0;  // rows of a slot: a block's most (N when one block holds every step)
+  Index largest_block() const {
+    Index rows = 0;
+    for (Index b = 0; b * plan.gradient_block < steps; ++b)
+      rows = std::max(rows, block_rows(b).second - block_rows(b).first);
+    return rows;
+  }
+  const Index slot_rows;  // rows of a slot: a block's most (N when one block holds every step)
   // Layer norm, per row (layer_norm.hpp), packed row `row`, state row r, slice j: before the gate kernel
   // the gradient through LN(c_t) added to dc (dm: the row's gradient w.r.t. m); after it, the gradients
   // w.r.t. h W_hh^T and x W_ih^T from the row's dZ. Each adds its row's terms of the gains' and the
@@ -156,29 +150,7 @@ struct BackwardPass : PassShape {
     part.setZero();
   }
   void continue_sums();  // accumulate: the sums kept outside the blocks go on from the gradients
-  // Packed when plan.packing. Unit split: W_hh's columns member by member, the panel of
-  // W_hh[k][r0 + j] for the member's outputs [r0, r1), panel_size(nr, 4H) < 4H (nr + W) numbers; with a
-  // projection r0 need not be on a packet boundary, so member k's panel starts at 4H (r0 + k W).
-  // Row split: one panel of all R columns (panel_size(R, 4H) <= 4H (R + team W)). Either way W_ih as
-  // one panel of its I columns for dX = dZ W_ih, each member packing its share of the column blocks.
-  Buffer<T> packed, packed_ih;
-  // bf16 training on vdpbf16ps (bf16_training.hpp) instead: W_hh^T and W_ih^T in bf16. (With a
-  // projection a member's outputs [r0, r1) need not be whole blocks: then only for a team of one.)
-  const bool dot = std::is_same_v<T, float> && plan.dot_backward;
-  FrozenMatrix dot_hh_t, dot_ih_t;
-  Bf16Rows dot_rows;
-  std::vector<std::uint32_t> dot_pairs;  // member j's pair rows (bf16_training.hpp) of dA and of X or H_prev
-  Index pairs_per_member = 0;
-  void matrix_gradients(int j, Index g0, Index g1, Index first, Index n, Index s0, bool assign);
-  // out[rows, columns c0..c1] (+)= A (W_hh or W_ih) for rows of A (floats holding bf16 values).
-  void dot_product(int j, Index rows, const T* A, Index lda, bool recurrent, Index c0, Index c1, T* out, Index ldo,
-                   bool add) {
-    if constexpr (std::is_same_v<T, float>) {
-      const FrozenMatrix& W = recurrent ? dot_hh_t : dot_ih_t;
-      const auto [b0, b1] = blocks_of(W, 0, c0, c1);
-      dot_rows.product(j, rows, A, lda, W, b0, b1, {out, ldo, nullptr, add});
-    }
-  }
+  typename P::Backward products;
 };
 
 }  // namespace

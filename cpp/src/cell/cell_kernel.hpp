@@ -25,13 +25,16 @@
 #endif
 
 // Defines the entry point `name` (cell.hpp's CellKernels signature) of a pass object: builds the
-// pass (which allocates everything it needs), then runs it on the plan's team. Instantiated for the
-// element types of the kernel table (KernelTable::f32, f64).
-#define LSTM_FAST_CELL_ENTRY(name, Pass, Arrays)                                                                 \
+// pass on the kind of products the plan's field `product` names (training_products.hpp's with_products;
+// the pass takes the kind's member `Kind`), which allocates everything it needs, then runs it on the
+// plan's team. Instantiated for the element types of the kernel table (KernelTable::f32, f64).
+#define LSTM_FAST_CELL_ENTRY(name, Pass, Arrays, product, Kind)                                                  \
   template <typename T>                                                                                          \
   void name(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& weights, const Sequence& sequence, \
             const Arrays<T>& arrays) {                                                                           \
-    Pass<T>(dims, plan, weights, sequence, arrays).run();                                                        \
+    with_products<T>(plan.product, [&](auto kind) {                                                              \
+      Pass<T, typename decltype(kind)::Kind>(dims, plan, weights, sequence, arrays).run();                       \
+    });                                                                                                          \
   }                                                                                                              \
   template void name(const CellDims&, const CellPlan&, const CellWeights<float>&, const Sequence&,               \
                      const Arrays<float>&);                                                                      \

@@ -2,39 +2,43 @@
 //   Z = X W_ih^T + b for a chunk of steps as one GEMM ("input projection"), then per step one
 //   recurrent GEMM  Z_t += h_{t-1} W_hh^T  and one fused pointwise kernel (gates.hpp);
 //   with a projection, h_t = W_hr m_t after it.
-// The products read their weights packed once per call when the plan says so (recurrent.hpp).
+// The products are the kind the plan chose (training_products.hpp: Eigen's, panels, vdpbf16ps).
 // Everything is allocated in the constructor: nothing the team runs allocates or throws.
 #include <algorithm>
 
-#include "cell/bf16_training.hpp"
+#include "cell/training_products.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {
 
-// A unit-split member's share: its slice, and its panels of W_hh (one per gate, `panel` apart).
+// A unit-split member's share: its slice and its peephole weights.
 template <typename T>
 struct UnitShare {
   int j;  // the slice
   MemberSlice slice;
-  Index n, panel;  // n = u1 - u0 units
-  const T* peep;   // this member's p_i; rows H apart
-  T* panels;
+  Index n;        // u1 - u0 units
+  const T* peep;  // this member's p_i; rows H apart
 };
 
-template <typename T>
+// P: the kind of products (training_products.hpp), its Forward.
+template <typename T, typename P>
 struct ForwardPass : PassShape {
   ForwardPass(const CellDims& dims, const CellPlan& plan, const CellWeights<T>& w, const Sequence& sequence,
               const ForwardArrays<T>& io);
   void run();
 
   // The walk's hooks (cell_walk.hpp).
-  bool prepares() const { return plan.packing || io.zoneout_seed; }
-  void prepare(int j);
-  bool projects_chunks() const { return plan.packing; }
+  bool prepares() const { return P::kPacks || io.zoneout_seed; }
+  void prepare(int j) {  // the products' packing, and slice j's rows of the zoneout masks
+    products.pack(j, plan.team);
+    draw_masks(j, plan.team);
+  }
+  bool projects_chunks() const { return P::kProjectsChunks; }
   void project_chunk(int j, const Chunk& c) { project_rows(j, plan.team, c.row0, c.rows, z_of(c)); }
   void step(int j, Index p, const Chunk& c) {
     const Share share = share_of(j, plan.team);
-    if (!plan.packing && p == c.first) project_units(share, c.row0, c.rows, z_of(c));
+    if constexpr (!P::kProjectsChunks)
+      if (p == c.first) project_units(share, c.row0, c.rows, z_of(c));
     step_units(share, p, c.row0, z_of(c));
   }
   void project(int j, Index p) { step_projection(share_of(j, plan.team), p); }
@@ -43,7 +47,6 @@ struct ForwardPass : PassShape {
   using Share = UnitShare<T>;
   Share share_of(int j, int team);
   T* z_of(const Chunk& c) { return trace ? trace->gates.data() + c.row0 * G : z_chunk.data(); }  // its rows of z
-  void pack_units(int j, int team);
   void project_rows(int j, int team, Index row0, Index rows, T* z);
   void project_units(const Share& share, Index row0, Index rows, T* z);
   void step_units(const Share& share, Index p, Index row0, T* z);
@@ -51,42 +54,7 @@ struct ForwardPass : PassShape {
   // The unit split's recurrent product of step rows [0, b): the slice's units of each gate of a (+)= h W_hh^T
   // (written with layer norm, whose a is h W_hh^T alone; added into z otherwise).
   void unit_product(const UnitShare<T>& share, Index b, const Matrix<T>& h, T* a) {
-    const Index u0 = share.slice.u0, n = share.n;
-    if constexpr (std::is_same_v<T, float>) {
-      if (dot) {
-        const std::uint16_t* h16 = dot_rows.convert(share.j, b, R, h.data(), R);
-        for (Index gate = 0; gate < 4; ++gate) {
-          const auto [b0, b1] = blocks_of(dot_hh, gate, u0, u0 + n);
-          Bf16Rows::multiply(h16, b, dot_hh, b0, b1, {a, G, nullptr, !ln});
-        }
-        return;
-      }
-    }
-    for (Index gate = 0; gate < 4; ++gate) {
-      if (plan.packing && ln)
-        panel_product<false>(b, n, R, h.data(), R, share.panels + gate * share.panel, a + gate * H + u0, G);
-      else if (plan.packing)
-        panel_product<true>(b, n, R, h.data(), R, share.panels + gate * share.panel, a + gate * H + u0, G);
-      else if (ln)
-        Map<T>(a, b, G).middleCols(gate * H + u0, n).noalias() =
-            h.topRows(b) * ConstMap<T>(w.weight_hh, G, R).middleRows(gate * H + u0, n).transpose();
-      else
-        Map<T>(a, b, G).middleCols(gate * H + u0, n).noalias() +=
-            h.topRows(b) * ConstMap<T>(w.weight_hh, G, R).middleRows(gate * H + u0, n).transpose();
-    }
-  }
-  // The row split's products over all 4H columns: out (+)= A W_hh^T (recurrent), else A W_ih^T.
-  void row_product(int k, Index rows, const T* A, Index lda, bool recurrent, T* out, Index ldo, bool add) {
-    const Index K = recurrent ? R : I;
-    if constexpr (std::is_same_v<T, float>) {
-      const FrozenMatrix& W = recurrent ? dot_hh : dot_ih;
-      if (dot) return dot_rows.product(k, rows, A, lda, W, 0, W.blocks(), {out, ldo, nullptr, add});
-    }
-    const T* P = recurrent ? packed.data() : packed_ih.data();
-    if (add)
-      panel_product<true>(rows, G, K, A, lda, P, out, ldo);
-    else
-      panel_product<false>(rows, G, K, A, lda, P, out, ldo);
+    products.recurrent_units(share.j, share.slice, b, h, a, !ln);
   }
   Zoneout<T> keep_masks() {  // room in the trace for the zoneout masks (draw_masks fills it)
     trace->zoneout_h.resize(static_cast<size_t>(N * R));
@@ -163,21 +131,12 @@ struct ForwardPass : PassShape {
   Matrix<T> c;
   Matrix<T> m;        // [B, H] o * tanh(c) before the projection
   Buffer<T> z_chunk;  // inference: pre-activations of one chunk of steps
-  // Packed when plan.packing. Unit split: W_hh member by member, for each gate the panel of
-  // W_hh[gate H + u0 + j][k] (4 panel_size(n, R) numbers; the members' u0 are on packet boundaries,
-  // so member k's panels start at 4 R u0). Row split: one panel of all 4H columns of W_hh^T
-  // (panel_size(4H, R), no more than the unit split's). Either way W_ih^T as one panel of all 4H
-  // columns for the input projection, each member packing its share of the column blocks.
-  Buffer<T> packed, packed_ih;
-  // bf16 training on vdpbf16ps (bf16_training.hpp) instead: W_ih and W_hh in bf16, in gate parts.
-  const bool dot;
-  FrozenMatrix dot_ih, dot_hh;
-  Bf16Rows dot_rows;
+  typename P::Forward products;
 };
 
-template <typename T>
-ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeights<T>& weights,
-                            const Sequence& sequence, const ForwardArrays<T>& arrays)
+template <typename T, typename P>
+ForwardPass<T, P>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeights<T>& weights,
+                               const Sequence& sequence, const ForwardArrays<T>& arrays)
     : PassShape(d, p, sequence),
       w(weights),
       io(arrays),
@@ -186,7 +145,7 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
       variant(gate_variant<T>(d.cell_clip, d.coupled_gates, arrays.trace || ln ? 0.0 : d.zoneout_c, ln)),
       zoneout(arrays.trace && arrays.zoneout_seed ? keep_masks() : Zoneout<T>(nullptr, nullptr, d)),
       masking(arrays.recurrent_mask || p.precision == Precision::bf16),
-      dot(std::is_same_v<T, float> && p.dot) {
+      products(d, p, weights, B) {
   bias = RowVector<T>::Zero(G);
   if (w.bias_ih) bias += ConstMap<T>(w.bias_ih, 1, G);
   if (w.bias_hh) bias += ConstMap<T>(w.bias_hh, 1, G);
@@ -226,109 +185,52 @@ ForwardPass<T>::ForwardPass(const CellDims& d, const CellPlan& p, const CellWeig
   } else {
     z_chunk.resize(static_cast<size_t>(std::min(plan.chunk, steps) * B * G));
   }
-  if (dot) {
-    if constexpr (std::is_same_v<T, float>) {
-      dot_ih = freeze_matrix(Precision::bf16, w.weight_ih, G, I, 4);
-      dot_hh = freeze_matrix(Precision::bf16, w.weight_hh, G, R, 4);
-    }
-    dot_rows = Bf16Rows(plan.team, B, std::max(I, R));
-  } else if (plan.packing) {
-    packed.resize(static_cast<size_t>(4 * panel_size<T>(H, R)));
-    packed_ih.resize(static_cast<size_t>(panel_size<T>(G, I)));
-  }
 }
 
-template <typename T>
-void ForwardPass<T>::run() {
+template <typename T, typename P>
+void ForwardPass<T, P>::run() {
   on_team(plan, [this](const auto& share) { walk_forward(plan, walk(), *this, share); });
   Map<T>(io.state_n.h, B, R) = hidden[steps & 1];
   Map<T>(io.state_n.c, B, H) = c;
 }
 
-template <typename T>
-UnitShare<T> ForwardPass<T>::share_of(int j, int team) {
-  const MemberSlice slice = member_slice<T>(dims, team, j);
-  const Index n = slice.u1 - slice.u0;
-  return {j,
-          slice,
-          n,
-          panel_size<T>(n, R),
-          dims.peephole ? w.weight_peep + slice.u0 : nullptr,
-          packed.empty() ? nullptr : packed.data() + 4 * R * slice.u0};
-}
-
-// Before the first step: the panels (the unit split: slice j's of W_hh, one per gate, and its share of
-// W_ih's; the row split: its shares of both whole panels), whole before any slice reads them, and the
-// slice's rows of the zoneout masks.
-//
 // The unit split: slice j is hidden units [u0, u1) (all four gates of them, so that the member that
 // owns them keeps their rows of W_hh in its core's cache: the "persistent RNN" idea) and, with a
 // projection, outputs [r0, r1). The row split (plan.hpp; no projection): slice j is rows j, j + team,
 // ... of every step, all units; its rows depend on nothing else, so the team meets only every
 // plan.segment steps (where a late member's rows pass to another).
-template <typename T>
-void ForwardPass<T>::prepare(int j) {
-  const int team = plan.team;
-  if (plan.packing && !dot) {
-    if (plan.split == Split::kRows) {
-      pack_transposed_share(j, team, w.weight_hh, G, R, packed.data());
-      pack_transposed_share(j, team, w.weight_ih, G, I, packed_ih.data());
-    } else {
-      pack_units(j, team);
-    }
-  }
-  draw_masks(j, team);
-}
 
-// Slice j's panels of W_hh, and its share of W_ih's.
-template <typename T>
-void ForwardPass<T>::pack_units(int j, int team) {
-  const Share share = share_of(j, team);
-  for (Index gate = 0; gate < 4; ++gate)
-    pack_transposed(w.weight_hh, R, gate * H + share.slice.u0, 0, share.n, R, share.panels + gate * share.panel);
-  pack_transposed_share(j, team, w.weight_ih, G, I, packed_ih.data());
+template <typename T, typename P>
+UnitShare<T> ForwardPass<T, P>::share_of(int j, int team) {
+  const MemberSlice slice = member_slice<T>(dims, team, j);
+  const Index n = slice.u1 - slice.u0;
+  return {j, slice, n, dims.peephole ? w.weight_peep + slice.u0 : nullptr};
 }
 
 // Input projection of rows [row0, row0 + rows): Z = X W_ih^T + b_ih + b_hh, one GEMM for the chunk,
-// its rows shared out, all 4H columns of each (packed).
-template <typename T>
-void ForwardPass<T>::project_rows(int j, int team, Index row0, Index rows, T* z) {
+// its rows shared out, all 4H columns of each.
+template <typename T, typename P>
+void ForwardPass<T, P>::project_rows(int j, int team, Index row0, Index rows, T* z) {
   const Index q0 = rows * j / team, q1 = rows * (j + 1) / team;
-  Map<T> Z(z + q0 * G, q1 - q0, G);
-  if (dot) {
-    if constexpr (std::is_same_v<T, float>)  // (the bias added to each sum, as below)
-      dot_rows.product(j, q1 - q0, io.x + (row0 + q0) * I, I, dot_ih, 0, dot_ih.blocks(),
-                       {Z.data(), G, ln ? nullptr : bias.data(), false});
-  } else {
-    panel_gemm<false>(q1 - q0, G, I, io.x + (row0 + q0) * I, I, packed_ih.data(), Z.data(), G);
-  }
+  products.input_rows(j, q1 - q0, io.x + (row0 + q0) * I, z + q0 * G, ln ? nullptr : &bias);
   if (ln)
     for (Index q = q0; q < q1; ++q) ln_input(row0 + q, z + q * G);
-  else if (!dot)
-    Z.rowwise() += bias;
 }
 
 // Few rows (a streaming step): the slice's own columns of the projection, from its rows of W_ih alone
 // (which stay in its member's cache from call to call); the next steps of the chunk read them only in
 // the same slice, so no segment of their own.
-template <typename T>
-void ForwardPass<T>::project_units(const Share& share, Index row0, Index rows, T* z) {
-  ConstMap<T> X(io.x, N, I);
-  ConstMap<T> W_ih(w.weight_ih, G, I);
-  for (Index gate = 0; gate < 4; ++gate) {
-    const Index col = gate * H + share.slice.u0;
-    StridedMap<T> Z(z + col, rows, share.n, Eigen::OuterStride<>(G));
-    Z.noalias() = X.middleRows(row0, rows) * W_ih.middleRows(col, share.n).transpose();
-    if (!ln) Z.rowwise() += bias.middleCols(col, share.n);
-  }
+template <typename T, typename P>
+void ForwardPass<T, P>::project_units(const Share& share, Index row0, Index rows, T* z) {
+  products.input_units(share.slice, rows, io.x + row0 * I, z, ln ? nullptr : &bias);
   if (ln)  // (a team of one: every column is here)
     for (Index q = 0; q < rows; ++q) ln_input(row0 + q, z + q * G);
 }
 
 // Step p (in processing order) of a unit slice: the recurrent product and the gates of its units;
 // without a projection also its part of h_t and y_t. z holds the chunk's pre-activations from row0.
-template <typename T>
-void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
+template <typename T, typename P>
+void ForwardPass<T, P>::step_units(const Share& share, Index p, Index row0, T* z) {
   const Index u0 = share.slice.u0, r0 = share.slice.r0, r1 = share.slice.r1, n = share.n;
   const Index t = step_at(p);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
@@ -360,8 +262,8 @@ void ForwardPass<T>::step_units(const Share& share, Index p, Index row0, T* z) {
 
 // Step p's outputs [r0, r1) of a slice: h_t = W_hr m_t with a projection (every unit of m complete),
 // rows that ended carried over, and y_t.
-template <typename T>
-void ForwardPass<T>::step_projection(const Share& share, Index p) {
+template <typename T, typename P>
+void ForwardPass<T, P>::step_projection(const Share& share, Index p) {
   const Index r0 = share.slice.r0, r1 = share.slice.r1;
   const Index t = step_at(p);
   const Index b = s.batch_sizes[t], row = s.offsets[t];
@@ -381,8 +283,8 @@ void ForwardPass<T>::step_projection(const Share& share, Index p) {
 }
 
 // Step p of slice k of the row split: its rows' products, gates and outputs.
-template <typename T>
-void ForwardPass<T>::row_step(int k, Index p) {
+template <typename T, typename P>
+void ForwardPass<T, P>::row_step(int k, Index p) {
   const int team = plan.team;
   const Index stride = team;  // between a member's rows
   const Index t = step_at(p);
@@ -398,17 +300,17 @@ void ForwardPass<T>::row_step(int k, Index p) {
   // z rows of this member at step t: rows k, k + team, ... of the step's block of 4H columns.
   T* zt = (trace ? trace->gates.data() + row * G : z_chunk.data()) + k * G;
   // The same operations in the same order as the unit split: x W_ih^T, + bias, + h W_hh^T.
-  row_product(k, active, io.x + (row + k) * I, stride * I, false, zt, stride * G, false);
+  products.rows(k, active, io.x + (row + k) * I, stride * I, false, zt, stride * G, false);
   if (ln) {  // z = LN(x W_ih^T) + b + LN(h W_hh^T), h W_hh^T in recurrent_a's rows of this member
     T* a = recurrent_a.data() + k * G;
-    row_product(k, active, h.data() + k * R, stride * R, true, a, stride * G, false);
+    products.rows(k, active, h.data() + k * R, stride * R, true, a, stride * G, false);
     for (Index i = 0; i < active; ++i) {
       ln_input(row + k + i * stride, zt + i * stride * G);
       ln_recurrent(row + k + i * stride, a + i * stride * G, zt + i * stride * G);
     }
   } else {
     for (Index i = 0; i < active; ++i) Map<T>(zt + i * stride * G, 1, G) += bias;
-    row_product(k, active, h.data() + k * R, stride * R, true, zt, stride * G, true);
+    products.rows(k, active, h.data() + k * R, stride * R, true, zt, stride * G, true);
   }
   with_peephole(dims.peephole, [&](auto peephole) {
     for (Index i = 0; i < active; ++i) {
@@ -432,6 +334,6 @@ void ForwardPass<T>::row_step(int k, Index p) {
 
 }  // namespace
 
-LSTM_FAST_CELL_ENTRY(cell_forward, ForwardPass, ForwardArrays)
+LSTM_FAST_CELL_ENTRY(cell_forward, ForwardPass, ForwardArrays, forward_product, Forward)
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

@@ -57,15 +57,16 @@ Index checkpoint_steps(const Problem& p, const CellPlan& cell) {
 // (its weights are always in blocks of 16 columns); bf16 training's on weights packed per call, a block
 // of 16 columns being one packet of the float kernels' (16 lanes: the AVX-512 build), and in its
 // backward not with a projection shared out among a team (a member's outputs of dh_{t-1} = dZ W_hh
-// need not be whole blocks then).
+// need not be whole blocks then). The training passes' products: on the dot instruction where it is
+// chosen, else on panels where the weights are packed, else Eigen's.
 void choose_dot(const Problem& p, CellPlan& cell) {
   const bool has = (p.precision == Precision::bf16 && p.dot.bf16) || (p.precision == Precision::int8 && p.dot.int8);
-  if (!p.training) {
-    cell.dot = has;
-    return;
-  }
-  cell.dot = has && p.precision == Precision::bf16 && cell.packing && p.lanes == 16 && p.element_size == 4;
-  cell.dot_backward = cell.dot && (!p.dims.projection || cell.team == 1);
+  cell.dot =
+      p.training ? has && p.precision == Precision::bf16 && cell.packing && p.lanes == 16 && p.element_size == 4 : has;
+  const bool bf16_dot = p.training && cell.dot;  // (a frozen model's passes read dot alone)
+  const TrainingProduct floats = cell.packing ? TrainingProduct::panels : TrainingProduct::unpacked;
+  cell.forward_product = bf16_dot ? TrainingProduct::bf16_dot : floats;
+  cell.backward_product = bf16_dot && (!p.dims.projection || cell.team == 1) ? TrainingProduct::bf16_dot : floats;
 }
 
 }  // namespace

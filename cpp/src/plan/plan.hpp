@@ -80,6 +80,13 @@ enum class Split {
   kRows,   // batch rows k, k + team, k + 2 team, ... with every unit of them; no barrier in the time loop
 };
 
+// The kernels of a training pass's products (cell/training_products.hpp).
+enum class TrainingProduct {
+  unpacked,  // Eigen's GEMMs on the weights as they are
+  panels,    // recurrent.hpp's panels, packed once per call
+  bf16_dot,  // bf16 training on vdpbf16ps, the weights converted once per call
+};
+
 struct CellPlan {
   int team = 1;  // threads sharing one cell's time steps (the caller and team - 1 workers)
   Split split = Split::kUnits;
@@ -98,9 +105,11 @@ struct CellPlan {
   // summed in float.
   Precision precision = Precision::fp32;
   // The precision's products on the CPU's dot instruction (vdpbf16ps, vpdpbusd), in the forward (or
-  // inference) and in the backward; else the ISA's float packets.
+  // inference); else the ISA's float packets.
   bool dot = false;
-  bool dot_backward = false;
+  // Training: the products' kernels, of the forward and of the backward.
+  TrainingProduct forward_product = TrainingProduct::unpacked;
+  TrainingProduct backward_product = TrainingProduct::unpacked;
 };
 
 struct LayerPlan {

@@ -13,6 +13,7 @@ using lstm_fast::detail::LayerPlan;
 using lstm_fast::detail::plan_layer;
 using lstm_fast::detail::Problem;
 using lstm_fast::detail::Split;
+using lstm_fast::detail::TrainingProduct;
 
 // One unidirectional layer, dense T x B, float, 16 lanes (AVX-512), inference.
 Problem problem(Index T, Index B, Index I, Index H, int threads) {
@@ -211,7 +212,7 @@ TEST(Plan, Bf16TrainingRunsOnTheDotInstructionOnPackedWeightsOf16Lanes) {
   p.precision = Precision::bf16;
   p.dot = {true, true};
   EXPECT_TRUE(plan_layer(p).cell.dot);
-  EXPECT_TRUE(plan_layer(p).cell.dot_backward);
+  EXPECT_EQ(plan_layer(p).cell.backward_product, TrainingProduct::bf16_dot);
   Problem avx2 = p;
   avx2.lanes = 8;
   EXPECT_FALSE(plan_layer(avx2).cell.dot);
@@ -226,10 +227,32 @@ TEST(Plan, Bf16TrainingRunsOnTheDotInstructionOnPackedWeightsOf16Lanes) {
   projection.dims.output_size = 128;
   ASSERT_GT(plan_layer(projection).cell.team, 1);
   EXPECT_TRUE(plan_layer(projection).cell.dot);
-  EXPECT_FALSE(plan_layer(projection).cell.dot_backward);
+  EXPECT_EQ(plan_layer(projection).cell.backward_product, TrainingProduct::panels);
   Problem fp32 = p;
   fp32.precision = Precision::fp32;
   EXPECT_FALSE(plan_layer(fp32).cell.dot);
+}
+
+// The training passes' products: vdpbf16ps where the dot instruction is chosen, else panels on packed
+// weights, else Eigen's on the weights as they are; an inference of the training passes never the dot.
+TEST(Plan, TheTrainingPassesProductsFollowThePackingAndTheDotInstruction) {
+  Problem p = problem(/*T=*/100, /*B=*/64, 256, 256, 2);
+  p.training = true;
+  p.precision = Precision::bf16;
+  p.dot = {true, true};
+  EXPECT_EQ(plan_layer(p).cell.forward_product, TrainingProduct::bf16_dot);
+  p.dot = {false, false};
+  EXPECT_EQ(plan_layer(p).cell.forward_product, TrainingProduct::panels);
+  EXPECT_EQ(plan_layer(p).cell.backward_product, TrainingProduct::panels);
+  Problem few = p;
+  few.steps = 1;
+  few.batch = 8;
+  few.rows = 8;
+  EXPECT_EQ(plan_layer(few).cell.forward_product, TrainingProduct::unpacked);
+  EXPECT_EQ(plan_layer(few).cell.backward_product, TrainingProduct::unpacked);
+  Problem inference = problem(/*T=*/100, /*B=*/64, 256, 256, 2);
+  inference.dot = {true, true};
+  EXPECT_EQ(plan_layer(inference).cell.forward_product, TrainingProduct::panels);
 }
 
 }  // namespace
