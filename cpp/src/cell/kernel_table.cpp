@@ -7,7 +7,7 @@
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 
 #if defined(__AVX512F__)
-constexpr DotInstructions kDot{true, true};  // (frozen_products.hpp's, compiled for them alone)
+constexpr DotInstructions kDot = DotInstructions::all();
 #else
 constexpr DotInstructions kDot{};
 #endif

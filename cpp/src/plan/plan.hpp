@@ -43,6 +43,8 @@ inline CellDims cell_dims(const Config& config, Index layer) {
 struct DotInstructions {
   bool bf16 = false;  // vdpbf16ps (AVX512_BF16)
   bool int8 = false;  // vpdpbusd (AVX512_VNNI)
+  // Every one: what the AVX-512 build compiles kernels for (cell/kernel_table.cpp), each for it alone.
+  static constexpr DotInstructions all() { return {true, true}; }
 };
 
 // What a plan is computed from: one layer of a call.
