@@ -90,7 +90,7 @@ inline void exact_ifg(const Ratio& i, const Ratio& f, const Ratio& g, bool coupl
 
 // gates.hpp's forward_packet with tanh_ratio and sigmoid_ratio and no contracted operations. Divisions
 // are the slow part: i, f and g share one, o and tanh(c) another.
-template <bool kPeephole, bool kVariant>
+template <bool kPeephole, unsigned kVariants>
 void exact_packet(const ForwardRow<float>& r, Index j, const GateVariant<float>& v) {
   const Index H = r.stride;
   const auto c_prev = S::load(r.cell + j);
@@ -99,24 +99,24 @@ void exact_packet(const ForwardRow<float>& r, Index j, const GateVariant<float>&
     zi = S::add(zi, S::mul(S::load(r.peep + j), c_prev));
     zf = S::add(zf, S::mul(S::load(r.peep + H + j), c_prev));
   }
-  if (kVariant && v.clip > 0) {
+  if constexpr (kVariants & kClip) {
     zi = S::clamp(zi, v.clip);
     zf = S::clamp(zf, v.clip);
     zg = S::clamp(zg, v.clip);
   }
   Packet input_gate, forget_gate, candidate;
-  exact_ifg(sigmoid_ratio(zi), sigmoid_ratio(zf), tanh_ratio(zg), kVariant && v.coupled, input_gate, forget_gate,
+  exact_ifg(sigmoid_ratio(zi), sigmoid_ratio(zf), tanh_ratio(zg), (kVariants & kCoupled), input_gate, forget_gate,
             candidate);
   const auto cell = S::add(S::mul(forget_gate, c_prev), S::mul(input_gate, candidate));
   if constexpr (kPeephole) zo = S::add(zo, S::mul(S::load(r.peep + 2 * H + j), cell));
-  if (kVariant && v.clip > 0) zo = S::clamp(zo, v.clip);
+  if constexpr (kVariants & kClip) zo = S::clamp(zo, v.clip);
   const Ratio o = sigmoid_ratio(zo), t = tanh_ratio(cell);
   const auto m = Eigen::internal::pdiv(S::mul(o.p, t.p), S::mul(o.q, t.q));  // sigmoid(zo) tanh(c)
-  if (kVariant && v.layer_norm)                                              // the pass's LN(c) reads o
+  if constexpr (kVariants & kLayerNorm)                                      // the pass's LN(c) reads o
     S::store(r.z + 3 * H + j, Eigen::internal::pdiv(o.p, o.q));
   else
     S::store(r.m + j, m);
-  if (kVariant && v.zone_c > 0)  // zoneout: z c_{t-1} + (1 - z) c~_t, uncontracted
+  if constexpr (kVariants & kZoneC)  // zoneout: z c_{t-1} + (1 - z) c~_t, uncontracted
     S::store(r.cell + j, S::add(S::mul(S::set1(v.zone_c), c_prev), S::mul(S::set1(1.0f - v.zone_c), cell)));
   else
     S::store(r.cell + j, cell);

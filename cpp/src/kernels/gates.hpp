@@ -80,17 +80,26 @@ struct GateVariant {
   // Layer norm (layer_norm.hpp): m = o * tanh(LN(c_t)) is the pass's to write after the kernel, and
   // the backward reads tanh(LN(c_t)) and a dc that already holds the gradient through LN(c_t).
   bool layer_norm = false;
-  bool any() const { return clip > 0 || coupled || zone_c > 0 || layer_norm; }
+  unsigned bits() const;  // below
 };
 
-// Calls f(std::true_type) when the variant changes the gates, else f(std::false_type): the kernels take
-// it as a template argument, so that the plain cell's loop carries no test.
-template <typename T, typename F>
+// The variants as bits of the kernels' template argument kVariants, so that no packet loop tests one.
+enum VariantBit : unsigned { kClip = 1, kCoupled = 2, kZoneC = 4, kLayerNorm = 8, kVariantCombinations = 16 };
+
+template <typename T>
+unsigned GateVariant<T>::bits() const {
+  return (clip > 0 ? kClip : 0u) | (coupled ? kCoupled : 0u) | (zone_c > 0 ? kZoneC : 0u) |
+         (layer_norm ? kLayerNorm : 0u);
+}
+
+// Calls f(std::integral_constant<unsigned, v.bits()>): the kernels take the variant as a template
+// argument (kVariants), one instantiation per combination.
+template <unsigned kBits = 0, typename T, typename F>
 inline void with_variant(const GateVariant<T>& v, const F& f) {
-  if (v.any())
-    f(std::true_type{});
-  else
-    f(std::false_type{});
+  if constexpr (kBits < kVariantCombinations) {
+    if (v.bits() == kBits) return f(std::integral_constant<unsigned, kBits>{});
+    with_variant<kBits + 1>(v, f);
+  }
 }
 
 template <typename T>
@@ -133,7 +142,7 @@ inline Packet zone(const Packet& d, const Packet& prev, const Packet& next) {
   return pmadd(d, prev, pmul(psub(pset1<Packet>(Scalar(1)), d), next));
 }
 
-template <bool kPeephole, bool kVariant, typename T>
+template <bool kPeephole, unsigned kVariants, typename T>
 inline void forward_packet(const ForwardRow<T>& r, Index j, const GateVariant<T>& v) {
   using S = Simd<T>;
   const Index H = r.stride;
@@ -143,24 +152,24 @@ inline void forward_packet(const ForwardRow<T>& r, Index j, const GateVariant<T>
     zi = S::madd(S::load(r.peep + j), c_prev, zi);
     zf = S::madd(S::load(r.peep + H + j), c_prev, zf);
   }
-  if (kVariant && v.clip > 0) {
+  if constexpr (kVariants & kClip) {
     zi = S::clamp(zi, v.clip);
     zf = S::clamp(zf, v.clip);
     zg = S::clamp(zg, v.clip);
   }
   const auto input_gate = S::sigmoid(zi);
-  const auto forget_gate = kVariant && v.coupled ? S::sub(S::set1(T(1)), input_gate) : S::sigmoid(zf);
+  const auto forget_gate = (kVariants & kCoupled) ? S::sub(S::set1(T(1)), input_gate) : S::sigmoid(zf);
   const auto candidate = S::tanh(zg);
   const auto cell = S::madd(forget_gate, c_prev, S::mul(input_gate, candidate));  // c = f c_{t-1} + i g
   if constexpr (kPeephole) zo = S::madd(S::load(r.peep + 2 * H + j), cell, zo);
-  if (kVariant && v.clip > 0) zo = S::clamp(zo, v.clip);
+  if constexpr (kVariants & kClip) zo = S::clamp(zo, v.clip);
   const auto output_gate = S::sigmoid(zo);
   S::store(r.z + j, input_gate);
   S::store(r.z + H + j, forget_gate);
   S::store(r.z + 2 * H + j, candidate);
   S::store(r.z + 3 * H + j, output_gate);
-  S::store(r.cell + j, kVariant && v.zone_c > 0 ? zone(S::set1(v.zone_c), c_prev, cell) : cell);
-  if (!(kVariant && v.layer_norm)) S::store(r.m + j, S::mul(output_gate, S::tanh(cell)));
+  S::store(r.cell + j, (kVariants & kZoneC) ? zone(S::set1(v.zone_c), c_prev, cell) : cell);
+  if constexpr (!(kVariants & kLayerNorm)) S::store(r.m + j, S::mul(output_gate, S::tanh(cell)));
 }
 
 // Runs packet(row, j) (forward_packet, or another kernel of the same streams) over `count` units of one
@@ -213,27 +222,27 @@ struct BackwardRow {
   Index stride;        // H
 };
 
-template <bool kPeephole, bool kVariant, typename T>
+template <bool kPeephole, unsigned kVariants, typename T>
 inline void backward_packet(const BackwardRow<T>& r, Index j, const GateVariant<T>& v) {
   using S = Simd<T>;
   const Index H = r.stride;
   const auto one = S::set1(T(1));
   const auto i = S::load(r.gates + j), f = S::load(r.gates + H + j);
   const auto g = S::load(r.gates + 2 * H + j), o = S::load(r.gates + 3 * H + j);
-  const bool ln = kVariant && v.layer_norm;  // h = o tanh(LN(c)): dc holds LN's part already
+  const bool ln = (kVariants & kLayerNorm);  // h = o tanh(LN(c)): dc holds LN's part already
   const auto tanh_c = ln ? S::load(r.tanh_n + j) : S::tanh(S::load(r.cell + j));
   const auto c_prev = S::load(r.cell_prev + j);
   const auto dm = S::load(r.dm + j);
-  auto dzo = S::mul(S::mul(dm, tanh_c), S::mul(o, S::sub(one, o)));                 // do * o (1 - o)
-  if (kVariant && v.clip > 0) dzo = S::inside(dzo, o, v.sigmoid_lo, v.sigmoid_hi);  // o clipped: 0
+  auto dzo = S::mul(S::mul(dm, tanh_c), S::mul(o, S::sub(one, o)));                      // do * o (1 - o)
+  if constexpr (kVariants & kClip) dzo = S::inside(dzo, o, v.sigmoid_lo, v.sigmoid_hi);  // o clipped: 0
   auto dcell = ln ? S::load(r.dc + j) : S::madd(S::mul(dm, o), S::sub(one, S::mul(tanh_c, tanh_c)), S::load(r.dc + j));
   if constexpr (kPeephole) dcell = S::madd(dzo, S::load(r.peep + 2 * H + j), dcell);  // o saw c_t
   // di = dc_t g, df = dc_t c_{t-1}; coupled (f = 1 - i): di - df into i, nothing into f.
-  const bool coupled = kVariant && v.coupled;
+  const bool coupled = (kVariants & kCoupled);
   auto dzi = S::mul(S::mul(dcell, coupled ? S::sub(g, c_prev) : g), S::mul(i, S::sub(one, i)));
   auto dzf = coupled ? S::set1(T(0)) : S::mul(S::mul(dcell, c_prev), S::mul(f, S::sub(one, f)));
   auto dzg = S::mul(S::mul(dcell, i), S::sub(one, S::mul(g, g)));
-  if (kVariant && v.clip > 0) {
+  if constexpr (kVariants & kClip) {
     dzi = S::inside(dzi, i, v.sigmoid_lo, v.sigmoid_hi);
     dzf = S::inside(dzf, f, v.sigmoid_lo, v.sigmoid_hi);
     dzg = S::inside(dzg, g, v.tanh_lo, v.tanh_hi);
@@ -272,7 +281,8 @@ inline void gates_backward_units(Index count, Index stride, const T* gates, cons
   std::copy_n(dc + body, n, tdc);
   if constexpr (kPeephole)
     for (Index k = 0; k < 3; ++k) std::copy_n(peep + k * stride + body, n, tpeep + k * W);
-  backward_packet<kPeephole, true>(BackwardRow<T>{tgates, tcell, tprev, tdm, tdc, tdz, tpeep, ttanh, W}, 0, v);
+  const BackwardRow<T> tail{tgates, tcell, tprev, tdm, tdc, tdz, tpeep, ttanh, W};
+  with_variant(v, [&](auto variant) { backward_packet<kPeephole, decltype(variant)::value>(tail, 0, v); });
   std::copy_n(tdc, n, dc + body);
   for (Index k = 0; k < 4; ++k) std::copy_n(tdz + k * W, n, dz + k * stride + body);
 }
