@@ -4,7 +4,7 @@
 
 #include <utility>
 
-#include "cell/training_products.hpp"
+#include "cell/product_kinds.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {

@@ -25,7 +25,7 @@
 #endif
 
 // Defines the entry point `name` (cell.hpp's CellKernels signature) of a pass object: builds the
-// pass on the kind of products the plan's field `product` names (training_products.hpp's with_products;
+// pass on the kind of products the plan's field `product` names (product_kinds.hpp's with_products;
 // the pass takes the kind's member `Kind`), which allocates everything it needs, then runs it on the
 // plan's team. Instantiated for the element types of the kernel table (KernelTable::f32, f64).
 #define LSTM_FAST_CELL_ENTRY(name, Pass, Arrays, product, Kind)                                                  \

@@ -6,7 +6,7 @@
 // Everything is allocated in the constructor: nothing the team runs allocates or throws.
 #include <algorithm>
 
-#include "cell/training_products.hpp"
+#include "cell/product_kinds.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {

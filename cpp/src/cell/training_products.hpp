@@ -1,13 +1,14 @@
 // The products of the training passes (forward.cpp, backward.cpp), one policy per kind; each pass is
 // instantiated with the kind its plan chose (CellPlan::forward_product, backward_product) by
-// with_products, so no product call tests the kind. A kind is a struct with two members:
+// with_products (product_kinds.hpp), so no product call tests the kind. A kind is a struct with two members:
 //   Forward   z = x W_ih^T + b, and a (+)= h W_hh^T by units (the unit split) or by rows (the row split)
 //   Backward  dh_{t-1} = dZ_t W_hh by outputs or by rows, dX (+)= dZ W_ih, dW (+)= dA^T M
 // each holding what it packs or converts of the weights, allocated when constructed. The kinds:
 //   Unpacked Eigen's GEMMs on the weights as they are (too few rows to pay for packing)
 //   Panels   recurrent.hpp's panels, packed once per call at the walk's first meeting
 //   Bf16Dot  vdpbf16ps (bf16_training.hpp) on the weights in bfloat16, converted once per call (float)
-// A new kind is a struct with both members (in a file of its own) and a case in with_products.
+// A new kind is a struct with both members, in a file of its own, and a case in product_kinds.hpp's
+// with_products.
 #pragma once
 
 #include <tuple>
@@ -296,20 +297,6 @@ struct Bf16Dot {
     std::vector<std::uint32_t> pairs;  // member j's pair rows of dA and of X or H_prev
   };
 };
-
-// Runs body(kind) with an object of the kind of products `product` names: Unpacked<T>, Panels<T> or
-// Bf16Dot<T> (float only: the plan never names it for double).
-template <typename T, typename Body>
-void with_products(TrainingProduct product, const Body& body) {
-  switch (product) {
-    case TrainingProduct::unpacked: return body(Unpacked<T>{});
-    case TrainingProduct::panels: return body(Panels<T>{});
-    case TrainingProduct::bf16_dot:
-      if constexpr (std::is_same_v<T, float>) return body(Bf16Dot<T>{});
-      break;
-  }
-  throw Error("internal: no products of this kind for this element type");
-}
 
 }  // namespace
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA
