@@ -142,7 +142,7 @@ def test_cpp_kernel_tests_pass(cpp, kernel_runs, isa, record_property):
     if out.returncode == SKIP_RETURN_CODE:
         pytest.skip(out.stdout.strip())
     passed = _gtest_passed(out)
-    assert passed >= 25, out.stdout
+    assert passed >= 48, out.stdout  # the tests of every build (the dot paths' come on top where they run)
     record_property(f"kernel_tests_{isa}", passed)
     print(f"kernel tests for {isa}: {passed} passed")
 

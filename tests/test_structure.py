@@ -25,6 +25,9 @@ DOCUMENTED = {
 }
 # The folders of cpp/src, lowest first: a file includes headers of its own folder or of one below it only.
 LAYERS = ("runtime", "plan", "weights", "kernels", "cell", "stack", "io", "api")
+# The kernels each tested once per instruction set by tests/cpp/kernels/test_<name>.cpp: every header of
+# cpp/src/kernels, and these of cpp/src/cell (the products compiled per instruction set with the passes).
+PER_ISA_KERNELS = ("kernels/*.hpp", "cell/bf16_training.hpp")
 # The README's two commands, which .ci/run runs exactly as written there.
 README_COMMANDS = ("pip install . && python -m lstm_fast", 'pip install ".[test]" && python -m pytest')
 
@@ -78,6 +81,20 @@ def test_cpp_src_folders_include_only_downwards():
             if folder != "lstm_fast" and (folder not in LAYERS or LAYERS.index(folder) > level):
                 upward.append(f"{p.relative_to(ROOT)} includes {target}")
     assert not upward, f"includes that point up the layers {LAYERS} (or name no folder): {upward}"
+
+
+def test_every_kernel_has_its_test_per_instruction_set():
+    # kernels.cmake compiles every tests/cpp/kernels/test_*.cpp into each test_kernels_<isa>: a kernel
+    # header without its test file, including it, would land untested.
+    headers = sorted(p for pattern in PER_ISA_KERNELS for p in (ROOT / "cpp" / "src").glob(pattern))
+    assert len(headers) >= 6, headers
+    untested = []
+    for header in headers:
+        test = ROOT / "tests" / "cpp" / "kernels" / f"test_{header.stem}.cpp"
+        include = f'#include "{header.parent.name}/{header.name}"'
+        if not test.is_file() or include not in test.read_text():
+            untested.append(f"{header.relative_to(ROOT)}: no {test.relative_to(ROOT)} with {include}")
+    assert not untested, untested
 
 
 def names(text: str, name: str) -> bool:

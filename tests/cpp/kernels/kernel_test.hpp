@@ -1,5 +1,6 @@
 // What the kernel tests share: random operands, buffers at chosen misalignments, the wider type the
-// scalar oracles compute in, and bitwise comparison. Compiled into each test_kernels_<isa>.
+// scalar oracles compute in, bitwise comparison, and which paths of the products this program runs (the
+// dot instructions or the fallbacks). Compiled into each test_kernels_<isa>.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,10 +11,12 @@
 #include <limits>
 #include <random>
 #include <sstream>
+#include <string>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/gates.hpp"
+#include "plan/plan.hpp"
 
 #define LSTM_FAST_TEST_STRINGIFY_(x) #x
 #define LSTM_FAST_TEST_STRINGIFY(x) LSTM_FAST_TEST_STRINGIFY_(x)
@@ -77,5 +80,25 @@ template <typename T>
     }
   return ::testing::AssertionSuccess();
 }
+
+// The dot instructions this program's products can run (vdpbf16ps, vpdpbusd), decided as the library
+// decides them: built for AVX-512 (kernel_table.cpp's kDot: frozen_products.hpp and bf16_training.hpp
+// compile their tiles for the instructions alone) and on a CPU that has them (dispatch.cpp's
+// dot_instructions()).
+inline detail::DotInstructions dot_instructions_here() {
+#if defined(__AVX512F__)
+  return {__builtin_cpu_supports("avx512bf16") != 0, __builtin_cpu_supports("avx512vnni") != 0};
+#else
+  return {};
+#endif
+}
+
+// The paths of a product to test in-process: its fallback (`dot` false) and, where `dot_here`, its dot
+// instruction; a suite instantiated with them is named .../Fallback and .../Dot.
+inline std::vector<bool> product_paths(bool dot_here) {
+  if (dot_here) return {false, true};
+  return {false};
+}
+inline std::string path_name(const ::testing::TestParamInfo<bool>& info) { return info.param ? "Dot" : "Fallback"; }
 
 }  // namespace lstm_fast::test

@@ -31,6 +31,10 @@ elseif(NOT TARGET Eigen3::Eigen)
   message(WARNING "${kernel_reason}")
 else()
   file(GLOB kernel_tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/test_*.cpp)
+  # The frozen products' kernels as frozen_kernels.cpp compiles them (no multiply-add fused behind their
+  # back), and so their oracles: int8 is checked bit for bit.
+  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/test_frozen_operands.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/test_frozen_products.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
   foreach(isa IN LISTS LSTM_FAST_ISAS)
     add_library(kernel_isa_guard_${isa} OBJECT ${CMAKE_CURRENT_LIST_DIR}/isa_guard.cpp)
     target_compile_definitions(kernel_isa_guard_${isa} PRIVATE LSTM_FAST_TEST_ISA=${isa})
@@ -40,11 +44,13 @@ else()
       ${LSTM_FAST_SOURCE_DIR}/cpp/include ${CMAKE_CURRENT_LIST_DIR})
     # As the library's per-ISA build of its kernel sources, lstm_fast_cell_<isa> (see the top-level
     # CMakeLists.txt for why each definition).
-    target_compile_definitions(test_kernels_${isa} PRIVATE LSTM_FAST_TEST_ISA=${isa} Eigen=lstm_fast_eigen_${isa}
+    target_compile_definitions(test_kernels_${isa} PRIVATE LSTM_FAST_TEST_ISA=${isa} LSTM_FAST_ISA=${isa}
+      Eigen=lstm_fast_eigen_${isa}
       ${LSTM_FAST_EIGEN_DEFINITIONS})
     target_compile_options(test_kernels_${isa} PRIVATE ${LSTM_FAST_FLAGS_${isa}})
-    # lstm_fast::lstm_fast for its interface only (the sanitizer flags of a LSTM_FAST_SANITIZE build):
-    # the kernels are header templates, nothing of the library is linked in.
+    # lstm_fast::lstm_fast for its interface (the sanitizer flags of a LSTM_FAST_SANITIZE build) and for the
+    # packing of the frozen weights (weights/frozen.cpp, compiled once for every set): the kernels
+    # themselves are header templates, compiled here with the set's flags.
     target_link_libraries(test_kernels_${isa} PRIVATE Eigen3::Eigen lstm_fast::lstm_fast GTest::gtest_main)
     add_test(NAME test_kernels_${isa} COMMAND test_kernels_${isa})
     set_tests_properties(test_kernels_${isa} PROPERTIES SKIP_RETURN_CODE 77)
