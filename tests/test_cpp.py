@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CMEEL_PREFIXES, CXX
+from conftest import CMEEL_PREFIXES, CXX, cpu_flags, cpu_model
 
 import lstm_fast as lf
 
@@ -145,6 +145,19 @@ def test_cpp_kernel_tests_pass(cpp, kernel_runs, isa, record_property):
     assert passed >= 48, out.stdout  # the tests of every build (the dot paths' come on top where they run)
     record_property(f"kernel_tests_{isa}", passed)
     print(f"kernel tests for {isa}: {passed} passed")
+
+
+def test_cpp_kernel_tests_check_the_amx_instructions_where_the_cpu_has_them(cpp, kernel_runs):
+    # tests/cpp/kernels registers its AMX checks (the instructions against the emulation) only where the
+    # program may run them; on a CPU with AMX they must have run, in the avx512 build.
+    cpp.require_gtest()
+    if "avx512" not in cpp.kernel_isas or kernel_runs["avx512"].returncode != 0:
+        pytest.skip("no avx512 kernel tests ran here")
+    if not {"amx_tile", "amx_int8", "amx_bf16"} <= cpu_flags():
+        pytest.skip(f"the AMX instructions are not checked: this CPU ({cpu_model()}) has no AMX")
+    out = kernel_runs["avx512"].stdout
+    for test in ("AmxTiles.AgreeWithTheEmulation", "TileProducts.OnTheAmxInstructions"):
+        assert f"[       OK ] {test}" in out, f"{test} did not run (the OS refused the tile state?)"
 
 
 def test_cpp_kernel_tests_ran_for_every_instruction_set_the_library_runs_here(cpp, kernel_runs):

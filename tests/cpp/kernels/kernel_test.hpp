@@ -15,6 +15,11 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "kernels/gates.hpp"
 #include "plan/plan.hpp"
 
@@ -91,6 +96,39 @@ inline detail::DotInstructions dot_instructions_here() {
 #else
   return {};
 #endif
+}
+
+// Whether this program may run AMX instructions: built for AVX-512 (tiles.hpp's AmxTiles), on a CPU
+// with AMX-TILE, AMX-INT8 and AMX-BF16, in a process the OS gave the tile data state
+// (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), then ARCH_GET_XCOMP_PERM shows it).
+inline bool amx_here() {
+#if defined(__AVX512F__) && defined(__linux__)
+  if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-int8") || !__builtin_cpu_supports("amx-bf16"))
+    return false;
+  constexpr long kGetPermission = 0x1022, kRequestPermission = 0x1023, kTileData = 18;
+  unsigned long granted = 0;
+  if (syscall(SYS_arch_prctl, kRequestPermission, kTileData) != 0) return false;
+  if (syscall(SYS_arch_prctl, kGetPermission, &granted) != 0) return false;
+  return (granted >> kTileData) & 1;
+#else
+  return false;
+#endif
+}
+
+// Registers the test suite.name, running body(), only where amx_here(): elsewhere it does not exist (a
+// skipped test would read as a check that ran); tests/test_cpp.py asks for it on a CPU with AMX.
+template <typename Body>
+struct AmxTest : ::testing::Test {
+  explicit AmxTest(Body b) : body(b) {}
+  void TestBody() override { body(); }
+  Body body;
+};
+template <typename Body>
+bool register_amx_test(const char* suite, const char* name, Body body) {
+  if (!amx_here()) return false;
+  ::testing::RegisterTest(suite, name, nullptr, nullptr, __FILE__, __LINE__,
+                          [body]() -> ::testing::Test* { return new AmxTest<Body>(body); });
+  return true;
 }
 
 // The paths of a product to test in-process: its fallback (`dot` false) and, where `dot_here`, its dot
