@@ -31,7 +31,9 @@ import lstm_fast as lf
 
 ROOT = Path(__file__).resolve().parent.parent
 CMAKE = shutil.which("cmake")
-KERNEL_ISAS = ["baseline", "avx2", "avx512"]  # every set tests/cpp/kernels/kernels.cmake may build for
+ISAS_CMAKE = ROOT / "cmake" / "isas.cmake"  # the one list of instruction sets, and their flags
+# Every set the library and tests/cpp/kernels/kernels.cmake may build for, worst first.
+KERNEL_ISAS = re.search(r"^set\(LSTM_FAST_ALL_ISAS ([^)]*)\)", ISAS_CMAKE.read_text(), re.M).group(1).split()
 SKIP_RETURN_CODE = 77  # a test_kernels_<isa> on a CPU without <isa> (tests/cpp/kernels/isa_guard.cpp)
 
 pytestmark = pytest.mark.skipif(CMAKE is None or CXX is None, reason="needs cmake and a C++ compiler")
@@ -189,19 +191,38 @@ def test_without_googletest_the_cpp_tests_are_reported_as_not_built(tmp_path):
     assert manifest["kernel_isas"] == "" and manifest["kernel_reason"] == manifest["gtest_reason"]
 
 
-def test_kernel_tests_are_compiled_with_the_library_flags():
-    # Against an installed package, kernels.cmake writes the sets, flags and Eigen settings of the top-level
-    # CMakeLists.txt.
-    def isa_settings(path: Path):
-        text = path.read_text()
-        flags = dict(re.findall(r"set\(LSTM_FAST_FLAGS_(\w+) ?([^)]*)\)", text))
-        eigen = " ".join(re.search(r"set\(LSTM_FAST_EIGEN_DEFINITIONS ([^)]*)\)", text).group(1).split())
-        return flags, re.findall(r"list\(APPEND LSTM_FAST_ISAS ([^)]*)\)", text), eigen
+def test_the_instruction_sets_are_listed_once():
+    # cmake/isas.cmake is the list: the top-level CMakeLists.txt and kernels.cmake set none of their own,
+    # and every set of it has its flags and the CPU features it needs.
+    text = ISAS_CMAKE.read_text()
+    assert KERNEL_ISAS[0] == "baseline" and len(KERNEL_ISAS) == len(set(KERNEL_ISAS)) >= 3, KERNEL_ISAS
+    for isa in KERNEL_ISAS:
+        assert re.search(rf"^set\(LSTM_FAST_FLAGS_{isa}[ )]", text, re.M), isa
+        assert re.search(rf"^set\(LSTM_FAST_CPU_FEATURES_{isa}[ )]", text, re.M), isa
+    for path in [ROOT / "CMakeLists.txt", ROOT / "tests" / "cpp" / "kernels" / "kernels.cmake"]:
+        other = re.findall(
+            r"set\((LSTM_FAST_(?:ISAS|ALL_ISAS|FLAGS_\w+|CPU_FEATURES_\w+|EIGEN_DEFINITIONS))[ )]", path.read_text()
+        )
+        assert not other, f"{path.relative_to(ROOT)} sets {other}: the list is cmake/isas.cmake's"
 
-    library = isa_settings(ROOT / "CMakeLists.txt")
-    assert library[0], "the top-level CMakeLists.txt no longer sets LSTM_FAST_FLAGS_<isa>: update kernels.cmake"
-    assert isa_settings(ROOT / "tests" / "cpp" / "kernels" / "kernels.cmake") == library
-    assert set(library[0]) == set(KERNEL_ISAS)
+
+def test_the_installed_package_has_the_list_it_was_built_with():
+    # kernels.cmake reads it from the package's CMake folder, against an installed package.
+    installed = Path(lf.get_cmake_dir()) / "lstm_fast_isas.cmake"
+    assert installed.read_text() == ISAS_CMAKE.read_text()
+
+
+def test_the_kernel_tests_and_the_dispatch_read_the_same_list(cpp):
+    # The C++ list generated from cmake/isas.cmake (LSTM_FAST_FOR_EACH_ISA) for the kernel tests is the
+    # sets they were built for, worst first; the library's, generated likewise, gives supported_isas().
+    cpp.require_gtest()
+    if not cpp.kernel_isas:
+        pytest.skip(cpp.manifest["kernel_reason"])
+    header = (cpp.folder / "kernels" / "generated" / "cell" / "isas.hpp").read_text()
+    assert re.findall(r"^  X\((\w+), ", header, re.M) == cpp.kernel_isas
+    if "avx2" in cpp.kernel_isas:  # cpu_has: every feature of the set
+        assert 'X(avx2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))' in header
+    assert lf.supported_isas() == [isa for isa in cpp.kernel_isas if isa in lf.supported_isas()]
 
 
 # ---- The C++ API against Python -------------------------------------------------------------------------

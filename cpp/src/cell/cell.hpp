@@ -122,7 +122,7 @@ using FmaThroughput = double (*)(double seconds);
 using DotThroughput = double (*)(Precision p, const DotInstructions& dot, double seconds);
 
 // Everything compiled per instruction set (kernel_table.cpp, once per ISA, each build in its own
-// namespace).
+// namespace, detail::<isa>::kernel_table; dispatch.cpp lists them from cmake/isas.cmake's list).
 struct KernelTable {
   const char* isa;
   DotInstructions dot;  // the dot instructions this build's products can run where the CPU has them
@@ -133,16 +133,6 @@ struct KernelTable {
   DotThroughput dot_throughput;
   void (*round_bf16)(float* v, Index n);  // bf16 training: n floats rounded to bfloat16 in place
 };
-
-namespace baseline {
-extern const KernelTable kernel_table;
-}
-namespace avx2 {
-extern const KernelTable kernel_table;
-}  // namespace avx2
-namespace avx512 {
-extern const KernelTable kernel_table;
-}  // namespace avx512
 
 // The table of the ISA in use (dispatch.cpp): the best this CPU runs, or LSTM_FAST_ISA's choice.
 const KernelTable& active_kernels();

@@ -1,7 +1,9 @@
-// Runtime ISA dispatch: the cell kernels are compiled for several instruction sets (CMake defines
-// LSTM_FAST_HAVE_AVX2 / LSTM_FAST_HAVE_AVX512 for the builds it made); the best one this CPU runs is
-// chosen on first use, unless the environment variable LSTM_FAST_ISA names another; and the dot-product
-// instructions beyond it that the CPU has (AVX512_BF16, AVX512_VNNI), which the plan hands the products.
+// Runtime ISA dispatch: the cell kernels are compiled for each instruction set of cmake/isas.cmake's list
+// that the platform builds, given here by the header CMake generates from it (cell/isas.hpp in the build
+// folder: LSTM_FAST_FOR_EACH_ISA, worst first, with what the CPU must have to run each); the best one
+// this CPU runs is chosen on first use, unless the environment variable LSTM_FAST_ISA names another;
+// and the dot-product instructions beyond it that the CPU has (AVX512_BF16, AVX512_VNNI), which the plan
+// hands the products.
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -9,7 +11,16 @@
 #include <vector>
 
 #include "cell/cell.hpp"
+#include "cell/isas.hpp"
 #include "lstm_fast/config.hpp"
+
+// Each build's table (kernel_table.cpp, compiled once per set in the set's namespace).
+#define LSTM_FAST_DECLARE_TABLE(name, cpu_has) \
+  namespace lstm_fast::detail::name {          \
+  extern const KernelTable kernel_table;       \
+  }
+LSTM_FAST_FOR_EACH_ISA(LSTM_FAST_DECLARE_TABLE)
+#undef LSTM_FAST_DECLARE_TABLE
 
 namespace lstm_fast {
 namespace {
@@ -19,28 +30,16 @@ struct Candidate {
   bool (*cpu_has)();
 };
 
-bool always() { return true; }
-#if defined(LSTM_FAST_HAVE_AVX2)
-bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-#endif
-#if defined(LSTM_FAST_HAVE_AVX512)
-bool cpu_has_avx512() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
-}
-#endif
+#define LSTM_FAST_CPU_HAS(name, cpu_has) \
+  bool cpu_has_##name() { return cpu_has; }
+LSTM_FAST_FOR_EACH_ISA(LSTM_FAST_CPU_HAS)
+#undef LSTM_FAST_CPU_HAS
 
 // Compiled instruction sets, worst first.
 const std::vector<Candidate>& compiled() {
-  static const std::vector<Candidate> list = {
-    {&detail::baseline::kernel_table, &always},
-#if defined(LSTM_FAST_HAVE_AVX2)
-    {&detail::avx2::kernel_table, &cpu_has_avx2},
-#endif
-#if defined(LSTM_FAST_HAVE_AVX512)
-    {&detail::avx512::kernel_table, &cpu_has_avx512},
-#endif
-  };
+#define LSTM_FAST_CANDIDATE(name, cpu_has) {&detail::name::kernel_table, &cpu_has_##name},
+  static const std::vector<Candidate> list = {LSTM_FAST_FOR_EACH_ISA(LSTM_FAST_CANDIDATE)};
+#undef LSTM_FAST_CANDIDATE
   return list;
 }
 

@@ -12,13 +12,14 @@ constexpr DotInstructions kDot = DotInstructions::all();
 constexpr DotInstructions kDot{};
 #endif
 
-const KernelTable kernel_table{LSTM_FAST_STRINGIFY(LSTM_FAST_ISA),
-                               kDot,
-                               {&cell_forward<float>, &cell_backward<float>, Simd<float>::kWidth},
-                               {&cell_forward<double>, &cell_backward<double>, Simd<double>::kWidth},
-                               &frozen_forward,
-                               &fma_throughput,
-                               &dot_throughput,
-                               &round_bf16};
+// extern: a const at namespace scope would have internal linkage; dispatch.cpp declares it per set.
+extern const KernelTable kernel_table{LSTM_FAST_STRINGIFY(LSTM_FAST_ISA),
+                                      kDot,
+                                      {&cell_forward<float>, &cell_backward<float>, Simd<float>::kWidth},
+                                      {&cell_forward<double>, &cell_backward<double>, Simd<double>::kWidth},
+                                      &frozen_forward,
+                                      &fma_throughput,
+                                      &dot_throughput,
+                                      &round_bf16};
 
 }  // namespace lstm_fast::detail::LSTM_FAST_ISA

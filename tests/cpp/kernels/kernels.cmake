@@ -4,18 +4,11 @@
 # isa_guard.cpp compiled without them (it checks the CPU before any code built with the flags runs).
 # Sets kernel_isas (the sets built) and, when none could be, kernel_reason.
 #
-# In-tree the top-level CMakeLists.txt's LSTM_FAST_ISAS, LSTM_FAST_FLAGS_<isa> and LSTM_FAST_EIGEN_DEFINITIONS
-# are used; against an installed package the same lists are written here (tests/test_cpp.py checks they agree).
+# The sets, their flags and the Eigen definitions are cmake/isas.cmake's, the library's one list: in-tree
+# the top-level CMakeLists.txt has included it already; against an installed package it is read from
+# the package's CMake folder (lstm_fast_isas.cmake), the list the installed library was built with.
 if(NOT DEFINED LSTM_FAST_ISAS)
-  set(LSTM_FAST_ISAS baseline)
-  if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-    list(APPEND LSTM_FAST_ISAS avx2 avx512)
-  endif()
-  set(LSTM_FAST_FLAGS_baseline "")
-  set(LSTM_FAST_FLAGS_avx2 -mavx2 -mfma)
-  set(LSTM_FAST_FLAGS_avx512 -mavx512f -mavx512vl -mavx512bw -mavx512dq -mavx2 -mfma)
-  set(LSTM_FAST_EIGEN_DEFINITIONS EIGEN_GEMM_TO_COEFFBASED_THRESHOLD=0 EIGEN_NO_CPUID
-    EIGEN_DEFAULT_L1_CACHE_SIZE=32768 EIGEN_DEFAULT_L2_CACHE_SIZE=1048576 EIGEN_DEFAULT_L3_CACHE_SIZE=33554432)
+  include(${lstm_fast_DIR}/lstm_fast_isas.cmake)
 endif()
 
 set(kernel_isas "")
@@ -35,9 +28,12 @@ else()
   # back), and so their oracles: int8 is checked bit for bit.
   set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/test_frozen_operands.cpp
     ${CMAKE_CURRENT_LIST_DIR}/test_frozen_products.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+  # The C++ list of the sets and what the CPU must have for each (isa_guard.cpp), as dispatch.cpp's.
+  lstm_fast_write_isa_header(${CMAKE_CURRENT_BINARY_DIR}/kernels/generated/cell/isas.hpp)
   foreach(isa IN LISTS LSTM_FAST_ISAS)
     add_library(kernel_isa_guard_${isa} OBJECT ${CMAKE_CURRENT_LIST_DIR}/isa_guard.cpp)
     target_compile_definitions(kernel_isa_guard_${isa} PRIVATE LSTM_FAST_TEST_ISA=${isa})
+    target_include_directories(kernel_isa_guard_${isa} PRIVATE ${CMAKE_CURRENT_BINARY_DIR}/kernels/generated)
     add_executable(test_kernels_${isa} ${kernel_tests} $<TARGET_OBJECTS:kernel_isa_guard_${isa}>)
     target_compile_features(test_kernels_${isa} PRIVATE cxx_std_17)
     target_include_directories(test_kernels_${isa} BEFORE PRIVATE ${LSTM_FAST_SOURCE_DIR}/cpp/src
