@@ -1,6 +1,6 @@
 // GoogleTest tests of the public C++ API (lstm_fast/lstm_fast.hpp: Model, State, Error, Config), built
 // against the installed package (tests/test_cpp.py) or in-tree (cmake -DLSTM_FAST_BUILD_TESTS=ON;
-// ctest). What uses the library's internals is in internal/; model_tool.cpp holds the command-line
+// ctest). What uses the library's internals is in plan/, runtime/ and stack/; model_tool.cpp holds the command-line
 // modes tests/test_cpp.py drives.
 //
 // The tests write their own model files (model_files.hpp), so they need no Python: step against
