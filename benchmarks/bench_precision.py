@@ -3,6 +3,7 @@ would pick at that precision, in one run, on the same threads and the shapes of 
 
     fp32   lf.Model("fp32") and lf.LSTM  against torch.nn.LSTM, ONNX Runtime, OpenVINO (f32 hint)
     bf16   lf.Model("bf16")              against OpenVINO's default precision (bf16 where the CPU has it)
+                                         and torch's bf16 module (torch.nn.LSTM in bfloat16, no_grad)
     int8   lf.Model("int8")              against torch's quantize_dynamic and ONNX Runtime's
                                          quantize_dynamic (DynamicQuantizeLSTM)
     step   Model.step, one call per time step with the state fed back, at the shape's batch, against an
@@ -24,6 +25,7 @@ leaves its column empty.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -34,7 +36,7 @@ import tempfile
 import warnings
 
 import numpy as np
-from bench_torch import SHAPES, gflops, median_ms
+from bench_torch import SHAPES, cpu_model, gflops, median_ms
 
 import lstm_fast as lf
 from lstm_fast import _core
@@ -69,6 +71,14 @@ def peers(name, model, x, tmp, threads):
 
         found["fp32"]["torch"] = run(module)
         found["int8"]["torch int8"] = run(quantized)
+        bf16 = copy.deepcopy(module).to(torch.bfloat16)  # oneDNN's bf16 kernels (AMX where the CPU has it)
+        x_bf16 = xt.to(torch.bfloat16)
+
+        def bf16_call():
+            with torch.no_grad():
+                bf16(x_bf16)
+
+        found["bf16"]["torch bf16"] = bf16_call
     path = os.path.join(tmp, f"{name}.onnx")
     model.to_onnx(path, with_state=False)
     if ort is not None:
@@ -239,6 +249,8 @@ def main() -> None:
         print(json.dumps(time_part(args.part, args.shapes, args.repeats, threads)))
         return
     peak = {p: _core.dot_peak_gops(p, 1.0, threads) for p in PRECISIONS}
+    tiles = _core._dot_instructions()["tiles"]
+    print(f"cpu: {cpu_model()}; AMX tiles: {'yes, for bf16 and int8 from B >= 4' if tiles == 'amx' else 'no'}")
     print(
         f"lstm_fast {lf.__version__} ({lf.isa()}, {threads} threads); measured peaks, GOP/s: "
         + ", ".join(f"{p} {v:.0f}" for p, v in peak.items())
@@ -256,7 +268,11 @@ def main() -> None:
     )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(peaks_gops=peak, isa=lf.isa(), threads=threads, rows=rows), f, indent=1)
+            json.dump(
+                dict(cpu=cpu_model(), tiles=tiles, peaks_gops=peak, isa=lf.isa(), threads=threads, rows=rows),
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

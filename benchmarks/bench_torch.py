@@ -38,7 +38,21 @@ SHAPES = {
     "long": (1000, 16, 16, 128, 1, False),
     "b1": (1000, 1, 64, 256, 1, False),
     "deep": (100, 32, 128, 128, 2, True),
+    "xl": (50, 64, 1024, 1024, 1, False),
 }
+
+
+def cpu_model() -> str:
+    """The CPU's model name and family/model numbers from /proc/cpuinfo (Linux), else the platform's."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in info.items()}
+        return f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']})"
+    except (OSError, KeyError):
+        return platform.processor() or platform.machine()
 
 
 def median_ms(fn, repeats: int, min_seconds: float = 0.2) -> float:

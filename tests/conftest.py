@@ -152,10 +152,22 @@ def no_dot_instructions():
     CPU that has them too; the CPU's own restored after."""
     _core._allow_dot_instructions(False)
     try:
-        assert _core._dot_instructions() == {"bf16": False, "int8": False}
+        assert _core._dot_instructions() == {"bf16": False, "int8": False, "tiles": "none"}
         yield
     finally:
         _core._allow_dot_instructions(True)
+
+
+@contextlib.contextmanager
+def emulated_tiles():
+    """The block planned with the frozen bf16 and int8 products that would run on the AMX tiles on their
+    emulation instead (kernels/tiles.hpp's EmulatedTiles), on any CPU; the CPU's own restored after."""
+    _core._emulate_tiles(True)
+    try:
+        assert _core._dot_instructions()["tiles"] == "emulated"
+        yield
+    finally:
+        _core._emulate_tiles(False)
 
 
 @pytest.fixture

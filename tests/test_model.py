@@ -263,13 +263,14 @@ def test_the_dot_instructions_are_the_cpus_and_switch_off_in_process(rng):
     # bf16 stays within float rounding of it.
     from lstm_fast import _core
 
-    avx512 = lf.isa() == "avx512" and sys.platform == "linux"
+    avx512 = lf.isa() in ("avx512", "amx") and sys.platform == "linux"
     flags = cpu_flags()
     before = _core._dot_instructions()
+    tiles = "amx" if lf.isa() == "amx" else "none"
     if avx512:
-        assert before == {"bf16": "avx512_bf16" in flags, "int8": "avx512_vnni" in flags}
+        assert before == {"bf16": "avx512_bf16" in flags, "int8": "avx512_vnni" in flags, "tiles": tiles}
     else:
-        assert before == {"bf16": False, "int8": False}
+        assert before == {"bf16": False, "int8": False, "tiles": "none"}
     lstm = lf.LSTM(33, 70, num_layers=2, seed=8)
     x = rng.normal(size=(9, 5, 33)).astype(np.float32)
     int8, bf16 = lstm.freeze("int8"), lstm.freeze("bf16")

@@ -191,6 +191,26 @@ void bind_config(py::module_& m) {
       .def_readonly("layer_norm", &Config::layer_norm);
 }
 
+// The switches tests flip in-process: the dot instructions and the tile unit the plan hands the products.
+void bind_test_switches(py::module_& m) {
+  m.def(
+      "_dot_instructions",
+      [] {
+        const lstm_fast::detail::DotInstructions dot = lstm_fast::detail::dot_instructions();
+        const char* tiles[] = {"none", "amx", "emulated"};
+        return py::dict(py::arg("bf16") = dot.bf16, py::arg("int8") = dot.int8,
+                        py::arg("tiles") = tiles[static_cast<int>(dot.tiles)]);
+      },
+      "For tests: the dot-product instructions calls are planned on now (vdpbf16ps: bf16, vpdpbusd: int8; "
+      "the tile unit of the frozen bf16 and int8 products: none, amx or emulated).");
+  m.def("_emulate_tiles", &lstm_fast::detail::emulate_tiles, py::arg("emulated"),
+        "For tests, process-wide: True plans the frozen products that would run on the AMX tiles on their "
+        "emulation (on any CPU), False gives back the CPU's tile unit, if any.");
+  m.def("_allow_dot_instructions", &lstm_fast::detail::allow_dot_instructions, py::arg("allowed"),
+        "For tests, process-wide: False plans the products without the dot-product instructions, True gives "
+        "back what the CPU and ISA have.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -205,16 +225,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("isa", &lstm_fast::isa);
   m.def("supported_isas", &lstm_fast::supported_isas);
   m.def("set_isa", &lstm_fast::set_isa, py::arg("name"));
-  m.def(
-      "_dot_instructions",
-      [] {
-        const lstm_fast::detail::DotInstructions dot = lstm_fast::detail::dot_instructions();
-        return py::dict(py::arg("bf16") = dot.bf16, py::arg("int8") = dot.int8);
-      },
-      "For tests: the dot-product instructions calls are planned on now (vdpbf16ps: bf16, vpdpbusd: int8).");
-  m.def("_allow_dot_instructions", &lstm_fast::detail::allow_dot_instructions, py::arg("allowed"),
-        "For tests, process-wide: False plans the products without the dot-product instructions, True gives "
-        "back what the CPU and ISA have.");
+  bind_test_switches(m);
   m.def("fma_peak_gflops", &lstm_fast::fma_peak_gflops, py::arg("seconds"), py::arg("threads"),
         py::call_guard<py::gil_scoped_release>(),
         "The float32 peak (GFLOP/s) `threads` threads sustain for `seconds` with the active ISA's FMA.");

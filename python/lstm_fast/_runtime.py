@@ -26,9 +26,10 @@ def get_num_threads() -> int:
 
 
 def isa() -> str:
-    """The instruction set the kernels run with: "baseline" (SSE2 on x86-64), "avx2" (AVX2 + FMA) or
-    "avx512". The best one this build and CPU support is chosen at import; the environment variable
-    LSTM_FAST_ISA, set before the import, forces another."""
+    """The instruction set the kernels run with: "baseline" (SSE2 on x86-64), "avx2" (AVX2 + FMA),
+    "avx512", or "amx" (AVX-512 and the AMX tile unit, for the frozen bf16 and int8 products, where the
+    CPU has it and the OS grants it). The best one this build and CPU support is chosen at import; the
+    environment variable LSTM_FAST_ISA, set before the import, forces another."""
     return _core.isa()
 
 

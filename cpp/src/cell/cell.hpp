@@ -144,6 +144,9 @@ DotInstructions dot_instructions();
 // Process-wide, for tests: false plans the other paths on a CPU that has the instructions, true
 // gives back what the CPU has. Calls already planned keep their plan.
 void allow_dot_instructions(bool allowed);
+// Process-wide, for tests: true plans the frozen products that would run on the tile unit on its
+// emulation (kernels/tiles.hpp's EmulatedTiles), on any CPU; false gives back the CPU's tile unit, if any.
+void emulate_tiles(bool emulated);
 
 template <typename T>
 const CellKernels<T>& cell_kernels();

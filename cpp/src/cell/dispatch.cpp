@@ -2,10 +2,14 @@
 // that the platform builds, given here by the header CMake generates from it (cell/isas.hpp in the build
 // folder: LSTM_FAST_FOR_EACH_ISA, worst first, with what the CPU must have to run each); the best one
 // this CPU runs is chosen on first use, unless the environment variable LSTM_FAST_ISA names another;
-// and the dot-product instructions beyond it that the CPU has (AVX512_BF16, AVX512_VNNI), which the plan
-// hands the products.
+// and the dot-product instructions beyond it that the CPU has (AVX512_BF16, AVX512_VNNI, the AMX tiles of
+// the amx set), which the plan hands the products.
 #include <atomic>
 #include <cstdlib>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +27,27 @@ LSTM_FAST_FOR_EACH_ISA(LSTM_FAST_DECLARE_TABLE)
 #undef LSTM_FAST_DECLARE_TABLE
 
 namespace lstm_fast {
+namespace detail {
+// Linux hands a process the AMX tile data state (XTILEDATA, XCR0 bit 18) only when asked
+// (arch_prctl(ARCH_REQ_XCOMP_PERM), Linux 5.16 and later); before that a tile instruction is SIGILL. Asked
+// once, only where CPUID has shown AMX (cmake/isas.cmake's amx set, whose test calls this last); a refusal
+// (an older kernel, a container or hypervisor forbidding it) leaves the amx set unsupported.
+bool tile_data_permitted() {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+  static const bool permitted = [] {
+    constexpr long kGetPermission = 0x1022, kRequestPermission = 0x1023, kTileData = 18;
+    unsigned long granted = 0;
+    if (syscall(SYS_arch_prctl, kRequestPermission, kTileData) != 0) return false;
+    if (syscall(SYS_arch_prctl, kGetPermission, &granted) != 0) return false;
+    return ((granted >> kTileData) & 1) != 0;
+  }();
+  return permitted;
+#else
+  return false;
+#endif
+}
+}  // namespace detail
+
 namespace {
 
 struct Candidate {
@@ -71,6 +96,7 @@ std::atomic<const detail::KernelTable*> g_active{nullptr};
 
 // Whether the dot instructions may be used: -1 until first asked (then the environment's answer).
 std::atomic<int> g_dot_allowed{-1};
+std::atomic<bool> g_tiles_emulated{false};  // emulate_tiles()
 
 }  // namespace
 
@@ -93,11 +119,14 @@ DotInstructions dot_instructions() {
     allowed = g_dot_allowed.load(std::memory_order_acquire);
   }
   const DotInstructions built = active_kernels().dot;
+  // (The amx set's table is active only where its CPU test, the OS's permission included, passed.)
+  const TileUnit tiles = g_tiles_emulated.load(std::memory_order_acquire) ? TileUnit::emulated : built.tiles;
   return {allowed && built.bf16 && __builtin_cpu_supports("avx512bf16"),
-          allowed && built.int8 && __builtin_cpu_supports("avx512vnni")};
+          allowed && built.int8 && __builtin_cpu_supports("avx512vnni"), allowed ? tiles : TileUnit::none};
 }
 
 void allow_dot_instructions(bool allowed) { g_dot_allowed.store(allowed ? 1 : 0, std::memory_order_release); }
+void emulate_tiles(bool emulated) { g_tiles_emulated.store(emulated, std::memory_order_release); }
 }  // namespace detail
 
 std::string isa() { return detail::active_kernels().isa; }

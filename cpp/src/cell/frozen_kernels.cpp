@@ -21,6 +21,7 @@
 #include "cell/cell_kernel.hpp"
 #include "cell/frozen_cell.hpp"
 #include "kernels/frozen_products.hpp"
+#include "kernels/tile_products.hpp"
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 namespace {
@@ -137,7 +138,7 @@ void exact_gates_units(Index count, Index stride, float* z, float* cell, float* 
 // ---- the cell ------------------------------------------------------------------------------------
 
 // The cell of a frozen model on the products of one kind (frozen_products.hpp: F32Product, Bf16Product,
-// Int8Product).
+// Int8Product; tile_products.hpp: Int8TileProduct, Bf16TileProduct).
 template <typename Product>
 struct FrozenPass {
   const CellDims& dims;
@@ -375,10 +376,18 @@ struct FrozenPass {
 
 void frozen_forward(const CellDims& dims, const CellPlan& plan, const FrozenCell& cell, const FrozenSteps& steps,
                     const FrozenArrays& arrays) {
-  switch (plan.precision) {  // the product kind, chosen once for the call
-    case Precision::int8: return FrozenPass<Int8Product>(dims, plan, cell, steps, arrays).run();
-    case Precision::bf16: return FrozenPass<Bf16Product>(dims, plan, cell, steps, arrays).run();
-    case Precision::fp32: return FrozenPass<F32Product>(dims, plan, cell, steps, arrays).run();
+  // The product kind, chosen once for the call: the precision's, on the tile unit the plan names, if any.
+  const auto run = [&](auto kind) { FrozenPass<decltype(kind)>(dims, plan, cell, steps, arrays).run(); };
+  switch (plan.precision) {
+    case Precision::int8:
+      if (plan.tiles == TileUnit::amx) return run(Int8TileProduct<AmxTiles>{});
+      if (plan.tiles == TileUnit::emulated) return run(Int8TileProduct<EmulatedTiles>{});
+      return run(Int8Product{});
+    case Precision::bf16:
+      if (plan.tiles == TileUnit::amx) return run(Bf16TileProduct<AmxTiles>{});
+      if (plan.tiles == TileUnit::emulated) return run(Bf16TileProduct<EmulatedTiles>{});
+      return run(Bf16Product{});
+    case Precision::fp32: return run(F32Product{});
   }
 }
 

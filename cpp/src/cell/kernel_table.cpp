@@ -6,7 +6,9 @@
 
 namespace lstm_fast::detail::LSTM_FAST_ISA {
 
-#if defined(__AVX512F__)
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AMX_BF16__)
+constexpr DotInstructions kDot = DotInstructions::all_and_tiles();
+#elif defined(__AVX512F__)
 constexpr DotInstructions kDot = DotInstructions::all();
 #else
 constexpr DotInstructions kDot{};

@@ -164,5 +164,22 @@ void bf16_tile_product(Index rows, const std::uint16_t* A, Index lda, const Froz
   tile_product<Tiles, TileBf16>(rows, A, lda, nullptr, W, b0, b1, out);
 }
 
+// The frozen cell's product kinds on tiles (frozen_products.hpp's "product kinds"): the operands
+// converted as on the other paths, the products on `Tiles` (the plan's CellPlan::tiles).
+template <typename Tiles>
+struct Int8TileProduct : Int8Product {
+  static void multiply(Index rows, const void* a, Index lda, const float* scales, const FrozenMatrix& W, Index b0,
+                       Index b1, const Output& out, bool) {
+    int8_tile_product<Tiles>(rows, static_cast<const std::int8_t*>(a), lda, scales, W, b0, b1, out);
+  }
+};
+template <typename Tiles>
+struct Bf16TileProduct : Bf16Product {
+  static void multiply(Index rows, const void* a, Index lda, const float*, const FrozenMatrix& W, Index b0, Index b1,
+                       const Output& out, bool) {
+    bf16_tile_product<Tiles>(rows, static_cast<const std::uint16_t*>(a), lda, W, b0, b1, out);
+  }
+};
+
 }  // namespace
 }  // namespace lstm_fast::detail

@@ -1,6 +1,6 @@
 // The tile operations the tile products (tile_products.hpp) are written against, in two implementations
-// with one interface: AmxTiles, the AMX instructions (the AVX-512 build only; run where the plan says
-// the CPU and the OS allow them), and EmulatedTiles, plain C++ with the instructions' documented
+// with one interface: AmxTiles, the AMX instructions (the amx build only, cmake/isas.cmake; run where the
+// plan says, the CPU and the OS having allowed them), and EmulatedTiles, plain C++ with the instructions' documented
 // semantics, so that the tile products' packing, blocking and tails are tested on every CPU and the
 // instructions are checked against it on an AMX one.
 //
@@ -125,7 +125,7 @@ struct EmulatedTiles {
 
 // ---- the instructions ----------------------------------------------------------------------------
 
-#if defined(__AVX512F__)
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AMX_BF16__)
 // The intrinsics take a tile's number as a literal (GCC's are asm with the number spelled in): a template
 // argument goes through these, one literal a case.
 #define LSTM_FAST_BY_TILE(t, op) \
@@ -145,7 +145,7 @@ struct EmulatedTiles {
     op(6);                       \
   else                           \
     op(7)
-#define LSTM_FAST_AMX __attribute__((target("amx-tile,amx-int8,amx-bf16"))) static
+#define LSTM_FAST_AMX static
 
 // The products' C tiles are 0-3 and their (A, B) pairs (4, 6) and (5, 7) (tile_products.hpp).
 struct AmxTiles {
@@ -211,6 +211,10 @@ struct AmxTiles {
 };
 #undef LSTM_FAST_AMX
 #undef LSTM_FAST_BY_TILE
+#else
+// The builds without the instructions: the same name, so that the products' kinds are the same list
+// in every build; never planned there (their kernel table offers no tile unit, cell/kernel_table.cpp).
+using AmxTiles = EmulatedTiles;
 #endif
 
 }  // namespace

@@ -69,6 +69,13 @@ void choose_dot(const Problem& p, CellPlan& cell) {
   cell.backward_product = bf16_dot && (!p.dims.projection || cell.team == 1) ? TrainingProduct::bf16_dot : floats;
 }
 
+// A frozen bf16 or int8 model's products on the tile unit, where the CPU has one, from kTileMinRows rows
+// a step (plan.hpp).
+TileUnit choose_tiles(const Problem& p) {
+  const bool frozen = !p.training && (p.precision == Precision::bf16 || p.precision == Precision::int8);
+  return frozen && p.batch >= kTileMinRows ? p.dot.tiles : TileUnit::none;
+}
+
 }  // namespace
 
 LayerPlan plan_layer(const Problem& p) {
@@ -90,6 +97,7 @@ LayerPlan plan_layer(const Problem& p) {
   cell.checkpoint = checkpoint_steps(p, cell);
   cell.precision = p.precision;
   choose_dot(p, cell);
+  cell.tiles = choose_tiles(p);
   return plan;
 }
 

@@ -40,11 +40,18 @@ inline CellDims cell_dims(const Config& config, Index layer) {
 
 // The dot-product instructions the products may use beyond the ISA's float packets: what the CPU has,
 // where the active kernels were built for it (dispatch.cpp's dot_instructions()).
+// The tile unit the frozen bf16 and int8 products may run on (kernels/tiles.hpp): none, the AMX
+// instructions, or their emulation (for tests: the tile products' whole path on any CPU).
+enum class TileUnit { none, amx, emulated };
+
 struct DotInstructions {
-  bool bf16 = false;  // vdpbf16ps (AVX512_BF16)
-  bool int8 = false;  // vpdpbusd (AVX512_VNNI)
-  // Every one: what the AVX-512 build compiles kernels for (cell/kernel_table.cpp), each for it alone.
-  static constexpr DotInstructions all() { return {true, true}; }
+  bool bf16 = false;                // vdpbf16ps (AVX512_BF16)
+  bool int8 = false;                // vpdpbusd (AVX512_VNNI)
+  TileUnit tiles = TileUnit::none;  // TDPBF16PS and TDPBSSD (AMX-BF16, AMX-INT8)
+  // Every one: what the AVX-512 build compiles kernels for (cell/kernel_table.cpp), each for it alone;
+  // the amx build adds the tiles.
+  static constexpr DotInstructions all() { return {true, true, TileUnit::none}; }
+  static constexpr DotInstructions all_and_tiles() { return {true, true, TileUnit::amx}; }
 };
 
 // What a plan is computed from: one layer of a call.
@@ -109,6 +116,9 @@ struct CellPlan {
   // The precision's products on the CPU's dot instruction (vdpbf16ps, vpdpbusd), in the forward (or
   // inference); else the ISA's float packets.
   bool dot = false;
+  // A frozen bf16 or int8 model's products on the tile unit (tile_products.hpp) instead; none: the dot
+  // instruction or the float packets, as `dot` says.
+  TileUnit tiles = TileUnit::none;
   // Training: the products' kernels, of the forward and of the backward.
   TrainingProduct forward_product = TrainingProduct::unpacked;
   TrainingProduct backward_product = TrainingProduct::unpacked;
@@ -134,6 +144,12 @@ constexpr Index kInferenceChunkMaxSteps = 64;
 // floats) are in L2, instead of a pass over all of z per product that leaves cache past a few
 // hundred rows.
 constexpr Index kFrozenRowGroup = 64;
+
+// A frozen model's products run on the tile unit from kTileMinRows rows per step (B): a tile holds 16
+// rows, so fewer leave most of each TDPBSSD / TDPBF16PS idle while the weights' traffic, which is
+// the same on either unit, bounds the step; a streaming step of one or a few rows stays on
+// VNNI / AVX512_BF16. Not measured yet: no AMX CPU has run this plan (docs/PERFORMANCE.md).
+constexpr Index kTileMinRows = 4;
 
 // The row split needs at least kRowsPerMemberMin rows per member and W_ih and W_hh together at most
 // kRowSplitWeightBytes (so that they sit whole in each core's L2).

@@ -98,11 +98,11 @@ inline detail::DotInstructions dot_instructions_here() {
 #endif
 }
 
-// Whether this program may run AMX instructions: built for AVX-512 (tiles.hpp's AmxTiles), on a CPU
+// Whether this program may run AMX instructions: the amx build (tiles.hpp's AmxTiles), on a CPU
 // with AMX-TILE, AMX-INT8 and AMX-BF16, in a process the OS gave the tile data state
 // (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), then ARCH_GET_XCOMP_PERM shows it).
 inline bool amx_here() {
-#if defined(__AVX512F__) && defined(__linux__)
+#if defined(__AMX_TILE__) && defined(__linux__)
   if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-int8") || !__builtin_cpu_supports("amx-bf16"))
     return false;
   constexpr long kGetPermission = 0x1022, kRequestPermission = 0x1023, kTileData = 18;

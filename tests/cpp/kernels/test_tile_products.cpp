@@ -130,7 +130,7 @@ void bf16_products_agree() {
 TEST(TileProducts, Int8OnTheEmulatedTilesIsBitForBitTheOtherPaths) { int8_products_agree<detail::EmulatedTiles>(); }
 TEST(TileProducts, Bf16OnTheEmulatedTilesIsTheFloatSum) { bf16_products_agree<detail::EmulatedTiles>(); }
 
-#if defined(__AVX512F__)
+#if defined(__AMX_TILE__)
 const bool kOnAmx = register_amx_test("TileProducts", "OnTheAmxInstructions", [] {
   int8_products_agree<detail::AmxTiles>();
   bf16_products_agree<detail::AmxTiles>();

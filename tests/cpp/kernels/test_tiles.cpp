@@ -114,7 +114,7 @@ TEST(EmulatedTiles, Bf16FlushesDenormalInputsAndResults) {
 
 // ---- the instructions against the emulation ------------------------------------------------------
 
-#if defined(__AVX512F__)
+#if defined(__AMX_TILE__)
 void amx_agrees_with_the_emulation() {
   unsigned seed = 1;
   for (const auto& [M, depth] : kShapes) {

@@ -9,10 +9,12 @@ namespace {
 using lstm_fast::Index;
 using lstm_fast::Precision;
 using lstm_fast::detail::DotInstructions;
+using lstm_fast::detail::kTileMinRows;
 using lstm_fast::detail::LayerPlan;
 using lstm_fast::detail::plan_layer;
 using lstm_fast::detail::Problem;
 using lstm_fast::detail::Split;
+using lstm_fast::detail::TileUnit;
 using lstm_fast::detail::TrainingProduct;
 
 // One unidirectional layer, dense T x B, float, 16 lanes (AVX-512), inference.
@@ -253,6 +255,29 @@ TEST(Plan, TheTrainingPassesProductsFollowThePackingAndTheDotInstruction) {
   Problem inference = problem(/*T=*/100, /*B=*/64, 256, 256, 2);
   inference.dot = {true, true};
   EXPECT_EQ(plan_layer(inference).cell.forward_product, TrainingProduct::panels);
+}
+
+TEST(Plan, AFrozenModelsProductsRunOnTheTileUnitFromEnoughRows) {
+  for (const TileUnit unit : {TileUnit::amx, TileUnit::emulated})
+    for (const Precision precision : {Precision::int8, Precision::bf16}) {
+      Problem p = problem(/*T=*/10, /*B=*/kTileMinRows, 64, 256, 1);
+      p.precision = precision;
+      p.dot = {true, true, unit};
+      EXPECT_EQ(plan_layer(p).cell.tiles, unit);
+      Problem few = p;  // a streaming step of a few rows stays on the dot instructions
+      few.batch = kTileMinRows - 1;
+      few.rows = few.batch * few.steps;
+      EXPECT_EQ(plan_layer(few).cell.tiles, TileUnit::none);
+      Problem none = p;  // a CPU without the tiles
+      none.dot.tiles = TileUnit::none;
+      EXPECT_EQ(plan_layer(none).cell.tiles, TileUnit::none);
+      Problem training = p;  // the training passes' products are not on tiles (yet)
+      training.training = true;
+      EXPECT_EQ(plan_layer(training).cell.tiles, TileUnit::none);
+      Problem fp32 = p;
+      fp32.precision = Precision::fp32;
+      EXPECT_EQ(plan_layer(fp32).cell.tiles, TileUnit::none);
+    }
 }
 
 }  // namespace
