@@ -133,6 +133,20 @@ class LSTM(SequenceLayout, ConfigAttributes):
         self.grads: Dict[str, np.ndarray] = {}
         self._training_run: Optional[_TrainingRun] = None
 
+    # What a copy leaves out: the compiled config (made again from _lstm_config), the cache of the core's
+    # weight tuples (keyed by the arrays' ids) and a pending training run (its trace lives in C++).
+    _UNCOPIED = ("_config", "_weights_cache", "_training_run")
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """What pickle and copy.deepcopy keep: the config, parameters, gradients and the generator's
+        state (a copy draws the same dropout masks); not a pending training run (backward() of the copy
+        needs a forward of its own)."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._UNCOPIED}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state, _config=state["_lstm_config"].core(), _training_run=None)
+        self._set_config(state["_lstm_config"])  # the attributes from the validated config (dtype: NumPy's own)
+
     @classmethod
     def _from_arrays(cls, config: LSTMConfig, tensors: Mapping[str, np.ndarray]) -> "LSTM":
         """A model of `config` with these parameters (names and shapes already checked), converted to
@@ -399,8 +413,6 @@ class LSTM(SequenceLayout, ConfigAttributes):
         keep = 1.0 - self.dropout
         shape = (rows, self.num_directions * self.output_size)
         return [((self._rng.random(shape) < keep) / keep).astype(self.dtype) for _ in range(self.num_layers - 1)]
-
-    # -- files and other libraries -------------------------------------------------------------------
 
     # -- files and other libraries -------------------------------------------------------------------
 

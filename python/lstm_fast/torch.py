@@ -18,7 +18,7 @@ torch is an optional dependency (``pip install "lstm_fast[torch]"``); only this 
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -207,6 +207,16 @@ class LSTM(ConfigAttributes, nn.Module):
     def checkpoint(self, value: Optional[int | str]) -> None:
         self._checkpoint_steps = checkpoint_arg(value, True)
         self._checkpoint = value
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """pickle, copy.deepcopy and torch.save(module): the module's state without the compiled config
+        (made again from the arguments on load)."""
+        state = super().__getstate__()
+        return {k: v for k, v in state.items() if k != "_config"}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__["_config"] = self._lstm_config.core()
 
     def reset_parameters(self) -> None:
         """torch's initialisation: uniform in [-1/sqrt(H), 1/sqrt(H)]; then forget_bias is added."""
