@@ -79,3 +79,44 @@ def test_a_copy_inside_a_model_and_its_optimizer_state():
         optimizer.step()
     for p, q in zip(net.parameters(), saved["net"].parameters()):
         assert torch.equal(p, q)
+
+
+# -- empty batches -----------------------------------------------------------------------------------
+
+
+def _twins(**kwargs):
+    """torch.nn.LSTM and lstm_fast.torch.LSTM with the same parameters."""
+    expected = torch.nn.LSTM(I, H, **kwargs)
+    actual = lft.LSTM(I, H, **kwargs)
+    actual.load_state_dict(expected.state_dict())
+    return expected, actual
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(), dict(num_layers=2, bidirectional=True, proj_size=2), dict(batch_first=True, dtype=torch.float64)],
+)
+@pytest.mark.parametrize("with_state", [False, True])
+def test_an_empty_batch_gives_torchs_empty_outputs_and_zero_gradients(kwargs, with_state):
+    expected_module, actual_module = _twins(**kwargs)
+    dtype = actual_module.weight_ih_l0.dtype
+    shape = (0, T, I) if actual_module.batch_first else (T, 0, I)
+    h_shape, c_shape = (actual_module.num_layers * actual_module.num_directions, 0), None
+    h_shape, c_shape = h_shape + (actual_module.output_size,), h_shape + (H,)
+    results = []
+    for module in (expected_module, actual_module):
+        x = torch.zeros(shape, dtype=dtype, requires_grad=True)
+        state = (torch.zeros(h_shape, dtype=dtype), torch.zeros(c_shape, dtype=dtype)) if with_state else None
+        y, (h, c) = module(x, state)
+        (y.sum() + h.sum() + c.sum()).backward()  # no error, as torch's (test_RNN_input_size_zero)
+        results.append((y, h, c, x.grad, [p.grad for p in module.parameters()]))
+    (y0, h0, c0, dx0, grads0), (y1, h1, c1, dx1, grads1) = results
+    assert y1.shape == y0.shape and h1.shape == h0.shape and c1.shape == c0.shape and dx1.shape == dx0.shape
+    assert y1.dtype == dtype and all(torch.equal(g1, g0) for g0, g1 in zip(grads0, grads1))
+    assert all(g.abs().sum() == 0 for g in grads1)
+
+
+def test_an_empty_sequence_is_refused_as_torch_refuses_it():
+    # torch.nn.LSTM: RuntimeError "Expected sequence length to be larger than 0 in RNN" (also on the CPU)
+    with pytest.raises(ValueError, match=">= 1 step"):
+        lft.LSTM(I, H)(torch.zeros(0, B, I))

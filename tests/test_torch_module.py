@@ -286,7 +286,7 @@ def test_defaults_follow_torch():
         (lambda m: m(torch.randn(T, B, I)), TypeError, "input must have the parameters' dtype torch.float64"),
         (lambda m: m(np.zeros((T, B, I))), TypeError, "input must be a torch.Tensor"),
         (lambda m: m(torch.randn(T, B, I + 1, dtype=torch.float64)), ValueError, r"input must have shape \(T, B, 3\)"),
-        (lambda m: m(torch.randn(T, 0, I, dtype=torch.float64)), ValueError, ">= 1 sequence"),
+        (lambda m: m(torch.randn(0, B, I, dtype=torch.float64)), ValueError, ">= 1 step"),
         (lambda m: m(torch.randn(T, B, I, dtype=torch.float64), torch.zeros(1, B, H)), TypeError, "hx must be a pair"),
         (
             lambda m: m(

@@ -59,6 +59,8 @@ class Model(SequenceLayout, ConfigAttributes):
         ``LSTM.__call__`` (x (T, B, I), (B, T, I) when batch_first, or (T, I); y with last
         dimension D*R; lengths (B,) in [1, T]); float32 arrays out."""
         x, unbatched, packing, h0, c0 = self._sequence_inputs(x, state, lengths)
+        if x.shape[1] == 0:
+            return self._empty_batch(x.shape[0])
         rows = sum(packing.batch_sizes)
         check_fits(f"the output of x of shape {x.shape}", rows * self.num_directions * self.output_size, np.float32)
         y, h_n, c_n = self._core.forward(packing.pack(x), packing.batch_sizes, x.shape[1], h0, c0)

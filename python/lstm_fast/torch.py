@@ -267,6 +267,8 @@ class LSTM(ConfigAttributes, nn.Module):
             batch_sizes = [batch] * steps
 
         h0, c0 = self._check_state(hx, batch, unbatched, dtype, bf16)
+        if batch == 0:
+            return self._empty_batch(len(batch_sizes), x, h0, c0)
         if packed and input.sorted_indices is not None and h0 is not None:
             h0, c0 = h0.index_select(1, input.sorted_indices), c0.index_select(1, input.sorted_indices)
 
@@ -298,6 +300,17 @@ class LSTM(ConfigAttributes, nn.Module):
         y = y.view(len(batch_sizes), batch, y.shape[-1])
         if unbatched:
             return y.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
+        return (y.transpose(0, 1) if self.batch_first else y), (h_n, c_n)
+
+    def _empty_batch(self, steps: int, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor]):
+        """forward() of a batch of no sequences (B = 0), as torch.nn.LSTM's: y (T, 0, D*R) ((0, T, D*R) when
+        batch_first), h_n (L*D, 0, R) and c_n (L*D, 0, H); on the graph, with zero gradients for the
+        parameters, x and the state (nothing is computed)."""
+        zero = sum(t.sum() for t in [x, h0, c0, *self._cell_params()] if t is not None) * 0
+        h_shape, c_shape = self._lstm_config.state_shapes(0)
+        y = x.new_zeros((steps, 0, self.num_directions * self.output_size)) + zero
+        h_n = (x.new_zeros(h_shape) if h0 is None else h0) + zero
+        c_n = (x.new_zeros(c_shape) if c0 is None else c0) + zero
         return (y.transpose(0, 1) if self.batch_first else y), (h_n, c_n)
 
     def _recurrent_masks(self, batch: int, dtype: torch.dtype) -> Optional[Tensor]:
