@@ -120,3 +120,104 @@ def test_an_empty_sequence_is_refused_as_torch_refuses_it():
     # torch.nn.LSTM: RuntimeError "Expected sequence length to be larger than 0 in RNN" (also on the CPU)
     with pytest.raises(ValueError, match=">= 1 step"):
         lft.LSTM(I, H)(torch.zeros(0, B, I))
+
+
+# -- errors torch code catches -------------------------------------------------------------------------
+
+
+def _raised(call):
+    with pytest.raises(Exception) as info:
+        call()
+    return info.value
+
+
+def _state(batch=B, h=H, c=H, dims=3, dtype=torch.float64):
+    shape = (1, batch)[: dims - 1]
+    return torch.zeros(shape + (h,), dtype=dtype), torch.zeros(shape + (c,), dtype=dtype)
+
+
+X = torch.randn(T, B, I, dtype=torch.float64)
+# (case, call, lstm_fast's own exception type, whether torch's message is in ours)
+FORWARD_ERRORS = [
+    ("input 4-D", lambda m: m(X[None]), ValueError, True),
+    ("input 1-D", lambda m: m(X[0, 0]), ValueError, True),
+    ("input size", lambda m: m(torch.randn(T, B, I + 1, dtype=torch.float64)), ValueError, True),
+    ("no steps", lambda m: m(torch.randn(0, B, I, dtype=torch.float64)), ValueError, True),
+    ("input dtype", lambda m: m(X.float()), TypeError, True),
+    ("integer input", lambda m: m(X.long()), TypeError, True),
+    ("input device", lambda m: m(X.to("meta")), ValueError, True),
+    ("three states", lambda m: m(X, _state() + _state()[:1]), TypeError, True),
+    ("h_0 2-D", lambda m: m(X, (_state(dims=2)[0], _state()[1])), ValueError, True),
+    ("c_0 2-D", lambda m: m(X, (_state()[0], _state(dims=2)[1])), ValueError, True),
+    ("h_0 batch", lambda m: m(X, (_state(batch=B + 1)[0], _state()[1])), ValueError, True),
+    ("c_0 size", lambda m: m(X, _state(c=H + 1)), ValueError, True),
+    ("unbatched, 3-D state", lambda m: m(X[:, 0], _state()), ValueError, True),
+    ("h_0 dtype", lambda m: m(X, (_state()[0].float(), _state()[1])), TypeError, False),
+    ("input batch", lambda m: m(torch.randn(T, B + 2, I, dtype=torch.float64), _state()), ValueError, True),
+]
+
+
+@pytest.mark.parametrize("case, call, ours, same_words", FORWARD_ERRORS, ids=[c[0] for c in FORWARD_ERRORS])
+def test_forward_errors_are_torchs_and_ours(case, call, ours, same_words):
+    expected = _raised(lambda: call(torch.nn.LSTM(I, H, dtype=torch.float64)))
+    actual = _raised(lambda: call(lft.LSTM(I, H, dtype=torch.float64)))
+    assert isinstance(actual, type(expected)) and isinstance(actual, ours), (case, type(actual), type(expected))
+    if same_words:
+        assert str(expected) in str(actual), (str(expected), str(actual))
+
+
+def test_the_errors_torchs_own_tests_match_are_raised():
+    # test_nn's test_cudnn_forward_exception, test_rnn_args_check and test_projections_lstm_args_check.
+    for kwargs in (dict(), dict(proj_size=10)):
+        module = lft.LSTM(10, 20, batch_first=True, **kwargs)
+        with pytest.raises(RuntimeError, match="Expected hidden.*size.*got"):
+            module(torch.randn(2, 3, 10), (torch.zeros(1, 2, 19), torch.zeros(1, 2, 19)))
+        with pytest.raises(RuntimeError, match=r"input\.size\(-1\) must be equal to input_size"):
+            module(torch.randn(2, 3, 3))
+    module = lft.LSTM(3, 5, 2, proj_size=2)
+    good = (torch.zeros(2, 4, 2), torch.zeros(2, 4, 5))
+    for x, state in [
+        (torch.randn(6, 7, 3), good),
+        (torch.randn(6, 4, 7), good),
+        (torch.randn(6, 4, 3), (torch.zeros(2, 7, 2), good[1])),
+        (torch.randn(6, 4, 3), (torch.zeros(2, 4, 7), good[1])),
+        (torch.randn(6, 4, 3), (torch.zeros(7, 4, 2), good[1])),
+        (torch.randn(6, 4, 3), (good[0], torch.zeros(7, 4, 5))),
+        (torch.randn(6, 4, 3), (torch.zeros(2, 4, 5), good[1])),  # h_0 of the hidden size, not proj_size
+    ]:
+        with pytest.raises(RuntimeError):
+            module(x, state)
+
+
+CONSTRUCTOR_ERRORS = [
+    dict(hidden_size=0),
+    dict(num_layers=0),
+    dict(input_size=0),
+    dict(bias=0),
+    dict(batch_first=1),
+    dict(dropout=1.5),
+    dict(dropout=True),
+    dict(proj_size=-1),
+    dict(proj_size=H),
+    dict(input_size=3.0),
+    dict(hidden_size="5"),
+    dict(dtype=torch.int32),
+    dict(num_layers=1.5),
+]
+
+
+@pytest.mark.parametrize("kwargs", CONSTRUCTOR_ERRORS, ids=[str(k) for k in CONSTRUCTOR_ERRORS])
+def test_constructor_errors_are_torchs_and_ours(kwargs):
+    arguments = {**dict(input_size=I, hidden_size=H), **kwargs}
+    expected = _raised(lambda: torch.nn.LSTM(**arguments))
+    actual = _raised(lambda: lft.LSTM(**arguments))
+    assert isinstance(actual, type(expected)) and isinstance(actual, (TypeError, ValueError))
+    assert str(expected) in str(actual) and next(iter(kwargs)) in str(actual).split(" (torch.nn.LSTM")[0]
+
+
+def test_the_error_classes_are_both_exceptions():
+    assert issubclass(lft.ValueAndRuntimeError, ValueError) and issubclass(lft.ValueAndRuntimeError, RuntimeError)
+    assert issubclass(lft.TypeAndValueError, TypeError) and issubclass(lft.TypeAndValueError, ValueError)
+    assert issubclass(lft.TypeAndRuntimeError, TypeError) and issubclass(lft.TypeAndRuntimeError, RuntimeError)
+    # Where only lstm_fast refuses (dropout must be < 1: the masks are scaled by 1/(1-p)), its own error.
+    assert type(_raised(lambda: lft.LSTM(I, H, dropout=1.0))) is ValueError

@@ -12,7 +12,8 @@ hands the C++ core the tensors' own memory: contiguous float32 / float64 CPU ten
 (the core writes its outputs into fresh NumPy arrays that become the returned tensors, also without a
 copy). Only CPU tensors are supported.
 
-torch is an optional dependency (``pip install "lstm_fast[torch]"``); only this module imports it.
+torch is an optional dependency (``pip install "lstm_fast[torch]"``); only this module (and the
+``_torch_*`` modules it imports) imports it.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _core
-from ._checks import check_pair, check_sequence_shape, checkpoint_arg
+from . import _core, _torch_checks
+from ._checks import checkpoint_arg
 from ._config import CELL_KINDS, ConfigAttributes, LSTMConfig
 from ._lstm import LSTM as _NumpyLSTM
+from ._torch_checks import TypeAndRuntimeError, TypeAndValueError, ValueAndRuntimeError
 
-__all__ = ["LSTM"]
+__all__ = ["LSTM", "TypeAndRuntimeError", "TypeAndValueError", "ValueAndRuntimeError"]
 
+# torch.nn.LSTM's arguments but the device (its errors are asked of it on the meta device).
+_TORCH_ARGUMENTS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
+_TORCH_ARGUMENTS += ("proj_size", "dtype")
 _KINDS = len(CELL_KINDS)  # parameters per cell, absent ones included
 
 # The parameter dtypes the kernels run, and their NumPy names for the config.
@@ -181,13 +186,7 @@ class LSTM(ConfigAttributes, nn.Module):
         zoneout: Any = 0.0,
         checkpoint: Optional[int | str] = None,
     ) -> None:
-        config = LSTMConfig.from_arguments(locals(), exclude=self._config_exclude)
-        if device is not None and torch.device(device).type != "cpu":
-            raise ValueError(f"device must be the CPU (lstm_fast runs on CPUs), got {device!r}")
-        dtype = torch.get_default_dtype() if dtype is None else dtype
-        if not isinstance(dtype, torch.dtype) or dtype not in _DTYPES:
-            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        config = config.replace(dtype=_DTYPES[dtype])
+        config, dtype = self._checked_arguments(locals())
         super().__init__()
         self._set_config(config)
         self._config = config.core()
@@ -197,6 +196,24 @@ class LSTM(ConfigAttributes, nn.Module):
         self._cell_param_names = config.cell_param_names()
         self.checkpoint = checkpoint
         self.reset_parameters()
+
+    @staticmethod
+    def _checked_arguments(arguments: Dict[str, Any]) -> Tuple[LSTMConfig, torch.dtype]:
+        """The constructor's arguments (its locals()) checked: the config and the parameters' dtype. A bad
+        one raises lstm_fast's error, which is also torch.nn.LSTM's for the same arguments
+        (_torch_checks.constructor_error)."""
+        try:
+            config = LSTMConfig.from_arguments(arguments, exclude=LSTM._config_exclude)
+            device, dtype = arguments["device"], arguments["dtype"]
+            if device is not None and torch.device(device).type != "cpu":
+                raise ValueError(f"device must be the CPU (lstm_fast runs on CPUs), got {device!r}")
+            dtype = torch.get_default_dtype() if dtype is None else dtype
+            if not isinstance(dtype, torch.dtype) or dtype not in _DTYPES:
+                raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        except (TypeError, ValueError) as ours:
+            torch_arguments = {name: arguments[name] for name in _TORCH_ARGUMENTS}
+            raise _torch_checks.constructor_error(ours, torch_arguments) from None
+        return config.replace(dtype=_DTYPES[dtype]), dtype
 
     @property
     def checkpoint(self) -> Optional[int | str]:
@@ -249,15 +266,14 @@ class LSTM(ConfigAttributes, nn.Module):
         packed = isinstance(input, PackedSequence)
         if packed:
             x, batch_sizes = self._from_autocast(input.data, bf16), input.batch_sizes
-            self._check_tensor("input.data", x, dtype)
-            if x.dim() != 2 or x.shape[1] != self.input_size:
-                raise ValueError(f"input.data must have shape (N, {self.input_size}), got {tuple(x.shape)}")
+            _torch_checks.check_tensor("input.data", x, dtype)
+            _torch_checks.check_packed_shape(tuple(x.shape), self.input_size)
             batch_sizes = [int(b) for b in batch_sizes]
             batch, unbatched = batch_sizes[0], False
         else:
             x = self._from_autocast(input, bf16)
-            self._check_tensor("input", x, dtype)
-            unbatched = check_sequence_shape("input", tuple(x.shape), self.input_size, self.batch_first)
+            _torch_checks.check_tensor("input", x, dtype)
+            unbatched = _torch_checks.check_input_shape(tuple(x.shape), self.input_size, self.batch_first)
             if unbatched:
                 x = x.unsqueeze(1)
             elif self.batch_first:
@@ -338,15 +354,6 @@ class LSTM(ConfigAttributes, nn.Module):
         return [torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep) for _ in range(self.num_layers - 1)]
 
     @staticmethod
-    def _check_tensor(name: str, t: Any, dtype: torch.dtype) -> None:
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor or PackedSequence, got {type(t).__name__}")
-        if t.device.type != "cpu":
-            raise ValueError(f"{name} must be on the CPU (lstm_fast runs on CPUs), got device {t.device}")
-        if t.dtype != dtype:
-            raise TypeError(f"{name} must have the parameters' dtype {dtype}, got {t.dtype}")
-
-    @staticmethod
     def _autocast_bf16(dtype: torch.dtype) -> bool:
         """Whether this forward runs under torch.autocast("cpu", dtype=torch.bfloat16) on float32
         parameters: then a training forward's products take bf16 operands (lstm_fast.LSTM.forward's
@@ -366,13 +373,9 @@ class LSTM(ConfigAttributes, nn.Module):
         """(h_0, c_0) as (L*D, B, R) and (L*D, B, H) tensors of the parameters' dtype, or (None, None)."""
 
         def check(name: str, t: Any) -> Tensor:
-            t = self._from_autocast(t, bf16)
-            self._check_tensor(name, t, dtype)
-            return t
+            return _torch_checks.check_tensor(name, self._from_autocast(t, bf16), dtype, state=True)
 
-        h0, c0 = check_pair(
-            "hx", hx, ("h_0", "c_0"), self._lstm_config.state_shapes(None if unbatched else batch), check
-        )
+        h0, c0 = _torch_checks.check_state(hx, self._lstm_config.state_shapes(None if unbatched else batch), check)
         if h0 is None or not unbatched:
             return h0, c0
         return h0.unsqueeze(1), c0.unsqueeze(1)
