@@ -7,6 +7,7 @@ import copy
 import io
 import pickle
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -221,3 +222,58 @@ def test_the_error_classes_are_both_exceptions():
     assert issubclass(lft.TypeAndRuntimeError, TypeError) and issubclass(lft.TypeAndRuntimeError, RuntimeError)
     # Where only lstm_fast refuses (dropout must be < 1: the masks are scaled by 1/(1-p)), its own error.
     assert type(_raised(lambda: lft.LSTM(I, H, dropout=1.0))) is ValueError
+
+
+# -- bfloat16 and float16 modules ------------------------------------------------------------------------
+
+
+def _run(module, x):
+    """Output, final state, dx and the parameters' gradients of a fixed linear loss, in the module's
+    dtype (its weights are bfloat16 numbers: every dtype's backward starts from the same gradients)."""
+    module.zero_grad()
+    x = x.clone().requires_grad_(True)
+    y, (h, c) = module(x)
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)).bfloat16().float()
+    ((y.float() * w).sum() + h.float().sum() + c.float().sum()).backward()
+    return [y, h, c, x.grad] + [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("make", ["constructor", "bfloat16()"])
+def test_a_bfloat16_module_trains_on_the_bf16_kernels(monkeypatch, make):
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(I, H, 2, bidirectional=True).bfloat16()
+    module = lft.LSTM(I, H, 2, bidirectional=True, dtype=torch.bfloat16 if make == "constructor" else None)
+    module = module if make == "constructor" else module.bfloat16()
+    module.load_state_dict(reference.state_dict())
+    assert all(p.dtype == torch.bfloat16 for p in module.parameters())
+    x = torch.randn(T, B, I).bfloat16()
+    flags = []
+    real_forward = lft._core.forward
+    monkeypatch.setattr(lft._core, "forward", lambda *a: flags.append(a[-1]) or real_forward(*a))
+    actual = _run(module, x)
+    assert flags == [True]  # the training forward ran the bf16 products (lf.LSTM's precision="bf16")
+    assert all(t.dtype == torch.bfloat16 for t in actual)
+    # The same as a float32 module of these (bf16) weights under bf16 autocast: the same kernels.
+    twin = lft.LSTM(I, H, 2, bidirectional=True)
+    twin.load_state_dict({k: v.float() for k, v in module.state_dict().items()})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = _run(twin, x.float())
+    for a, e in zip(actual, expected):
+        assert torch.equal(a, e.bfloat16())
+    # And close to torch's own bf16 LSTM (which rounds more: every product's output too).
+    for a, e in zip(actual, _run(reference, x)):
+        assert (a.float() - e.float()).norm() <= 3e-2 * e.float().norm()
+    with torch.no_grad():  # inference: float32 products of the bf16 weights (no bf16 inference kernels here)
+        y = module(x)[0]
+        assert y.dtype == torch.bfloat16 and torch.equal(y, twin(x.float())[0].bfloat16())
+    assert flags[-1] is False
+
+
+def test_a_float16_module_computes_in_float32():
+    module = lft.LSTM(I, H, proj_size=2).half()
+    twin = lft.LSTM(I, H, proj_size=2)
+    twin.load_state_dict({k: v.float() for k, v in module.state_dict().items()})
+    x = torch.randn(T, B, I).half()
+    actual, expected = _run(module, x), _run(twin, x.float())
+    assert all(a.dtype == torch.float16 and torch.equal(a, e.half()) for a, e in zip(actual, expected))
+    assert module.to_numpy().dtype == np.float32 and module.double().weight_ih_l0.dtype == torch.float64

@@ -307,7 +307,7 @@ def test_bad_input_is_named(call, error, match):
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        (dict(dtype=torch.float16), TypeError, "dtype must be torch.float32 or torch.float64"),
+        (dict(dtype=torch.int32), TypeError, "dtype must be torch.float32, torch.float64, torch.bfloat16 or"),
         (dict(device="meta"), ValueError, "device must be the CPU"),
         (dict(proj_size=H), ValueError, "proj_size must be < hidden_size"),
         (dict(dropout=1.0), ValueError, "dropout must be in"),
