@@ -1,6 +1,8 @@
 """state_dict, save and load: torch's names, bit-for-bit round trips, config kept, bad files refused."""
 
+import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -140,3 +142,48 @@ def test_load_refuses_what_is_not_a_model(tmp_path):
         lf.load(bad_config)
     with pytest.raises(FileNotFoundError):
         lf.load(tmp_path / "missing.safetensors")
+
+
+COPIES = {
+    "deepcopy": copy.deepcopy,
+    "pickle": lambda m: pickle.loads(pickle.dumps(m)),
+}
+
+
+@pytest.mark.parametrize("how", sorted(COPIES))
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(num_layers=2, bidirectional=True, proj_size=2, peephole=True, layer_norm=True, dtype=np.float64),
+        dict(num_layers=2, dropout=0.5, recurrent_dropout=0.25, zoneout=(0.1, 0.2), cell_clip=3.0, seed=3),
+    ],
+)
+def test_an_lstm_copies_and_pickles_bit_for_bit(rng, how, kwargs):
+    model = lf.LSTM(3, 4, **kwargs)
+    x = rng.normal(size=(5, 2, 3))
+    model.forward(x)  # a pending training run: not copied, the original keeps it
+    copied = COPIES[how](model)
+    assert copied.config() == model.config() and repr(copied) == repr(model)
+    for name, value in model.state_dict().items():
+        assert copied.state_dict()[name] is not value
+        np.testing.assert_array_equal(copied.state_dict()[name], value)
+    np.testing.assert_array_equal(copied(x)[0], model(x)[0])
+    with pytest.raises(ValueError, match="backward\\(\\) needs a training forward first"):
+        copied.backward(np.zeros((5, 2, model.num_directions * model.output_size)))
+    model.backward(np.ones((5, 2, model.num_directions * model.output_size)))
+    # The generator's state is copied too: the same dropout and zoneout masks, so the same training run.
+    y, _ = copied.forward(x)
+    np.testing.assert_array_equal(y, model.forward(x)[0])
+    np.testing.assert_array_equal(copied.backward(y)[0], model.backward(y)[0])
+
+
+@pytest.mark.parametrize("how", sorted(COPIES))
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_a_frozen_model_copies_and_pickles_bit_for_bit(rng, how, precision):
+    model = lf.LSTM(3, 6, 2, proj_size=4, peephole=True, seed=1).freeze(precision)
+    copied = COPIES[how](model)
+    assert copied.precision == precision and copied.config() == model.config() and repr(copied) == repr(model)
+    x = rng.normal(size=(5, 2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(copied(x)[0], model(x)[0])
+    np.testing.assert_array_equal(copied.step(x[0])[0], model.step(x[0])[0])

@@ -119,3 +119,23 @@ def test_calls_out_of_order_are_refused():
     assert dx.shape == (2, 1, 3)
     with pytest.raises(ValueError, match=r"step\(\) runs unidirectional models only"):
         lf.LSTM(3, 4, bidirectional=True).step(np.zeros(3))
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_a_batch_of_no_sequences_gives_empty_outputs(batch_first):
+    # As torch.nn.LSTM: B = 0 gives y (T, 0, D*R) and (L*D, 0, R), (L*D, 0, H) states (empty lengths
+    # too), the trainable model's backward() empty dx and zero gradients; T = 0 is refused (test_errors).
+    model = lf.LSTM(3, 5, 2, bidirectional=True, proj_size=2, batch_first=batch_first)
+    x = np.zeros((0, 4, 3) if batch_first else (4, 0, 3))
+    y_shape = (0, 4, 4) if batch_first else (4, 0, 4)
+    state = (np.zeros((4, 0, 2)), np.zeros((4, 0, 5)))
+    for run in (model, model.freeze("int8")):
+        for y, (h, c) in (run(x), run(x, state), run(x, lengths=np.zeros(0, dtype=int))):
+            assert y.shape == y_shape and h.shape == (4, 0, 2) and c.shape == (4, 0, 5)
+    y, _ = model.forward(x, state)
+    dx, (dh0, dc0) = model.backward(y, (np.zeros((4, 0, 2)), None))
+    assert dx.shape == x.shape and dh0.shape == (4, 0, 2) and dc0.shape == (4, 0, 5)
+    assert list(model.grads) == list(model.state_dict())
+    assert all(g.shape == model.state_dict()[k].shape and not g.any() for k, g in model.grads.items())
+    with pytest.raises(ValueError, match="backward\\(\\) needs a training forward first"):
+        model.backward(y)

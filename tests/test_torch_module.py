@@ -286,7 +286,7 @@ def test_defaults_follow_torch():
         (lambda m: m(torch.randn(T, B, I)), TypeError, "input must have the parameters' dtype torch.float64"),
         (lambda m: m(np.zeros((T, B, I))), TypeError, "input must be a torch.Tensor"),
         (lambda m: m(torch.randn(T, B, I + 1, dtype=torch.float64)), ValueError, r"input must have shape \(T, B, 3\)"),
-        (lambda m: m(torch.randn(T, 0, I, dtype=torch.float64)), ValueError, ">= 1 sequence"),
+        (lambda m: m(torch.randn(0, B, I, dtype=torch.float64)), ValueError, ">= 1 step"),
         (lambda m: m(torch.randn(T, B, I, dtype=torch.float64), torch.zeros(1, B, H)), TypeError, "hx must be a pair"),
         (
             lambda m: m(
@@ -307,7 +307,7 @@ def test_bad_input_is_named(call, error, match):
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        (dict(dtype=torch.float16), TypeError, "dtype must be torch.float32 or torch.float64"),
+        (dict(dtype=torch.int32), TypeError, "dtype must be torch.float32, torch.float64, torch.bfloat16 or"),
         (dict(device="meta"), ValueError, "device must be the CPU"),
         (dict(proj_size=H), ValueError, "proj_size must be < hidden_size"),
         (dict(dropout=1.0), ValueError, "dropout must be in"),

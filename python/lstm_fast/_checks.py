@@ -131,14 +131,15 @@ def check_shape(name: str, array: Any, expected: Tuple[int, ...]) -> None:
 
 
 def check_sequence_shape(name: str, shape: Sequence[int], input_size: int, batch_first: bool) -> bool:
-    """Holds a sequence's shape to (T, B, I) ((B, T, I) when batch_first) or (T, I), with T, B >= 1;
-    returns whether it is unbatched (T, I)."""
+    """Holds a sequence's shape to (T, B, I) ((B, T, I) when batch_first) or (T, I), with T >= 1 (B = 0,
+    a batch of no sequences, is allowed, as torch.nn.LSTM allows it); returns whether it is unbatched."""
     I = input_size
     layout = "(B, T, I)" if batch_first else "(T, B, I)"
     if len(shape) not in (2, 3) or shape[-1] != I:
         raise ValueError(f"{name} must have shape {layout.replace('I', str(I))} or (T, {I}), got {shape_str(shape)}")
-    if 0 in shape:
-        raise ValueError(f"{name} must have >= 1 step and >= 1 sequence, got shape {shape_str(shape)}")
+    steps = shape[1] if batch_first and len(shape) == 3 else shape[0]
+    if steps == 0:
+        raise ValueError(f"{name} must have >= 1 step (a sequence length T >= 1), got shape {shape_str(shape)}")
     return len(shape) == 2
 
 

@@ -182,6 +182,12 @@ class LSTMConfig:
             raise ValueError(f"config must be a JSON object, got {type(d).__name__}")
         return cls(**d)
 
+    def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any]]]:
+        """pickle and copy: through to_dict and from_dict, so that the copy is validated and its dtype is
+        NumPy's own np.dtype (an unpickled np.dtype is an equal but distinct object, which the core's
+        array checks refuse)."""
+        return LSTMConfig.from_dict, (self.to_dict(),)
+
     @classmethod
     def from_arguments(cls, arguments: Dict[str, Any], exclude: Tuple[str, ...] = ()) -> "LSTMConfig":
         """The config of a constructor's arguments (its ``locals()``): every field found there by name,

@@ -90,6 +90,14 @@ class SequenceLayout:
         h_n, c_n = packing.unsort_state(h_n), packing.unsort_state(c_n)
         return y, (self._drop_batch(h_n, unbatched), self._drop_batch(c_n, unbatched))
 
+    def _empty_batch(self, steps: int) -> Tuple[np.ndarray, State]:
+        """The outputs of a batch of no sequences (B = 0), as torch.nn.LSTM gives them: y (T, 0, D*R)
+        ((0, T, D*R) when batch_first) and (h_n, c_n) of shapes (L*D, 0, R) and (L*D, 0, H)."""
+        DR = self.num_directions * self.output_size
+        y = np.zeros((0, steps, DR) if self.batch_first else (steps, 0, DR), self._io_dtype)
+        h_shape, c_shape = self._lstm_config.state_shapes(0)
+        return y, (np.zeros(h_shape, self._io_dtype), np.zeros(c_shape, self._io_dtype))
+
     def _check_step_input(self, x_t: Any) -> Tuple[np.ndarray, bool]:
         """x_t of a streaming step as a C-contiguous (B, I) array, and whether it came as (I,)."""
         if self.bidirectional:

@@ -133,6 +133,20 @@ class LSTM(SequenceLayout, ConfigAttributes):
         self.grads: Dict[str, np.ndarray] = {}
         self._training_run: Optional[_TrainingRun] = None
 
+    # What a copy leaves out: the compiled config (made again from _lstm_config), the cache of the core's
+    # weight tuples (keyed by the arrays' ids) and a pending training run (its trace lives in C++).
+    _UNCOPIED = ("_config", "_weights_cache", "_training_run")
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """What pickle and copy.deepcopy keep: the config, parameters, gradients and the generator's
+        state (a copy draws the same dropout masks); not a pending training run (backward() of the copy
+        needs a forward of its own)."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._UNCOPIED}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state, _config=state["_lstm_config"].core(), _training_run=None)
+        self._set_config(state["_lstm_config"])  # the attributes from the validated config (dtype: NumPy's own)
+
     @classmethod
     def _from_arrays(cls, config: LSTMConfig, tensors: Mapping[str, np.ndarray]) -> "LSTM":
         """A model of `config` with these parameters (names and shapes already checked), converted to
@@ -261,6 +275,9 @@ class LSTM(SequenceLayout, ConfigAttributes):
         checkpoint_steps = checkpoint_arg(checkpoint, train)
         bf16 = self._training_precision(precision, train)
         x, unbatched, packing, h0, c0 = self._sequence_inputs(x, state, lengths)
+        if x.shape[1] == 0:
+            return self._empty_forward(x.shape[0], packing, train)
+
         numbers = self._call_numbers(sum(packing.batch_sizes), train, checkpoint_steps != 0)
         check_fits(f"the output{' and trace' if train else ''} of x of shape {shape_str(x.shape)}", numbers, self.dtype)
         masks = self._dropout_masks(sum(packing.batch_sizes)) if train else []
@@ -313,6 +330,9 @@ class LSTM(SequenceLayout, ConfigAttributes):
             run.state_shapes,
             lambda part, value: None if value is None else as_float_array(part, value, self.dtype),
         )
+        if run.trace is None:
+            return self._empty_backward(run)
+
         dh_n, dc_n = (
             None if v is None else run.packing.sort_state(self._add_batch(v, run.unbatched)) for v in (dh_n, dc_n)
         )
@@ -330,6 +350,23 @@ class LSTM(SequenceLayout, ConfigAttributes):
         dh0 = self._drop_batch(run.packing.unsort_state(dh0), run.unbatched)
         dc0 = self._drop_batch(run.packing.unsort_state(dc0), run.unbatched)
         return dx, (dh0, dc0)
+
+    def _empty_forward(self, steps: int, packing: Packing, train: bool) -> Tuple[np.ndarray, State]:
+        """forward() of a batch of no sequences (B = 0): torch's empty outputs; in training, a run whose
+        backward() gives zero gradients (no trace: nothing was computed)."""
+        y, (h_n, c_n) = self._empty_batch(steps)
+        if train:
+            self._training_run = _TrainingRun(None, [], packing, False, y.shape, (h_n.shape, c_n.shape))
+        return y, (h_n, c_n)
+
+    def _empty_backward(self, run: _TrainingRun) -> Tuple[np.ndarray, State]:
+        """backward() of a batch of no sequences: dx (T, 0, I) in x's layout, empty (dh0, dc0), and zero
+        gradients of every parameter (as torch's)."""
+        self._training_run = None
+        self.grads = {name: np.zeros_like(p) for name, p in self._params.items()}
+        steps = run.y_shape[1] if self.batch_first else run.y_shape[0]
+        dx = np.zeros((0, steps, self.input_size) if self.batch_first else (steps, 0, self.input_size), self.dtype)
+        return dx, (np.zeros(run.state_shapes[0], self.dtype), np.zeros(run.state_shapes[1], self.dtype))
 
     def step(self, x_t: Any, state: Optional[State] = None) -> Tuple[np.ndarray, State]:
         """One time step through every layer (unidirectional models): ``y_t, state = lstm.step(x_t, state)``.
@@ -399,8 +436,6 @@ class LSTM(SequenceLayout, ConfigAttributes):
         keep = 1.0 - self.dropout
         shape = (rows, self.num_directions * self.output_size)
         return [((self._rng.random(shape) < keep) / keep).astype(self.dtype) for _ in range(self.num_layers - 1)]
-
-    # -- files and other libraries -------------------------------------------------------------------
 
     # -- files and other libraries -------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
@@ -58,6 +59,8 @@ class Model(SequenceLayout, ConfigAttributes):
         ``LSTM.__call__`` (x (T, B, I), (B, T, I) when batch_first, or (T, I); y with last
         dimension D*R; lengths (B,) in [1, T]); float32 arrays out."""
         x, unbatched, packing, h0, c0 = self._sequence_inputs(x, state, lengths)
+        if x.shape[1] == 0:
+            return self._empty_batch(x.shape[0])
         rows = sum(packing.batch_sizes)
         check_fits(f"the output of x of shape {x.shape}", rows * self.num_directions * self.output_size, np.float32)
         y, h_n, c_n = self._core.forward(packing.pack(x), packing.batch_sizes, x.shape[1], h0, c0)
@@ -90,8 +93,27 @@ class Model(SequenceLayout, ConfigAttributes):
         with float32 row scales ``<weight>_scale``); ``lf.load_model`` and C++ ``Model::load`` read it."""
         self._core.save(os.fsdecode(os.fspath(path)))
 
+    def _file_bytes(self) -> bytes:
+        """The bytes of the model file save() writes (its precision's weights, exactly)."""
+        with tempfile.TemporaryDirectory(prefix="lstm_fast_") as folder:
+            path = os.path.join(folder, "model.safetensors")
+            self._core.save(path)
+            with open(path, "rb") as f:
+                return f.read()
+
+    def __reduce__(self) -> Tuple[Any, Tuple[bytes, Dict[str, Any]]]:
+        """pickle and copy.deepcopy: the model file's bytes (_file_bytes) and the config; the copy's
+        weights, and so its outputs, are bit for bit the original's."""
+        return _model_from_bytes, (self._file_bytes(), self._lstm_config.to_dict())
+
     def __repr__(self) -> str:
         return f"Model({self._lstm_config.arguments_repr()}, precision={self.precision!r})"
+
+
+def _model_from_bytes(data: bytes, config: Dict[str, Any]) -> Model:
+    """The Model of a model file's bytes (Model._file_bytes) and its LSTM's config (LSTMConfig.to_dict):
+    what unpickling a Model calls."""
+    return Model(_core.Model.from_bytes(data, "a pickled lf.Model"), LSTMConfig.from_dict(config))
 
 
 def freeze(config: LSTMConfig, tensors: Mapping[str, np.ndarray], precision: Any) -> Model:

@@ -55,11 +55,13 @@ def packing_of(steps: int, batch: int, lengths: Any) -> Packing:
     """The packing of a (steps, batch) input whose sequences have `lengths` ((batch,) ints in [1, steps],
     or None for all full)."""
     dense = Packing(steps, batch, [batch] * steps, None, None, None)
-    if lengths is None:
+    if lengths is None or batch == 0:
         return dense
     lengths = as_int_array("lengths", lengths)
     check_shape("lengths", lengths, (batch,))
     lengths = lengths.astype(np.int64)
+    if batch == 0:
+        return dense
     if lengths.min() < 1 or lengths.max() > steps:
         bad = lengths[(lengths < 1) | (lengths > steps)][0]
         raise ValueError(f"lengths must be in [1, {steps}] (the sequence length), got {bad}")

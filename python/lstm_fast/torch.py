@@ -12,13 +12,14 @@ hands the C++ core the tensors' own memory: contiguous float32 / float64 CPU ten
 (the core writes its outputs into fresh NumPy arrays that become the returned tensors, also without a
 copy). Only CPU tensors are supported.
 
-torch is an optional dependency (``pip install "lstm_fast[torch]"``); only this module imports it.
+torch is an optional dependency (``pip install "lstm_fast[torch]"``); only this module (and the
+``_torch_*`` modules it imports) imports it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,17 +27,23 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _core
-from ._checks import check_pair, check_sequence_shape, checkpoint_arg
+from . import _core, _torch_checks
+from ._checks import checkpoint_arg
 from ._config import CELL_KINDS, ConfigAttributes, LSTMConfig
 from ._lstm import LSTM as _NumpyLSTM
+from ._torch_checks import TypeAndRuntimeError, TypeAndValueError, ValueAndRuntimeError
 
-__all__ = ["LSTM"]
+__all__ = ["LSTM", "TypeAndRuntimeError", "TypeAndValueError", "ValueAndRuntimeError"]
 
+# torch.nn.LSTM's arguments but the device (its errors are asked of it on the meta device).
+_TORCH_ARGUMENTS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
+_TORCH_ARGUMENTS += ("proj_size", "dtype")
 _KINDS = len(CELL_KINDS)  # parameters per cell, absent ones included
 
-# The parameter dtypes the kernels run, and their NumPy names for the config.
-_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+# The parameter dtypes the kernels run, and their NumPy names for the config; bfloat16 and float16
+# modules compute in float32 (the kernels' bf16 products for bfloat16 in training).
+_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.bfloat16: np.float32, torch.float16: np.float32}
+_COMPUTE_DTYPES = {torch.bfloat16: torch.float32, torch.float16: torch.float32}
 
 
 def _numpy(t: Optional[Tensor]) -> Optional[np.ndarray]:
@@ -122,8 +129,8 @@ class LSTM(ConfigAttributes, nn.Module):
     """torch.nn.LSTM on lstm_fast's kernels: same arguments, parameters, inputs and outputs.
 
     Args (as torch.nn.LSTM): input_size I, hidden_size H, num_layers L, bias, batch_first, dropout,
-    bidirectional (D = 2), proj_size R (0 means R = H), device (CPU only), dtype (float32 or float64;
-    default torch.get_default_dtype()). Extra, keyword-only:
+    bidirectional (D = 2), proj_size R (0 means R = H), device (CPU only), dtype (float32, float64,
+    bfloat16 or float16; default torch.get_default_dtype()). Extra, keyword-only:
         peephole: diagonal weights from the cell into the gates, ``weight_peep_l{k}`` of shape (3, H),
             rows (i, f, o) (Gers & Schmidhuber 2000).
         forget_bias: added to the forget-gate block of ``bias_ih`` at initialisation (1.0 as in Gers et
@@ -142,6 +149,12 @@ class LSTM(ConfigAttributes, nn.Module):
     products' operands rounded to bfloat16, summed in float32; parameters, outputs, state and
     gradients float32. Inputs may be bfloat16 there (other layers' autocast outputs). Inference under
     autocast stays float32 (``to_numpy().freeze("bf16")`` for bf16 inference).
+
+    A bfloat16 module (``dtype=torch.bfloat16`` or ``.bfloat16()``) takes and returns bfloat16 tensors
+    and trains on the same bf16 kernels (its bf16 weights, inputs and states widened to float32
+    exactly; the products' other operands rounded to bfloat16); its inference computes in float32 from
+    the bf16 weights. A float16 module (``.half()``) computes in float32 (the kernels have no float16
+    products); outputs are rounded to the module's dtype, gradients arrive in it.
 
     Keyword-only, not part of the model:
         checkpoint: None, k >= 1 or "auto": checkpointed backpropagation through time, as
@@ -181,13 +194,7 @@ class LSTM(ConfigAttributes, nn.Module):
         zoneout: Any = 0.0,
         checkpoint: Optional[int | str] = None,
     ) -> None:
-        config = LSTMConfig.from_arguments(locals(), exclude=self._config_exclude)
-        if device is not None and torch.device(device).type != "cpu":
-            raise ValueError(f"device must be the CPU (lstm_fast runs on CPUs), got {device!r}")
-        dtype = torch.get_default_dtype() if dtype is None else dtype
-        if not isinstance(dtype, torch.dtype) or dtype not in _DTYPES:
-            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        config = config.replace(dtype=_DTYPES[dtype])
+        config, dtype = self._checked_arguments(locals())
         super().__init__()
         self._set_config(config)
         self._config = config.core()
@@ -198,6 +205,26 @@ class LSTM(ConfigAttributes, nn.Module):
         self.checkpoint = checkpoint
         self.reset_parameters()
 
+    @staticmethod
+    def _checked_arguments(arguments: Dict[str, Any]) -> Tuple[LSTMConfig, torch.dtype]:
+        """The constructor's arguments (its locals()) checked: the config and the parameters' dtype. A bad
+        one raises lstm_fast's error, which is also torch.nn.LSTM's for the same arguments
+        (_torch_checks.constructor_error)."""
+        try:
+            config = LSTMConfig.from_arguments(arguments, exclude=LSTM._config_exclude)
+            device, dtype = arguments["device"], arguments["dtype"]
+            if device is not None and torch.device(device).type != "cpu":
+                raise ValueError(f"device must be the CPU (lstm_fast runs on CPUs), got {device!r}")
+            dtype = torch.get_default_dtype() if dtype is None else dtype
+            if not isinstance(dtype, torch.dtype) or dtype not in _DTYPES:
+                raise TypeError(
+                    f"dtype must be torch.float32, torch.float64, torch.bfloat16 or torch.float16, got {dtype!r}"
+                )
+        except (TypeError, ValueError) as ours:
+            torch_arguments = {name: arguments[name] for name in _TORCH_ARGUMENTS}
+            raise _torch_checks.constructor_error(ours, torch_arguments) from None
+        return config.replace(dtype=_DTYPES[dtype]), dtype
+
     @property
     def checkpoint(self) -> Optional[int | str]:
         """Checkpointed BPTT in training: None (the whole trace), k >= 1 steps or "auto"."""
@@ -207,6 +234,16 @@ class LSTM(ConfigAttributes, nn.Module):
     def checkpoint(self, value: Optional[int | str]) -> None:
         self._checkpoint_steps = checkpoint_arg(value, True)
         self._checkpoint = value
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """pickle, copy.deepcopy and torch.save(module): the module's state without the compiled config
+        (made again from the arguments on load)."""
+        state = super().__getstate__()
+        return {k: v for k, v in state.items() if k != "_config"}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__["_config"] = self._lstm_config.core()
 
     def reset_parameters(self) -> None:
         """torch's initialisation: uniform in [-1/sqrt(H), 1/sqrt(H)]; then forget_bias is added."""
@@ -234,36 +271,62 @@ class LSTM(ConfigAttributes, nn.Module):
     # -- forward -------------------------------------------------------------------------------------
 
     def forward(self, input: Any, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Any, Tuple[Tensor, Tensor]]:
+        """``output, (h_n, c_n) = lstm(input, hx)``: the shapes of the class docstring."""
         dtype = self.weight_ih_l0.dtype
-        bf16 = self._autocast_bf16(dtype)
+        autocast = self._autocast_bf16(dtype)
         packed = isinstance(input, PackedSequence)
-        if packed:
-            x, batch_sizes = self._from_autocast(input.data, bf16), input.batch_sizes
-            self._check_tensor("input.data", x, dtype)
-            if x.dim() != 2 or x.shape[1] != self.input_size:
-                raise ValueError(f"input.data must have shape (N, {self.input_size}), got {tuple(x.shape)}")
-            batch_sizes = [int(b) for b in batch_sizes]
-            batch, unbatched = batch_sizes[0], False
-        else:
-            x = self._from_autocast(input, bf16)
-            self._check_tensor("input", x, dtype)
-            unbatched = check_sequence_shape("input", tuple(x.shape), self.input_size, self.batch_first)
-            if unbatched:
-                x = x.unsqueeze(1)
-            elif self.batch_first:
-                x = x.transpose(0, 1)
-            steps, batch = x.shape[0], x.shape[1]
-            x = x.contiguous().view(steps * batch, self.input_size)
-            batch_sizes = [batch] * steps
-
-        h0, c0 = self._check_state(hx, batch, unbatched, dtype, bf16)
+        x, batch_sizes, unbatched = self._check_input(input, packed, dtype, autocast)
+        batch = batch_sizes[0] if batch_sizes else 0
+        h0, c0 = self._check_state(hx, batch, unbatched, dtype, autocast)
         if packed and input.sorted_indices is not None and h0 is not None:
             h0, c0 = h0.index_select(1, input.sorted_indices), c0.index_select(1, input.sorted_indices)
+        if batch == 0:
+            y, (h_n, c_n) = self._empty_batch(len(batch_sizes), x, h0, c0)
+        else:
+            y, h_n, c_n = self._run(x, h0, c0, batch_sizes, autocast or dtype == torch.bfloat16)
+        if packed:
+            if input.unsorted_indices is not None:
+                h_n, c_n = h_n.index_select(1, input.unsorted_indices), c_n.index_select(1, input.unsorted_indices)
+            return PackedSequence(y, input.batch_sizes, input.sorted_indices, input.unsorted_indices), (h_n, c_n)
+        if batch == 0:
+            return y, (h_n, c_n)
+        y = y.view(len(batch_sizes), batch, y.shape[-1])
+        if unbatched:
+            return y.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
+        return (y.transpose(0, 1) if self.batch_first else y), (h_n, c_n)
 
+    def _check_input(self, input: Any, packed: bool, dtype: torch.dtype, autocast: bool):
+        """The input checked and packed: (x [N, I], batch_sizes, unbatched); input a PackedSequence when
+        `packed`, else a dense (T, B, I) ((B, T, I) when batch_first) or (T, I) tensor."""
+        x = self._from_autocast(input.data if packed else input, autocast)
+        if packed:
+            _torch_checks.check_tensor("input.data", x, dtype)
+            _torch_checks.check_packed_shape(tuple(x.shape), self.input_size)
+            return x, [int(b) for b in input.batch_sizes], False
+        _torch_checks.check_tensor("input", x, dtype)
+        unbatched = _torch_checks.check_input_shape(tuple(x.shape), self.input_size, self.batch_first)
+        if unbatched:
+            x = x.unsqueeze(1)
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        steps, batch = x.shape[0], x.shape[1]
+        return x.contiguous().view(steps * batch, self.input_size), [batch] * steps, unbatched
+
+    def _run(self, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], batch_sizes: List[int], bf16: bool):
+        """The kernels on packed x [N, I] from (h0, c0) in sorted order: (y [N, D*R], h_n, c_n), through
+        autograd (_LSTMFunction). bfloat16 and float16 modules compute in float32 (their parameters,
+        input and state widened, exactly; the outputs rounded back), bf16 ones with the bf16 products
+        in training (`bf16`)."""
         params = self._cell_params()
+        dtype = x.dtype
+        compute = _COMPUTE_DTYPES.get(dtype, dtype)
+        if compute != dtype:  # a bfloat16 or float16 module: the casts are on the graph
+            x, h0, c0 = (None if t is None else t.to(compute) for t in (x, h0, c0))
+            params = [None if p is None else p.to(compute) for p in params]
+        batch = batch_sizes[0]
         train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in [x, h0, c0, *params])
-        masks = self._dropout_masks(len(x), dtype) if self.training else []
-        recurrent = self._recurrent_masks(batch, dtype) if self.training else None
+        masks = self._dropout_masks(len(x), compute) if self.training else []
+        recurrent = self._recurrent_masks(batch, compute) if self.training else None
         zoneout = self._zoneout_seed() if self.training else None
         y, h_n, c_n = _LSTMFunction.apply(
             self._config,
@@ -280,14 +343,19 @@ class LSTM(ConfigAttributes, nn.Module):
             None if c0 is None else c0.contiguous(),
             *params,
         )
+        if compute != dtype:
+            return y.to(dtype), h_n.to(dtype), c_n.to(dtype)
+        return y, h_n, c_n
 
-        if packed:
-            if input.unsorted_indices is not None:
-                h_n, c_n = h_n.index_select(1, input.unsorted_indices), c_n.index_select(1, input.unsorted_indices)
-            return PackedSequence(y, input.batch_sizes, input.sorted_indices, input.unsorted_indices), (h_n, c_n)
-        y = y.view(len(batch_sizes), batch, y.shape[-1])
-        if unbatched:
-            return y.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
+    def _empty_batch(self, steps: int, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor]):
+        """forward() of a batch of no sequences (B = 0), as torch.nn.LSTM's: y (T, 0, D*R) ((0, T, D*R) when
+        batch_first), h_n (L*D, 0, R) and c_n (L*D, 0, H); on the graph, with zero gradients for the
+        parameters, x and the state (nothing is computed)."""
+        zero = sum(t.sum() for t in [x, h0, c0, *self._cell_params()] if t is not None) * 0
+        h_shape, c_shape = self._lstm_config.state_shapes(0)
+        y = x.new_zeros((steps, 0, self.num_directions * self.output_size)) + zero
+        h_n = (x.new_zeros(h_shape) if h0 is None else h0) + zero
+        c_n = (x.new_zeros(c_shape) if c0 is None else c0) + zero
         return (y.transpose(0, 1) if self.batch_first else y), (h_n, c_n)
 
     def _recurrent_masks(self, batch: int, dtype: torch.dtype) -> Optional[Tensor]:
@@ -315,15 +383,6 @@ class LSTM(ConfigAttributes, nn.Module):
         return [torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep) for _ in range(self.num_layers - 1)]
 
     @staticmethod
-    def _check_tensor(name: str, t: Any, dtype: torch.dtype) -> None:
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor or PackedSequence, got {type(t).__name__}")
-        if t.device.type != "cpu":
-            raise ValueError(f"{name} must be on the CPU (lstm_fast runs on CPUs), got device {t.device}")
-        if t.dtype != dtype:
-            raise TypeError(f"{name} must have the parameters' dtype {dtype}, got {t.dtype}")
-
-    @staticmethod
     def _autocast_bf16(dtype: torch.dtype) -> bool:
         """Whether this forward runs under torch.autocast("cpu", dtype=torch.bfloat16) on float32
         parameters: then a training forward's products take bf16 operands (lstm_fast.LSTM.forward's
@@ -343,13 +402,9 @@ class LSTM(ConfigAttributes, nn.Module):
         """(h_0, c_0) as (L*D, B, R) and (L*D, B, H) tensors of the parameters' dtype, or (None, None)."""
 
         def check(name: str, t: Any) -> Tensor:
-            t = self._from_autocast(t, bf16)
-            self._check_tensor(name, t, dtype)
-            return t
+            return _torch_checks.check_tensor(name, self._from_autocast(t, bf16), dtype, state=True)
 
-        h0, c0 = check_pair(
-            "hx", hx, ("h_0", "c_0"), self._lstm_config.state_shapes(None if unbatched else batch), check
-        )
+        h0, c0 = _torch_checks.check_state(hx, self._lstm_config.state_shapes(None if unbatched else batch), check)
         if h0 is None or not unbatched:
             return h0, c0
         return h0.unsqueeze(1), c0.unsqueeze(1)
@@ -357,10 +412,12 @@ class LSTM(ConfigAttributes, nn.Module):
     # -- other libraries -----------------------------------------------------------------------------
 
     def to_numpy(self) -> _NumpyLSTM:
-        """An lstm_fast.LSTM (NumPy in and out) with a copy of these parameters."""
-        dtype = np.float32 if self.weight_ih_l0.dtype == torch.float32 else np.float64
-        config = self._lstm_config.replace(dtype=dtype)
-        arrays = {k: v.detach().numpy().copy() for k, v in self.state_dict().items()}
+        """An lstm_fast.LSTM (NumPy in and out) with a copy of these parameters (float32 for a bfloat16 or
+        float16 module)."""
+        dtype = self.weight_ih_l0.dtype
+        compute = _COMPUTE_DTYPES.get(dtype, dtype)
+        config = self._lstm_config.replace(dtype=_DTYPES[dtype])
+        arrays = {k: v.detach().to(compute).numpy().copy() for k, v in self.state_dict().items()}
         return _NumpyLSTM._from_arrays(config, arrays)
 
     @classmethod

@@ -1,0 +1,279 @@
+"""lstm_fast.torch.LSTM where code written for torch.nn.LSTM meets it (issue 32; skipped without torch):
+copies and checkpoints of the whole module, empty batches, the errors torch code catches, bf16 and
+half modules, torch's own nn.LSTM machinery (parametrizations, pruning, _flat_weights), and
+second-order gradients. Each case is checked against what torch.nn.LSTM does in it."""
+
+import copy
+import io
+import pickle
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import lstm_fast.torch as lft  # noqa: E402
+
+T, B, I, H = 5, 3, 4, 6
+
+
+def _torch_save_load(module):
+    buffer = io.BytesIO()
+    torch.save(module, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
+COPIES = {
+    "deepcopy": copy.deepcopy,
+    "pickle": lambda m: pickle.loads(pickle.dumps(m)),
+    "torch.save": _torch_save_load,
+}
+VARIANTS = [
+    dict(),
+    dict(num_layers=2, bidirectional=True, proj_size=3, batch_first=True, dtype=torch.float64),
+    dict(num_layers=2, dropout=0.5, peephole=True, layer_norm=True, cell_clip=2.0, checkpoint=2),
+    dict(recurrent_dropout=0.25, zoneout=(0.1, 0.2), coupled_gates=True, forget_bias=1.0),
+]
+
+
+@pytest.mark.parametrize("how", sorted(COPIES))
+@pytest.mark.parametrize("kwargs", VARIANTS)
+def test_the_module_copies_pickles_and_saves_whole(how, kwargs):
+    module = lft.LSTM(I, H, **kwargs)
+    x = torch.randn(T, B, I, dtype=module.weight_ih_l0.dtype)
+    module.eval()
+    expected, (h, c) = module(x)
+    module.train()
+    copied = COPIES[how](module)
+    assert type(copied) is lft.LSTM and repr(copied) == repr(module) and copied.checkpoint == module.checkpoint
+    for (name, p), (copied_name, q) in zip(module.named_parameters(), copied.named_parameters()):
+        assert name == copied_name and q.requires_grad and q.data_ptr() != p.data_ptr()
+        assert torch.equal(p, q), name
+    copied.eval()
+    y, (h2, c2) = copied(x)
+    assert torch.equal(y, expected) and torch.equal(h2, h) and torch.equal(c2, c)
+    # The copy trains on its own parameters, with the original's gradients.
+    copied.train()
+    for m in (module, copied):
+        torch.manual_seed(5)  # the same dropout, recurrent dropout and zoneout masks
+        m(x)[0].square().sum().backward()
+    for p, q in zip(module.parameters(), copied.parameters()):
+        assert torch.equal(p.grad, q.grad)
+
+
+def test_a_copy_inside_a_model_and_its_optimizer_state():
+    # EMA / best-model copies of a network holding the module, and a whole-model checkpoint with its
+    # optimizer: the copy's outputs and next steps are the original's.
+    net = torch.nn.Sequential()
+    net.add_module("lstm", lft.LSTM(I, H, batch_first=True))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x = torch.randn(B, T, I)
+    net.lstm(x)[0].sum().backward()
+    opt.step()
+    saved = _torch_save_load({"net": net, "opt": opt.state_dict()})
+    restored_opt = torch.optim.Adam(saved["net"].parameters(), lr=1e-2)
+    restored_opt.load_state_dict(saved["opt"])
+    for model, optimizer in ((net, opt), (saved["net"], restored_opt)):
+        optimizer.zero_grad()
+        model.lstm(x)[0].sum().backward()
+        optimizer.step()
+    for p, q in zip(net.parameters(), saved["net"].parameters()):
+        assert torch.equal(p, q)
+
+
+# -- empty batches -----------------------------------------------------------------------------------
+
+
+def _twins(**kwargs):
+    """torch.nn.LSTM and lstm_fast.torch.LSTM with the same parameters."""
+    expected = torch.nn.LSTM(I, H, **kwargs)
+    actual = lft.LSTM(I, H, **kwargs)
+    actual.load_state_dict(expected.state_dict())
+    return expected, actual
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(), dict(num_layers=2, bidirectional=True, proj_size=2), dict(batch_first=True, dtype=torch.float64)],
+)
+@pytest.mark.parametrize("with_state", [False, True])
+def test_an_empty_batch_gives_torchs_empty_outputs_and_zero_gradients(kwargs, with_state):
+    expected_module, actual_module = _twins(**kwargs)
+    dtype = actual_module.weight_ih_l0.dtype
+    shape = (0, T, I) if actual_module.batch_first else (T, 0, I)
+    h_shape, c_shape = (actual_module.num_layers * actual_module.num_directions, 0), None
+    h_shape, c_shape = h_shape + (actual_module.output_size,), h_shape + (H,)
+    results = []
+    for module in (expected_module, actual_module):
+        x = torch.zeros(shape, dtype=dtype, requires_grad=True)
+        state = (torch.zeros(h_shape, dtype=dtype), torch.zeros(c_shape, dtype=dtype)) if with_state else None
+        y, (h, c) = module(x, state)
+        (y.sum() + h.sum() + c.sum()).backward()  # no error, as torch's (test_RNN_input_size_zero)
+        results.append((y, h, c, x.grad, [p.grad for p in module.parameters()]))
+    (y0, h0, c0, dx0, grads0), (y1, h1, c1, dx1, grads1) = results
+    assert y1.shape == y0.shape and h1.shape == h0.shape and c1.shape == c0.shape and dx1.shape == dx0.shape
+    assert y1.dtype == dtype and all(torch.equal(g1, g0) for g0, g1 in zip(grads0, grads1))
+    assert all(g.abs().sum() == 0 for g in grads1)
+
+
+def test_an_empty_sequence_is_refused_as_torch_refuses_it():
+    # torch.nn.LSTM: RuntimeError "Expected sequence length to be larger than 0 in RNN" (also on the CPU)
+    with pytest.raises(ValueError, match=">= 1 step"):
+        lft.LSTM(I, H)(torch.zeros(0, B, I))
+
+
+# -- errors torch code catches -------------------------------------------------------------------------
+
+
+def _raised(call):
+    with pytest.raises(Exception) as info:
+        call()
+    return info.value
+
+
+def _state(batch=B, h=H, c=H, dims=3, dtype=torch.float64):
+    shape = (1, batch)[: dims - 1]
+    return torch.zeros(shape + (h,), dtype=dtype), torch.zeros(shape + (c,), dtype=dtype)
+
+
+X = torch.randn(T, B, I, dtype=torch.float64)
+# (case, call, lstm_fast's own exception type, whether torch's message is in ours)
+FORWARD_ERRORS = [
+    ("input 4-D", lambda m: m(X[None]), ValueError, True),
+    ("input 1-D", lambda m: m(X[0, 0]), ValueError, True),
+    ("input size", lambda m: m(torch.randn(T, B, I + 1, dtype=torch.float64)), ValueError, True),
+    ("no steps", lambda m: m(torch.randn(0, B, I, dtype=torch.float64)), ValueError, True),
+    ("input dtype", lambda m: m(X.float()), TypeError, True),
+    ("integer input", lambda m: m(X.long()), TypeError, True),
+    ("input device", lambda m: m(X.to("meta")), ValueError, True),
+    ("three states", lambda m: m(X, _state() + _state()[:1]), TypeError, True),
+    ("h_0 2-D", lambda m: m(X, (_state(dims=2)[0], _state()[1])), ValueError, True),
+    ("c_0 2-D", lambda m: m(X, (_state()[0], _state(dims=2)[1])), ValueError, True),
+    ("h_0 batch", lambda m: m(X, (_state(batch=B + 1)[0], _state()[1])), ValueError, True),
+    ("c_0 size", lambda m: m(X, _state(c=H + 1)), ValueError, True),
+    ("unbatched, 3-D state", lambda m: m(X[:, 0], _state()), ValueError, True),
+    ("h_0 dtype", lambda m: m(X, (_state()[0].float(), _state()[1])), TypeError, False),
+    ("input batch", lambda m: m(torch.randn(T, B + 2, I, dtype=torch.float64), _state()), ValueError, True),
+]
+
+
+@pytest.mark.parametrize("case, call, ours, same_words", FORWARD_ERRORS, ids=[c[0] for c in FORWARD_ERRORS])
+def test_forward_errors_are_torchs_and_ours(case, call, ours, same_words):
+    expected = _raised(lambda: call(torch.nn.LSTM(I, H, dtype=torch.float64)))
+    actual = _raised(lambda: call(lft.LSTM(I, H, dtype=torch.float64)))
+    assert isinstance(actual, type(expected)) and isinstance(actual, ours), (case, type(actual), type(expected))
+    if same_words:
+        assert str(expected) in str(actual), (str(expected), str(actual))
+
+
+def test_the_errors_torchs_own_tests_match_are_raised():
+    # test_nn's test_cudnn_forward_exception, test_rnn_args_check and test_projections_lstm_args_check.
+    for kwargs in (dict(), dict(proj_size=10)):
+        module = lft.LSTM(10, 20, batch_first=True, **kwargs)
+        with pytest.raises(RuntimeError, match="Expected hidden.*size.*got"):
+            module(torch.randn(2, 3, 10), (torch.zeros(1, 2, 19), torch.zeros(1, 2, 19)))
+        with pytest.raises(RuntimeError, match=r"input\.size\(-1\) must be equal to input_size"):
+            module(torch.randn(2, 3, 3))
+    module = lft.LSTM(3, 5, 2, proj_size=2)
+    good = (torch.zeros(2, 4, 2), torch.zeros(2, 4, 5))
+    for x, state in [
+        (torch.randn(6, 7, 3), good),
+        (torch.randn(6, 4, 7), good),
+        (torch.randn(6, 4, 3), (torch.zeros(2, 7, 2), good[1])),
+        (torch.randn(6, 4, 3), (torch.zeros(2, 4, 7), good[1])),
+        (torch.randn(6, 4, 3), (torch.zeros(7, 4, 2), good[1])),
+        (torch.randn(6, 4, 3), (good[0], torch.zeros(7, 4, 5))),
+        (torch.randn(6, 4, 3), (torch.zeros(2, 4, 5), good[1])),  # h_0 of the hidden size, not proj_size
+    ]:
+        with pytest.raises(RuntimeError):
+            module(x, state)
+
+
+CONSTRUCTOR_ERRORS = [
+    dict(hidden_size=0),
+    dict(num_layers=0),
+    dict(input_size=0),
+    dict(bias=0),
+    dict(batch_first=1),
+    dict(dropout=1.5),
+    dict(dropout=True),
+    dict(proj_size=-1),
+    dict(proj_size=H),
+    dict(input_size=3.0),
+    dict(hidden_size="5"),
+    dict(dtype=torch.int32),
+    dict(num_layers=1.5),
+]
+
+
+@pytest.mark.parametrize("kwargs", CONSTRUCTOR_ERRORS, ids=[str(k) for k in CONSTRUCTOR_ERRORS])
+def test_constructor_errors_are_torchs_and_ours(kwargs):
+    arguments = {**dict(input_size=I, hidden_size=H), **kwargs}
+    expected = _raised(lambda: torch.nn.LSTM(**arguments))
+    actual = _raised(lambda: lft.LSTM(**arguments))
+    assert isinstance(actual, type(expected)) and isinstance(actual, (TypeError, ValueError))
+    assert str(expected) in str(actual) and next(iter(kwargs)) in str(actual).split(" (torch.nn.LSTM")[0]
+
+
+def test_the_error_classes_are_both_exceptions():
+    assert issubclass(lft.ValueAndRuntimeError, ValueError) and issubclass(lft.ValueAndRuntimeError, RuntimeError)
+    assert issubclass(lft.TypeAndValueError, TypeError) and issubclass(lft.TypeAndValueError, ValueError)
+    assert issubclass(lft.TypeAndRuntimeError, TypeError) and issubclass(lft.TypeAndRuntimeError, RuntimeError)
+    # Where only lstm_fast refuses (dropout must be < 1: the masks are scaled by 1/(1-p)), its own error.
+    assert type(_raised(lambda: lft.LSTM(I, H, dropout=1.0))) is ValueError
+
+
+# -- bfloat16 and float16 modules ------------------------------------------------------------------------
+
+
+def _run(module, x):
+    """Output, final state, dx and the parameters' gradients of a fixed linear loss, in the module's
+    dtype (its weights are bfloat16 numbers: every dtype's backward starts from the same gradients)."""
+    module.zero_grad()
+    x = x.clone().requires_grad_(True)
+    y, (h, c) = module(x)
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)).bfloat16().float()
+    ((y.float() * w).sum() + h.float().sum() + c.float().sum()).backward()
+    return [y, h, c, x.grad] + [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("make", ["constructor", "bfloat16()"])
+def test_a_bfloat16_module_trains_on_the_bf16_kernels(monkeypatch, make):
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(I, H, 2, bidirectional=True).bfloat16()
+    module = lft.LSTM(I, H, 2, bidirectional=True, dtype=torch.bfloat16 if make == "constructor" else None)
+    module = module if make == "constructor" else module.bfloat16()
+    module.load_state_dict(reference.state_dict())
+    assert all(p.dtype == torch.bfloat16 for p in module.parameters())
+    x = torch.randn(T, B, I).bfloat16()
+    flags = []
+    real_forward = lft._core.forward
+    monkeypatch.setattr(lft._core, "forward", lambda *a: flags.append(a[-1]) or real_forward(*a))
+    actual = _run(module, x)
+    assert flags == [True]  # the training forward ran the bf16 products (lf.LSTM's precision="bf16")
+    assert all(t.dtype == torch.bfloat16 for t in actual)
+    # The same as a float32 module of these (bf16) weights under bf16 autocast: the same kernels.
+    twin = lft.LSTM(I, H, 2, bidirectional=True)
+    twin.load_state_dict({k: v.float() for k, v in module.state_dict().items()})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = _run(twin, x.float())
+    for a, e in zip(actual, expected):
+        assert torch.equal(a, e.bfloat16())
+    # And close to torch's own bf16 LSTM (which rounds more: every product's output too).
+    for a, e in zip(actual, _run(reference, x)):
+        assert (a.float() - e.float()).norm() <= 3e-2 * e.float().norm()
+    with torch.no_grad():  # inference: float32 products of the bf16 weights (no bf16 inference kernels here)
+        y = module(x)[0]
+        assert y.dtype == torch.bfloat16 and torch.equal(y, twin(x.float())[0].bfloat16())
+    assert flags[-1] is False
+
+
+def test_a_float16_module_computes_in_float32():
+    module = lft.LSTM(I, H, proj_size=2).half()
+    twin = lft.LSTM(I, H, proj_size=2)
+    twin.load_state_dict({k: v.float() for k, v in module.state_dict().items()})
+    x = torch.randn(T, B, I).half()
+    actual, expected = _run(module, x), _run(twin, x.float())
+    assert all(a.dtype == torch.float16 and torch.equal(a, e.half()) for a, e in zip(actual, expected))
+    assert module.to_numpy().dtype == np.float32 and module.double().weight_ih_l0.dtype == torch.float64
