@@ -12,6 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from torch.nn.utils import prune  # noqa: E402
+
 import lstm_fast.torch as lft  # noqa: E402
 
 T, B, I, H = 5, 3, 4, 6
@@ -277,3 +279,136 @@ def test_a_float16_module_computes_in_float32():
     actual, expected = _run(module, x), _run(twin, x.float())
     assert all(a.dtype == torch.float16 and torch.equal(a, e.half()) for a, e in zip(actual, expected))
     assert module.to_numpy().dtype == np.float32 and module.double().weight_ih_l0.dtype == torch.float64
+
+
+# -- a real nn.LSTM ------------------------------------------------------------------------------------
+
+KW = dict(num_layers=2, bidirectional=True, proj_size=3, dtype=torch.float64)
+
+
+def test_the_module_is_a_torch_nn_lstm_with_its_attributes():
+    torch.manual_seed(0)
+    expected = torch.nn.LSTM(I, H, **KW)
+    torch.manual_seed(0)
+    actual = lft.LSTM(I, H, **KW)
+    assert isinstance(actual, torch.nn.LSTM) and isinstance(actual, torch.nn.RNNBase) and actual.mode == "LSTM"
+    # torch's initialisation, draw for draw; its names, shapes and order
+    assert list(actual.state_dict()) == list(expected.state_dict())
+    assert all(torch.equal(a, e) for a, e in zip(actual.state_dict().values(), expected.state_dict().values()))
+    assert actual._flat_weights_names == expected._flat_weights_names
+    assert actual._all_weights == expected._all_weights
+    assert [w.shape for w in actual._flat_weights] == [w.shape for w in expected._flat_weights]
+    assert all(a is getattr(actual, n) for a, n in zip(actual._flat_weights, actual._flat_weights_names))
+    assert [[w.shape for w in cell] for cell in actual.all_weights] == [
+        [w.shape for w in c] for c in expected.all_weights
+    ]
+    actual.flatten_parameters()  # torch's: a no-op on the CPU
+    x, state = torch.randn(T, B, I, dtype=torch.float64), (torch.zeros(4, B, 3), torch.zeros(4, B, H))
+    actual.check_forward_args(x, tuple(s.double() for s in state), None)  # torch's own checks
+    assert actual.permute_hidden(state, None) is state
+    # The extras are parameters beside torch's, not in _flat_weights.
+    peephole = lft.LSTM(I, H, peephole=True)
+    assert "weight_peep_l0" in dict(peephole.named_parameters())
+    assert "weight_peep_l0" not in peephole._flat_weights_names
+
+
+def test_state_dicts_go_both_ways_with_torch():
+    expected, actual = torch.nn.LSTM(I, H, **KW), lft.LSTM(I, H, **KW)
+    expected.load_state_dict(actual.state_dict())
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    assert torch.allclose(actual(x)[0], expected(x)[0], rtol=1e-12, atol=1e-12)
+    assert actual.double() is actual and actual.to(torch.float32).weight_ih_l0.dtype == torch.float32
+    assert actual._flat_weights[0] is actual.weight_ih_l0  # torch's _apply renews _flat_weights
+
+
+def _compare(expected, actual, x, names=None):
+    """Outputs and the gradients of every parameter of two modules to 1e-10."""
+    results = []
+    for module in (expected, actual):
+        module.zero_grad()
+        y, (h, c) = module(x)
+        (y.square().sum() + h.sum() + c.sum()).backward()
+        results.append((y, {n: p.grad for n, p in module.named_parameters()}))
+    (y0, g0), (y1, g1) = results
+    assert torch.allclose(y1, y0, rtol=1e-10, atol=1e-10)
+    assert list(g1) == list(g0)
+    for name in g0:
+        assert torch.allclose(g1[name], g0[name], rtol=1e-10, atol=1e-10), name
+
+
+PARAMETRIZATIONS = {
+    "weight_norm (parametrizations)": lambda m: torch.nn.utils.parametrizations.weight_norm(m, "weight_hh_l0"),
+    "spectral_norm (parametrizations)": lambda m: torch.nn.utils.parametrizations.spectral_norm(m, "weight_ih_l1"),
+    "weight_norm (hooks)": lambda m: torch.nn.utils.weight_norm(m, "weight_hr_l0"),
+    "l1_unstructured pruning": lambda m: prune.l1_unstructured(m, "weight_ih_l0", amount=0.5),
+    "orthogonal": lambda m: torch.nn.utils.parametrizations.orthogonal(m, "weight_hr_l1_reverse"),
+}
+
+
+@pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated:FutureWarning")
+@pytest.mark.parametrize("name", sorted(PARAMETRIZATIONS))
+def test_parametrizations_and_pruning_run_as_on_torch(name):
+    torch.manual_seed(0)
+    expected, actual = torch.nn.LSTM(I, H, **KW), lft.LSTM(I, H, **KW)
+    actual.load_state_dict(expected.state_dict())
+    for module in (expected, actual):
+        torch.manual_seed(1)  # spectral_norm's power iteration starts from a random vector
+        PARAMETRIZATIONS[name](module)
+        # (In training, spectral_norm iterates at each read of the weight, and torch.nn.LSTM reads it
+        # three times a forward, lstm_fast once: in eval both use the vectors made at registration.)
+        module.eval()
+    _compare(expected, actual, torch.randn(T, B, I, dtype=torch.float64))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated:FutureWarning")
+def test_weight_norm_and_pruning_keep_flat_weights_as_torch_does():
+    # test_nn's test_rnn_weight_norm and test_pruning's test_rnn_pruning
+    for name, count in (("weight_ih_l0", 4), ("weight_hr_l0", 5)):
+        module = lft.LSTM(I, H, proj_size=3 if name == "weight_hr_l0" else 0)
+        module = torch.nn.utils.weight_norm(module, name=name)
+        assert sum(isinstance(p, torch.nn.Parameter) for p in module._flat_weights) == count - 1
+        module = torch.nn.utils.remove_weight_norm(module, name=name)
+        assert sum(isinstance(p, torch.nn.Parameter) for p in module._flat_weights) == count
+        assert name in module._parameters and name + "_v" not in module._parameters
+    module = lft.LSTM(32, 32)
+    prune.l1_unstructured(module, "weight_ih_l0", 0.5)
+    assert sum(isinstance(p, torch.nn.Parameter) for p in module._flat_weights) == 3
+    module(torch.randn(3, 2, 32))
+    prune.remove(module, "weight_ih_l0")
+    assert sum(isinstance(p, torch.nn.Parameter) for p in module._flat_weights) == 4
+    assert "weight_ih_l0" in dict(module.named_parameters()) and "weight_ih_l0_orig" not in module._parameters
+
+
+class WeightDrop(torch.nn.Module):
+    """AWD-LSTM's weight-drop (Merity et al. 2017): weight_hh_l0 replaced before each forward by a
+    dropped copy of a raw parameter, set as a plain tensor attribute."""
+
+    def __init__(self, module, mask):
+        super().__init__()
+        self.module, self.mask = module, mask
+        raw = module.weight_hh_l0
+        del module._parameters["weight_hh_l0"]
+        module.register_parameter("weight_hh_l0_raw", torch.nn.Parameter(raw.detach().clone()))
+
+    def forward(self, x):
+        self.module.weight_hh_l0 = self.module.weight_hh_l0_raw * self.mask
+        return self.module(x)
+
+
+def test_weight_drop_runs_as_on_torch():
+    torch.manual_seed(0)
+    expected, actual = torch.nn.LSTM(I, H, **KW), lft.LSTM(I, H, **KW)
+    actual.load_state_dict(expected.state_dict())
+    mask = torch.rand(4 * H, 3, dtype=torch.float64) < 0.7
+    _compare(WeightDrop(expected, mask), WeightDrop(actual, mask), torch.randn(T, B, I, dtype=torch.float64))
+
+
+def test_functional_call_runs_the_given_parameters():
+    module = lft.LSTM(I, H, **KW)
+    params = {n: p.detach() * 0.5 for n, p in module.named_parameters()}
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    y = torch.func.functional_call(module, params, (x,))[0]
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(0.5)
+    assert torch.equal(y, module(x)[0])

@@ -271,7 +271,8 @@ class ConfigAttributes:
         self.__dict__.update(values, _lstm_config=config)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _ATTRIBUTES and name not in self._config_exclude:
+        # (Before _set_config, a base class's constructor may set them: torch.nn.RNNBase's does.)
+        if name in _ATTRIBUTES and name not in self._config_exclude and "_lstm_config" in self.__dict__:
             raise AttributeError(
                 f"{name} is fixed at construction ({getattr(self, name)!r}): build a new model "
                 f"with {name}={value!r} instead"

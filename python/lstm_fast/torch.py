@@ -125,8 +125,15 @@ class _LSTMFunction(torch.autograd.Function):
         return (None,) * 9 + (torch.from_numpy(dx), dh0, dc0, *flat)
 
 
-class LSTM(ConfigAttributes, nn.Module):
+class LSTM(ConfigAttributes, nn.LSTM):
     """torch.nn.LSTM on lstm_fast's kernels: same arguments, parameters, inputs and outputs.
+
+    A subclass of torch.nn.LSTM (and so of nn.RNNBase) made by its constructor: torch's attributes,
+    ``_flat_weights``, ``all_weights``, ``flatten_parameters``, ``check_forward_args``, state dicts and
+    initialisation (draw for draw); only forward runs lstm_fast's kernels. forward reads every weight as
+    an attribute at each call, so parametrizations (weight_norm, spectral_norm, orthogonal), pruning,
+    weight-drop and torch.func.functional_call run what they put in a parameter's place. The extras'
+    parameters (peepholes, layer norm) are parameters beside torch's, not in ``_flat_weights``.
 
     Args (as torch.nn.LSTM): input_size I, hidden_size H, num_layers L, bias, batch_first, dropout,
     bidirectional (D = 2), proj_size R (0 means R = H), device (CPU only), dtype (float32, float64,
@@ -195,13 +202,16 @@ class LSTM(ConfigAttributes, nn.Module):
         checkpoint: Optional[int | str] = None,
     ) -> None:
         config, dtype = self._checked_arguments(locals())
-        super().__init__()
+        # torch.nn.LSTM's constructor: its attributes, parameters (names, shapes, order), _flat_weights
+        # and _all_weights; then the extras' parameters (peepholes, layer norm), which are not in those.
+        super().__init__(**{name: getattr(config, name) for name in _TORCH_ARGUMENTS[:-1]}, dtype=dtype)
         self._set_config(config)
         self._config = config.core()
-        # torch.nn.LSTM's parameters, names and registration order, then the peephole weights.
         for name, shape in config.param_shapes().items():
-            self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=dtype)))
-        self._cell_param_names = config.cell_param_names()
+            if not hasattr(self, name):
+                self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=dtype)))
+        shapes = config.param_shapes()
+        self._cell_param_names = [tuple(n if n in shapes else None for n in cell) for cell in config.cell_param_names()]
         self.checkpoint = checkpoint
         self.reset_parameters()
 
@@ -246,7 +256,11 @@ class LSTM(ConfigAttributes, nn.Module):
         self.__dict__["_config"] = self._lstm_config.core()
 
     def reset_parameters(self) -> None:
-        """torch's initialisation: uniform in [-1/sqrt(H), 1/sqrt(H)]; then forget_bias is added."""
+        """torch's initialisation: uniform in [-1/sqrt(H), 1/sqrt(H)], the same draws as torch.nn.LSTM's
+        for its parameters (the peepholes' after them); then forget_bias is added, layer norm's gains
+        set to 1 and biases to 0."""
+        if "_lstm_config" not in self.__dict__:  # called by torch.nn.RNNBase's constructor: once, at the end
+            return
         bound = 1.0 / math.sqrt(self.hidden_size)
         with torch.no_grad():
             for name, p in self.named_parameters():
@@ -257,22 +271,21 @@ class LSTM(ConfigAttributes, nn.Module):
                 if name.startswith("bias_ih"):
                     p[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
 
-    def flatten_parameters(self) -> None:
-        """A no-op, for code written for torch.nn.LSTM (the kernels read the parameters as they are)."""
-
     def extra_repr(self) -> str:
         return self._lstm_config.arguments_repr(dtype=False)
 
     def _cell_params(self) -> List[Optional[Tensor]]:
-        """The parameters of every cell in the core's order (CELL_KINDS), None where absent."""
-        params = dict(self.named_parameters())
-        return [params.get(name) for cell in self._cell_param_names for name in cell]
+        """The weights of every cell in the core's order (CELL_KINDS), None where absent, read as
+        attributes at each call: a parametrization's (weight_norm, spectral_norm), pruning's or
+        weight-drop's tensor in a parameter's place is what runs, as in torch.nn.LSTM."""
+        return [None if name is None else getattr(self, name) for cell in self._cell_param_names for name in cell]
 
     # -- forward -------------------------------------------------------------------------------------
 
     def forward(self, input: Any, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Any, Tuple[Tensor, Tensor]]:
         """``output, (h_n, c_n) = lstm(input, hx)``: the shapes of the class docstring."""
-        dtype = self.weight_ih_l0.dtype
+        params = self._cell_params()
+        dtype = params[0].dtype
         autocast = self._autocast_bf16(dtype)
         packed = isinstance(input, PackedSequence)
         x, batch_sizes, unbatched = self._check_input(input, packed, dtype, autocast)
@@ -281,9 +294,9 @@ class LSTM(ConfigAttributes, nn.Module):
         if packed and input.sorted_indices is not None and h0 is not None:
             h0, c0 = h0.index_select(1, input.sorted_indices), c0.index_select(1, input.sorted_indices)
         if batch == 0:
-            y, (h_n, c_n) = self._empty_batch(len(batch_sizes), x, h0, c0)
+            y, (h_n, c_n) = self._empty_batch(len(batch_sizes), x, h0, c0, params)
         else:
-            y, h_n, c_n = self._run(x, h0, c0, batch_sizes, autocast or dtype == torch.bfloat16)
+            y, h_n, c_n = self._run(x, h0, c0, params, batch_sizes, autocast or dtype == torch.bfloat16)
         if packed:
             if input.unsorted_indices is not None:
                 h_n, c_n = h_n.index_select(1, input.unsorted_indices), c_n.index_select(1, input.unsorted_indices)
@@ -312,12 +325,13 @@ class LSTM(ConfigAttributes, nn.Module):
         steps, batch = x.shape[0], x.shape[1]
         return x.contiguous().view(steps * batch, self.input_size), [batch] * steps, unbatched
 
-    def _run(self, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], batch_sizes: List[int], bf16: bool):
+    def _run(
+        self, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], params: list, batch_sizes: List[int], bf16: bool
+    ):
         """The kernels on packed x [N, I] from (h0, c0) in sorted order: (y [N, D*R], h_n, c_n), through
         autograd (_LSTMFunction). bfloat16 and float16 modules compute in float32 (their parameters,
         input and state widened, exactly; the outputs rounded back), bf16 ones with the bf16 products
-        in training (`bf16`)."""
-        params = self._cell_params()
+        in training (`bf16`). params: _cell_params()."""
         dtype = x.dtype
         compute = _COMPUTE_DTYPES.get(dtype, dtype)
         if compute != dtype:  # a bfloat16 or float16 module: the casts are on the graph
@@ -341,17 +355,17 @@ class LSTM(ConfigAttributes, nn.Module):
             x.contiguous(),
             None if h0 is None else h0.contiguous(),
             None if c0 is None else c0.contiguous(),
-            *params,
+            *(None if p is None else p.contiguous() for p in params),
         )
         if compute != dtype:
             return y.to(dtype), h_n.to(dtype), c_n.to(dtype)
         return y, h_n, c_n
 
-    def _empty_batch(self, steps: int, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor]):
+    def _empty_batch(self, steps: int, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], params: list):
         """forward() of a batch of no sequences (B = 0), as torch.nn.LSTM's: y (T, 0, D*R) ((0, T, D*R) when
         batch_first), h_n (L*D, 0, R) and c_n (L*D, 0, H); on the graph, with zero gradients for the
         parameters, x and the state (nothing is computed)."""
-        zero = sum(t.sum() for t in [x, h0, c0, *self._cell_params()] if t is not None) * 0
+        zero = sum(t.sum() for t in [x, h0, c0, *params] if t is not None) * 0
         h_shape, c_shape = self._lstm_config.state_shapes(0)
         y = x.new_zeros((steps, 0, self.num_directions * self.output_size)) + zero
         h_n = (x.new_zeros(h_shape) if h0 is None else h0) + zero
