@@ -75,9 +75,10 @@ py::tuple forward(const Config& config, const py::sequence& weights, std::vector
   const auto cells = cell_weights<T>(config, weights);
   const Index N = schedule.rows(), B = batch, LD = config.num_cells();
   const Index R = config.output_size(), H = config.hidden_size, DR = config.directions() * R;
-  const T* x_data = array_data<T>(x, {N, config.input_size}, "x");
-  const T* h0_data = array_data<T>(h0, {LD, B, R}, "h0", true);
-  const T* c0_data = array_data<T>(c0, {LD, B, H}, "c0", true);
+  lstm_fast::ForwardInputs<T> inputs;
+  inputs.x = array_data<T>(x, {N, config.input_size}, "x");
+  inputs.h0 = array_data<T>(h0, {LD, B, R}, "h0", true);
+  inputs.c0 = array_data<T>(c0, {LD, B, H}, "c0", true);
   const T* recurrent = array_data<T>(recurrent_masks, {LD, B, R}, "recurrent_masks", true);
   const std::uint64_t seed = zoneout_seed.is_none() ? 0 : zoneout_seed.cast<std::uint64_t>();
   std::vector<const T*> masks;
@@ -87,6 +88,7 @@ py::tuple forward(const Config& config, const py::sequence& weights, std::vector
     for (size_t k = 0; k < py::len(dropout_masks); ++k)
       masks.push_back(array_data<T>(dropout_masks[k], {N, DR}, "dropout_masks[" + std::to_string(k) + "]", true));
   }
+  inputs.dropout_masks = masks.empty() ? nullptr : masks.data();
   auto y = empty<T>({N, DR});
   auto h_n = empty<T>({LD, B, R});
   auto c_n = empty<T>({LD, B, H});
@@ -94,8 +96,7 @@ py::tuple forward(const Config& config, const py::sequence& weights, std::vector
   {
     py::gil_scoped_release release;
     lstm_fast::forward<T>(
-        config, cells, schedule, x_data, h0_data, c0_data, masks.empty() ? nullptr : masks.data(), y.mutable_data(),
-        h_n.mutable_data(), c_n.mutable_data(), trace.get(),
+        config, cells, schedule, inputs, {y.mutable_data(), h_n.mutable_data(), c_n.mutable_data(), trace.get()},
         {recurrent, zoneout_seed.is_none() ? nullptr : &seed, checkpoint, bf16 ? Precision::bf16 : Precision::fp32});
   }
   py::object trace_obj = trace ? py::cast(std::move(trace)) : py::none();
@@ -109,9 +110,10 @@ py::tuple backward(const py::sequence& weights, const Trace<T>& trace, const py:
   const auto cells = cell_weights<T>(c, weights);
   const Index N = trace.schedule.rows(), B = trace.schedule.batch, LD = c.num_cells();
   const Index R = c.output_size(), H = c.hidden_size;
-  const T* dy_data = array_data<T>(dy, {N, c.directions() * R}, "dy");
-  const T* dh_n_data = array_data<T>(dh_n, {LD, B, R}, "dh_n", true);
-  const T* dc_n_data = array_data<T>(dc_n, {LD, B, H}, "dc_n", true);
+  lstm_fast::BackwardInputs<T> inputs;
+  inputs.dy = array_data<T>(dy, {N, c.directions() * R}, "dy");
+  inputs.dh_n = array_data<T>(dh_n, {LD, B, R}, "dh_n", true);
+  inputs.dc_n = array_data<T>(dc_n, {LD, B, H}, "dc_n", true);
   auto dx = empty<T>({N, c.input_size});
   auto dh0 = empty<T>({LD, B, R});
   auto dc0 = empty<T>({LD, B, H});
@@ -156,8 +158,8 @@ py::tuple backward(const py::sequence& weights, const Trace<T>& trace, const py:
   }
   {
     py::gil_scoped_release release;
-    lstm_fast::backward<T>(cells, trace, dy_data, dh_n_data, dc_n_data, dx.mutable_data(), dh0.mutable_data(),
-                           dc0.mutable_data(), grads);
+    lstm_fast::backward<T>(cells, trace, inputs,
+                           {dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), std::move(grads)});
   }
   return py::make_tuple(dx, dh0, dc0, grads_out);
 }

@@ -200,7 +200,7 @@ void Model::run(const float* x, const Index* batch_sizes, Index steps, Index bat
   if (steps < 1) throw Error("forward: the sequence must have >= 1 steps, got " + str(steps));
   const Schedule schedule = Schedule::packed(std::vector<Index>(batch_sizes, batch_sizes + steps), batch);
   if (precision_ == Precision::fp32) {  // the sequence kernels of lf.LSTM (row split, panels per call)
-    lstm_fast::forward<float>(config_, cell_weights(), schedule, x, h0, c0, nullptr, y, h_n, c_n, nullptr);
+    lstm_fast::forward<float>(config_, cell_weights(), schedule, {x, h0, c0}, {y, h_n, c_n});
     return;
   }
   // bf16 and int8: layer by layer, each direction's cell by the frozen kernels on the plan's team, in

@@ -184,10 +184,10 @@ Schedule Schedule::packed(std::vector<Index> batch_sizes, Index batch) {
 }
 
 template <typename T>
-void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
-             const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
-             const Training<T>& training) {
+void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule,
+             const ForwardInputs<T>& inputs, const ForwardOutputs<T>& outputs, const Training<T>& training) {
   config.validate();
+  Trace<T>* const trace = outputs.trace;
   const std::uint64_t* zoneout_seed = training.zoneout_seed;
   const bool bf16 = training.precision == Precision::bf16;
   if (training.precision == Precision::int8) throw Error("training runs in fp32 or bf16, not int8");
@@ -211,7 +211,7 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
     trace->zoneout = zoneout_seed != nullptr;
     trace->zoneout_seed = zoneout_seed ? *zoneout_seed : 0;
   }
-  over_layers(L, N, D * R, x, y, [&](Index k, const T* in, T* out) {
+  over_layers(L, N, D * R, inputs.x, outputs.y, [&](Index k, const T* in, T* out) {
     const detail::CellDims dims = detail::cell_dims(config, k);
     if (trace) trace->layer_inputs[k].assign(in, in + N * dims.input_size);
     // The directions write disjoint columns of `out` and their own state and trace.
@@ -225,9 +225,9 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
       const Index cell = k * D + d;
       const detail::ForwardArrays<T> arrays{
           in,
-          {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
+          {inputs.h0 ? inputs.h0 + cell * B * R : nullptr, inputs.c0 ? inputs.c0 + cell * B * H : nullptr},
           {out + d * R, D * R},
-          {h_n + cell * B * R, c_n + cell * B * H},
+          {outputs.h_n + cell * B * R, outputs.c_n + cell * B * H},
           trace ? &trace->cells[cell] : nullptr,
           training.recurrent_masks ? training.recurrent_masks + cell * B * R : nullptr,
           zoneout_seed,
@@ -237,8 +237,8 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
       else
         detail::cell_kernels<T>().forward(dims, plan.cell, weights[cell], {schedule, d == 1}, arrays);
     });
-    if (k < L - 1 && dropout_masks && dropout_masks[k]) {
-      const T* mask = dropout_masks[k];
+    if (k < L - 1 && inputs.dropout_masks && inputs.dropout_masks[k]) {
+      const T* mask = inputs.dropout_masks[k];
       for (Index e = 0; e < N * D * R; ++e) out[e] *= mask[e];
       if (trace) trace->dropout_masks[k].assign(mask, mask + N * D * R);
     }
@@ -246,8 +246,8 @@ void forward(const Config& config, const std::vector<CellWeights<T>>& weights, c
 }
 
 template <typename T>
-void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const T* dy, const T* dh_n,
-              const T* dc_n, T* dx, T* dh0, T* dc0, const std::vector<CellGrads<T>>& grads) {
+void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const BackwardInputs<T>& inputs,
+              const BackwardOutputs<T>& outputs) {
   const Config& config = trace.config;
   const Schedule& schedule = trace.schedule;
   // A Trace that no training forward filled (default-constructed, or from an inference call) has
@@ -259,6 +259,7 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
   config.validate();
   check_weights(config, weights);
   const ProductWeights<T> product_weights(config, weights, trace.plans[0].cell.precision == Precision::bf16);
+  const std::vector<CellGrads<T>>& grads = outputs.grads;
   if (static_cast<Index>(grads.size()) != config.num_cells())
     throw Error("grads must hold " + str(config.num_cells()) + " cells, got " + str(static_cast<Index>(grads.size())));
   const Index L = config.num_layers, D = config.directions(), R = config.output_size();
@@ -266,10 +267,10 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
 
   Buffer<T> dlayer_out, dlayer_in;  // [N, D*R]: gradient w.r.t. a hidden layer's output
   Buffer<T> dx_reverse;             // [N, I_k]: the reverse direction's dX when run on its own thread
-  const T* dout = dy;
+  const T* dout = inputs.dy;
   for (Index k = L - 1; k >= 0; --k) {
     const detail::CellDims dims = detail::cell_dims(config, k);
-    T* din = dx;
+    T* din = outputs.dx;
     if (k > 0) {
       dlayer_in.resize(static_cast<size_t>(N * dims.input_size));
       din = dlayer_in.data();
@@ -287,10 +288,10 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
           trace.cells[cell],
           trace.layer_inputs[k].data(),
           {dout + d * R, D * R},
-          {dh_n ? dh_n + cell * B * R : nullptr, dc_n ? dc_n + cell * B * H : nullptr},
+          {inputs.dh_n ? inputs.dh_n + cell * B * R : nullptr, inputs.dc_n ? inputs.dc_n + cell * B * H : nullptr},
           dx_cell,
           dx_mode,
-          {dh0 + cell * B * R, dc0 + cell * B * H},
+          {outputs.dh0 + cell * B * R, outputs.dc0 + cell * B * H},
           grads[cell]};
       detail::train_backward(dims, plan.cell, product_weights.cells[cell], {schedule, d == 1}, arrays,
                              trace.zoneout ? &trace.zoneout_seed : nullptr, cell);
@@ -307,11 +308,11 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
   }
 }
 
-#define LSTM_FAST_INSTANTIATE(T)                                                                                       \
-  template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&, const T*, const T*,     \
-                           const T*, const T* const*, T*, T*, T*, Trace<T>*, const Training<T>&);                      \
-  template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const T*, const T*, const T*, T*, T*, \
-                            T*, const std::vector<CellGrads<T>>&);
+#define LSTM_FAST_INSTANTIATE(T)                                                                           \
+  template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&,             \
+                           const ForwardInputs<T>&, const ForwardOutputs<T>&, const Training<T>&);         \
+  template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const BackwardInputs<T>&, \
+                            const BackwardOutputs<T>&);
 LSTM_FAST_INSTANTIATE(float)
 LSTM_FAST_INSTANTIATE(double)
 #undef LSTM_FAST_INSTANTIATE

@@ -77,23 +77,57 @@ struct Training {
   Precision precision = Precision::fp32;
 };
 
-// Runs the stack over a packed sequence.
-//   weights: [L*D] cells.
+// What a forward reads.
 //   x: [N, I];  h0: [L*D, B, R] or null (zeros);  c0: [L*D, B, H] or null (zeros).
 //   dropout_masks: null, or [L-1] pointers, each null or [N, D*R]; layer k's output is multiplied by
 //     mask k before it becomes layer k+1's input (the mask carries the 1/(1-p) scale).
-//   y: [N, D*R] the last layer's output;  h_n: [L*D, B, R];  c_n: [L*D, B, H].
-//   trace: null for inference; else filled with what backward needs (training), as `training` says.
 template <typename T>
-void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule, const T* x,
-             const T* h0, const T* c0, const T* const* dropout_masks, T* y, T* h_n, T* c_n, Trace<T>* trace,
-             const Training<T>& training = {});
+struct ForwardInputs {
+  const T* x = nullptr;
+  const T* h0 = nullptr;
+  const T* c0 = nullptr;
+  const T* const* dropout_masks = nullptr;
+};
+
+// What a forward writes.
+//   y: [N, D*R] the last layer's output;  h_n: [L*D, B, R];  c_n: [L*D, B, H].
+//   trace: null for inference; else filled with what backward needs (training).
+template <typename T>
+struct ForwardOutputs {
+  T* y = nullptr;
+  T* h_n = nullptr;
+  T* c_n = nullptr;
+  Trace<T>* trace = nullptr;
+};
+
+// What a backward reads beside the trace: the loss's gradients w.r.t. the forward's outputs.
+//   dy: [N, D*R];  dh_n: [L*D, B, R] or null (zeros);  dc_n: [L*D, B, H] or null (zeros).
+template <typename T>
+struct BackwardInputs {
+  const T* dy = nullptr;
+  const T* dh_n = nullptr;
+  const T* dc_n = nullptr;
+};
+
+// What a backward writes: the gradients w.r.t. the forward's inputs and weights, overwritten.
+//   dx: [N, I];  dh0: [L*D, B, R];  dc0: [L*D, B, H];  grads: [L*D] cells.
+template <typename T>
+struct BackwardOutputs {
+  T* dx = nullptr;
+  T* dh0 = nullptr;
+  T* dc0 = nullptr;
+  std::vector<CellGrads<T>> grads;
+};
+
+// Runs the stack over a packed sequence. weights: [L*D] cells; `training` as Training says (with
+// outputs.trace only).
+template <typename T>
+void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule,
+             const ForwardInputs<T>& inputs, const ForwardOutputs<T>& outputs, const Training<T>& training = {});
 
 // Backpropagation through time over the trace of a training forward with the same weights.
-//   dy: [N, D*R];  dh_n: [L*D, B, R] or null;  dc_n: [L*D, B, H] or null.
-//   dx: [N, I];  dh0: [L*D, B, R];  dc0: [L*D, B, H];  grads: [L*D] cells, overwritten.
 template <typename T>
-void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const T* dy, const T* dh_n,
-              const T* dc_n, T* dx, T* dh0, T* dc0, const std::vector<CellGrads<T>>& grads);
+void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const BackwardInputs<T>& inputs,
+              const BackwardOutputs<T>& outputs);
 
 }  // namespace lstm_fast

@@ -20,12 +20,11 @@ TEST(Backward, RefusesATraceNoTrainingForwardFilled) {
   std::vector<float> x(3 * 2 * 3), y(3 * 2 * 5);
   const std::vector<lstm_fast::CellWeights<float>> weights(1);  // never read: the trace is refused first
   lstm_fast::Trace<float> empty_trace;
-  std::vector<lstm_fast::CellGrads<float>> grads(1);
-  EXPECT_TRUE(throws_error(
-      [&] {
-        lstm_fast::backward<float>(weights, empty_trace, y.data(), nullptr, nullptr, x.data(), nullptr, nullptr, grads);
-      },
-      "backward needs the trace of a training forward"));
+  lstm_fast::BackwardOutputs<float> grads;
+  grads.dx = x.data();
+  grads.grads.resize(1);
+  EXPECT_TRUE(throws_error([&] { lstm_fast::backward<float>(weights, empty_trace, {y.data()}, grads); },
+                           "backward needs the trace of a training forward"));
 }
 
 // Training twice: the second call runs on blocks recycled from the first (uninitialised, dirty) and
@@ -56,15 +55,16 @@ TEST(Workspace, RecycledBlocksGiveTheSameOutputsAndGradients) {
   for (int run = 0; run < 2; ++run) {
     std::vector<float> y(N * H), h_n(B * H), c_n(B * H), dx(N * I), dh0(B * H), dc0(B * H);
     std::vector<float> g_ih(G * I), g_hh(G * H), g_bi(G), g_bh(G);
-    std::vector<lstm_fast::CellGrads<float>> g(1);
-    g[0].weight_ih = g_ih.data();
-    g[0].weight_hh = g_hh.data();
-    g[0].bias_ih = g_bi.data();
-    g[0].bias_hh = g_bh.data();
+    lstm_fast::BackwardOutputs<float> grads{dx.data(), dh0.data(), dc0.data(), {}};
+    grads.grads.resize(1);
+    grads.grads[0].weight_ih = g_ih.data();
+    grads.grads[0].weight_hh = g_hh.data();
+    grads.grads[0].bias_ih = g_bi.data();
+    grads.grads[0].bias_hh = g_bh.data();
     {
       lstm_fast::Trace<float> trace;
-      lstm_fast::forward<float>(c, w, s, x.data(), nullptr, nullptr, nullptr, y.data(), h_n.data(), c_n.data(), &trace);
-      lstm_fast::backward<float>(w, trace, dy.data(), nullptr, nullptr, dx.data(), dh0.data(), dc0.data(), g);
+      lstm_fast::forward<float>(c, w, s, {x.data()}, {y.data(), h_n.data(), c_n.data(), &trace});
+      lstm_fast::backward<float>(w, trace, {dy.data()}, grads);
     }
     for (const auto* v : {&y, &dx, &dh0, &dc0, &g_ih, &g_hh, &g_bi})
       results[run].insert(results[run].end(), v->begin(), v->end());
