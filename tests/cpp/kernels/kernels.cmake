@@ -37,7 +37,7 @@ else()
     add_executable(test_kernels_${isa} ${kernel_tests} $<TARGET_OBJECTS:kernel_isa_guard_${isa}>)
     target_compile_features(test_kernels_${isa} PRIVATE cxx_std_17)
     target_include_directories(test_kernels_${isa} BEFORE PRIVATE ${LSTM_FAST_SOURCE_DIR}/cpp/src
-      ${LSTM_FAST_SOURCE_DIR}/cpp/include ${CMAKE_CURRENT_LIST_DIR})
+      ${LSTM_FAST_SOURCE_DIR}/cpp/include ${CMAKE_CURRENT_LIST_DIR} ${CMAKE_CURRENT_BINARY_DIR}/kernels/generated)
     # As the library's per-ISA build of its kernel sources, lstm_fast_cell_<isa> (see the top-level
     # CMakeLists.txt for why each definition).
     target_compile_definitions(test_kernels_${isa} PRIVATE LSTM_FAST_TEST_ISA=${isa} LSTM_FAST_ISA=${isa}
