@@ -1,7 +1,7 @@
 """lstm_fast.torch.LSTM where code written for torch.nn.LSTM meets it (issue 32; skipped without torch):
 copies and checkpoints of the whole module, empty batches, the errors torch code catches, bf16 and
-half modules, torch's own nn.LSTM machinery (parametrizations, pruning, _flat_weights), and
-second-order gradients. Each case is checked against what torch.nn.LSTM does in it."""
+half modules, torch's own nn.LSTM machinery (parametrizations, pruning, _flat_weights); second-order
+gradients are in test_torch_second_order.py. Each case is checked against what torch.nn.LSTM does in it."""
 
 import copy
 import io

@@ -24,10 +24,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _core, _torch_checks
+from . import _core, _torch_checks, _torch_graph
 from ._checks import checkpoint_arg
 from ._config import CELL_KINDS, ConfigAttributes, LSTMConfig
 from ._lstm import LSTM as _NumpyLSTM
@@ -97,18 +96,20 @@ class _LSTMFunction(torch.autograd.Function):
         )
         ctx.set_materialize_grads(False)
         ctx.trace = trace
-        ctx.present = [p is not None for p in params]
+        ctx.present = [t is not None for t in (x, h0, c0, *params)]
         ctx.y_shape, ctx.state_given = y.shape, (h0 is not None, c0 is not None)
-        ctx.save_for_backward(*(p for p in params if p is not None))
+        ctx.graph = (config, batch_sizes, masks, recurrent, zoneout, bf16)
+        ctx.save_for_backward(*(t for t in (x, h0, c0, *params) if t is not None))
         return torch.from_numpy(y), torch.from_numpy(h_n), torch.from_numpy(c_n)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy: Optional[Tensor], dh_n: Optional[Tensor], dc_n: Optional[Tensor]):
         if ctx.trace is None:
             raise RuntimeError("lstm_fast.torch.LSTM: backward through a forward run without gradients")
         saved = iter(ctx.saved_tensors)
-        params = [next(saved) if present else None for present in ctx.present]
+        x, h0, c0, *params = [next(saved) if present else None for present in ctx.present]
+        if torch.is_grad_enabled():  # create_graph=True: the gradients must carry a graph themselves
+            return _LSTMFunction._differentiable_backward(ctx, (dy, dh_n, dc_n), x, h0, c0, params)
         cells = [tuple(_numpy(p) for p in params[k : k + _KINDS]) for k in range(0, len(params), _KINDS)]
         if dy is None:  # only the final state was used
             dy = torch.zeros(ctx.y_shape, dtype=params[0].dtype)
@@ -123,6 +124,34 @@ class _LSTMFunction(torch.autograd.Function):
         dh0 = torch.from_numpy(dh0) if ctx.state_given[0] else None
         dc0 = torch.from_numpy(dc0) if ctx.state_given[1] else None
         return (None,) * 9 + (torch.from_numpy(dx), dh0, dc0, *flat)
+
+    @staticmethod
+    def _differentiable_backward(ctx, grads: tuple, x: Tensor, h0, c0, params: list):
+        """backward() with create_graph=True: the layer recomputed from its saved inputs in torch
+        operations (_torch_graph.forward) and differentiated with a graph, so second-order gradients
+        are right (as torch's oneDNN path). bf16 products have no such graph: that raises."""
+        config, batch_sizes, masks, recurrent, zoneout, bf16 = ctx.graph
+        if bf16:
+            raise RuntimeError(
+                "lstm_fast.torch.LSTM: second-order gradients (create_graph=True) are not supported for a bf16 "
+                "training forward (bfloat16 module or bf16 autocast); run the float32 module without autocast"
+            )
+        inputs = [x, h0, c0, *params]
+        wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[9 + i]]
+        outputs = _torch_graph.forward(config, batch_sizes, x, h0, c0, params, masks, recurrent, zoneout)
+        pairs = [(out, g) for out, g in zip(outputs, grads) if g is not None]
+        found = torch.autograd.grad(
+            [out for out, _ in pairs],
+            [inputs[i] for i in wanted],
+            [g for _, g in pairs],
+            create_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )
+        result = [None] * len(inputs)
+        for i, g in zip(wanted, found):
+            result[i] = g
+        return (None,) * 9 + tuple(result)
 
 
 class LSTM(ConfigAttributes, nn.LSTM):
