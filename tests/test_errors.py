@@ -199,32 +199,71 @@ def test_core_rejects_arrays_that_do_not_match_the_config():
     config = _core.Config(
         input_size=3, hidden_size=4, num_layers=1, proj_size=0, bias=True, bidirectional=False, peephole=False
     )
-    w = (
-        np.zeros((16, 3), np.float32),
-        np.zeros((16, 4), np.float32),
-        np.zeros(16, np.float32),
-        np.zeros(16, np.float32),
-        None,
-        None,
+    arrays = dict(
+        weight_ih=np.zeros((16, 3), np.float32),
+        weight_hh=np.zeros((16, 4), np.float32),
+        bias_ih=np.zeros(16, np.float32),
+        bias_hh=np.zeros(16, np.float32),
     )
+    w = _core.CellWeights(**arrays)
     x = np.zeros((10, 3), np.float32)
-    _core.forward(config, [w], [2] * 5, 2, x, None, None, [], False)
+
+    def forward(weights, x, batch_sizes):
+        return _core.forward(config, weights, x, batch_sizes=batch_sizes, batch=2)
+
+    forward([w], x, [2] * 5)
     with pytest.raises(ValueError, match=r"x must have shape \(8, 3\), got \(10, 3\)"):
-        _core.forward(config, [w], [2] * 4, 2, x, None, None, [], False)
+        forward([w], x, [2] * 4)
     with pytest.raises(ValueError, match=r"cell 0 weight_hh must have shape \(16, 4\), got \(16, 3\)"):
-        _core.forward(config, [(w[0], w[0]) + w[2:]], [2] * 5, 2, x, None, None, [], False)
+        forward([_core.CellWeights(**{**arrays, "weight_hh": arrays["weight_ih"]})], x, [2] * 5)
     with pytest.raises(TypeError, match=r"cell 0 bias_ih must be a C-contiguous float32 array"):
-        _core.forward(config, [w[:2] + (np.zeros(16),) + w[3:]], [2] * 5, 2, x, None, None, [], False)
+        forward([_core.CellWeights(**{**arrays, "bias_ih": np.zeros(16)})], x, [2] * 5)
+    with pytest.raises(ValueError, match=r"cell 0 bias_hh is required, got None"):
+        forward([_core.CellWeights(**{**arrays, "bias_hh": None})], x, [2] * 5)
     unaligned = np.empty(10 * 3 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(10, 3)
     assert unaligned.flags.c_contiguous and not unaligned.flags.aligned
     with pytest.raises(TypeError, match=r"x must be aligned to its dtype"):
-        _core.forward(config, [w], [2] * 5, 2, unaligned, None, None, [], False)
+        forward([w], unaligned, [2] * 5)
     with pytest.raises(ValueError, match=r"batch_sizes must be >= 1 and non-increasing, got 2 at step 2"):
-        _core.forward(config, [w], [2, 1, 2], 2, x[:5], None, None, [], False)
+        forward([w], x[:5], [2, 1, 2])
     with pytest.raises(ValueError, match=r"proj_size must be >= 0 and < hidden_size"):
         _core.Config(
             input_size=3, hidden_size=4, num_layers=1, proj_size=4, bias=True, bidirectional=False, peephole=False
         )
+
+
+def test_core_forward_and_backward_take_cell_weights_and_keywords():
+    from lstm_fast import _core
+    from lstm_fast._config import CELL_KINDS, cell_arrays, cell_weights
+
+    config = _core.Config(
+        input_size=3, hidden_size=4, num_layers=1, proj_size=0, bias=True, bidirectional=False, peephole=False
+    )
+    rng = np.random.default_rng(0)
+    shapes = {"weight_ih": (16, 3), "weight_hh": (16, 4), "bias_ih": (16,), "bias_hh": (16,)}
+    arrays = [rng.standard_normal(shapes[k]) if k in shapes else None for k in CELL_KINDS]
+    w = cell_weights(arrays)
+    assert cell_arrays(w) == tuple(arrays) and w.weight_hr is None and w.ln_cell_bias is None
+    assert repr(w) == "CellWeights(weight_ih=(16, 3), weight_hh=(16, 4), bias_ih=(16,), bias_hh=(16,))"
+    w.weight_peep = np.ones(3)  # read/write; ignored where the config has none (no peephole)
+    x = rng.standard_normal((6, 3))
+    y, h_n, c_n, trace = _core.forward(config, [w], x, batch_sizes=[2] * 3, batch=2, train=True)
+    assert y.shape == (6, 4) and h_n.shape == c_n.shape == (1, 2, 4) and isinstance(trace, _core.Trace64)
+    dx, dh0, dc0, grads = _core.backward([w], trace, np.ones_like(y), dc_n=np.zeros_like(c_n))
+    assert dx.shape == x.shape and dh0.shape == dc0.shape == (1, 2, 4)
+    assert len(grads) == 1 and isinstance(grads[0], _core.CellWeights)
+    assert [k for k, g in zip(CELL_KINDS, cell_arrays(grads[0])) if g is not None] == list(shapes)
+    assert all(getattr(grads[0], k).shape == s for k, s in shapes.items())
+    with pytest.raises(TypeError, match=r"CellWeights has no array 'weight_xh'"):
+        _core.CellWeights(weight_xh=None)
+    with pytest.raises(TypeError, match=r"weights\[0\] must be a CellWeights, got <class 'tuple'>"):
+        _core.forward(config, [tuple(arrays)], x, batch_sizes=[2] * 3, batch=2)
+    with pytest.raises(ValueError, match=r"weights must hold 1 cells, got 2"):
+        _core.forward(config, [w, w], x, batch_sizes=[2] * 3, batch=2)
+    with pytest.raises(ValueError, match=r'precision must be "fp32" or "bf16", got "int8"'):
+        _core.forward(config, [w], x, batch_sizes=[2] * 3, batch=2, train=True, precision="int8")
+    with pytest.raises(TypeError):  # keyword-only past x
+        _core.forward(config, [w], x, [2] * 3, 2)
 
 
 def test_fma_peak_checks_its_arguments():

@@ -210,16 +210,17 @@ def test_the_core_reads_and_writes_the_tensors_memory(monkeypatch, dtype):
     seen = {}
     real_forward = _core.forward
 
-    def spy(config, cells, batch_sizes, batch, x_arr, h0_arr, c0_arr, masks, train, *variant_masks):
+    def spy(config, cells, x_arr, **kwargs):
+        h0_arr, c0_arr = kwargs["h0"], kwargs["c0"]
         seen.update(
             x=x_arr.ctypes.data,
             h0=h0_arr is not None and h0_arr.ctypes.data,
             c0=c0_arr is not None and c0_arr.ctypes.data,
-            w_ih=cells[0][0].ctypes.data,
-            w_hh=cells[0][1].ctypes.data,
-            train=train,
+            w_ih=cells[0].weight_ih.ctypes.data,
+            w_hh=cells[0].weight_hh.ctypes.data,
+            train=kwargs["train"],
         )
-        out = real_forward(config, cells, batch_sizes, batch, x_arr, h0_arr, c0_arr, masks, train, *variant_masks)
+        out = real_forward(config, cells, x_arr, **kwargs)
         seen["y"] = out[0].ctypes.data
         return out
 

@@ -1,4 +1,4 @@
-// The bindings' checks of NumPy arrays and their output arrays (module.cpp, models.cpp).
+// The bindings' checks of NumPy arrays and their output arrays (module.cpp, models.cpp, stack.cpp).
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -66,6 +66,10 @@ py::array_t<T> empty(const std::vector<Index>& shape) {
   }
   return py::array_t<T>(dims, static_cast<T*>(block), owner);
 }
+
+// Binds the raw-array stack's training calls: _core.CellWeights, forward, backward and the traces
+// (stack.cpp).
+void bind_stack(py::module_& m);
 
 // Binds lstm_fast::Model as _core.Model, lstm_fast::Streams as _core.Streams and read_model_file
 // (models.cpp).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -21,6 +21,16 @@ DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 # last six are layer norm's gains and biases.
 LN_KINDS = ("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_cell_weight", "ln_cell_bias")
 CELL_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peep") + LN_KINDS
+
+
+def cell_weights(arrays: Iterable[Optional[np.ndarray]]) -> _core.CellWeights:
+    """The core's CellWeights of one cell's arrays in CELL_KINDS order (None where absent)."""
+    return _core.CellWeights(**dict(zip(CELL_KINDS, arrays)))
+
+
+def cell_arrays(weights: _core.CellWeights) -> Tuple[Optional[np.ndarray], ...]:
+    """The arrays of a CellWeights (the core's weights or gradients) in CELL_KINDS order."""
+    return tuple(getattr(weights, kind) for kind in CELL_KINDS)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

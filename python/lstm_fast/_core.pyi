@@ -4,12 +4,39 @@ from typing import Dict, Final, Optional, Sequence, Tuple
 import numpy as np
 import numpy.typing as npt
 
-# Per cell (layer k, direction d at k*D + d), CELL_KINDS of _config.py:
-# (weight_ih [4H, I_k], weight_hh [4H, R], bias_ih [4H] | None, bias_hh [4H] | None,
-#  weight_hr [R, H] | None, weight_peep [3, H] | None,
-#  ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias [4H] | None, ln_cell_weight, ln_cell_bias [H] | None)
-# (6-tuples are accepted without layer_norm.)
-CellWeights = Tuple[Optional[npt.NDArray[np.floating]], ...]
+_Array = Optional[npt.NDArray[np.floating]]
+
+class CellWeights:
+    """The arrays of one cell (layer k, direction d at k*D + d), weights or their gradients, by the
+    names of CELL_KINDS (_config.py); None where the config has none (an array there is ignored)."""
+    def __init__(
+        self,
+        *,
+        weight_ih: _Array = None,  # [4H, I_k]
+        weight_hh: _Array = None,  # [4H, R]
+        bias_ih: _Array = None,  # [4H], bias
+        bias_hh: _Array = None,  # [4H], bias
+        weight_hr: _Array = None,  # [R, H], proj_size > 0
+        weight_peep: _Array = None,  # [3, H], peephole
+        ln_ih_weight: _Array = None,  # [4H], layer_norm
+        ln_ih_bias: _Array = None,  # [4H]
+        ln_hh_weight: _Array = None,  # [4H]
+        ln_hh_bias: _Array = None,  # [4H]
+        ln_cell_weight: _Array = None,  # [H]
+        ln_cell_bias: _Array = None,  # [H]
+    ) -> None: ...
+    weight_ih: _Array
+    weight_hh: _Array
+    bias_ih: _Array
+    bias_hh: _Array
+    weight_hr: _Array
+    weight_peep: _Array
+    ln_ih_weight: _Array
+    ln_ih_bias: _Array
+    ln_hh_weight: _Array
+    ln_hh_bias: _Array
+    ln_cell_weight: _Array
+    ln_cell_bias: _Array
 
 class CoreError(ValueError): ...
 
@@ -63,36 +90,42 @@ class Trace64: ...
 def forward(
     config: Config,
     weights: Sequence[CellWeights],
+    x: npt.NDArray[np.floating],
+    *,
     batch_sizes: Sequence[int],
     batch: int,
-    x: npt.NDArray[np.floating],
-    h0: Optional[npt.NDArray[np.floating]],
-    c0: Optional[npt.NDArray[np.floating]],
-    dropout_masks: Sequence[Optional[npt.NDArray[np.floating]]],
-    train: bool,
-    recurrent_masks: Optional[npt.NDArray[np.floating]] = None,
+    h0: _Array = None,
+    c0: _Array = None,
+    dropout_masks: Sequence[_Array] = (),
+    train: bool = False,
+    recurrent_masks: _Array = None,
     zoneout_seed: Optional[int] = None,
     checkpoint: int = 0,
-    bf16: bool = False,
+    precision: str = "fp32",
 ) -> Tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating], Optional[Trace32 | Trace64]]:
-    """Runs the stack over packed x [N, I] (recurrent_masks None or [L*D, B, R]; zoneout_seed None or the
-    seed of zoneout's masks, training only; checkpoint: training only, 0 the whole trace, k > 0 segments
-    of k steps, -1 about sqrt(T); bf16: training only, the products' operands rounded to bfloat16);
-    returns (y [N, D*R], h_n [L*D, B, R], c_n [L*D, B, H], trace)."""
+    """Runs the stack (weights: one CellWeights per cell, k*D + d) over packed x [N, I] (batch_sizes [T]
+    of the B = batch rows; h0 [L*D, B, R], c0 [L*D, B, H] or None for zeros; dropout_masks () or L-1
+    arrays [N, D*R], each None or the mask of layer k's output; recurrent_masks None or [L*D, B, R];
+    zoneout_seed None or the seed of zoneout's masks, training only; checkpoint: training only, 0 the
+    whole trace, k > 0 segments of k steps, -1 about sqrt(T); precision: "fp32", or "bf16" in training,
+    the products' operands rounded to bfloat16; anything else a ValueError); returns
+    (y [N, D*R], h_n [L*D, B, R], c_n [L*D, B, H], trace or None)."""
 
 def backward(
     weights: Sequence[CellWeights],
     trace: Trace32 | Trace64,
     dy: npt.NDArray[np.floating],
-    dh_n: Optional[npt.NDArray[np.floating]],
-    dc_n: Optional[npt.NDArray[np.floating]],
+    *,
+    dh_n: _Array = None,
+    dc_n: _Array = None,
 ) -> Tuple[
     npt.NDArray[np.floating],
     npt.NDArray[np.floating],
     npt.NDArray[np.floating],
     list[CellWeights],
 ]:
-    """Backpropagation through time; returns (dx [N, I], dh0, dc0, one gradient 12-tuple per cell)."""
+    """Backpropagation through time over a training forward's trace with the same weights; returns
+    (dx [N, I], dh0, dc0, grads: one CellWeights per cell, None where the config has no such array)."""
 
 def read_model_file(path: str) -> Tuple[str, Dict[str, npt.NDArray[np.floating]]]:
     """Reads and checks a model file as the C++ Model::load does (container, format, config, exactly the

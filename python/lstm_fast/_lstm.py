@@ -24,7 +24,7 @@ from ._checks import (
     core_ready,
     shape_str,
 )
-from ._config import ConfigAttributes, LSTMConfig
+from ._config import ConfigAttributes, LSTMConfig, cell_arrays, cell_weights
 from ._layout import SequenceLayout, State
 from ._packing import Packing
 
@@ -170,8 +170,8 @@ class LSTM(SequenceLayout, ConfigAttributes):
                 params[name][self.hidden_size : 2 * self.hidden_size] += self.forget_bias
         return params
 
-    def _weights(self, params: Mapping[str, np.ndarray]) -> list:
-        """The core's per-cell tuples (CELL_KINDS).
+    def _weights(self, params: Mapping[str, np.ndarray]) -> List[_core.CellWeights]:
+        """The core's CellWeights of each cell.
 
         Kept between calls while `params` holds the same arrays (building it took 2 of a streaming
         step's 14 us). Only a list of the arrays themselves is kept, never one with a copy in it, so
@@ -184,10 +184,11 @@ class LSTM(SequenceLayout, ConfigAttributes):
         names = self._weight_names
         dtype = self.dtype
         # The model's own arrays are aligned; a copy only if someone swapped in an unaligned view.
-        cells = [
+        arrays = [
             tuple(None if (a := params.get(name)) is None else core_ready(a, dtype) for name in cell) for cell in names
         ]
-        if all(a is params.get(name) for cell, arrays in zip(names, cells) for name, a in zip(cell, arrays)):
+        cells = [cell_weights(cell) for cell in arrays]
+        if all(a is params.get(name) for cell, got in zip(names, arrays) for name, a in zip(cell, got)):
             self._weights_cache = (key, cells)
         return cells
 
@@ -273,7 +274,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
         """
         train = bool_arg("train", train)
         checkpoint_steps = checkpoint_arg(checkpoint, train)
-        bf16 = self._training_precision(precision, train)
+        precision = self._training_precision(precision, train)
         x, unbatched, packing, h0, c0 = self._sequence_inputs(x, state, lengths)
         if x.shape[1] == 0:
             return self._empty_forward(x.shape[0], packing, train)
@@ -287,21 +288,21 @@ class LSTM(SequenceLayout, ConfigAttributes):
         y, h_n, c_n, trace = _core.forward(
             self._config,
             weights,
-            packing.batch_sizes,
-            x.shape[1],
             packing.pack(x),
-            h0,
-            c0,
-            masks,
-            train,
-            None if recurrent is None else packing.sort_state(recurrent),
-            zoneout,
-            checkpoint_steps,
-            bf16,
+            batch_sizes=packing.batch_sizes,
+            batch=x.shape[1],
+            h0=h0,
+            c0=c0,
+            dropout_masks=masks,
+            train=train,
+            recurrent_masks=None if recurrent is None else packing.sort_state(recurrent),
+            zoneout_seed=zoneout,
+            checkpoint=checkpoint_steps,
+            precision=precision,
         )
         y, (h_n, c_n) = self._sequence_outputs(y, h_n, c_n, packing, unbatched)
         if train:
-            snapshot = [tuple(None if a is None else a.copy() for a in cell) for cell in weights]
+            snapshot = [cell_weights(None if a is None else a.copy() for a in cell_arrays(w)) for w in weights]
             shapes = (h_n.shape, c_n.shape)
             self._training_run = _TrainingRun(trace, snapshot, packing, unbatched, y.shape, shapes, recurrent, zoneout)
         return y, (h_n, c_n)
@@ -337,12 +338,14 @@ class LSTM(SequenceLayout, ConfigAttributes):
             None if v is None else run.packing.sort_state(self._add_batch(v, run.unbatched)) for v in (dh_n, dc_n)
         )
         dy = run.packing.pack(np.ascontiguousarray(self._from_user_layout(dy, run.unbatched)))
-        dx, dh0, dc0, cell_grads = _core.backward(run.weights, run.trace, np.ascontiguousarray(dy), dh_n, dc_n)
+        dx, dh0, dc0, cell_grads = _core.backward(
+            run.weights, run.trace, np.ascontiguousarray(dy), dh_n=dh_n, dc_n=dc_n
+        )
         self._training_run = None
         grads = {
             name: g
             for names, cell in zip(self._weight_names, cell_grads)
-            for name, g in zip(names, cell)
+            for name, g in zip(names, cell_arrays(cell))
             if g is not None
         }
         self.grads = {name: grads[name] for name in self._params}  # state_dict's order
@@ -378,17 +381,19 @@ class LSTM(SequenceLayout, ConfigAttributes):
         x, unbatched = self._check_step_input(x_t)
         B = x.shape[0]
         h0, c0 = self._check_state("state", state, B, unbatched)
-        y, h_n, c_n, _ = _core.forward(self._config, self._weights(self._params), [B], B, x, h0, c0, [], False)
+        y, h_n, c_n, _ = _core.forward(
+            self._config, self._weights(self._params), x, batch_sizes=[B], batch=B, h0=h0, c0=c0
+        )
         if unbatched:
             return y[0], (h_n[:, 0], c_n[:, 0])
         return y, (h_n, c_n)
 
-    def _training_precision(self, precision: Any, train: bool) -> bool:
-        """forward()'s `precision`: True for bf16 (a float32 model's training), False for fp32."""
+    def _training_precision(self, precision: Any, train: bool) -> str:
+        """forward()'s `precision`, checked: "fp32", or "bf16" (a float32 model's training)."""
         if not isinstance(precision, str) or precision not in ("fp32", "bf16"):
             raise ValueError(f'precision must be "fp32" or "bf16", got {precision!r}')
         if precision == "fp32":
-            return False
+            return "fp32"
         if not train:
             raise ValueError(
                 'precision="bf16" is a training option (train=True); for bf16 inference freeze the model: '
@@ -396,7 +401,7 @@ class LSTM(SequenceLayout, ConfigAttributes):
             )
         if self.dtype != np.float32:
             raise ValueError(f'precision="bf16" trains float32 models, got dtype {np.dtype(self.dtype).name}')
-        return True
+        return "bf16"
 
     def _call_numbers(self, rows: int, train: bool, checkpointed: bool) -> int:
         """The numbers a forward over `rows` packed rows allocates beyond x: y, and in training each

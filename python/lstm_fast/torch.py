@@ -28,7 +28,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import _core, _torch_checks, _torch_graph
 from ._checks import checkpoint_arg
-from ._config import CELL_KINDS, ConfigAttributes, LSTMConfig
+from ._config import CELL_KINDS, ConfigAttributes, LSTMConfig, cell_arrays, cell_weights
 from ._lstm import LSTM as _NumpyLSTM
 from ._torch_checks import TypeAndRuntimeError, TypeAndValueError, ValueAndRuntimeError
 
@@ -78,21 +78,21 @@ class _LSTMFunction(torch.autograd.Function):
         c0: Optional[Tensor],
         *params: Optional[Tensor],
     ):
-        cells = [tuple(_numpy(p) for p in params[k : k + _KINDS]) for k in range(0, len(params), _KINDS)]
+        cells = [cell_weights(map(_numpy, params[k : k + _KINDS])) for k in range(0, len(params), _KINDS)]
         y, h_n, c_n, trace = _core.forward(
             config,
             cells,
-            batch_sizes,
-            batch,
             _numpy(x),
-            _numpy(h0),
-            _numpy(c0),
-            [_numpy(m) for m in masks],
-            train,
-            _numpy(recurrent),
-            zoneout,
-            checkpoint if train else 0,
-            bf16 and train,
+            batch_sizes=batch_sizes,
+            batch=batch,
+            h0=_numpy(h0),
+            c0=_numpy(c0),
+            dropout_masks=[_numpy(m) for m in masks],
+            train=train,
+            recurrent_masks=_numpy(recurrent),
+            zoneout_seed=zoneout,
+            checkpoint=checkpoint if train else 0,
+            precision="bf16" if bf16 and train else "fp32",
         )
         ctx.set_materialize_grads(False)
         ctx.trace = trace
@@ -110,17 +110,17 @@ class _LSTMFunction(torch.autograd.Function):
         x, h0, c0, *params = [next(saved) if present else None for present in ctx.present]
         if torch.is_grad_enabled():  # create_graph=True: the gradients must carry a graph themselves
             return _LSTMFunction._differentiable_backward(ctx, (dy, dh_n, dc_n), x, h0, c0, params)
-        cells = [tuple(_numpy(p) for p in params[k : k + _KINDS]) for k in range(0, len(params), _KINDS)]
+        cells = [cell_weights(map(_numpy, params[k : k + _KINDS])) for k in range(0, len(params), _KINDS)]
         if dy is None:  # only the final state was used
             dy = torch.zeros(ctx.y_shape, dtype=params[0].dtype)
         dx, dh0, dc0, grads = _core.backward(
             cells,
             ctx.trace,
             _numpy(dy.contiguous()),
-            _numpy(None if dh_n is None else dh_n.contiguous()),
-            _numpy(None if dc_n is None else dc_n.contiguous()),
+            dh_n=_numpy(None if dh_n is None else dh_n.contiguous()),
+            dc_n=_numpy(None if dc_n is None else dc_n.contiguous()),
         )
-        flat = [None if g is None else torch.from_numpy(g) for cell in grads for g in cell]
+        flat = [None if g is None else torch.from_numpy(g) for cell in grads for g in cell_arrays(cell)]
         dh0 = torch.from_numpy(dh0) if ctx.state_given[0] else None
         dc0 = torch.from_numpy(dc0) if ctx.state_given[1] else None
         return (None,) * 9 + (torch.from_numpy(dx), dh0, dc0, *flat)
