@@ -9,7 +9,7 @@
 # UBSan report (overflow, misaligned access, ...) stops the process, and so fails the run.
 #
 # tests/test_cpp.py runs too: the installed CMake package carries the sanitizer flags, so the C++
-# unit tests (tests/cpp/api/test_model.cpp) and the example are built and run instrumented as well.
+# unit tests (tests/cpp/api/test_model.cpp, test_handles.cpp) and the example are built and run instrumented as well.
 # torch is not installed in the throwaway venv, so the torch comparisons are skipped.
 # Leak detection is off (detect_leaks=0): CPython does not free everything at exit; tools/valgrind.sh
 # and tools/leak_check.py look for leaks instead.

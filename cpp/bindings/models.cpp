@@ -144,7 +144,7 @@ void bind_model(py::module_& m) {
           py::call_guard<py::gil_scoped_release>());
 }
 
-// lstm_fast::Streams as _core.Streams (lstm_fast._streams wraps it); keeps its Model alive.
+// lstm_fast::Streams as _core.Streams (lstm_fast._streams wraps it); it holds its own copy of the Model.
 void bind_streams(py::module_& m) {
   using lstm_fast::Streams;
   // (h [L, R], c [L, H]) as new arrays that fill(h, c) writes: a stream's state or final state.
@@ -156,7 +156,7 @@ void bind_streams(py::module_& m) {
     return py::make_tuple(h, c);
   };
   py::class_<Streams>(m, "Streams", "lstm_fast::Streams: many streams over one model (use lstm_fast.Streams).")
-      .def(py::init<const lstm_fast::Model&>(), py::arg("model"), py::keep_alive<1, 2>())
+      .def(py::init<const lstm_fast::Model&>(), py::arg("model"))
       .def(
           "open",
           [](Streams& s, const py::handle& h, const py::handle& c) {

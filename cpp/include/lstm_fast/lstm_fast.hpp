@@ -29,9 +29,9 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lstm_fast/config.hpp"  // Index, Error, the limits, Config, threads and instruction set
@@ -39,13 +39,12 @@
 namespace lstm_fast {
 
 class Model;
-// Not part of the API: the library's own types, declared here only because Model's private members
-// name them. Nothing below depends on what they are.
-template <typename T>
-struct CellWeights;  // one cell's weights as the sequence kernels take them
+class Streams;
+// Not part of the API: what Model and Streams hold behind their handles, defined in the library's
+// own sources (nothing of it is installed).
 namespace detail {
-struct FrozenCell;   // one cell's weights, packed once at load for the model's precision
-struct LayerPlan;    // how one layer's call is run (threads, chunks)
+struct ModelData;    // a model's config and weights, made once at load and never changed after
+struct StreamsData;  // a Streams' slots and batch, and its own copy of the Model
 struct ModelAccess;  // what the Python bindings call
 }  // namespace detail
 
@@ -72,7 +71,10 @@ class State {
   std::vector<float> workspace_;
 };
 
-// An LSTM stack with its weights, as read from a model file.
+// An LSTM stack with its weights, as read from a model file. A Model is a handle to weights that never
+// change after load: a copy is cheap (no weights are copied) and shares them, and it runs on its own
+// after the model it was copied from is gone. A default-made or moved-from Model is empty: its config()
+// is a default Config (input and hidden size 0), and initial_state, step, forward and save throw Error.
 class Model {
  public:
   Model() = default;  // an empty model; use load()
@@ -111,15 +113,15 @@ class Model {
   // Writes the model file of this model's precision (atomically: a temporary file, then renamed).
   void save(const std::string& path) const;
 
-  Precision precision() const { return precision_; }
+  Precision precision() const;  // fp32 for an empty model
 
-  const Config& config() const { return config_; }
-  Index input_size() const { return config_.input_size; }    // I
-  Index hidden_size() const { return config_.hidden_size; }  // H
-  Index num_layers() const { return config_.num_layers; }    // L
-  Index proj_size() const { return config_.proj_size; }      // 0 or R
-  bool bidirectional() const { return config_.bidirectional; }
-  Index output_size() const { return config_.directions() * config_.output_size(); }  // D*R
+  const Config& config() const;                               // a default Config for an empty model
+  Index input_size() const { return config().input_size; }    // I
+  Index hidden_size() const { return config().hidden_size; }  // H
+  Index num_layers() const { return config().num_layers; }    // L
+  Index proj_size() const { return config().proj_size; }      // 0 or R
+  bool bidirectional() const { return config().bidirectional; }
+  Index output_size() const { return config().directions() * config().output_size(); }  // D*R
 
   // Zero state for B >= 1 streams, with step's scratch memory allocated here once.
   State initial_state(Index batch) const;
@@ -128,8 +130,8 @@ class Model {
   //   x: [B, I] this step's input;  y: [B, R] written, the last layer's output;
   //   state: from initial_state(B), updated in place to the state after this step.
   // Never allocates memory; it throws (before touching anything) only when the model is
-  // bidirectional or `state` is not one of this model's (wrong sizes). Runs on the calling thread,
-  // on the weights packed at load, in the model's precision; the B rows share each read of them.
+  // bidirectional or empty or `state` is not one of this model's (wrong sizes). Runs on the calling
+  // thread, on the weights packed at load, in the model's precision; the B rows share each read of them.
   void step(const float* x, float* y, State& state) const;
 
   // A whole dense sequence through every layer and direction.
@@ -145,61 +147,36 @@ class Model {
   void forward(const float* x, const Index* batch_sizes, Index steps, Index batch, float* y, State& state) const;
 
   // The constructor arguments saved in the file (the "config" metadata, as JSON text), e.g. to read
-  // batch_first or dtype, which do not change what the C++ API computes.
-  const std::string& config_json() const { return config_json_; }
+  // batch_first or dtype, which do not change what the C++ API computes. Empty for an empty model.
+  const std::string& config_json() const;
 
  private:
-  // The weights of each cell (layer k, direction d at k*D + d) as the fp32 sequence kernels take them,
-  // pointing into this model, for forward().
-  std::vector<CellWeights<float>> cell_weights() const;
-  // Where each tensor of a cell lives in params_ (an offset in floats), -1 when absent.
-  struct CellOffsets {
-    Index weight_ih = -1, weight_hh = -1, bias_ih = -1, bias_hh = -1, weight_hr = -1, weight_peep = -1;
-    Index ln[6] = {-1, -1, -1, -1, -1, -1};  // ln_ih_weight, ln_ih_bias, ln_hh_*, ln_cell_* (that order)
-    Index bias = -1;                         // b_ih + b_hh [4H], summed once for step
-    // A tensor's offset by its number in the list of a cell's file tensors: 0 .. 5 the six on the first
-    // line above, in order, 9 .. 14 ln's (6 .. 8 are the int8 row scales, which params_ does not hold).
-    Index& of(int field) {
-      Index* fields[] = {&weight_ih, &weight_hh, &bias_ih, &bias_hh, &weight_hr, &weight_peep};
-      return field < 6 ? *fields[field] : ln[field - 9];
-    }
-    Index of(int field) const { return const_cast<CellOffsets*>(this)->of(field); }
-  };
-  void check_state(const State& state, const char* call) const;
-  static Model from_bytes(const void* data, std::size_t size, const std::string& what, const Precision* precision);
-  // The whole stack over rows in the packed layout, from (h0, c0) to (h_n, c_n), each [L*D, B, *].
-  void run(const float* x, const Index* batch_sizes, Index steps, Index batch, float* y, const float* h0,
-           const float* c0, float* h_n, float* c_n) const;
-  void step_arrays(const float* x, float* y, float* h, float* c, Index batch, int slices, float* workspace) const;
-  detail::LayerPlan frozen_plan(Index layer, Index batch, Index rows, Index steps) const;
-  int step_slices(Index batch) const;                                // the team a step of a batch has now
-  std::size_t step_workspace_floats(Index batch, int slices) const;  // State::workspace_ of a batch
   friend struct detail::ModelAccess;
-  friend class Streams;
+  friend struct detail::StreamsData;
+  explicit Model(std::shared_ptr<const detail::ModelData> data) : data_(std::move(data)) {}
+  const detail::ModelData& data(const char* call) const;  // throws Error naming `call` when empty
 
-  Config config_;
-  std::string config_json_;
-  Precision precision_ = Precision::fp32;
-  // fp32: every tensor, one after another; bf16 and int8: the float32 ones (biases, peepholes, layer
-  // norm's). Then one summed bias per cell. Shared by the model's copies, as frozen_ is, whose cells
-  // point into it.
-  std::shared_ptr<const std::vector<float>> params_;
-  std::vector<CellOffsets> cells_;  // [L*D]
-  // [L*D]: each cell's weights packed once at load in the model's precision, fp32 included, with
-  // pointers to its float32 tensors in params_. step and Streams run on them in every precision,
-  // forward in bf16 and int8 (fp32's forward runs on params_).
-  std::shared_ptr<const std::vector<detail::FrozenCell>> frozen_;
+  std::shared_ptr<const detail::ModelData> data_;  // null: an empty model
 };
 
-// Many independent streams over one unidirectional Model (keep the model alive as long as this): a
-// slot per open stream holding its state (h [L, R], c [L, H]), and step(), which advances any of them
-// by one time step as one batched step of the model, so that the weights are read once for all of
-// them. Each stream's outputs are those of stepping it alone with Model::step (bitwise in int8).
+// Many independent streams over one unidirectional Model: a slot per open stream holding its state
+// (h [L, R], c [L, H]), and step(), which advances any of them by one time step as one batched step
+// of the model, so that the weights are read once for all of them. Each stream's outputs are those of
+// stepping it alone with Model::step (bitwise in int8). A Streams keeps its own copy of the Model (a
+// handle to the same weights): the model it was made from may go away.
 // An id names one stream for as long as it is open; a closed id is never valid again. Not
 // thread-safe: one thread at a time (the Python batcher serialises its own calls).
+// A copy holds copies of every stream (the same ids, states and model) that then go on independently
+// of the original's. A moved-from Streams has no streams and an empty model: size() is 0, ids() empty,
+// and open, close, state and step throw Error until another Streams is assigned to it.
 class Streams {
  public:
-  explicit Streams(const Model& model);  // throws Error for a bidirectional model
+  explicit Streams(const Model& model);  // throws Error for an empty or bidirectional model
+  Streams(const Streams& other);
+  Streams(Streams&& other) noexcept;
+  Streams& operator=(const Streams& other);
+  Streams& operator=(Streams&& other) noexcept;
+  ~Streams();
 
   // A new stream from zeros, or from h [L, R] and c [L, H]; returns its id.
   Index open();
@@ -213,39 +190,12 @@ class Streams {
   // at once and as many opened before.
   void step(const Index* ids, Index n, const float* x, float* y);
 
-  Index size() const { return open_; }  // open streams
-  std::vector<Index> ids() const;       // their ids, oldest slot first
-  const Model& model() const { return *model_; }
+  Index size() const;              // open streams
+  std::vector<Index> ids() const;  // their ids, oldest slot first
+  const Model& model() const;      // this Streams' copy of the model
 
  private:
-  Index find(Index id) const;                       // its slot, or -1 unless id is open
-  Index slot_of(Index id, const char* what) const;  // its slot; throws Error naming `what` unless open
-  void exchange(bool into_batch);                   // the resident states into the batch, or back
-  // A slot's h [L, R] and c [L, H]; layer k of the i-th resident stream in the batch [L, n, *].
-  float* slot_h(Index slot) { return h_.data() + slot * L_ * R_; }
-  float* slot_c(Index slot) { return c_.data() + slot * L_ * H_; }
-  const float* slot_h(Index slot) const { return h_.data() + slot * L_ * R_; }
-  const float* slot_c(Index slot) const { return c_.data() + slot * L_ * H_; }
-  Index resident() const { return static_cast<Index>(resident_.size()); }
-  float* batch_h(Index k, Index i) { return batch_h_.data() + (k * resident() + i) * R_; }
-  float* batch_c(Index k, Index i) { return batch_c_.data() + (k * resident() + i) * H_; }
-  const float* batch_h(Index k, Index i) const { return batch_h_.data() + (k * resident() + i) * R_; }
-  const float* batch_c(Index k, Index i) const { return batch_c_.data() + (k * resident() + i) * H_; }
-
-  const Model* model_;
-  Index L_, R_, H_;
-  Index open_ = 0;
-  std::vector<float> h_, c_;               // [slots, L, R], [slots, L, H]
-  std::vector<std::uint32_t> generation_;  // [slots]: an id is generation << 32 | slot
-  std::vector<char> live_;                 // [slots]
-  std::vector<Index> free_;                // slots to reuse
-  std::vector<std::uint64_t> seen_;        // [slots]: the step that last listed it (repeated ids)
-  std::uint64_t steps_ = 0;
-  std::vector<Index> slots_;              // this step's slots
-  std::vector<Index> resident_;           // the slots whose states are in the batch, in its order
-  std::vector<Index> position_;           // [slots]: its row in the batch, or -1
-  std::vector<float> batch_h_, batch_c_;  // [L, n, R], [L, n, H]: the resident streams' states
-  std::vector<float> work_;               // the working memory of the model's batched step
+  std::unique_ptr<detail::StreamsData> data_;  // null once moved from
 };
 
 }  // namespace lstm_fast

@@ -1,10 +1,14 @@
-// lstm_fast::Model: a model made from a file's bytes (any precision, converted on load), and the
-// whole-sequence forward. (The file format is model_file.cpp's; the per-step kernel step.cpp's.)
+// lstm_fast::Model: a handle to the ModelData made from a file's bytes (any precision, converted on
+// load), the whole-sequence forward, and save. (The file format is model_file.cpp's; the per-step
+// kernel step.cpp's.)
 #include <algorithm>
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "api/model_data.hpp"
 #include "cell/cell.hpp"  // checked_mul
 #include "cell/frozen_cell.hpp"
 #include "lstm_fast/lstm_fast.hpp"
@@ -36,55 +40,27 @@ detail::FrozenMatrix frozen_matrix(const detail::ModelFile& file, const detail::
   }
 }
 
-}  // namespace
-
-void State::reset() {
-  std::fill(h.begin(), h.end(), 0.0f);
-  std::fill(c.begin(), c.end(), 0.0f);
-}
-
-Model Model::load(const std::string& path) {
-  const std::string what = "model file '" + path + "'";
-  // The whole file, then the parser works on bytes in memory (the code path the fuzzer exercises).
-  const std::string bytes = detail::read_file(path, what);
-  return from_bytes(bytes.data(), bytes.size(), what, nullptr);
-}
-
-Model Model::load(const std::string& path, Precision precision) {
-  const std::string what = "model file '" + path + "'";
-  const std::string bytes = detail::read_file(path, what);
-  return from_bytes(bytes.data(), bytes.size(), what, &precision);
-}
-
-Model Model::load_from_bytes(const void* data, std::size_t size, const std::string& name) {
-  if (!data && size > 0) throw Error("load_from_bytes: data must not be null when size > 0");
-  return from_bytes(static_cast<const unsigned char*>(data), size, "model bytes '" + name + "'", nullptr);
-}
-
-Model Model::load_from_bytes(const void* data, std::size_t size, const std::string& name, Precision precision) {
-  if (!data && size > 0) throw Error("load_from_bytes: data must not be null when size > 0");
-  return from_bytes(static_cast<const unsigned char*>(data), size, "model bytes '" + name + "'", &precision);
-}
-
-Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::string& what, const Precision* precision) {
+// The model of a file's `size` bytes, in `precision` when given, else the file's.
+std::shared_ptr<const detail::ModelData> from_bytes(const void* data_ptr, std::size_t size, const std::string& what,
+                                                    const Precision* precision) {
   const auto* bytes = static_cast<const unsigned char*>(data_ptr);
   const detail::ModelFile file = detail::read_model_file(bytes, size, what);
-  Model m;
-  m.config_ = file.config;
-  m.config_json_ = file.config_json;
-  m.precision_ = precision ? *precision : file.precision;
-  const bool frozen = m.precision_ != Precision::fp32;
-  const Config& c = m.config_;
-  if (m.precision_ == Precision::int8 &&
+  auto m = std::make_shared<detail::ModelData>();
+  m->config = file.config;
+  m->config_json = file.config_json;
+  m->precision = precision ? *precision : file.precision;
+  const bool frozen = m->precision != Precision::fp32;
+  const Config& c = m->config;
+  if (m->precision == Precision::int8 &&
       std::max({c.input_size, c.hidden_size, c.directions() * c.output_size()}) > detail::kMaxInt8Depth)
     throw Error(what + ": an int8 model needs input_size, hidden_size and D*R <= " + str(detail::kMaxInt8Depth) +
                 " (its int32 sums must be exact)");
-  m.cells_.resize(static_cast<size_t>(c.num_cells()));
+  m->cells.resize(static_cast<size_t>(c.num_cells()));
   const Index H = c.hidden_size;
 
-  // The layout of params_: the float tensors (all of them in fp32; the biases and peepholes of a
+  // The layout of params: the float tensors (all of them in fp32; the biases and peepholes of a
   // frozen model), then one summed bias per cell.
-  auto offset_of = [&](const detail::ModelTensor& t) -> Index& { return m.cells_[t.cell].of(t.field); };
+  auto offset_of = [&](const detail::ModelTensor& t) -> Index& { return m->cells[t.cell].of(t.field); };
   auto in_params = [&](const detail::ModelTensor& t) {
     return !detail::is_scale(t.field) && !(frozen && detail::is_weight(t.field));
   };
@@ -95,13 +71,13 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
     total += static_cast<Index>(file.info(t).elements());
   }
   if (c.bias) {
-    for (CellOffsets& o : m.cells_) {
+    for (detail::CellOffsets& o : m->cells) {
       o.bias = total;
       total += 4 * H;
     }
   }
-  // (Shared by the model's copies, as frozen_ is, whose cells point into it.)
-  auto params = std::make_shared<std::vector<float>>(static_cast<size_t>(total), 0.0f);
+  std::vector<float>& params = m->params;
+  params.assign(static_cast<size_t>(total), 0.0f);
 
   // An int8 file's row scales, by cell and weight (0 ih, 1 hh, 4 hr).
   std::vector<std::vector<float>> row_scales(static_cast<size_t>(c.num_cells() * 5));
@@ -118,45 +94,82 @@ Model Model::from_bytes(const void* data_ptr, std::size_t size, const std::strin
     if (detail::is_scale(t.field)) continue;
     if (in_params(t)) {
       const std::vector<float> v = detail::tensor_floats(file, t, scale_of(t), what);
-      std::copy(v.begin(), v.end(), params->begin() + offset_of(t));
+      std::copy(v.begin(), v.end(), params.begin() + offset_of(t));
     }
     if (detail::is_weight(t.field)) {
       detail::FrozenCell& cell = cells[t.cell];
       (t.field == 0   ? cell.ih
        : t.field == 1 ? cell.hh
-                      : cell.hr) = frozen_matrix(file, t, m.precision_, scale_of(t), what);
+                      : cell.hr) = frozen_matrix(file, t, m->precision, scale_of(t), what);
     }
   }
   if (c.bias) {
-    for (CellOffsets& o : m.cells_)
+    for (detail::CellOffsets& o : m->cells)
       for (Index j = 0; j < 4 * H; ++j)
-        (*params)[static_cast<size_t>(o.bias + j)] =
-            (*params)[static_cast<size_t>(o.bias_ih + j)] + (*params)[static_cast<size_t>(o.bias_hh + j)];
+        params[static_cast<size_t>(o.bias + j)] =
+            params[static_cast<size_t>(o.bias_ih + j)] + params[static_cast<size_t>(o.bias_hh + j)];
   }
   for (size_t k = 0; k < cells.size(); ++k) {
-    const CellOffsets& o = m.cells_[k];
-    cells[k].bias = o.bias < 0 ? nullptr : params->data() + o.bias;
-    cells[k].peep = o.weight_peep < 0 ? nullptr : params->data() + o.weight_peep;
-    for (int i = 0; i < 6; ++i) cells[k].ln[i] = o.ln[i] < 0 ? nullptr : params->data() + o.ln[i];
+    const detail::CellOffsets& o = m->cells[k];
+    cells[k].bias = o.bias < 0 ? nullptr : params.data() + o.bias;
+    cells[k].peep = o.weight_peep < 0 ? nullptr : params.data() + o.weight_peep;
+    for (int i = 0; i < 6; ++i) cells[k].ln[i] = o.ln[i] < 0 ? nullptr : params.data() + o.ln[i];
   }
-  m.params_ = std::move(params);
-  m.frozen_ = std::make_shared<const std::vector<detail::FrozenCell>>(std::move(cells));
+  m->frozen = std::move(cells);  // (moving keeps the pointers into params valid)
   return m;
 }
 
-std::vector<CellWeights<float>> Model::cell_weights() const {
-  std::vector<CellWeights<float>> cells;
-  auto at = [&](Index offset) -> const float* { return offset < 0 ? nullptr : params_->data() + offset; };
-  for (const CellOffsets& o : cells_)
-    cells.push_back({at(o.weight_ih), at(o.weight_hh), at(o.bias_ih), at(o.bias_hh), at(o.weight_hr), at(o.weight_peep),
-                     at(o.ln[0]), at(o.ln[1]), at(o.ln[2]), at(o.ln[3]), at(o.ln[4]), at(o.ln[5])});
-  return cells;
+}  // namespace
+
+void State::reset() {
+  std::fill(h.begin(), h.end(), 0.0f);
+  std::fill(c.begin(), c.end(), 0.0f);
+}
+
+Model Model::load(const std::string& path) {
+  const std::string what = "model file '" + path + "'";
+  // The whole file, then the parser works on bytes in memory (the code path the fuzzer exercises).
+  const std::string bytes = detail::read_file(path, what);
+  return Model(from_bytes(bytes.data(), bytes.size(), what, nullptr));
+}
+
+Model Model::load(const std::string& path, Precision precision) {
+  const std::string what = "model file '" + path + "'";
+  const std::string bytes = detail::read_file(path, what);
+  return Model(from_bytes(bytes.data(), bytes.size(), what, &precision));
+}
+
+Model Model::load_from_bytes(const void* data, std::size_t size, const std::string& name) {
+  if (!data && size > 0) throw Error("load_from_bytes: data must not be null when size > 0");
+  return Model(from_bytes(static_cast<const unsigned char*>(data), size, "model bytes '" + name + "'", nullptr));
+}
+
+Model Model::load_from_bytes(const void* data, std::size_t size, const std::string& name, Precision precision) {
+  if (!data && size > 0) throw Error("load_from_bytes: data must not be null when size > 0");
+  return Model(from_bytes(static_cast<const unsigned char*>(data), size, "model bytes '" + name + "'", &precision));
+}
+
+const detail::ModelData& Model::data(const char* call) const {
+  if (!data_) throw Error(std::string(call) + ": the model is empty (use Model::load)");
+  return *data_;
+}
+
+Precision Model::precision() const { return data_ ? data_->precision : Precision::fp32; }
+
+const Config& Model::config() const {
+  static const Config empty;
+  return data_ ? data_->config : empty;
+}
+
+const std::string& Model::config_json() const {
+  static const std::string empty;
+  return data_ ? data_->config_json : empty;
 }
 
 State Model::initial_state(Index batch) const {
-  if (cells_.empty()) throw Error("initial_state: the model is empty (use Model::load)");
+  const detail::ModelData& m = data("initial_state");
   if (batch < 1) throw Error("initial_state: batch must be >= 1, got " + str(batch));
-  const Index LD = config_.num_cells(), H = config_.hidden_size, R = config_.output_size();
+  const Index LD = m.config.num_cells(), H = m.config.hidden_size, R = m.config.output_size();
   if (detail::checked_mul(detail::checked_mul(LD, batch, kMaxElements), H, kMaxElements) < 0)
     throw Error("initial_state: batch " + str(batch) + " needs a state of more than 2^" +
                 std::to_string(kMaxElementsLog2) + " numbers (L*D * batch * hidden_size)");
@@ -164,19 +177,8 @@ State Model::initial_state(Index batch) const {
   s.batch_ = batch;
   s.h.assign(static_cast<size_t>(LD * batch * R), 0.0f);
   s.c.assign(static_cast<size_t>(LD * batch * H), 0.0f);
-  if (!config_.bidirectional) s.workspace_.assign(step_workspace_floats(batch, 1), 0.0f);
+  if (!m.config.bidirectional) s.workspace_.assign(m.step_workspace_floats(batch, 1), 0.0f);
   return s;
-}
-
-void Model::check_state(const State& state, const char* call) const {
-  if (cells_.empty()) throw Error(std::string(call) + ": the model is empty (use Model::load)");
-  const Index LD = config_.num_cells(), B = state.batch_, H = config_.hidden_size, R = config_.output_size();
-  if (B < 1) throw Error(std::string(call) + ": state must come from initial_state(batch)");
-  if (static_cast<Index>(state.h.size()) != LD * B * R || static_cast<Index>(state.c.size()) != LD * B * H)
-    throw Error(std::string(call) + ": state.h must hold [L*D, B, R] = [" + str(LD) + ", " + str(B) + ", " + str(R) +
-                "] floats and state.c [" + str(LD) + ", " + str(B) + ", " + str(H) + "], got " +
-                str(static_cast<Index>(state.h.size())) + " and " + str(static_cast<Index>(state.c.size())) +
-                " (a state of another model?)");
 }
 
 void Model::forward(const float* x, Index steps, Index batch, float* y, State& state) const {
@@ -185,39 +187,98 @@ void Model::forward(const float* x, Index steps, Index batch, float* y, State& s
 }
 
 void Model::forward(const float* x, const Index* batch_sizes, Index steps, Index batch, float* y, State& state) const {
-  check_state(state, "forward");
+  const detail::ModelData& m = data("forward");
+  detail::check_state(m.config, state, "forward");
   if (batch != state.batch_)
     throw Error("forward: batch must equal the state's batch " + str(state.batch_) + ", got " + str(batch));
   if (!x || !y || !batch_sizes) throw Error("forward: x, batch_sizes and y must not be null");
   std::vector<float> h_n(state.h.size()), c_n(state.c.size());
-  run(x, batch_sizes, steps, batch, y, state.h.data(), state.c.data(), h_n.data(), c_n.data());
+  m.run(x, batch_sizes, steps, batch, y, state.h.data(), state.c.data(), h_n.data(), c_n.data());
   state.h.swap(h_n);
   state.c.swap(c_n);
 }
 
-void Model::run(const float* x, const Index* batch_sizes, Index steps, Index batch, float* y, const float* h0,
-                const float* c0, float* h_n, float* c_n) const {
+// The file's tensors from the model's arrays: the float32 ones from params (little-endian), the
+// frozen weights unpacked to the file's BF16 or I8 with their row scales.
+void Model::save(const std::string& path) const {
+  const detail::ModelData& m = data("save");
+  std::vector<detail::FileTensor> tensors;
+  auto put = [&](const detail::ModelTensor& t, const char* dtype, const void* bytes, std::size_t size) {
+    tensors.push_back(
+        {t.name, dtype, detail::expected_shape(m.config, t), std::string(static_cast<const char*>(bytes), size)});
+  };
+  for (Index k = 0; k < m.config.num_layers; ++k) {
+    for (Index d = 0; d < m.config.directions(); ++d) {
+      for (const detail::ModelTensor& t : detail::cell_tensors(m.config, m.precision, k, d)) {
+        const detail::CellOffsets& o = m.cells[t.cell];
+        if (!detail::is_scale(t.field) && o.of(t.field) >= 0) {
+          std::size_t elements = 1;
+          for (std::int64_t e : detail::expected_shape(m.config, t)) elements *= static_cast<std::size_t>(e);
+          put(t, "F32", m.params.data() + o.of(t.field), elements * 4);
+          continue;
+        }
+        const detail::FrozenCell& cell = m.frozen[t.cell];
+        const int weight = detail::is_scale(t.field) ? (t.field == 8 ? 4 : t.field - 6) : t.field;
+        const detail::FrozenMatrix& w = weight == 0 ? cell.ih : weight == 1 ? cell.hh : cell.hr;
+        if (detail::is_scale(t.field)) {
+          put(t, "F32", w.scale.data(), w.scale.size() * 4);
+        } else if (m.precision == Precision::int8) {
+          const std::vector<std::int8_t> q = detail::unpack_int8(w);
+          put(t, "I8", q.data(), q.size());
+        } else {
+          const std::vector<std::uint16_t> v = detail::unpack_bf16(w);
+          put(t, "BF16", v.data(), v.size() * 2);
+        }
+      }
+    }
+  }
+  detail::write_model_file(path, m.config_json, m.precision, tensors);
+}
+
+namespace detail {
+
+void check_state(const Config& config, const State& state, const char* call) {
+  const Index LD = config.num_cells(), B = state.batch(), H = config.hidden_size, R = config.output_size();
+  if (B < 1) throw Error(std::string(call) + ": state must come from initial_state(batch)");
+  if (static_cast<Index>(state.h.size()) != LD * B * R || static_cast<Index>(state.c.size()) != LD * B * H)
+    throw Error(std::string(call) + ": state.h must hold [L*D, B, R] = [" + str(LD) + ", " + str(B) + ", " + str(R) +
+                "] floats and state.c [" + str(LD) + ", " + str(B) + ", " + str(H) + "], got " +
+                str(static_cast<Index>(state.h.size())) + " and " + str(static_cast<Index>(state.c.size())) +
+                " (a state of another model?)");
+}
+
+std::vector<CellWeights<float>> ModelData::cell_weights() const {
+  std::vector<CellWeights<float>> out;
+  auto at = [&](Index offset) -> const float* { return offset < 0 ? nullptr : params.data() + offset; };
+  for (const CellOffsets& o : cells)
+    out.push_back({at(o.weight_ih), at(o.weight_hh), at(o.bias_ih), at(o.bias_hh), at(o.weight_hr), at(o.weight_peep),
+                   at(o.ln[0]), at(o.ln[1]), at(o.ln[2]), at(o.ln[3]), at(o.ln[4]), at(o.ln[5])});
+  return out;
+}
+
+void ModelData::run(const float* x, const Index* batch_sizes, Index steps, Index batch, float* y, const float* h0,
+                    const float* c0, float* h_n, float* c_n) const {
   if (steps < 1) throw Error("forward: the sequence must have >= 1 steps, got " + str(steps));
   const Schedule schedule = Schedule::packed(std::vector<Index>(batch_sizes, batch_sizes + steps), batch);
-  if (precision_ == Precision::fp32) {  // the sequence kernels of lf.LSTM (row split, panels per call)
-    lstm_fast::forward<float>(config_, cell_weights(), schedule, {x, h0, c0}, {y, h_n, c_n});
+  if (precision == Precision::fp32) {  // the sequence kernels of lf.LSTM (row split, panels per call)
+    lstm_fast::forward<float>(config, cell_weights(), schedule, {x, h0, c0}, {y, h_n, c_n});
     return;
   }
   // bf16 and int8: layer by layer, each direction's cell by the frozen kernels on the plan's team, in
   // a work buffer of its own per direction when the two run side by side.
-  const Index D = config_.directions(), R = config_.output_size(), H = config_.hidden_size, B = batch;
+  const Index D = config.directions(), R = config.output_size(), H = config.hidden_size, B = batch;
   Buffer<unsigned char> work[2];
-  const detail::FrozenForward cell_forward = detail::active_kernels().frozen_forward;
-  over_layers(config_.num_layers, schedule.rows(), D * R, x, y, [&](Index k, const float* in, float* out) {
-    const detail::CellDims dims = detail::cell_dims(config_, k);
-    const detail::LayerPlan plan = frozen_plan(k, B, schedule.rows(), steps);
-    const std::size_t bytes = detail::FrozenWork(dims, precision_, B, plan.cell.chunk * B, plan.cell.team).bytes;
+  const FrozenForward cell_forward = active_kernels().frozen_forward;
+  over_layers(config.num_layers, schedule.rows(), D * R, x, y, [&](Index k, const float* in, float* out) {
+    const CellDims dims = cell_dims(config, k);
+    const LayerPlan plan = frozen_plan(k, B, schedule.rows(), steps);
+    const std::size_t bytes = FrozenWork(dims, precision, B, plan.cell.chunk * B, plan.cell.team).bytes;
     const bool parallel = plan.directions_parallel && D == 2;
     for (Index d = 0; d < (parallel ? 2 : 1); ++d) work[d].resize(bytes);
-    detail::run_directions(D, parallel, [&](Index d) {
+    run_directions(D, parallel, [&](Index d) {
       const Index cell = k * D + d;
-      const detail::FrozenSteps s{B, steps, schedule.batch_sizes.data(), schedule.offsets.data(), d == 1};
-      cell_forward(dims, plan.cell, (*frozen_)[static_cast<size_t>(cell)], s,
+      const FrozenSteps s{B, steps, schedule.batch_sizes.data(), schedule.offsets.data(), d == 1};
+      cell_forward(dims, plan.cell, frozen[static_cast<size_t>(cell)], s,
                    {in,
                     {h0 ? h0 + cell * B * R : nullptr, c0 ? c0 + cell * B * H : nullptr},
                     {out + d * R, D * R},
@@ -227,14 +288,15 @@ void Model::run(const float* x, const Index* batch_sizes, Index steps, Index bat
   });
 }
 
-detail::LayerPlan Model::frozen_plan(Index layer, Index batch, Index rows, Index steps) const {
-  detail::Problem problem = detail::layer_problem(config_, layer, batch, rows, steps);
+LayerPlan ModelData::frozen_plan(Index layer, Index batch, Index rows, Index steps) const {
+  Problem problem = layer_problem(config, layer, batch, rows, steps);
   problem.threads = get_num_threads();
-  problem.element_size = precision_ == Precision::int8 ? 1 : precision_ == Precision::bf16 ? 2 : 4;
-  problem.precision = precision_;
-  problem.dot = detail::dot_instructions();
-  problem.lanes = detail::kFrozenBlock;  // a member's hidden units are whole blocks
-  return detail::plan_layer(problem);
+  problem.element_size = precision == Precision::int8 ? 1 : precision == Precision::bf16 ? 2 : 4;
+  problem.precision = precision;
+  problem.dot = dot_instructions();
+  problem.lanes = kFrozenBlock;  // a member's hidden units are whole blocks
+  return plan_layer(problem);
 }
 
+}  // namespace detail
 }  // namespace lstm_fast

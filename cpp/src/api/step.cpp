@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "api/model_data.hpp"
 #include "cell/cell.hpp"
 #include "cell/frozen_cell.hpp"
 #include "lstm_fast/lstm_fast.hpp"
@@ -20,50 +21,52 @@
 namespace lstm_fast {
 
 void Model::step(const float* x, float* y, State& state) const {
-  if (config_.bidirectional)
+  const detail::ModelData& m = data("step");
+  if (m.config.bidirectional)
     throw Error("step: runs unidirectional models only; this model is bidirectional (use forward)");
-  check_state(state, "step");
-  if (state.workspace_.size() < step_workspace_floats(state.batch_, 1))
+  detail::check_state(m.config, state, "step");
+  if (state.workspace_.size() < m.step_workspace_floats(state.batch_, 1))
     throw Error("step: state has no workspace (make it with initial_state)");
   if (!x || !y) throw Error("step: x and y must not be null");
   // On the calling thread alone: leasing a team allocates, and step promises not to.
-  step_arrays(x, y, state.h.data(), state.c.data(), state.batch_, 1, state.workspace_.data());
+  m.step_arrays(x, y, state.h.data(), state.c.data(), state.batch_, 1, state.workspace_.data());
 }
 
-int Model::step_slices(Index batch) const {
+namespace detail {
+
+int ModelData::step_slices(Index batch) const {
   int slices = 1;
-  for (Index k = 0; k < config_.num_layers; ++k) slices = std::max(slices, frozen_plan(k, batch, batch, 1).cell.team);
+  for (Index k = 0; k < config.num_layers; ++k) slices = std::max(slices, frozen_plan(k, batch, batch, 1).cell.team);
   return slices;
 }
 
 // [B, R] of a layer's output, then the frozen kernels' working memory for B rows.
-std::size_t Model::step_workspace_floats(Index batch, int slices) const {
+std::size_t ModelData::step_workspace_floats(Index batch, int slices) const {
   std::size_t bytes = 0;
-  for (Index k = 0; k < config_.num_layers; ++k)
-    bytes = std::max(bytes, detail::FrozenWork(detail::cell_dims(config_, k), precision_, batch, batch, slices).bytes);
-  return static_cast<std::size_t>(batch * config_.output_size()) + bytes / sizeof(float);
+  for (Index k = 0; k < config.num_layers; ++k)
+    bytes = std::max(bytes, FrozenWork(cell_dims(config, k), precision, batch, batch, slices).bytes);
+  return static_cast<std::size_t>(batch * config.output_size()) + bytes / sizeof(float);
 }
 
-// h [L, B, R] and c [L, B, H] in place; workspace: step_workspace_floats(batch, slices) floats. The
-// team is the plan's, at most `slices`.
-void Model::step_arrays(const float* x, float* y, float* h, float* c, Index B, int slices, float* workspace) const {
-  const Index H = config_.hidden_size, R = config_.output_size(), L = config_.num_layers;
+void ModelData::step_arrays(const float* x, float* y, float* h, float* c, Index B, int slices, float* workspace) const {
+  const Index H = config.hidden_size, R = config.output_size(), L = config.num_layers;
   float* out = workspace;  // [B, R]
   unsigned char* work = reinterpret_cast<unsigned char*>(workspace + B * R);
   const Index batch_sizes[1] = {B}, offsets[2] = {0, B};
-  const detail::FrozenForward cell_forward = detail::active_kernels().frozen_forward;
+  const FrozenForward cell_forward = active_kernels().frozen_forward;
   const float* in = x;
   for (Index k = 0; k < L; ++k) {
     float* h_k = h + k * B * R;
     float* c_k = c + k * B * H;
-    detail::CellPlan plan = frozen_plan(k, B, B, 1).cell;
+    CellPlan plan = frozen_plan(k, B, B, 1).cell;
     plan.team = std::min(plan.team, slices);
     plan.chunk = 1;  // one step: the workspace has room for B rows of pre-activations
-    cell_forward(detail::cell_dims(config_, k), plan, (*frozen_)[static_cast<size_t>(k)],
-                 {B, 1, batch_sizes, offsets, false}, {in, {h_k, c_k}, {out, R}, {h_k, c_k}, work});
+    cell_forward(cell_dims(config, k), plan, frozen[static_cast<size_t>(k)], {B, 1, batch_sizes, offsets, false},
+                 {in, {h_k, c_k}, {out, R}, {h_k, c_k}, work});
     in = h_k;
   }
   std::memcpy(y, h + (L - 1) * B * R, sizeof(float) * static_cast<size_t>(B * R));
 }
 
+}  // namespace detail
 }  // namespace lstm_fast

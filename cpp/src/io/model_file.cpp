@@ -1,5 +1,5 @@
 // Model files: reading and checking the file LSTM.save() and Model::save write (Model::load and, through
-// _core, lf.load and lf.load_model), and writing one (Model::save).
+// _core, lf.load and lf.load_model), and writing one from its tensors (write_model_file, for Model::save).
 #include <algorithm>
 #include <cmath>
 #include <cerrno>
@@ -20,6 +20,32 @@
 #include "io/safetensors.hpp"
 
 namespace lstm_fast {
+namespace detail {
+
+// The shape config `c` gives tensor `t` (torch's shapes; peepholes (3, H); int8 scales one per row).
+std::vector<std::int64_t> expected_shape(const Config& c, const ModelTensor& t) {
+  const Index H = c.hidden_size, R = c.output_size();
+  switch (t.field) {
+    case 0: return {4 * H, c.layer_input_size(static_cast<Index>(t.cell) / c.directions())};
+    case 1: return {4 * H, R};
+    case 2:
+    case 3:
+    case 6:
+    case 7: return {4 * H};
+    case 4: return {R, H};
+    case 8: return {R};
+    case 9:
+    case 10:
+    case 11:
+    case 12: return {4 * H};
+    case 13:
+    case 14: return {H};
+    default: return {3, H};
+  }
+}
+
+}  // namespace detail
+
 namespace {
 
 using detail::Json;
@@ -122,28 +148,6 @@ Config parse_config(const std::string& text, const std::string& what) {
     throw Error(where + ": " + e.what());
   }
   return c;
-}
-
-// The shape config `c` gives tensor `t` (torch's shapes; peepholes (3, H); int8 scales one per row).
-std::vector<std::int64_t> expected_shape(const Config& c, const detail::ModelTensor& t) {
-  const Index H = c.hidden_size, R = c.output_size();
-  switch (t.field) {
-    case 0: return {4 * H, c.layer_input_size(static_cast<Index>(t.cell) / c.directions())};
-    case 1: return {4 * H, R};
-    case 2:
-    case 3:
-    case 6:
-    case 7: return {4 * H};
-    case 4: return {R, H};
-    case 8: return {R};
-    case 9:
-    case 10:
-    case 11:
-    case 12: return {4 * H};
-    case 13:
-    case 14: return {H};
-    default: return {3, H};
-  }
 }
 
 // The dtypes a tensor has in a file of precision p, as errors name them.
@@ -320,47 +324,15 @@ ModelFile read_model_file(const unsigned char* bytes, std::size_t size, const st
 
 }  // namespace detail
 
-void Model::save(const std::string& path) const {
-  if (cells_.empty()) throw Error("save: the model is empty (use Model::load)");
-  struct Entry {
-    std::string name, dtype;
-    std::vector<std::int64_t> shape;
-    std::string bytes;
-  };
-  std::vector<Entry> entries;
-  auto put = [&](const detail::ModelTensor& t, const std::string& dtype, const void* data, std::size_t size) {
-    entries.push_back({t.name, dtype, expected_shape(config_, t), std::string(static_cast<const char*>(data), size)});
-  };
-  for (Index k = 0; k < config_.num_layers; ++k) {
-    for (Index d = 0; d < config_.directions(); ++d) {
-      for (const detail::ModelTensor& t : detail::cell_tensors(config_, precision_, k, d)) {
-        const CellOffsets& o = cells_[t.cell];
-        Index elements = 1;
-        for (std::int64_t e : expected_shape(config_, t)) elements *= e;
-        if (!detail::is_scale(t.field) && o.of(t.field) >= 0) {  // a float32 tensor of params_ (little-endian)
-          put(t, "F32", params_->data() + o.of(t.field), static_cast<std::size_t>(elements) * 4);
-          continue;
-        }
-        const detail::FrozenCell& cell = (*frozen_)[t.cell];
-        const int weight = detail::is_scale(t.field) ? (t.field == 8 ? 4 : t.field - 6) : t.field;
-        const detail::FrozenMatrix& w = weight == 0 ? cell.ih : weight == 1 ? cell.hh : cell.hr;
-        if (detail::is_scale(t.field)) {
-          put(t, "F32", w.scale.data(), w.scale.size() * 4);
-        } else if (precision_ == Precision::int8) {
-          const std::vector<std::int8_t> q = detail::unpack_int8(w);
-          put(t, "I8", q.data(), q.size());
-        } else {
-          const std::vector<std::uint16_t> v = detail::unpack_bf16(w);
-          put(t, "BF16", v.data(), v.size() * 2);
-        }
-      }
-    }
-  }
+namespace detail {
+
+void write_model_file(const std::string& path, const std::string& config_json, Precision precision,
+                      const std::vector<FileTensor>& tensors) {
   std::string header = "{\"__metadata__\":{\"format\":" + json_string(kFormat) +
-                       ",\"config\":" + json_string(config_json_) +
-                       ",\"precision\":" + json_string(precision_name(precision_)) + "}";
+                       ",\"config\":" + json_string(config_json) +
+                       ",\"precision\":" + json_string(precision_name(precision)) + "}";
   std::uint64_t at = 0;
-  for (const Entry& e : entries) {
+  for (const FileTensor& e : tensors) {
     std::string shape;
     for (std::int64_t v : e.shape) shape += (shape.empty() ? "" : ",") + std::to_string(v);
     header += "," + json_string(e.name) + ":{\"dtype\":\"" + e.dtype + "\",\"shape\":[" + shape +
@@ -378,7 +350,7 @@ void Model::save(const std::string& path) const {
       length[b] = static_cast<unsigned char>(static_cast<std::uint64_t>(header.size()) >> (8 * b));
     out.write(reinterpret_cast<const char*>(length), 8);
     out << header;
-    for (const Entry& e : entries) out << e.bytes;
+    for (const FileTensor& e : tensors) out << e.bytes;
     out.close();
     if (!out) {
       std::remove(tmp.c_str());
@@ -392,4 +364,5 @@ void Model::save(const std::string& path) const {
   }
 }
 
+}  // namespace detail
 }  // namespace lstm_fast

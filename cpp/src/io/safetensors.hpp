@@ -81,6 +81,23 @@ struct ModelFile {
 // Errors throw Error("<what>...") naming the problem; nothing is allocated on the file's word.
 ModelFile read_model_file(const unsigned char* bytes, std::size_t size, const std::string& what);
 
+// The shape config `c` gives tensor `t` (torch's shapes; peepholes (3, H); int8 scales one per row).
+std::vector<std::int64_t> expected_shape(const Config& c, const ModelTensor& t);
+
+// One tensor of a file being written: its name, safetensors dtype ("F32", "BF16", "I8"), shape and
+// little-endian bytes.
+struct FileTensor {
+  std::string name, dtype;
+  std::vector<std::int64_t> shape;
+  std::string bytes;
+};
+
+// Writes a model file of `precision` holding `tensors` in that order (Model::save's), with the format,
+// config and precision metadata, atomically: a temporary file, then renamed. Error("save: cannot
+// write ...") when the system refuses.
+void write_model_file(const std::string& path, const std::string& config_json, Precision precision,
+                      const std::vector<FileTensor>& tensors);
+
 // The tensors of cell k*D + d of a model file of precision p, in field order (index unset).
 std::vector<ModelTensor> cell_tensors(const Config& c, Precision p, Index k, Index d);
 
