@@ -19,7 +19,7 @@ torch is an optional dependency (``pip install "lstm_fast[torch]"``); only this 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -50,6 +50,11 @@ def _numpy(t: Optional[Tensor]) -> Optional[np.ndarray]:
     return None if t is None else t.detach().numpy()
 
 
+def _cell_weights(params: Sequence[Optional[Tensor]]) -> List["_core.CellWeights"]:
+    """The core's CellWeights of every cell, from the flat parameters (CELL_KINDS per cell), on their memory."""
+    return [cell_weights(map(_numpy, params[k : k + _KINDS])) for k in range(0, len(params), _KINDS)]
+
+
 class _LSTMFunction(torch.autograd.Function):
     """One call of the core on a packed sequence, and its backpropagation through time.
 
@@ -57,8 +62,9 @@ class _LSTMFunction(torch.autograd.Function):
     PackedSequence), h0 [L*D, B, R] and c0 [L*D, B, H] (None for zeros) in that sorted batch order, and
     the parameters of every cell in the core's order (CELL_KINDS) (layer k, direction d at k*D + d). Outputs y
     [N, D*R], h_n, c_n. The training forward keeps the core's trace (gates, cells, layer inputs) on ctx;
-    the parameters are saved through save_for_backward, so an in-place update between forward and
-    backward raises torch's usual version error instead of skewing the gradient.
+    x, the state and the parameters are saved through save_for_backward, so an in-place update between
+    forward and backward raises torch's usual version error instead of skewing the gradient (and a
+    backward with create_graph=True can recompute the layer from them).
     """
 
     @staticmethod
@@ -78,7 +84,7 @@ class _LSTMFunction(torch.autograd.Function):
         c0: Optional[Tensor],
         *params: Optional[Tensor],
     ):
-        cells = [cell_weights(map(_numpy, params[k : k + _KINDS])) for k in range(0, len(params), _KINDS)]
+        cells = _cell_weights(params)
         y, h_n, c_n, trace = _core.forward(
             config,
             cells,
@@ -110,7 +116,7 @@ class _LSTMFunction(torch.autograd.Function):
         x, h0, c0, *params = [next(saved) if present else None for present in ctx.present]
         if torch.is_grad_enabled():  # create_graph=True: the gradients must carry a graph themselves
             return _LSTMFunction._differentiable_backward(ctx, (dy, dh_n, dc_n), x, h0, c0, params)
-        cells = [cell_weights(map(_numpy, params[k : k + _KINDS])) for k in range(0, len(params), _KINDS)]
+        cells = _cell_weights(params)
         if dy is None:  # only the final state was used
             dy = torch.zeros(ctx.y_shape, dtype=params[0].dtype)
         dx, dh0, dc0, grads = _core.backward(
