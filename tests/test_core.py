@@ -383,6 +383,31 @@ def test_batch_rows_shared_by_a_team_of_threads(rng, threads, dtype, kwargs):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("threads", [2, 4])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs", [dict(), dict(peephole=True, with_lengths=True, cell_clip=3.0)])
+@pytest.mark.parametrize("B, H", [(8, 32), (18, 16)])
+def test_a_small_cell_shares_its_rows_from_four_a_member(rng, threads, dtype, kwargs, B, H):
+    # A cell too small for the unit split's barrier a step (H 32: 16 units a member) takes the row split
+    # from 4 rows a member, and one whose steps are too small for any team (B 18, H 16: 18 * 64 * 16
+    # multiply-adds a step) takes it when a member's 16 steps are not (cpp/src/plan/plan.cpp). T 70
+    # ends in a partial segment. Outputs and gradients w.r.t. the input and state are bitwise those of
+    # one thread, every call at a thread count gives the same bits, and all match the reference.
+    model, x, state, lengths, dy, dstate = random_case(rng, T=70, B=B, I=2, H=H, dtype=dtype, **kwargs)
+    with num_threads(1):
+        one = [*model.forward(x, state, lengths), *model.backward(dy, dstate)]
+    with num_threads(threads):
+        run_and_compare(model, x, state, lengths, dy, dstate, dtype)
+        runs = []
+        for _ in range(2):
+            runs.append([*model.forward(x, state, lengths), *model.backward(dy, dstate), dict(model.grads)])
+    flat = lambda outs: [outs[0], *outs[1], outs[2], *outs[3]]  # noqa: E731
+    for a, b in zip(flat(runs[0]), flat(one)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(flat(runs[0]) + list(runs[0][4].values()), flat(runs[1]) + list(runs[1][4].values())):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kwargs", [dict(), dict(proj_size=12, peephole=True)])

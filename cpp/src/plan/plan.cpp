@@ -35,8 +35,25 @@ bool parallel_directions(const Problem& p) {
 bool split_rows(const Problem& p, int team, bool packing) {
   const std::size_t weights = p.element_size * static_cast<std::size_t>(4 * p.dims.hidden_size) *
                               static_cast<std::size_t>(p.dims.input_size + p.dims.output_size);
-  return packing && team > 1 && !p.dims.projection && p.batch >= kRowsPerMemberMin * team &&
+  const bool small_cell = p.dims.hidden_size < kUnitsPerMemberMin * team;
+  const Index rows_min = small_cell ? kSmallCellRowsPerMember : kRowsPerMemberMin;
+  return packing && team > 1 && !p.dims.projection && p.batch >= rows_min * team &&
          (weights <= kRowSplitWeightBytes || p.dims.layer_norm);
+}
+
+// The team of a row split where a step is too small for a team (step_threads gave one): the budget
+// (halved when the directions run side by side, at most one member per kSmallCellRowsPerMember rows;
+// plan_layer keeps a packet of units per member, as the backward's weight gradients share out units)
+// when each member's segment of kRowSegmentSteps steps, and the call, hold a team's worth of work; else 1.
+int segment_threads(const Problem& p, bool directions_parallel, bool packing) {
+  const int budget = p.threads / (directions_parallel ? 2 : 1);
+  const int team = static_cast<int>(std::min<Index>(budget, p.batch / kSmallCellRowsPerMember));
+  if (team < 2 || !split_rows(p, team, packing)) return 1;
+  const double gates = 4.0 * double(p.dims.hidden_size) * work_scale(p);
+  const double total = double(p.rows) * gates * double(p.dims.input_size + p.dims.output_size);
+  const double segment =
+      double(kRowSegmentSteps) * double(p.batch / team) * gates * double(p.dims.input_size + p.dims.output_size);
+  return segment >= kTeamStepWork && total >= kTeamCallWork ? team : 1;
 }
 
 // The steps of a checkpointed segment: the request rounded up to whole blocks of the backward's weight
@@ -86,6 +103,9 @@ LayerPlan plan_layer(const Problem& p) {
   const Index packets = p.dims.hidden_size / std::max<Index>(1, p.lanes);
   cell.team = static_cast<int>(std::max<Index>(1, std::min<Index>(step_threads(p, plan.directions_parallel), packets)));
   cell.packing = p.rows >= kPackMinRows;
+  if (cell.team == 1)
+    cell.team = static_cast<int>(
+        std::max<Index>(1, std::min<Index>(segment_threads(p, plan.directions_parallel, cell.packing), packets)));
   cell.split = split_rows(p, cell.team, cell.packing) ? Split::kRows : Split::kUnits;
   if (p.dims.layer_norm && cell.split == Split::kUnits) cell.team = 1;  // its statistics span the row
   cell.chunk = p.training ? std::max<Index>(p.steps, 1)

@@ -152,8 +152,13 @@ constexpr Index kFrozenRowGroup = 64;
 constexpr Index kTileMinRows = 4;
 
 // The row split needs at least kRowsPerMemberMin rows per member and W_ih and W_hh together at most
-// kRowSplitWeightBytes (so that they sit whole in each core's L2).
+// kRowSplitWeightBytes (so that they sit whole in each core's L2). A small cell, whose unit split would
+// leave each member fewer than kUnitsPerMemberMin hidden units (a barrier a step for a few hundred
+// multiply-adds), takes it from kSmallCellRowsPerMember rows per member, and also where a step is too
+// small for any team but a segment of kRowSegmentSteps steps of a member's rows is not.
 constexpr Index kRowsPerMemberMin = 8;  // a full AVX-512 tile
+constexpr Index kUnitsPerMemberMin = 32;
+constexpr Index kSmallCellRowsPerMember = 4;
 constexpr std::size_t kRowSplitWeightBytes = 512 << 10;
 // The row split's members meet every kRowSegmentSteps steps, where the rows of a late (descheduled)
 // member pass to another (team.hpp): a meeting costs about a microsecond, a step of the split tens.

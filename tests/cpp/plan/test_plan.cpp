@@ -74,6 +74,40 @@ TEST(Plan, RowSplitNeedsEnoughRowsPerMemberAndSmallWeights) {
   EXPECT_EQ(plan_layer(p).cell.split, Split::kUnits);
 }
 
+TEST(Plan, SmallCellSplitsRowsFromFourAMember) {
+  // H 32 with 8 lanes (AVX2): the unit split would leave each of 2 members 16 units, a barrier a step
+  // for B 4H R / 2 = 16384 multiply-adds; the row split meets every kRowSegmentSteps steps.
+  Problem p = problem(1000, 8, 2, 32, 2);
+  p.lanes = 8;
+  p.training = true;
+  EXPECT_EQ(plan_layer(p).cell.team, 2);
+  EXPECT_EQ(plan_layer(p).cell.split, Split::kRows);
+  p.batch = 7;  // fewer than 4 rows a member
+  p.rows = 7 * 1000;
+  EXPECT_EQ(plan_layer(p).cell.split, Split::kUnits);
+  // H 64: 32 units a member, so the unit split's barrier is paid for and 8 rows a member are needed.
+  Problem q = problem(1000, 8, 24, 64, 2);
+  q.lanes = 8;
+  EXPECT_EQ(plan_layer(q).cell.team, 2);
+  EXPECT_EQ(plan_layer(q).cell.split, Split::kUnits);
+}
+
+TEST(Plan, StepTooSmallForATeamButSegmentsAreNotSplitsRows) {
+  // B 16, H 16: B 4H R = 16384 a step, below a team; a member's segment, 16 steps x 8 rows x 4H (I + R),
+  // is not.
+  Problem p = problem(1000, 16, 2, 16, 2);
+  p.lanes = 8;
+  EXPECT_EQ(plan_layer(p).cell.team, 2);
+  EXPECT_EQ(plan_layer(p).cell.split, Split::kRows);
+  p.threads = 1;
+  EXPECT_EQ(plan_layer(p).cell.team, 1);
+  Problem tiny = problem(1000, 8, 2, 8, 2);  // a segment of 4 rows: 16 x 4 x 32 x 10 multiply-adds
+  tiny.lanes = 8;
+  EXPECT_EQ(plan_layer(tiny).cell.team, 1);
+  Problem one_packet = problem(1000, 16, 2, 16, 2);  // 16 lanes: one packet of units, one member
+  EXPECT_EQ(plan_layer(one_packet).cell.team, 1);
+}
+
 TEST(Plan, ProjectionIsNeverSplitByRows) {
   Problem p = problem(100, 32, 64, 128, 2);
   p.dims = {64, 128, 64, true, false};
