@@ -1,7 +1,8 @@
 """The kernels as torch custom operators (issue 32; skipped without torch): torch.library.opcheck of
-torch.ops.lstm_fast.lstm and lstm_backward, and lstm_fast.torch.LSTM under torch.compile(fullgraph=True),
-torch.export and torch.func (vmap, per-sample gradients with grad + vmap + functional_call), each against
-torch.nn.LSTM with the same weights or against the eager module."""
+torch.ops.lstm_fast.lstm and lstm_backward, and lstm_fast.torch.LSTM under torch.compile(fullgraph=True)
+(backend aot_eager), torch.export, torch.jit.trace and torch.func (vmap, per-sample gradients with grad +
+vmap + functional_call, grad of grad), each against torch.nn.LSTM with the same weights or against the
+eager module."""
 
 import pytest
 
@@ -58,7 +59,7 @@ def op_arguments(module, x, batch_sizes, state=None, seed=None, grad=True):
     """torch.ops.lstm_fast.lstm's arguments for module on packed x [N, I]: a training call with the
     module's masks (drawn now) and a zoneout seed tensor when given."""
     params = module._cell_params()
-    present = [p is not None for p in params]
+    present = [int(p is not None) for p in params]
     params = [p.detach().clone().requires_grad_(grad) for p in params if p is not None]
     batch = batch_sizes[0]
     masks = module._dropout_masks(len(x), x.dtype)
@@ -137,6 +138,18 @@ def test_compile_fullgraph_with_the_training_masks_equals_eager(dynamo):
     assert_close(outputs_and_grads(compiled, x), eager, tol=1e-12)
 
 
+def test_compile_fullgraph_of_a_fresh_bfloat16_module_equals_eager(dynamo):
+    # No eager call first (the config's cached sizes are computed at construction, not under dynamo); a
+    # bfloat16 module runs the bf16 kernels in training, compiled as eager.
+    torch.manual_seed(0)
+    module = lft.LSTM(I, H, num_layers=2).bfloat16()
+    twin = lft.LSTM(I, H, num_layers=2).bfloat16()
+    twin.load_state_dict(module.state_dict())
+    x = torch.randn(T, B, I).bfloat16()
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    assert_close(outputs_and_grads(compiled, x), outputs_and_grads(twin, x), tol=0)
+
+
 # -- torch.export --------------------------------------------------------------------------------------
 
 
@@ -150,6 +163,23 @@ def test_export_gives_torch_nn_lstms_outputs(kwargs):
     assert_close([y, h_n, c_n], [expected(x, state)[0], *expected(x, state)[1]])
     x2 = torch.randn(x.shape, **F64)  # another input of the same shape: the graph, not a constant
     assert_close(list(exported(x2, state)[1]), list(expected(x2, state)[1]))
+
+
+# -- torch.jit.trace: the op recorded ------------------------------------------------------------------
+
+
+# The input checks read the shapes, which the trace keeps as constants: its TracerWarnings say so.
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_jit_trace_records_the_op_and_trains():
+    expected, actual = twins(num_layers=2, bidirectional=True)
+    x, state = inputs(actual)
+    # (traced in grad mode, the graph holds train=True, and check_trace's no-grad rerun differs)
+    with torch.no_grad(), pytest.warns(DeprecationWarning, match="torch.jit.trace.* is deprecated"):
+        traced = torch.jit.trace(actual, (x, state))
+    assert "lstm_fast::lstm" in str(traced.graph)
+    x2 = torch.randn(x.shape, **F64)
+    assert_close(outputs_and_grads(traced, x2, state)[:4], outputs_and_grads(expected, x2, state)[:4])
+    assert_close([p.grad for p in actual.parameters()], [p.grad for p in expected.parameters()])
 
 
 # -- torch.func ------------------------------------------------------------------------------------------

@@ -34,10 +34,10 @@ _CONFIG_FIELDS = ("input_size", "hidden_size", "num_layers", "proj_size", "bias"
 _CONFIG_FIELDS += ("cell_clip", "coupled_gates", "zoneout_h", "zoneout_c", "layer_norm")
 
 # The arguments both ops take after their first ones: the layer's inputs, then how it runs.
-# params: the present parameters only (a list holding None would be no list of tensors to autograd), present:
-# which of the cells' CELL_KINDS they are.
-_LAYER = "Tensor x, Tensor? h0, Tensor? c0, Tensor[] params, bool[] present, Tensor[] masks, Tensor? recurrent, "
-_LAYER += "SymInt[] batch_sizes, SymInt batch, Tensor? zoneout_seed, bool train, int checkpoint, bool bf16, str config"
+# params: the present parameters only (a list holding None would be no list of tensors to autograd);
+# present: 1 or 0 for each of the cells' CELL_KINDS (ints, as torch.jit.trace records no list of bools).
+_LAYER = "Tensor x, Tensor? h0, Tensor? c0, Tensor[] params, int[] present, Tensor[] masks, Tensor? recurrent, "
+_LAYER += "int[] batch_sizes, int batch, Tensor? zoneout_seed, bool train, int checkpoint, bool bf16, str config"
 
 
 def numpy_of(t: Optional[Tensor]) -> Optional[np.ndarray]:
@@ -63,13 +63,15 @@ def config_of(key: str) -> "_core.Config":
 
 def tracing(tensors: Sequence[Optional[Tensor]]) -> bool:
     """Whether torch traces this call: torch.compile (dynamo), torch.export, a functorch transform
-    (vmap, grad, jacrev), or tensor subclasses (fake or functional tensors, opcheck's)."""
+    (vmap, grad, jacrev), torch.jit.trace, or tensor subclasses (fake or functional tensors, opcheck's)."""
     if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch._C._are_functorch_transforms_active():
+        return True
+    if torch.jit.is_tracing():  # torch.jit.trace records the op (an autograd.Function it cannot)
         return True
     return any(type(t) not in (Tensor, nn.Parameter) for t in tensors if t is not None)
 
 
-def full(params: Sequence[Tensor], present: Sequence[bool]) -> List[Optional[Tensor]]:
+def full(params: Sequence[Tensor], present: Sequence[int]) -> List[Optional[Tensor]]:
     """The parameters of every cell in CELL_KINDS order, None where absent, from the present ones."""
     given = iter(params)
     return [next(given) if p else None for p in present]
@@ -268,9 +270,10 @@ def differentiable_backward(layer: tuple, grads: tuple, inputs: list, wanted: Se
 def apply(how: tuple, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], *params: Tensor):
     """The layer's outputs (y, h_n, c_n), differentiable; how: (present, masks, recurrent, batch_sizes,
     batch, zoneout_seed, train, checkpoint, bf16, config). Under dynamo the op itself (its
-    register_autograd, which AOTAutograd traces, rather than dynamo's speculation of an autograd.Function),
-    else LSTMFunction (for torch.func)."""
-    if torch.compiler.is_compiling():
+    register_autograd, which AOTAutograd traces, rather than dynamo's speculation of an autograd.Function)
+    and under torch.jit.trace (which records the op, not an autograd.Function), else LSTMFunction (for
+    torch.func)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         present, masks, recurrent, batch_sizes, batch, zoneout_seed, *rest = how
         return lstm(x, h0, c0, list(params), present, masks, recurrent, batch_sizes, batch, zoneout_seed, *rest)
     return LSTMFunction.apply(*how, x, h0, c0, *params)

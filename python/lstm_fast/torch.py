@@ -355,7 +355,7 @@ class LSTM(ConfigAttributes, nn.LSTM):
         # (the core takes zoneout's masks in a training forward only: train is on with zoneout)
         train = train or seed is not None
         if _torch_ops.tracing(tensors):  # torch.compile, torch.export, torch.func: the custom ops
-            present = [p is not None for p in tensors[3:]]
+            present = [int(p is not None) for p in tensors[3:]]
             how = (present, masks, recurrent, batch_sizes, batch, seed, train, self._checkpoint_steps, bf16)
             params = [p for p in tensors[3:] if p is not None]
             outputs = _torch_ops.apply((*how, self._config_key), *tensors[:3], *params)
