@@ -10,7 +10,8 @@ and ``forget_bias``. It trains with any torch optimizer and under DistributedDat
 arrive through torch's autograd like any module's). Autograd runs through :class:`_LSTMFunction`, which
 hands the C++ core the tensors' own memory: contiguous float32 / float64 CPU tensors are not copied
 (the core writes its outputs into fresh NumPy arrays that become the returned tensors, also without a
-copy). Only CPU tensors are supported.
+copy). While torch traces (torch.compile, torch.export, torch.func, torch.jit.trace) the kernels run as
+the custom ops of ``_torch_ops`` instead. Only CPU tensors are supported.
 
 torch is an optional dependency (``pip install "lstm_fast[torch]"``); only this module (and the
 ``_torch_*`` modules it imports) imports it.
