@@ -2,7 +2,8 @@
 
 ``torch.ops.lstm_fast.lstm`` runs _core.forward and ``torch.ops.lstm_fast.lstm_backward`` its
 backpropagation through time, on the packed layout of lstm_fast.torch._LSTMFunction (x [N, I], the
-state in sorted batch order, the cells' parameters in CELL_KINDS order, None where absent). Each has a
+state in sorted batch order; the cells' present parameters in CELL_KINDS order, and which those are).
+Each has a
 fake (shapes and dtypes from the inputs, the kernels not called) for torch.compile and torch.export, and
 a vmap rule (the op once per vmapped slice, stacked). The forward's autograd formula (register_autograd)
 calls the backward op, or, when the backward itself must be differentiable (create_graph=True), the
@@ -140,11 +141,16 @@ def _state_shapes(config: str, batch):
     return (cells, batch, c.proj_size or c.hidden_size), (cells, batch, c.hidden_size)
 
 
+def _output_shape(x: Tensor, config: str):
+    """The shape of y, [N, D*R]."""
+    c = config_of(config)
+    return (x.shape[0], (2 if c.bidirectional else 1) * (c.proj_size or c.hidden_size))
+
+
 @lstm.register_fake
 def _(x, h0, c0, params, present, masks, recurrent, batch_sizes, batch, zoneout_seed, train, checkpoint, bf16, config):
     h_shape, c_shape = _state_shapes(config, batch)
-    D = h_shape[0] // config_of(config).num_layers
-    return x.new_empty((x.shape[0], D * h_shape[2])), x.new_empty(h_shape), x.new_empty(c_shape)
+    return x.new_empty(_output_shape(x, config)), x.new_empty(h_shape), x.new_empty(c_shape)
 
 
 @lstm_backward.register_fake
@@ -187,7 +193,7 @@ def _gradients(ctx, outputs: tuple, wanted: Sequence[bool]):
         return (*found[:3], [g for g, p in zip(found[3:], present) if p])
     dy, dh_n, dc_n = outputs
     if dy is None:  # only the final state was used
-        dy = x.new_zeros(_state_rows(x, config))
+        dy = x.new_zeros(_output_shape(x, config))
     layer = (x, h0, c0, params, present, masks, recurrent, batch_sizes, batch, zoneout_seed)
     dx, dh0, dc0, grads = lstm_backward(dy, dh_n, dc_n, *layer, train, checkpoint, bf16, config)
     return dx, None if h0 is None else dh0, None if c0 is None else dc0, grads
@@ -199,12 +205,6 @@ def _backward(ctx, dy, dh_n, dc_n):
     needs = ctx.needs_input_grad
     dx, dh0, dc0, grads = _gradients(ctx, (dy, dh_n, dc_n), [*needs[:3], *needs[3]])
     return (dx, dh0, dc0, grads, None, [None] * ctx.counts[1]) + (None,) * 8
-
-
-def _state_rows(x: Tensor, config: str):
-    """The shape of y, [N, D*R]."""
-    c = config_of(config)
-    return (x.shape[0], (2 if c.bidirectional else 1) * (c.proj_size or c.hidden_size))
 
 
 lstm.register_autograd(_backward, setup_context=_setup_context)
