@@ -208,12 +208,16 @@ def per_sample_loss(module):
 
 
 @pytest.mark.parametrize("kwargs", TORCH_VARIANTS)
-def test_per_sample_gradients_with_grad_vmap_and_functional_call(kwargs):
+def test_per_sample_gradients_with_grad_vmap_and_functional_call(kwargs, monkeypatch):
     expected, actual = twins(**kwargs)
     params = {k: v.detach() for k, v in actual.named_parameters()}
     xs = torch.randn(4, T, I, **F64)
     targets = torch.randn(4, T, actual.num_directions * actual.output_size, **F64)
+    calls = []  # the kernels' backward (the backward op), not the recompute in torch operations
+    backward_op = _torch_ops.lstm_backward
+    monkeypatch.setattr(_torch_ops, "lstm_backward", lambda *args: calls.append(1) or backward_op(*args))
     found = vmap(grad(per_sample_loss(actual)), in_dims=(None, 0, 0))(params, xs, targets)
+    assert calls
     for k, (x, target) in enumerate(zip(xs, targets)):
         for name, g in grad(per_sample_loss(expected))(params, x, target).items():
             assert torch.allclose(found[name][k], g, rtol=1e-10, atol=1e-10), (k, name)
@@ -233,6 +237,18 @@ def test_per_sample_gradients_of_the_extras_equal_the_eager_modules():
             assert torch.allclose(found[name][k], p.grad, rtol=1e-10, atol=1e-10), (k, name)
 
 
+def test_jacrev_is_torch_nn_lstms():
+    # jacrev: vjp under vmap over the cotangents; its backward runs in grad mode, with the module's
+    # parameters requiring grad beneath: the recompute.
+    expected, actual = twins(bidirectional=True, proj_size=3)
+    x = torch.randn(T, 2, I, **F64)
+
+    def last_output(module):
+        return lambda x: module(x)[0][-1].flatten()
+
+    assert_close([torch.func.jacrev(last_output(actual))(x)], [torch.func.jacrev(last_output(expected))(x)])
+
+
 def test_second_order_through_torch_func_is_torch_nn_lstms():
     # grad of a gradient norm: the op's backward with a graph, the recompute of _torch_graph.
     expected, actual = twins(num_layers=2, bidirectional=True)
@@ -245,6 +261,15 @@ def test_second_order_through_torch_func_is_torch_nn_lstms():
         return f
 
     assert_close([grad(penalty(actual))(x)], [grad(penalty(expected))(x)], tol=1e-9)
+
+    def through_vjp(module):  # grad of a vjp's pullback: the pullback's gradients need a graph too
+        def f(x):
+            y, pull = torch.func.vjp(lambda x: module(x)[0], x)
+            return (pull(y)[0] ** 2).sum()
+
+        return f
+
+    assert_close([grad(through_vjp(actual))(x)], [grad(through_vjp(expected))(x)], tol=1e-9)
 
 
 def test_packed_sequences_through_the_op_equal_torch_nn_lstm():

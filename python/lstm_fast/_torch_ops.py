@@ -182,11 +182,11 @@ def _saved(ctx):
 
 def _gradients(ctx, outputs: tuple, wanted: Sequence[bool]):
     """(dx, dh0, dc0, [the present params' gradients]) from the gradients of (y, h_n, c_n), those of the
-    inputs (x, h0, c0, present params) not `wanted` None; with a graph when grad mode is on
-    (create_graph=True), else by the backward op."""
+    inputs (x, h0, c0, present params) not `wanted` None; with a graph (the recompute) when one is asked
+    for, else by the backward op."""
     x, h0, c0, params, masks, recurrent, zoneout_seed = _saved(ctx)
     present, batch_sizes, batch, _, train, checkpoint, bf16, config = ctx.how
-    if torch.is_grad_enabled():  # create_graph=True: the gradients must carry a graph themselves
+    if _graph_asked([t for t in (*outputs, x, h0, c0, *params) if t is not None]):
         layer = (config_of(config), list(batch_sizes), masks, recurrent, _seed(zoneout_seed), bf16)
         wanted = [*wanted[:3], *full(wanted[3:], present)]
         found = differentiable_backward(layer, outputs, [x, h0, c0, *full(params, present)], wanted)
@@ -195,8 +195,41 @@ def _gradients(ctx, outputs: tuple, wanted: Sequence[bool]):
     if dy is None:  # only the final state was used
         dy = x.new_zeros(_output_shape(x, config))
     layer = (x, h0, c0, params, present, masks, recurrent, batch_sizes, batch, zoneout_seed)
-    dx, dh0, dc0, grads = lstm_backward(dy, dh_n, dc_n, *layer, train, checkpoint, bf16, config)
+    with torch.no_grad():  # (a torch.func transform's backward runs in grad mode; no graph is asked for)
+        dx, dh0, dc0, grads = lstm_backward(dy, dh_n, dc_n, *layer, train, checkpoint, bf16, config)
     return dx, None if h0 is None else dh0, None if c0 is None else dc0, grads
+
+
+def _graph_asked(tensors: Sequence[Tensor]) -> bool:
+    """Whether this backward's gradients must carry a graph: grad mode on (create_graph=True) and
+    something to differentiate them. Under torch.func every backward runs in grad mode; there that
+    something is a differentiating transform (grad, vjp, jvp) other than the one this backward is for,
+    or a tensor beneath them all requiring grad (regular autograd outside), so vmap(grad(f)) and jacrev
+    take the backward op, grad(grad(f)) the recompute."""
+    if not torch.is_grad_enabled():
+        return False
+    stack = _functorch_stack()
+    if not stack:
+        return any(t.requires_grad for t in tensors)
+    current = max(torch._C._functorch.maybe_get_level(t) for t in tensors)  # the innermost wrapper: ours
+    differentiating = (torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp)
+    if any(i.key() in differentiating and i.level() != current for i in stack):
+        return True
+    return any(_unwrapped(t).requires_grad for t in tensors)
+
+
+def _functorch_stack() -> list:
+    """The torch.func transforms active, outermost first (torch 2.13's interpreter stack)."""
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    return retrieve_all_functorch_interpreters()
+
+
+def _unwrapped(t: Tensor) -> Tensor:
+    """The plain tensor beneath t's torch.func wrappers."""
+    while torch._C._functorch.is_functorch_wrapped_tensor(t):
+        t = torch._C._functorch.get_unwrapped(t)
+    return t
 
 
 def _backward(ctx, dy, dh_n, dc_n):
@@ -249,18 +282,20 @@ def differentiable_backward(layer: tuple, grads: tuple, inputs: list, wanted: Se
             "lstm_fast.torch.LSTM: second-order gradients (create_graph=True) are not supported for a bf16 "
             "training forward (bfloat16 module or bf16 autocast); run the float32 module without autocast"
         )
-    x, h0, c0, *params = inputs
     indices = [i for i, w in enumerate(wanted) if w]
-    outputs = _torch_graph.forward(config, batch_sizes, x, h0, c0, params, masks, recurrent, zoneout)
-    pairs = [(out, g) for out, g in zip(outputs, grads) if g is not None]
-    found = torch.autograd.grad(
-        [out for out, _ in pairs],
-        [inputs[i] for i in indices],
-        [g for _, g in pairs],
-        create_graph=True,
-        allow_unused=True,
-        materialize_grads=True,
-    )
+
+    def recompute(*chosen: Tensor):
+        ins = list(inputs)
+        for i, t in zip(indices, chosen):
+            ins[i] = t
+        x, h0, c0, *params = ins
+        return _torch_graph.forward(config, batch_sizes, x, h0, c0, params, masks, recurrent, zoneout)
+
+    # torch.func.vjp rather than autograd.grad on the saved tensors: under a torch.func transform those
+    # are not on the graph (autograd.grad would return zeros); vjp differentiates them either way, and its
+    # result stays differentiable by the autograd or the transform outside.
+    outputs, pull = torch.func.vjp(recompute, *[inputs[i] for i in indices])
+    found = pull(tuple(torch.zeros_like(out) if g is None else g for out, g in zip(outputs, grads)))
     result = [None] * len(inputs)
     for i, g in zip(indices, found):
         result[i] = g
