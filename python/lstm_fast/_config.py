@@ -63,6 +63,10 @@ class LSTMConfig:
     def __post_init__(self) -> None:
         for name, value in self._validate().items():
             object.__setattr__(self, name, value)
+        # The cached sizes computed now: a first read under torch.compile would trace cached_property's
+        # lock (Python < 3.12), which dynamo cannot enter.
+        for name in ("num_directions", "output_size", "num_cells"):
+            getattr(self, name)
 
     def _validate(self) -> Dict[str, Any]:
         """The fields checked and normalised; raises TypeError or ValueError naming the argument."""

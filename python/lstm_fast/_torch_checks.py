@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from torch import Tensor, nn
 
-from ._checks import check_pair, check_sequence_shape, shape_str
+from ._checks import _part_names, check_pair, check_sequence_shape, shape_str
 
 
 class ValueAndRuntimeError(ValueError, RuntimeError):
@@ -30,6 +30,10 @@ class TypeAndValueError(TypeError, ValueError):
 class TypeAndRuntimeError(TypeError, RuntimeError):
     """A wrong kind or dtype where torch.nn.LSTM raises RuntimeError: a TypeError for lstm_fast too."""
 
+
+# hx's part names ("hx[0] (h_0)", ...) memoised now: made on a first call under torch.export(strict=True),
+# the memo's write is a side effect of the traced forward, which export warns of.
+_part_names("hx", ("h_0", "c_0"))
 
 for _error in (ValueAndRuntimeError, TypeAndValueError, TypeAndRuntimeError):
     _error.__module__ = "lstm_fast.torch"  # where users find them

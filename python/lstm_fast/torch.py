@@ -10,7 +10,8 @@ and ``forget_bias``. It trains with any torch optimizer and under DistributedDat
 arrive through torch's autograd like any module's). Autograd runs through :class:`_LSTMFunction`, which
 hands the C++ core the tensors' own memory: contiguous float32 / float64 CPU tensors are not copied
 (the core writes its outputs into fresh NumPy arrays that become the returned tensors, also without a
-copy). Only CPU tensors are supported.
+copy). While torch traces (torch.compile, torch.export, torch.func, torch.jit.trace) the kernels run as
+the custom ops of ``_torch_ops`` instead. Only CPU tensors are supported.
 
 torch is an optional dependency (``pip install "lstm_fast[torch]"``); only this module (and the
 ``_torch_*`` modules it imports) imports it.
@@ -19,40 +20,31 @@ torch is an optional dependency (``pip install "lstm_fast[torch]"``); only this 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _core, _torch_checks, _torch_graph
+from . import _core, _torch_checks, _torch_ops
 from ._checks import checkpoint_arg
-from ._config import CELL_KINDS, ConfigAttributes, LSTMConfig, cell_arrays, cell_weights
+from ._config import ConfigAttributes, LSTMConfig, cell_arrays
 from ._lstm import LSTM as _NumpyLSTM
 from ._torch_checks import TypeAndRuntimeError, TypeAndValueError, ValueAndRuntimeError
+from ._torch_ops import cell_weights_of as _cell_weights
+from ._torch_ops import numpy_of as _numpy
 
 __all__ = ["LSTM", "TypeAndRuntimeError", "TypeAndValueError", "ValueAndRuntimeError"]
 
 # torch.nn.LSTM's arguments but the device (its errors are asked of it on the meta device).
 _TORCH_ARGUMENTS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
 _TORCH_ARGUMENTS += ("proj_size", "dtype")
-_KINDS = len(CELL_KINDS)  # parameters per cell, absent ones included
 
 # The parameter dtypes the kernels run, and their NumPy names for the config; bfloat16 and float16
 # modules compute in float32 (the kernels' bf16 products for bfloat16 in training).
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.bfloat16: np.float32, torch.float16: np.float32}
 _COMPUTE_DTYPES = {torch.bfloat16: torch.float32, torch.float16: torch.float32}
-
-
-def _numpy(t: Optional[Tensor]) -> Optional[np.ndarray]:
-    """The NumPy view of a CPU tensor's memory (no copy; the core re-checks C-contiguity)."""
-    return None if t is None else t.detach().numpy()
-
-
-def _cell_weights(params: Sequence[Optional[Tensor]]) -> List["_core.CellWeights"]:
-    """The core's CellWeights of every cell, from the flat parameters (CELL_KINDS per cell), on their memory."""
-    return [cell_weights(map(_numpy, params[k : k + _KINDS])) for k in range(0, len(params), _KINDS)]
 
 
 class _LSTMFunction(torch.autograd.Function):
@@ -133,30 +125,10 @@ class _LSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def _differentiable_backward(ctx, grads: tuple, x: Tensor, h0, c0, params: list):
-        """backward() with create_graph=True: the layer recomputed from its saved inputs in torch
-        operations (_torch_graph.forward) and differentiated with a graph, so second-order gradients
-        are right (as torch's oneDNN path). bf16 products have no such graph: that raises."""
-        config, batch_sizes, masks, recurrent, zoneout, bf16 = ctx.graph
-        if bf16:
-            raise RuntimeError(
-                "lstm_fast.torch.LSTM: second-order gradients (create_graph=True) are not supported for a bf16 "
-                "training forward (bfloat16 module or bf16 autocast); run the float32 module without autocast"
-            )
-        inputs = [x, h0, c0, *params]
-        wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[9 + i]]
-        outputs = _torch_graph.forward(config, batch_sizes, x, h0, c0, params, masks, recurrent, zoneout)
-        pairs = [(out, g) for out, g in zip(outputs, grads) if g is not None]
-        found = torch.autograd.grad(
-            [out for out, _ in pairs],
-            [inputs[i] for i in wanted],
-            [g for _, g in pairs],
-            create_graph=True,
-            allow_unused=True,
-            materialize_grads=True,
-        )
-        result = [None] * len(inputs)
-        for i, g in zip(wanted, found):
-            result[i] = g
+        """backward() with create_graph=True: _torch_ops.differentiable_backward (the layer recomputed in
+        torch operations and differentiated with a graph)."""
+        wanted = [t is not None and ctx.needs_input_grad[9 + i] for i, t in enumerate([x, h0, c0, *params])]
+        result = _torch_ops.differentiable_backward(ctx.graph, grads, [x, h0, c0, *params], wanted)
         return (None,) * 9 + tuple(result)
 
 
@@ -242,6 +214,7 @@ class LSTM(ConfigAttributes, nn.LSTM):
         super().__init__(**{name: getattr(config, name) for name in _TORCH_ARGUMENTS[:-1]}, dtype=dtype)
         self._set_config(config)
         self._config = config.core()
+        self._config_key = _torch_ops.config_key(self._config)  # what the custom ops take for it
         for name, shape in config.param_shapes().items():
             if not hasattr(self, name):
                 self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=dtype)))
@@ -289,6 +262,7 @@ class LSTM(ConfigAttributes, nn.LSTM):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__["_config"] = self._lstm_config.core()
+        self.__dict__["_config_key"] = _torch_ops.config_key(self._config)
 
     def reset_parameters(self) -> None:
         """torch's initialisation: uniform in [-1/sqrt(H), 1/sqrt(H)], the same draws as torch.nn.LSTM's
@@ -364,9 +338,10 @@ class LSTM(ConfigAttributes, nn.LSTM):
         self, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], params: list, batch_sizes: List[int], bf16: bool
     ):
         """The kernels on packed x [N, I] from (h0, c0) in sorted order: (y [N, D*R], h_n, c_n), through
-        autograd (_LSTMFunction). bfloat16 and float16 modules compute in float32 (their parameters,
-        input and state widened, exactly; the outputs rounded back), bf16 ones with the bf16 products
-        in training (`bf16`). params: _cell_params()."""
+        autograd (_LSTMFunction; while torch traces, torch.compile, torch.export or torch.func, the custom
+        ops of _torch_ops instead, which run one forward more in backward). bfloat16 and float16 modules
+        compute in float32 (their parameters, input and state widened, exactly; the outputs rounded back),
+        bf16 ones with the bf16 products in training (`bf16`). params: _cell_params()."""
         dtype = x.dtype
         compute = _COMPUTE_DTYPES.get(dtype, dtype)
         if compute != dtype:  # a bfloat16 or float16 module: the casts are on the graph
@@ -376,25 +351,24 @@ class LSTM(ConfigAttributes, nn.LSTM):
         train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in [x, h0, c0, *params])
         masks = self._dropout_masks(len(x), compute) if self.training else []
         recurrent = self._recurrent_masks(batch, compute) if self.training else None
-        zoneout = self._zoneout_seed() if self.training else None
-        y, h_n, c_n = _LSTMFunction.apply(
-            self._config,
-            batch_sizes,
-            batch,
-            masks,
-            recurrent,
-            zoneout,
-            train or zoneout is not None,  # (the core takes zoneout's masks in a training forward only)
-            self._checkpoint_steps,
-            bf16,
-            x.contiguous(),
-            None if h0 is None else h0.contiguous(),
-            None if c0 is None else c0.contiguous(),
-            *(None if p is None else p.contiguous() for p in params),
-        )
-        if compute != dtype:
-            return y.to(dtype), h_n.to(dtype), c_n.to(dtype)
-        return y, h_n, c_n
+        seed = self._zoneout_seed() if self.training else None
+        tensors = [t if t is None else t.contiguous() for t in (x, h0, c0, *params)]
+        # (the core takes zoneout's masks in a training forward only: train is on with zoneout)
+        train = train or seed is not None
+        if _torch_ops.tracing(tensors):  # torch.compile, torch.export, torch.func: the custom ops
+            present = [int(p is not None) for p in tensors[3:]]
+            how = (present, masks, recurrent, batch_sizes, batch, seed, train, self._checkpoint_steps, bf16)
+            params = [p for p in tensors[3:] if p is not None]
+            outputs = _torch_ops.apply((*how, self._config_key), *tensors[:3], *params)
+            return self._from_compute(outputs, dtype)
+        zoneout = None if seed is None else int(seed.item())
+        how = (masks, recurrent, zoneout, train, self._checkpoint_steps, bf16)
+        return self._from_compute(_LSTMFunction.apply(self._config, batch_sizes, batch, *how, *tensors), dtype)
+
+    @staticmethod
+    def _from_compute(outputs: Tuple[Tensor, ...], dtype: torch.dtype) -> Tuple[Tensor, ...]:
+        """_run's outputs in the module's dtype (rounded from float32 for a bfloat16 or float16 module)."""
+        return tuple(t if t.dtype == dtype else t.to(dtype) for t in outputs)
 
     def _empty_batch(self, steps: int, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], params: list):
         """forward() of a batch of no sequences (B = 0), as torch.nn.LSTM's: y (T, 0, D*R) ((0, T, D*R) when
@@ -416,12 +390,12 @@ class LSTM(ConfigAttributes, nn.LSTM):
         shape = (self.num_layers * self.num_directions, batch, self.output_size)
         return torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep)
 
-    def _zoneout_seed(self) -> Optional[int]:
-        """The seed of zoneout's masks (lstm_fast._lstm.zoneout_masks_of), from torch's generator; None
-        without zoneout."""
+    def _zoneout_seed(self) -> Optional[Tensor]:
+        """The seed of zoneout's masks (lstm_fast._lstm.zoneout_masks_of), from torch's generator, as an int64
+        tensor [1] (an int only outside tracing: its value is data); None without zoneout."""
         if self._lstm_config.zoneout_pair == (0.0, 0.0):
             return None
-        return int(torch.randint(0, 2**62, (1,)).item())
+        return torch.randint(0, 2**62, (1,))
 
     def _dropout_masks(self, rows: int, dtype: torch.dtype) -> List[Tensor]:
         """Inter-layer dropout masks [rows, D*R], scaled by 1/(1-p), drawn from torch's generator."""
