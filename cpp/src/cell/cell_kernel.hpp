@@ -102,9 +102,6 @@ void pack_columns_share(int k, int team, const T* W, Index n, Index K, T* P) {
   pack_columns(W, n, j0, j1 - j0, K, P + j0 * K);
 }
 
-// Rows of [0, b) that member k of a team owns in the row split: k, k + team, ... (count of them).
-inline Index rows_of(Index b, int team, int k) { return b > k ? (b - k + team - 1) / team : 0; }
-
 // What member k of a unit-split team owns: hidden units [u0, u1) (their four gates), on SIMD-width
 // boundaries, and outputs [r0, r1) of h; without a projection (R == H) the two ranges coincide.
 struct MemberSlice {

@@ -102,6 +102,19 @@ void walk_backward(const CellPlan& plan, const Walk& walk, Pass& pass, const Sha
   if (walk.steps > 0) share([&](int j) { pass.finish(j); });
 }
 
+// Rows of [0, b) that member k of a team owns in the row split: k, k + team, ... (count of them).
+inline Index rows_of(Index b, int team, int k) { return b > k ? (b - k + team - 1) / team : 0; }
+
+// Packed sequences: at a step with b rows active, rows [b, B) of the state belong to sequences that
+// have ended, and keep h_{t-1} as h_t in either direction. ended(r) runs for those of slice k: every
+// one in the unit split (each slice carries its own columns of them), member k's in the row split.
+template <typename Ended>
+void for_ended_rows(const CellPlan& plan, int k, Index b, Index B, const Ended& ended) {
+  const bool rows = plan.split == Split::kRows;
+  const Index stride = rows ? plan.team : 1;
+  for (Index r = rows ? k + rows_of(b, plan.team, k) * stride : b; r < B; r += stride) ended(r);
+}
+
 // Runs walker(share) on the plan's team, share(work) running work(j) for the slices of a meeting: a
 // team of one on the caller's thread with nothing leased or allocated, else a Team's members, each at
 // its Seat.

@@ -269,7 +269,8 @@ void ForwardPass<T, P>::step_projection(const Share& share, Index p) {
   const Index b = s.batch_sizes[t], row = s.offsets[t];
   const Matrix<T>& h = hidden[p & 1];
   Matrix<T>& h_next = hidden[(p + 1) & 1];
-  if (b < B) h_next.block(b, r0, B - b, r1 - r0) = h.block(b, r0, B - b, r1 - r0);
+  for_ended_rows(plan, share.j, b, B,
+                 [&](Index r) { h_next.row(r).segment(r0, r1 - r0) = h.row(r).segment(r0, r1 - r0); });
   if (dims.projection) {
     ConstMap<T> W_hr(w.weight_hr, R, H);
     h_next.block(0, r0, b, r1 - r0).noalias() = m.topRows(b) * W_hr.middleRows(r0, r1 - r0).transpose();
@@ -292,10 +293,10 @@ void ForwardPass<T, P>::row_step(int k, Index p) {
   const Matrix<T>& h = product_input(p);  // (the carried rows below: hidden's own, and then masked)
   Matrix<T>& h_next = hidden[(p + 1) & 1];
   const Index active = rows_of(b, team, k);
-  for (Index r = k + active * stride; r < B; r += stride) {  // ended: carried
+  for_ended_rows(plan, k, b, B, [&](Index r) {
     h_next.row(r) = hidden[p & 1].row(r);
     if (masking) mask_block(p + 1, r, 1, 0, R);
-  }
+  });
   if (active == 0) return;
   // z rows of this member at step t: rows k, k + team, ... of the step's block of 4H columns.
   T* zt = (trace ? trace->gates.data() + row * G : z_chunk.data()) + k * G;

@@ -306,7 +306,8 @@ struct FrozenPass {
     const Index t = step_at(q), b = s.batch_sizes[t], row = s.offsets[t];
     const float* h = hidden(q);
     float* h_next = hidden(q + 1);
-    for (Index r = b; r < s.batch; ++r) std::copy(h + r * R + r0, h + r * R + r1, h_next + r * R + r0);
+    for_ended_rows(plan, 0, b, s.batch,
+                   [&](Index r) { std::copy(h + r * R + r0, h + r * R + r1, h_next + r * R + r0); });
     for (Index r = 0; r < b; ++r) {
       if (zoneout.h.z > 0) zoneout.h.mix(0, r0, r1 - r0, h + r * R + r0, h_next + r * R + r0);
       std::copy(h_next + r * R + r0, h_next + r * R + r1, io.y.data + (row + r) * io.y.stride + r0);
@@ -323,7 +324,7 @@ struct FrozenPass {
     const float* h = hidden(q);
     float* h_next = hidden(q + 1);
     const Index active = rows_of(b, team, k);
-    for (Index r = k + active * team; r < s.batch; r += team) std::copy_n(h + r * R, R, h_next + r * R);
+    for_ended_rows(plan, k, b, s.batch, [&](Index r) { std::copy_n(h + r * R, R, h_next + r * R); });
     const Index I = dims.input_size;
     float* zt = buffer(layout.z) + k * G;  // the group's rows of z_t, team * G apart
     float* c = cell_state();
