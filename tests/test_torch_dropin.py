@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from torch.nn.utils import prune  # noqa: E402
 
 import lstm_fast.torch as lft  # noqa: E402
+from lstm_fast import _core  # noqa: E402
 
 T, B, I, H = 5, 3, 4, 6
 
@@ -250,8 +251,8 @@ def test_a_bfloat16_module_trains_on_the_bf16_kernels(monkeypatch, make):
     assert all(p.dtype == torch.bfloat16 for p in module.parameters())
     x = torch.randn(T, B, I).bfloat16()
     flags = []
-    real_forward = lft._core.forward
-    monkeypatch.setattr(lft._core, "forward", lambda *a, **kw: flags.append(kw["precision"]) or real_forward(*a, **kw))
+    real_forward = _core.forward
+    monkeypatch.setattr(_core, "forward", lambda *a, **kw: flags.append(kw["precision"]) or real_forward(*a, **kw))
     actual = _run(module, x)
     assert flags == ["bf16"]  # the training forward ran the bf16 products (lf.LSTM's precision="bf16")
     assert all(t.dtype == torch.bfloat16 for t in actual)

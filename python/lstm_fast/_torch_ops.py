@@ -82,23 +82,55 @@ def _seed(zoneout_seed: Optional[Tensor]) -> Optional[int]:
     return None if zoneout_seed is None else int(zoneout_seed.item())
 
 
-def _run_forward(x, h0, c0, params, present, masks, recurrent, batch_sizes, batch, zoneout_seed, *how):
-    """_core.forward on the tensors' memory: (y, h_n, c_n, trace). how: train, checkpoint, bf16, config."""
-    train, checkpoint, bf16, config = how
+def core_forward(config, cells, x, h0, c0, masks, recurrent, batch_sizes, batch, zoneout, train, checkpoint, bf16):
+    """_core.forward on the tensors' memory: (y, h_n, c_n, trace). cells: the core's CellWeights;
+    zoneout: the seed (an int) or None; checkpoint and bf16 apply to a training forward only."""
     return _core.forward(
-        config_of(config),
-        cell_weights_of(full(params, present)),
+        config,
+        cells,
         numpy_of(x),
-        batch_sizes=list(batch_sizes),
+        batch_sizes=batch_sizes,
         batch=batch,
         h0=numpy_of(h0),
         c0=numpy_of(c0),
         dropout_masks=[numpy_of(m) for m in masks],
         train=train,
         recurrent_masks=numpy_of(recurrent),
-        zoneout_seed=_seed(zoneout_seed),
+        zoneout_seed=zoneout,
         checkpoint=checkpoint if train else 0,
         precision="bf16" if bf16 and train else "fp32",
+    )
+
+
+def core_backward(cells, trace, dy: Tensor, dh_n: Optional[Tensor], dc_n: Optional[Tensor]):
+    """_core.backward over a training forward's trace: (dx, dh0, dc0, the cells' gradients as CellWeights)."""
+    return _core.backward(
+        cells,
+        trace,
+        numpy_of(dy.contiguous()),
+        dh_n=numpy_of(None if dh_n is None else dh_n.contiguous()),
+        dc_n=numpy_of(None if dc_n is None else dc_n.contiguous()),
+    )
+
+
+def _run_forward(x, h0, c0, params, present, masks, recurrent, batch_sizes, batch, zoneout_seed, *how):
+    """core_forward of the ops' arguments: (y, h_n, c_n, trace). how: train, checkpoint, bf16, config."""
+    train, checkpoint, bf16, config = how
+    cells = cell_weights_of(full(params, present))
+    return core_forward(
+        config_of(config),
+        cells,
+        x,
+        h0,
+        c0,
+        masks,
+        recurrent,
+        list(batch_sizes),
+        batch,
+        _seed(zoneout_seed),
+        train,
+        checkpoint,
+        bf16,
     )
 
 
@@ -123,13 +155,7 @@ def lstm_backward(dy, dh_n, dc_n, *args):
     *layer, _, checkpoint, bf16, config = args
     params, present = layer[3:5]
     trace = _run_forward(*layer, True, checkpoint, bf16, config)[3]
-    dx, dh0, dc0, grads = _core.backward(
-        cell_weights_of(full(params, present)),
-        trace,
-        numpy_of(dy.contiguous()),
-        dh_n=numpy_of(None if dh_n is None else dh_n.contiguous()),
-        dc_n=numpy_of(None if dc_n is None else dc_n.contiguous()),
-    )
+    dx, dh0, dc0, grads = core_backward(cell_weights_of(full(params, present)), trace, dy, dh_n, dc_n)
     flat = [torch.from_numpy(g) for cell in grads for g in cell_arrays(cell) if g is not None]
     return torch.from_numpy(dx), torch.from_numpy(dh0), torch.from_numpy(dc0), flat
 

@@ -27,13 +27,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _core, _torch_checks, _torch_ops
+from . import _torch_checks, _torch_ops
 from ._checks import checkpoint_arg
 from ._config import ConfigAttributes, LSTMConfig, cell_arrays
 from ._lstm import LSTM as _NumpyLSTM
 from ._torch_checks import TypeAndRuntimeError, TypeAndValueError, ValueAndRuntimeError
 from ._torch_ops import cell_weights_of as _cell_weights
-from ._torch_ops import numpy_of as _numpy
 
 __all__ = ["LSTM", "TypeAndRuntimeError", "TypeAndValueError", "ValueAndRuntimeError"]
 
@@ -77,21 +76,8 @@ class _LSTMFunction(torch.autograd.Function):
         *params: Optional[Tensor],
     ):
         cells = _cell_weights(params)
-        y, h_n, c_n, trace = _core.forward(
-            config,
-            cells,
-            _numpy(x),
-            batch_sizes=batch_sizes,
-            batch=batch,
-            h0=_numpy(h0),
-            c0=_numpy(c0),
-            dropout_masks=[_numpy(m) for m in masks],
-            train=train,
-            recurrent_masks=_numpy(recurrent),
-            zoneout_seed=zoneout,
-            checkpoint=checkpoint if train else 0,
-            precision="bf16" if bf16 and train else "fp32",
-        )
+        how = (batch_sizes, batch, zoneout, train, checkpoint, bf16)
+        y, h_n, c_n, trace = _torch_ops.core_forward(config, cells, x, h0, c0, masks, recurrent, *how)
         ctx.set_materialize_grads(False)
         ctx.trace = trace
         ctx.present = [t is not None for t in (x, h0, c0, *params)]
@@ -111,13 +97,7 @@ class _LSTMFunction(torch.autograd.Function):
         cells = _cell_weights(params)
         if dy is None:  # only the final state was used
             dy = torch.zeros(ctx.y_shape, dtype=params[0].dtype)
-        dx, dh0, dc0, grads = _core.backward(
-            cells,
-            ctx.trace,
-            _numpy(dy.contiguous()),
-            dh_n=_numpy(None if dh_n is None else dh_n.contiguous()),
-            dc_n=_numpy(None if dc_n is None else dc_n.contiguous()),
-        )
+        dx, dh0, dc0, grads = _torch_ops.core_backward(cells, ctx.trace, dy, dh_n, dc_n)
         flat = [None if g is None else torch.from_numpy(g) for cell in grads for g in cell_arrays(cell)]
         dh0 = torch.from_numpy(dh0) if ctx.state_given[0] else None
         dc0 = torch.from_numpy(dc0) if ctx.state_given[1] else None
