@@ -12,21 +12,23 @@ namespace {
 // (vdpbf16ps does two per lane), int8's a quarter (vpdpbusd four); float64's count as float32's.
 double work_scale(const Problem& p) { return std::min(1.0, double(p.element_size) / 4.0); }
 
+// The products' multiply-adds of `rows` rows of one cell: rows 4H (I_k + R), in float32's time.
+double row_work(const Problem& p, double rows) {
+  return rows * 4.0 * double(p.dims.hidden_size) * double(p.dims.input_size + p.dims.output_size) * work_scale(p);
+}
+
 // Handing work to a pooled worker costs microseconds and a barrier about one, so threads pay only
 // above some work: the directions side by side when each has enough in all; a team (given the
 // budget, halved when the directions already run side by side) when each step has enough.
 int step_threads(const Problem& p, bool directions_parallel) {
-  const double gates = 4.0 * double(p.dims.hidden_size) * work_scale(p);
-  const double total = double(p.rows) * gates * double(p.dims.input_size + p.dims.output_size);
-  const double per_step = double(p.batch) * gates * double(p.dims.output_size);
-  if (per_step < kTeamStepWork || total < kTeamCallWork) return 1;
+  const double per_step =
+      double(p.batch) * 4.0 * double(p.dims.hidden_size) * double(p.dims.output_size) * work_scale(p);
+  if (per_step < kTeamStepWork || row_work(p, double(p.rows)) < kTeamCallWork) return 1;
   return std::max(1, p.threads / (directions_parallel ? 2 : 1));
 }
 
 bool parallel_directions(const Problem& p) {
-  const double total = double(p.rows) * 4.0 * double(p.dims.hidden_size) *
-                       double(p.dims.input_size + p.dims.output_size) * work_scale(p);
-  return p.directions == 2 && p.threads >= 2 && total >= kParallelDirectionsWork;
+  return p.directions == 2 && p.threads >= 2 && row_work(p, double(p.rows)) >= kParallelDirectionsWork;
 }
 
 // The row split: a big batch on weights small enough to sit whole in each core's L2, packed, with
@@ -49,11 +51,8 @@ int segment_threads(const Problem& p, bool directions_parallel, bool packing) {
   const int budget = p.threads / (directions_parallel ? 2 : 1);
   const int team = static_cast<int>(std::min<Index>(budget, p.batch / kSmallCellRowsPerMember));
   if (team < 2 || !split_rows(p, team, packing)) return 1;
-  const double gates = 4.0 * double(p.dims.hidden_size) * work_scale(p);
-  const double total = double(p.rows) * gates * double(p.dims.input_size + p.dims.output_size);
-  const double segment =
-      double(kRowSegmentSteps) * double(p.batch / team) * gates * double(p.dims.input_size + p.dims.output_size);
-  return segment >= kTeamStepWork && total >= kTeamCallWork ? team : 1;
+  const double segment = row_work(p, double(kRowSegmentSteps * (p.batch / team)));
+  return segment >= kTeamStepWork && row_work(p, double(p.rows)) >= kTeamCallWork ? team : 1;
 }
 
 // The steps of a checkpointed segment: the request rounded up to whole blocks of the backward's weight
