@@ -413,3 +413,58 @@ def test_functional_call_runs_the_given_parameters():
         for p in module.parameters():
             p.mul_(0.5)
     assert torch.equal(y, module(x)[0])
+
+
+TORCH_KWARGS = ("num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size", "dtype")
+
+
+def _flat(outputs):
+    y, (h, c) = outputs
+    return y, h, c
+
+
+META_VARIANTS = [
+    dict(),
+    dict(num_layers=2, bidirectional=True, proj_size=3, batch_first=True, dropout=0.5),
+    dict(peephole=True, layer_norm=True, zoneout=0.1, recurrent_dropout=0.2),
+]
+
+
+@pytest.mark.parametrize("kwargs", META_VARIANTS)
+@pytest.mark.parametrize("train", [False, True])
+def test_a_module_on_the_meta_device_gives_torchs_shapes(kwargs, train):
+    # Shapes without data (accelerate's init_empty_weights, FSDP's meta initialisation, shape inference):
+    # the outputs, state and gradients are meta tensors of torch.nn.LSTM's shapes.
+    ours = lft.LSTM(I, H, device="meta", **kwargs).train(train)
+    theirs = torch.nn.LSTM(I, H, device="meta", **{k: v for k, v in kwargs.items() if k in TORCH_KWARGS}).train(train)
+    x = torch.randn((B, T, I) if kwargs.get("batch_first") else (T, B, I), device="meta", requires_grad=train)
+    y, (h, c) = ours(x)
+    y_t, (h_t, c_t) = theirs(x)
+    assert all(t.is_meta for t in (y, h, c))
+    assert (y.shape, h.shape, c.shape) == (y_t.shape, h_t.shape, c_t.shape)
+    if train:
+        (y.sum() + c.sum()).backward()
+        for name, p in ours.named_parameters():
+            assert p.grad is not None and p.grad.is_meta and p.grad.shape == p.shape, name
+        assert x.grad.is_meta and x.grad.shape == x.shape
+
+
+def test_a_module_built_on_meta_then_materialised_runs_as_torchs():
+    with torch.device("meta"):
+        ours, theirs = lft.LSTM(I, H, num_layers=2), torch.nn.LSTM(I, H, num_layers=2)
+    for module in (ours, theirs):
+        module.to_empty(device="cpu")
+        torch.manual_seed(0)
+        module.reset_parameters()  # the same draws as torch's
+    x = torch.randn(T, B, I)
+    for a, b in zip(_flat(ours(x)), _flat(theirs(x))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_meta_and_cpu_tensors_do_not_mix():
+    meta, cpu = lft.LSTM(I, H, device="meta"), lft.LSTM(I, H)
+    with pytest.raises(ValueError, match="input must be on the parameters' device meta, got device cpu") as raised:
+        meta(torch.randn(T, B, I))
+    assert isinstance(raised.value, RuntimeError)
+    with pytest.raises(RuntimeError, match=r"hx\[0\] \(h_0\) must be on the CPU"):
+        cpu(torch.randn(T, B, I), (torch.zeros(1, B, H, device="meta"), torch.zeros(1, B, H)))

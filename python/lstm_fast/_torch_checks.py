@@ -71,12 +71,21 @@ def constructor_error(ours: Exception, arguments: Dict[str, Any]) -> Exception:
     return ours
 
 
-def check_tensor(name: str, t: Any, dtype: Any, state: bool = False) -> Tensor:
-    """`t` as a CPU tensor of the parameters' `dtype` (the input, or with `state` a part of hx)."""
+def check_tensor(name: str, t: Any, dtype: Any, state: bool = False, device: Any = None) -> Tensor:
+    """`t` as a tensor of the parameters' `dtype` and `device` (the CPU, or meta for shapes alone; None: the
+    CPU), the input, or with `state` a part of hx."""
     if not isinstance(t, Tensor):
         kinds = "a torch.Tensor" if state else "a torch.Tensor or PackedSequence"
         raise TypeError(f"{name} must be {kinds}, got {type(t).__name__}")
-    if t.device.type != "cpu":
+    if device is not None and device.type == "meta" and t.device.type != "meta":
+        raise ValueAndRuntimeError(
+            f"{name} must be on the parameters' device meta, got device {t.device}"
+            + _in(
+                f"Input and parameter tensors are not at the same device, found input tensor at {t.device} and "
+                "parameter tensor at meta"
+            )
+        )
+    if t.device.type != "cpu" and (device is None or device.type != "meta"):
         words = (
             f"Input and hidden tensors are not at the same device, found input tensor at cpu and hidden tensor "
             f"at {t.device}"

@@ -64,12 +64,13 @@ def config_of(key: str) -> "_core.Config":
 
 def tracing(tensors: Sequence[Optional[Tensor]]) -> bool:
     """Whether torch traces this call: torch.compile (dynamo), torch.export, a functorch transform
-    (vmap, grad, jacrev), torch.jit.trace, or tensor subclasses (fake or functional tensors, opcheck's)."""
+    (vmap, grad, jacrev), torch.jit.trace, tensor subclasses (fake or functional tensors, opcheck's), or
+    meta tensors (shapes alone: the ops' fake rules give them)."""
     if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch._C._are_functorch_transforms_active():
         return True
     if torch.jit.is_tracing():  # torch.jit.trace records the op (an autograd.Function it cannot)
         return True
-    return any(type(t) not in (Tensor, nn.Parameter) for t in tensors if t is not None)
+    return any(type(t) not in (Tensor, nn.Parameter) or t.is_meta for t in tensors if t is not None)
 
 
 def full(params: Sequence[Tensor], present: Sequence[int]) -> List[Optional[Tensor]]:

@@ -123,8 +123,8 @@ class LSTM(ConfigAttributes, nn.LSTM):
     parameters (peepholes, layer norm) are parameters beside torch's, not in ``_flat_weights``.
 
     Args (as torch.nn.LSTM): input_size I, hidden_size H, num_layers L, bias, batch_first, dropout,
-    bidirectional (D = 2), proj_size R (0 means R = H), device (CPU only), dtype (float32, float64,
-    bfloat16 or float16; default torch.get_default_dtype()). Extra, keyword-only:
+    bidirectional (D = 2), proj_size R (0 means R = H), device (the CPU, or meta: shapes alone), dtype
+    (float32, float64, bfloat16 or float16; default torch.get_default_dtype()). Extra, keyword-only:
         peephole: diagonal weights from the cell into the gates, ``weight_peep_l{k}`` of shape (3, H),
             rows (i, f, o) (Gers & Schmidhuber 2000).
         forget_bias: added to the forget-gate block of ``bias_ih`` at initialisation (1.0 as in Gers et
@@ -191,13 +191,14 @@ class LSTM(ConfigAttributes, nn.LSTM):
         config, dtype = self._checked_arguments(locals())
         # torch.nn.LSTM's constructor: its attributes, parameters (names, shapes, order), _flat_weights
         # and _all_weights; then the extras' parameters (peepholes, layer norm), which are not in those.
-        super().__init__(**{name: getattr(config, name) for name in _TORCH_ARGUMENTS[:-1]}, dtype=dtype)
+        arguments = {name: getattr(config, name) for name in _TORCH_ARGUMENTS[:-1]}
+        super().__init__(**arguments, device=device, dtype=dtype)
         self._set_config(config)
         self._config = config.core()
         self._config_key = _torch_ops.config_key(self._config)  # what the custom ops take for it
         for name, shape in config.param_shapes().items():
             if not hasattr(self, name):
-                self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=dtype)))
+                self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         shapes = config.param_shapes()
         self._cell_param_names = [tuple(n if n in shapes else None for n in cell) for cell in config.cell_param_names()]
         self.checkpoint = checkpoint
@@ -211,8 +212,8 @@ class LSTM(ConfigAttributes, nn.LSTM):
         try:
             config = LSTMConfig.from_arguments(arguments, exclude=LSTM._config_exclude)
             device, dtype = arguments["device"], arguments["dtype"]
-            if device is not None and torch.device(device).type != "cpu":
-                raise ValueError(f"device must be the CPU (lstm_fast runs on CPUs), got {device!r}")
+            if device is not None and torch.device(device).type not in ("cpu", "meta"):
+                raise ValueError(f"device must be the CPU or meta (lstm_fast runs on CPUs), got {device!r}")
             dtype = torch.get_default_dtype() if dtype is None else dtype
             if not isinstance(dtype, torch.dtype) or dtype not in _DTYPES:
                 raise TypeError(
@@ -274,12 +275,12 @@ class LSTM(ConfigAttributes, nn.LSTM):
     def forward(self, input: Any, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Any, Tuple[Tensor, Tensor]]:
         """``output, (h_n, c_n) = lstm(input, hx)``: the shapes of the class docstring."""
         params = self._cell_params()
-        dtype = params[0].dtype
+        dtype, device = params[0].dtype, params[0].device
         autocast = self._autocast_bf16(dtype)
         packed = isinstance(input, PackedSequence)
-        x, batch_sizes, unbatched = self._check_input(input, packed, dtype, autocast)
+        x, batch_sizes, unbatched = self._check_input(input, packed, dtype, device, autocast)
         batch = batch_sizes[0] if batch_sizes else 0
-        h0, c0 = self._check_state(hx, batch, unbatched, dtype, autocast)
+        h0, c0 = self._check_state(hx, batch, unbatched, dtype, device, autocast)
         if packed and input.sorted_indices is not None and h0 is not None:
             h0, c0 = h0.index_select(1, input.sorted_indices), c0.index_select(1, input.sorted_indices)
         if batch == 0:
@@ -297,15 +298,16 @@ class LSTM(ConfigAttributes, nn.LSTM):
             return y.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
         return (y.transpose(0, 1) if self.batch_first else y), (h_n, c_n)
 
-    def _check_input(self, input: Any, packed: bool, dtype: torch.dtype, autocast: bool):
+    def _check_input(self, input: Any, packed: bool, dtype: torch.dtype, device: torch.device, autocast: bool):
         """The input checked and packed: (x [N, I], batch_sizes, unbatched); input a PackedSequence when
-        `packed`, else a dense (T, B, I) ((B, T, I) when batch_first) or (T, I) tensor."""
+        `packed`, else a dense (T, B, I) ((B, T, I) when batch_first) or (T, I) tensor, of the parameters'
+        dtype and device."""
         x = self._from_autocast(input.data if packed else input, autocast)
         if packed:
-            _torch_checks.check_tensor("input.data", x, dtype)
+            _torch_checks.check_tensor("input.data", x, dtype, device=device)
             _torch_checks.check_packed_shape(tuple(x.shape), self.input_size)
             return x, [int(b) for b in input.batch_sizes], False
-        _torch_checks.check_tensor("input", x, dtype)
+        _torch_checks.check_tensor("input", x, dtype, device=device)
         unbatched = _torch_checks.check_input_shape(tuple(x.shape), self.input_size, self.batch_first)
         if unbatched:
             x = x.unsqueeze(1)
@@ -329,9 +331,9 @@ class LSTM(ConfigAttributes, nn.LSTM):
             params = [None if p is None else p.to(compute) for p in params]
         batch = batch_sizes[0]
         train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in [x, h0, c0, *params])
-        masks = self._dropout_masks(len(x), compute) if self.training else []
-        recurrent = self._recurrent_masks(batch, compute) if self.training else None
-        seed = self._zoneout_seed() if self.training else None
+        masks = self._dropout_masks(len(x), compute, x.device) if self.training else []
+        recurrent = self._recurrent_masks(batch, compute, x.device) if self.training else None
+        seed = self._zoneout_seed(x.device) if self.training else None
         tensors = [t if t is None else t.contiguous() for t in (x, h0, c0, *params)]
         # (the core takes zoneout's masks in a training forward only: train is on with zoneout)
         train = train or seed is not None
@@ -361,29 +363,32 @@ class LSTM(ConfigAttributes, nn.LSTM):
         c_n = (x.new_zeros(c_shape) if c0 is None else c0) + zero
         return (y.transpose(0, 1) if self.batch_first else y), (h_n, c_n)
 
-    def _recurrent_masks(self, batch: int, dtype: torch.dtype) -> Optional[Tensor]:
+    def _recurrent_masks(self, batch: int, dtype: torch.dtype, device: Any = None) -> Optional[Tensor]:
         """Recurrent dropout masks [L*D, B, R] (in the packed batch's sorted order), scaled by 1/(1-p), from
         torch's generator; None without recurrent dropout."""
         if self.recurrent_dropout == 0.0:
             return None
         keep = 1.0 - self.recurrent_dropout
         shape = (self.num_layers * self.num_directions, batch, self.output_size)
-        return torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep)
+        return torch.empty(shape, dtype=dtype, device=device).bernoulli_(keep).div_(keep)
 
-    def _zoneout_seed(self) -> Optional[Tensor]:
+    def _zoneout_seed(self, device: Any = None) -> Optional[Tensor]:
         """The seed of zoneout's masks (lstm_fast._lstm.zoneout_masks_of), from torch's generator, as an int64
         tensor [1] (an int only outside tracing: its value is data); None without zoneout."""
         if self._lstm_config.zoneout_pair == (0.0, 0.0):
             return None
-        return torch.randint(0, 2**62, (1,))
+        return torch.randint(0, 2**62, (1,), device=device)
 
-    def _dropout_masks(self, rows: int, dtype: torch.dtype) -> List[Tensor]:
+    def _dropout_masks(self, rows: int, dtype: torch.dtype, device: Any = None) -> List[Tensor]:
         """Inter-layer dropout masks [rows, D*R], scaled by 1/(1-p), drawn from torch's generator."""
         if self.dropout == 0.0 or self.num_layers == 1:
             return []
         keep = 1.0 - self.dropout
         shape = (rows, self.num_directions * self.output_size)
-        return [torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep) for _ in range(self.num_layers - 1)]
+        return [
+            torch.empty(shape, dtype=dtype, device=device).bernoulli_(keep).div_(keep)
+            for _ in range(self.num_layers - 1)
+        ]
 
     @staticmethod
     def _autocast_bf16(dtype: torch.dtype) -> bool:
@@ -401,11 +406,14 @@ class LSTM(ConfigAttributes, nn.LSTM):
         """A bfloat16 tensor under bf16 autocast, as float32 (the parameters' dtype); else t itself."""
         return t.float() if bf16 and isinstance(t, Tensor) and t.dtype == torch.bfloat16 else t
 
-    def _check_state(self, hx: Any, batch: int, unbatched: bool, dtype: torch.dtype, bf16: bool = False):
-        """(h_0, c_0) as (L*D, B, R) and (L*D, B, H) tensors of the parameters' dtype, or (None, None)."""
+    def _check_state(
+        self, hx: Any, batch: int, unbatched: bool, dtype: torch.dtype, device: torch.device, bf16: bool = False
+    ):
+        """(h_0, c_0) as (L*D, B, R) and (L*D, B, H) tensors of the parameters' dtype and device, or
+        (None, None)."""
 
         def check(name: str, t: Any) -> Tensor:
-            return _torch_checks.check_tensor(name, self._from_autocast(t, bf16), dtype, state=True)
+            return _torch_checks.check_tensor(name, self._from_autocast(t, bf16), dtype, state=True, device=device)
 
         h0, c0 = _torch_checks.check_state(hx, self._lstm_config.state_shapes(None if unbatched else batch), check)
         if h0 is None or not unbatched:
