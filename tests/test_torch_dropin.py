@@ -468,3 +468,45 @@ def test_meta_and_cpu_tensors_do_not_mix():
     assert isinstance(raised.value, RuntimeError)
     with pytest.raises(RuntimeError, match=r"hx\[0\] \(h_0\) must be on the CPU"):
         cpu(torch.randn(T, B, I), (torch.zeros(1, B, H, device="meta"), torch.zeros(1, B, H)))
+
+
+def test_constructor_errors_are_torchs_while_torch_nn_lstm_is_ours(monkeypatch):
+    # A program (or torch's own test suite) that puts lstm_fast's class in torch.nn.LSTM's place: the
+    # constructor's error still carries torch's words (asked of torch's own class), it does not recurse.
+    monkeypatch.setattr(torch.nn, "LSTM", lft.LSTM)
+    with pytest.raises(ValueError, match="hidden_size must be >= 1, got 0") as raised:
+        lft.LSTM(10, 0, 1)
+    assert "hidden_size must be greater than zero" in str(raised.value)
+    with pytest.raises(ValueError, match="num_layers must be greater than zero"):
+        lft.LSTM(10, 10, 0)
+
+
+def test_a_state_without_proj_size_loads_as_on_torch():
+    # torch.nn.LSTM's __setstate__ takes a module state of PyTorch < 1.8 (no proj_size) and sets it to 0;
+    # proj_size is read-only here, and comes from the state's own arguments.
+    x = torch.randn(T, B, I)
+    for torch_class, ours in ((torch.nn.LSTM, False), (lft.LSTM, True)):
+        model = torch_class(I, H)
+        expected = model(x)
+        state = dict(model.__dict__)
+        del state["proj_size"]
+        loaded = torch_class(I, H)
+        loaded.__setstate__(state)
+        assert loaded.proj_size == 0
+        torch.testing.assert_close(loaded(x), expected)
+        assert isinstance(loaded, lft.LSTM) == ours
+
+
+def test_batched_gradients_of_the_eager_module_as_torch():
+    # gradcheck's batched-gradient check and jacobian(vectorize=True) vmap over the backward (legacy
+    # vmap BatchedTensors, outside any torch.func transform): the backward runs in torch operations then.
+    torch.manual_seed(0)
+    ours = lft.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, dtype=torch.float64)
+    theirs = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, dtype=torch.float64)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    params = tuple(ours.parameters())
+    assert torch.autograd.gradcheck(lambda x, *p: ours(x)[0], (x, *params), check_batched_grad=True)
+    jac_ours = torch.autograd.functional.jacobian(lambda x: ours(x)[1][1], x, vectorize=True)
+    jac_theirs = torch.autograd.functional.jacobian(lambda x: theirs(x)[1][1], x, vectorize=True)
+    torch.testing.assert_close(jac_ours, jac_theirs)

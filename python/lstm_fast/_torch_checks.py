@@ -55,14 +55,16 @@ def both(ours: Exception, theirs: type, words: Optional[str]) -> Exception:
     return _BOTH.get(frozenset((kind, theirs)), type(ours))(message)
 
 
-def constructor_error(ours: Exception, arguments: Dict[str, Any]) -> Exception:
+def constructor_error(ours: Exception, arguments: Dict[str, Any], torch_lstm: type = nn.LSTM) -> Exception:
     """`ours`, raised by lstm_fast's checks of the constructor's arguments, joined with what
-    torch.nn.LSTM raises for the same torch arguments (built on the meta device, where nothing is
-    allocated); `ours` alone where torch accepts them (lstm_fast is stricter there)."""
+    torch's LSTM class `torch_lstm` raises for the same torch arguments (built on the meta device, where
+    nothing is allocated); `ours` alone where torch accepts them (lstm_fast is stricter there). The
+    caller passes torch's own class: torch.nn.LSTM may be lstm_fast's by then (put in its place), whose
+    constructor would come back here without end."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            nn.LSTM(**arguments, device="meta")
+            torch_lstm(**arguments, device="meta")
     except (TypeError, ValueError, RuntimeError) as theirs:
         kind = next(k for k in (TypeError, ValueError, RuntimeError) if isinstance(theirs, k))
         return both(ours, kind, str(theirs))

@@ -62,6 +62,16 @@ def config_of(key: str) -> "_core.Config":
     return _core.Config(**json.loads(key))
 
 
+def batched(*tensors: Optional[Tensor]) -> bool:
+    """Whether any of `tensors` is a vmap BatchedTensor (whose memory the core cannot read): gradients
+    vmapped over a backward, as gradcheck's batched-gradient check or torch.autograd.functional's
+    vectorize=True do outside any torch.func transform."""
+    functorch = torch._C._functorch
+    return any(
+        t is not None and (functorch.is_legacy_batchedtensor(t) or functorch.is_batchedtensor(t)) for t in tensors
+    )
+
+
 def tracing(tensors: Sequence[Optional[Tensor]]) -> bool:
     """Whether torch traces this call: torch.compile (dynamo), torch.export, a functorch transform
     (vmap, grad, jacrev), torch.jit.trace, tensor subclasses (fake or functional tensors, opcheck's), or

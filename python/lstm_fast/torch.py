@@ -36,6 +36,10 @@ from ._torch_ops import cell_weights_of as _cell_weights
 
 __all__ = ["LSTM", "TypeAndRuntimeError", "TypeAndValueError", "ValueAndRuntimeError"]
 
+# torch's own LSTM class, the base of LSTM below: what constructor errors are asked of (torch.nn.LSTM itself
+# may be this module's LSTM by then, when a program or a test suite puts it in torch.nn's place).
+_TORCH_LSTM = nn.LSTM
+
 # torch.nn.LSTM's arguments but the device (its errors are asked of it on the meta device).
 _TORCH_ARGUMENTS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
 _TORCH_ARGUMENTS += ("proj_size", "dtype")
@@ -92,7 +96,10 @@ class _LSTMFunction(torch.autograd.Function):
             raise RuntimeError("lstm_fast.torch.LSTM: backward through a forward run without gradients")
         saved = iter(ctx.saved_tensors)
         x, h0, c0, *params = [next(saved) if present else None for present in ctx.present]
-        if torch.is_grad_enabled():  # create_graph=True: the gradients must carry a graph themselves
+        if torch.is_grad_enabled() or _torch_ops.batched(dy, dh_n, dc_n):
+            # create_graph=True: the gradients must carry a graph themselves; batched output gradients (a
+            # vmap over the backward, as gradcheck's batched-gradient check and torch.autograd.functional's
+            # vectorize=True): the core cannot read a BatchedTensor's memory, torch operations can
             return _LSTMFunction._differentiable_backward(ctx, (dy, dh_n, dc_n), x, h0, c0, params)
         cells = _cell_weights(params)
         if dy is None:  # only the final state was used
@@ -112,7 +119,7 @@ class _LSTMFunction(torch.autograd.Function):
         return (None,) * 9 + tuple(result)
 
 
-class LSTM(ConfigAttributes, nn.LSTM):
+class LSTM(ConfigAttributes, _TORCH_LSTM):
     """torch.nn.LSTM on lstm_fast's kernels: same arguments, parameters, inputs and outputs.
 
     A subclass of torch.nn.LSTM (and so of nn.RNNBase) made by its constructor: torch's attributes,
@@ -221,7 +228,7 @@ class LSTM(ConfigAttributes, nn.LSTM):
                 )
         except (TypeError, ValueError) as ours:
             torch_arguments = {name: arguments[name] for name in _TORCH_ARGUMENTS}
-            raise _torch_checks.constructor_error(ours, torch_arguments) from None
+            raise _torch_checks.constructor_error(ours, torch_arguments, _TORCH_LSTM) from None
         return config.replace(dtype=_DTYPES[dtype]), dtype
 
     @property
@@ -241,6 +248,10 @@ class LSTM(ConfigAttributes, nn.LSTM):
         return {k: v for k, v in state.items() if k != "_config"}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        if "proj_size" not in state and "_lstm_config" in state:
+            # a state without proj_size (torch.nn.LSTM's before PyTorch 1.8): torch's __setstate__ would set
+            # it to 0, which the read-only attribute refuses; it is the config's
+            state = {**state, "proj_size": state["_lstm_config"].proj_size}
         super().__setstate__(state)
         self.__dict__["_config"] = self._lstm_config.core()
         self.__dict__["_config_key"] = _torch_ops.config_key(self._config)
