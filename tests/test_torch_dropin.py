@@ -468,6 +468,13 @@ def test_meta_and_cpu_tensors_do_not_mix():
     assert isinstance(raised.value, RuntimeError)
     with pytest.raises(RuntimeError, match=r"hx\[0\] \(h_0\) must be on the CPU"):
         cpu(torch.randn(T, B, I), (torch.zeros(1, B, H, device="meta"), torch.zeros(1, B, H)))
+    # torch's words in each case, a meta module's CPU state included
+    state = (torch.zeros(1, B, H), torch.zeros(1, B, H, device="meta"))
+    x = torch.randn(T, B, I, device="meta")
+    expected = _raised(lambda: torch.nn.LSTM(I, H, device="meta")(x, state))
+    actual = _raised(lambda: meta(x, state))
+    assert isinstance(actual, RuntimeError) and isinstance(actual, ValueError)
+    assert str(expected) in str(actual), (str(expected), str(actual))
 
 
 def test_constructor_errors_are_torchs_while_torch_nn_lstm_is_ours(monkeypatch):

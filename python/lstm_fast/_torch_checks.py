@@ -55,16 +55,19 @@ def both(ours: Exception, theirs: type, words: Optional[str]) -> Exception:
     return _BOTH.get(frozenset((kind, theirs)), type(ours))(message)
 
 
-def constructor_error(ours: Exception, arguments: Dict[str, Any], torch_lstm: type = nn.LSTM) -> Exception:
-    """`ours`, raised by lstm_fast's checks of the constructor's arguments, joined with what
-    torch's LSTM class `torch_lstm` raises for the same torch arguments (built on the meta device, where
-    nothing is allocated); `ours` alone where torch accepts them (lstm_fast is stricter there). The
-    caller passes torch's own class: torch.nn.LSTM may be lstm_fast's by then (put in its place), whose
-    constructor would come back here without end."""
+# torch's own LSTM class, taken at import: torch.nn.LSTM may later be lstm_fast's (a program or a test suite
+# puts it in torch.nn's place), whose constructor would come back to constructor_error without end.
+_TORCH_LSTM = nn.LSTM
+
+
+def constructor_error(ours: Exception, arguments: Dict[str, Any]) -> Exception:
+    """`ours`, raised by lstm_fast's checks of the constructor's arguments, joined with what torch's own
+    LSTM class (_TORCH_LSTM) raises for the same torch arguments (built on the meta device, where nothing
+    is allocated); `ours` alone where torch accepts them (lstm_fast is stricter there)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch_lstm(**arguments, device="meta")
+            _TORCH_LSTM(**arguments, device="meta")
     except (TypeError, ValueError, RuntimeError) as theirs:
         kind = next(k for k in (TypeError, ValueError, RuntimeError) if isinstance(theirs, k))
         return both(ours, kind, str(theirs))
@@ -73,31 +76,22 @@ def constructor_error(ours: Exception, arguments: Dict[str, Any], torch_lstm: ty
     return ours
 
 
-def check_tensor(name: str, t: Any, dtype: Any, state: bool = False, device: Any = None) -> Tensor:
-    """`t` as a tensor of the parameters' `dtype` and `device` (the CPU, or meta for shapes alone; None: the
-    CPU), the input, or with `state` a part of hx."""
+def check_tensor(name: str, t: Any, dtype: Any, device: Any, state: bool = False) -> Tensor:
+    """`t` as a tensor of the parameters' `dtype` and `device` (the CPU, or meta for shapes alone): the
+    input, or with `state` a part of hx."""
     if not isinstance(t, Tensor):
         kinds = "a torch.Tensor" if state else "a torch.Tensor or PackedSequence"
         raise TypeError(f"{name} must be {kinds}, got {type(t).__name__}")
-    if device is not None and device.type == "meta" and t.device.type != "meta":
-        raise ValueAndRuntimeError(
-            f"{name} must be on the parameters' device meta, got device {t.device}"
-            + _in(
-                f"Input and parameter tensors are not at the same device, found input tensor at {t.device} and "
-                "parameter tensor at meta"
-            )
-        )
-    if t.device.type != "cpu" and (device is None or device.type != "meta"):
+    if t.device.type != device.type:
         words = (
-            f"Input and hidden tensors are not at the same device, found input tensor at cpu and hidden tensor "
-            f"at {t.device}"
+            f"Input and hidden tensors are not at the same device, found input tensor at {device} and hidden "
+            f"tensor at {t.device}"
             if state
             else f"Input and parameter tensors are not at the same device, found input tensor at {t.device} and "
-            f"parameter tensor at cpu"
+            f"parameter tensor at {device}"
         )
-        raise ValueAndRuntimeError(
-            f"{name} must be on the CPU (lstm_fast runs on CPUs), got device {t.device}{_in(words)}"
-        )
+        where = "the CPU (lstm_fast runs on CPUs)" if device.type == "cpu" else f"the parameters' device {device}"
+        raise ValueAndRuntimeError(f"{name} must be on {where}, got device {t.device}{_in(words)}")
     if t.dtype != dtype:
         ours = f"{name} must have the parameters' dtype {dtype}, got {t.dtype}"
         if state:

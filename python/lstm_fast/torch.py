@@ -36,10 +36,6 @@ from ._torch_ops import cell_weights_of as _cell_weights
 
 __all__ = ["LSTM", "TypeAndRuntimeError", "TypeAndValueError", "ValueAndRuntimeError"]
 
-# torch's own LSTM class, the base of LSTM below: what constructor errors are asked of (torch.nn.LSTM itself
-# may be this module's LSTM by then, when a program or a test suite puts it in torch.nn's place).
-_TORCH_LSTM = nn.LSTM
-
 # torch.nn.LSTM's arguments but the device (its errors are asked of it on the meta device).
 _TORCH_ARGUMENTS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
 _TORCH_ARGUMENTS += ("proj_size", "dtype")
@@ -119,7 +115,7 @@ class _LSTMFunction(torch.autograd.Function):
         return (None,) * 9 + tuple(result)
 
 
-class LSTM(ConfigAttributes, _TORCH_LSTM):
+class LSTM(ConfigAttributes, nn.LSTM):
     """torch.nn.LSTM on lstm_fast's kernels: same arguments, parameters, inputs and outputs.
 
     A subclass of torch.nn.LSTM (and so of nn.RNNBase) made by its constructor: torch's attributes,
@@ -228,7 +224,7 @@ class LSTM(ConfigAttributes, _TORCH_LSTM):
                 )
         except (TypeError, ValueError) as ours:
             torch_arguments = {name: arguments[name] for name in _TORCH_ARGUMENTS}
-            raise _torch_checks.constructor_error(ours, torch_arguments, _TORCH_LSTM) from None
+            raise _torch_checks.constructor_error(ours, torch_arguments) from None
         return config.replace(dtype=_DTYPES[dtype]), dtype
 
     @property
@@ -315,10 +311,10 @@ class LSTM(ConfigAttributes, _TORCH_LSTM):
         dtype and device."""
         x = self._from_autocast(input.data if packed else input, autocast)
         if packed:
-            _torch_checks.check_tensor("input.data", x, dtype, device=device)
+            _torch_checks.check_tensor("input.data", x, dtype, device)
             _torch_checks.check_packed_shape(tuple(x.shape), self.input_size)
             return x, [int(b) for b in input.batch_sizes], False
-        _torch_checks.check_tensor("input", x, dtype, device=device)
+        _torch_checks.check_tensor("input", x, dtype, device)
         unbatched = _torch_checks.check_input_shape(tuple(x.shape), self.input_size, self.batch_first)
         if unbatched:
             x = x.unsqueeze(1)
@@ -424,7 +420,7 @@ class LSTM(ConfigAttributes, _TORCH_LSTM):
         (None, None)."""
 
         def check(name: str, t: Any) -> Tensor:
-            return _torch_checks.check_tensor(name, self._from_autocast(t, bf16), dtype, state=True, device=device)
+            return _torch_checks.check_tensor(name, self._from_autocast(t, bf16), dtype, device, state=True)
 
         h0, c0 = _torch_checks.check_state(hx, self._lstm_config.state_shapes(None if unbatched else batch), check)
         if h0 is None or not unbatched:
