@@ -90,7 +90,7 @@ def test_checkpointed_gradients_bitwise_on_every_isa(rng, isa, variant):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_segments_of_many_blocks_with_a_partial_last(rng, threads):
-    # B = 20: blocks of 52 steps, 64 with the row split's meetings; T = 150: segments of 64, 64 and 22
+    # B = 20: blocks of 52 steps rounded up to 64 (whole segments of the row split); T = 150: segments of 64, 64 and 22
     # steps (processing order: the reverse direction's first segment is steps 86..149).
     kwargs = dict(hidden_size=32, bidirectional=True, peephole=True)
     with num_threads(threads):

@@ -12,8 +12,9 @@
 #include "arrays.hpp"
 #include "lstm_fast/config.hpp"
 #include "lstm_fast/lstm_fast.hpp"
-#include "cell/cell.hpp"      // internal: the dot instructions, for tests
-#include "stack/network.hpp"  // internal: the raw-array stack, fma_peak_gflops
+#include "cell/cell.hpp"       // internal: the dot instructions, for tests
+#include "runtime/caches.hpp"  // internal: the cache sizes the plan reads, for tests
+#include "stack/network.hpp"   // internal: the raw-array stack, fma_peak_gflops
 
 namespace py = pybind11;
 using lstm_fast::Config;
@@ -70,6 +71,44 @@ void bind_test_switches(py::module_& m) {
   m.def("_allow_dot_instructions", &lstm_fast::detail::allow_dot_instructions, py::arg("allowed"),
         "For tests, process-wide: False plans the products without the dot-product instructions, True gives "
         "back what the CPU and ISA have.");
+  m.def(
+      "_plan",
+      [](const Config& config, Index layer, Index steps, Index batch, bool training, const std::string& precision,
+         bool float64) {
+        if (layer < 0 || layer >= config.num_layers)
+          throw lstm_fast::Error("layer must be in [0, " + std::to_string(config.num_layers) + "), got " +
+                                 std::to_string(layer));
+        if (steps < 1 || batch < 1) throw lstm_fast::Error("steps and batch must be at least 1");
+        const lstm_fast::Precision p = lstm_fast::parse_precision(precision);
+        const lstm_fast::detail::LayerPlan plan =
+            float64 ? lstm_fast::layer_plan<double>(config, layer, steps, batch, training, p)
+                    : lstm_fast::layer_plan<float>(config, layer, steps, batch, training, p);
+        const lstm_fast::detail::CellPlan& cell = plan.cell;
+        return py::dict(py::arg("team") = cell.team,
+                        py::arg("split") = cell.split == lstm_fast::detail::Split::kRows ? "rows" : "units",
+                        py::arg("packing") = cell.packing, py::arg("chunk") = cell.chunk,
+                        py::arg("segment") = cell.segment, py::arg("gradient_block") = cell.gradient_block,
+                        py::arg("directions_parallel") = plan.directions_parallel);
+      },
+      py::arg("config"), py::arg("layer"), py::arg("steps"), py::arg("batch"), py::arg("training") = false,
+      py::arg("precision") = "fp32", py::arg("float64") = false,
+      "For tests and tools: the plan a dense call of `steps` x `batch` rows takes for one layer of the stack "
+      "(a cell's team, its split, packing, chunk, segment and weight-gradient block), on this machine, ISA and "
+      "thread count.");
+  m.def(
+      "_cache_sizes",
+      [] {
+        const lstm_fast::detail::CacheSizes sizes = lstm_fast::detail::cache_sizes();
+        return py::dict(py::arg("l1d") = sizes.l1d, py::arg("l2") = sizes.l2);
+      },
+      "The data caches a core the plan reads (bytes): this machine's, or those _set_cache_sizes gave.");
+  m.def(
+      "_set_cache_sizes",
+      [](std::size_t l1d, std::size_t l2) {
+        lstm_fast::detail::set_cache_sizes_for_test({l1d, l2});
+      },
+      py::arg("l1d"), py::arg("l2"),
+      "For tests, process-wide: plan as if each core had these caches (bytes); 0, 0 gives back the machine's.");
 }
 
 }  // namespace

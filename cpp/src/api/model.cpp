@@ -294,6 +294,7 @@ LayerPlan ModelData::frozen_plan(Index layer, Index batch, Index rows, Index ste
   problem.element_size = precision == Precision::int8 ? 1 : precision == Precision::bf16 ? 2 : 4;
   problem.precision = precision;
   problem.dot = dot_instructions();
+  problem.l2_bytes = cache_sizes().l2;
   problem.lanes = kFrozenBlock;  // a member's hidden units are whole blocks
   return plan_layer(problem);
 }

@@ -31,16 +31,17 @@ bool parallel_directions(const Problem& p) {
   return p.directions == 2 && p.threads >= 2 && row_work(p, double(p.rows)) >= kParallelDirectionsWork;
 }
 
-// The row split: a big batch on weights small enough to sit whole in each core's L2, packed, with
-// no projection (h_t = W_hr m_t needs every unit of m). Layer norm takes it on any weights: the unit
-// split would need a meeting a step for each of its three statistics, so its alternative is one thread.
-bool split_rows(const Problem& p, int team, bool packing) {
+// The row split: a big batch on weights of at most `weight_bytes` (to sit whole in each core's L2),
+// packed, with no projection (h_t = W_hr m_t needs every unit of m). Layer norm takes it on any weights:
+// the unit split would need a meeting a step for each of its three statistics, so its alternative is one
+// thread.
+bool split_rows(const Problem& p, int team, bool packing, std::size_t weight_bytes) {
   const std::size_t weights = p.element_size * static_cast<std::size_t>(4 * p.dims.hidden_size) *
                               static_cast<std::size_t>(p.dims.input_size + p.dims.output_size);
   const bool small_cell = p.dims.hidden_size < kUnitsPerMemberMin * team;
   const Index rows_min = small_cell ? kSmallCellRowsPerMember : kRowsPerMemberMin;
   return packing && team > 1 && !p.dims.projection && p.batch >= rows_min * team &&
-         (weights <= kRowSplitWeightBytes || p.dims.layer_norm);
+         (weights <= weight_bytes || p.dims.layer_norm);
 }
 
 // The team of a row split where a step is too small for a team (step_threads gave one): the budget
@@ -50,7 +51,7 @@ bool split_rows(const Problem& p, int team, bool packing) {
 int segment_threads(const Problem& p, bool directions_parallel, bool packing) {
   const int budget = p.threads / (directions_parallel ? 2 : 1);
   const int team = static_cast<int>(std::min<Index>(budget, p.batch / kSmallCellRowsPerMember));
-  if (team < 2 || !split_rows(p, team, packing)) return 1;
+  if (team < 2 || !split_rows(p, team, packing, kRowSplitWeightBytes)) return 1;
   const double segment = row_work(p, double(kRowSegmentSteps * (p.batch / team)));
   return segment >= kTeamStepWork && row_work(p, double(p.rows)) >= kTeamCallWork ? team : 1;
 }
@@ -105,14 +106,16 @@ LayerPlan plan_layer(const Problem& p) {
   if (cell.team == 1)
     cell.team = static_cast<int>(
         std::max<Index>(1, std::min<Index>(segment_threads(p, plan.directions_parallel, cell.packing), packets)));
-  cell.split = split_rows(p, cell.team, cell.packing) ? Split::kRows : Split::kUnits;
+  cell.split = split_rows(p, cell.team, cell.packing, p.l2_bytes) ? Split::kRows : Split::kUnits;
   if (p.dims.layer_norm && cell.split == Split::kUnits) cell.team = 1;  // its statistics span the row
   cell.chunk = p.training ? std::max<Index>(p.steps, 1)
                           : std::clamp<Index>(kInferenceChunkNumbers / (p.batch * 4 * p.dims.hidden_size), 1,
                                               kInferenceChunkMaxSteps);
   cell.segment = cell.split == Split::kRows ? kRowSegmentSteps : 1;
+  // Whole segments of the row split whichever split runs, so that the weight gradients' blocks, and so
+  // their bits, do not depend on the split.
   const Index block = (kGradientBlockRows + p.batch - 1) / std::max<Index>(1, p.batch);
-  cell.gradient_block = (block + cell.segment - 1) / cell.segment * cell.segment;
+  cell.gradient_block = (block + kRowSegmentSteps - 1) / kRowSegmentSteps * kRowSegmentSteps;
   cell.checkpoint = checkpoint_steps(p, cell);
   cell.precision = p.precision;
   choose_dot(p, cell);

@@ -8,6 +8,7 @@
 #include <cstddef>
 
 #include "lstm_fast/config.hpp"
+#include "runtime/caches.hpp"
 
 namespace lstm_fast::detail {
 
@@ -69,6 +70,7 @@ struct Problem {
   int threads = 1;               // the budget: get_num_threads()
   std::size_t element_size = 4;  // bytes per weight: sizeof(T), or 2 (bf16) and 1 (int8) for a frozen model
   Index lanes = 1;               // numbers per SIMD packet of the active ISA for this element type
+  std::size_t l2_bytes = kDefaultCacheSizes.l2;  // the machine's L2 a core (runtime/caches.hpp)
 };
 
 // The Problem of layer `layer` of a stack over `rows` packed rows of `steps` steps and `batch` sequences;
@@ -102,8 +104,9 @@ struct CellPlan {
   bool packing = false;  // W_ih and W_hh packed into panels once per call (recurrent.hpp)
   Index chunk = 1;       // steps whose input projection is one GEMM (all steps when training)
   Index segment = 1;     // row split: steps each member runs between meetings of the team
-  // Backward: the weight gradients are summed over blocks of this many steps (a multiple of segment),
-  // each as its steps complete, so the gradients w.r.t. the gates are kept for two blocks, not all rows.
+  // Backward: the weight gradients are summed over blocks of this many steps (a multiple of the row
+  // split's segment whatever the split), each as its steps complete, so the gradients w.r.t. the gates
+  // are kept for two blocks, not all rows.
   Index gradient_block = 1;
   // Checkpointed training (checkpoint.cpp): the trace is kept only as the state before each segment
   // of this many steps (processing order; a multiple of gradient_block, < steps), each segment's forward
@@ -152,10 +155,12 @@ constexpr Index kFrozenRowGroup = 64;
 constexpr Index kTileMinRows = 4;
 
 // The row split needs at least kRowsPerMemberMin rows per member and W_ih and W_hh together at most
-// kRowSplitWeightBytes (so that they sit whole in each core's L2). A small cell, whose unit split would
-// leave each member fewer than kUnitsPerMemberMin hidden units (a barrier a step for a few hundred
-// multiply-adds), takes it from kSmallCellRowsPerMember rows per member, and also where a step is too
-// small for any team but a segment of kRowSegmentSteps steps of a member's rows is not.
+// the machine's L2 a core (Problem::l2_bytes: each member reads all of them every step). A small cell,
+// whose unit split would leave each member fewer than kUnitsPerMemberMin hidden units (a barrier a step
+// for a few hundred multiply-adds), takes it from kSmallCellRowsPerMember rows per member, and also
+// where a step is too small for any team but a segment of kRowSegmentSteps steps of a member's rows is
+// not; whether such a step gets a team at all is decided on kRowSplitWeightBytes, the same on every
+// machine (a team's size may change bits, the split it takes does not: guarantees.md).
 constexpr Index kRowsPerMemberMin = 8;  // a full AVX-512 tile
 constexpr Index kUnitsPerMemberMin = 32;
 constexpr Index kSmallCellRowsPerMember = 4;

@@ -99,6 +99,7 @@ detail::LayerPlan plan_of(const Config& config, Index layer, const Schedule& sch
   problem.checkpoint = training ? options.checkpoint : 0;
   problem.precision = training ? options.precision : Precision::fp32;
   problem.dot = detail::dot_instructions();
+  problem.l2_bytes = detail::cache_sizes().l2;
   problem.threads = g_num_threads.load();
   problem.element_size = sizeof(T);
   problem.lanes = detail::cell_kernels<T>().lanes;
@@ -308,7 +309,16 @@ void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace,
   }
 }
 
+template <typename T>
+detail::LayerPlan layer_plan(const Config& config, Index layer, Index steps, Index batch, bool training,
+                             Precision precision) {
+  Training<T> options;
+  options.precision = precision;
+  return plan_of<T>(config, layer, Schedule::dense(steps, batch), training, options);
+}
+
 #define LSTM_FAST_INSTANTIATE(T)                                                                           \
+  template detail::LayerPlan layer_plan<T>(const Config&, Index, Index, Index, bool, Precision);           \
   template void forward<T>(const Config&, const std::vector<CellWeights<T>>&, const Schedule&,             \
                            const ForwardInputs<T>&, const ForwardOutputs<T>&, const Training<T>&);         \
   template void backward<T>(const std::vector<CellWeights<T>>&, const Trace<T>&, const BackwardInputs<T>&, \

@@ -125,6 +125,12 @@ template <typename T>
 void forward(const Config& config, const std::vector<CellWeights<T>>& weights, const Schedule& schedule,
              const ForwardInputs<T>& inputs, const ForwardOutputs<T>& outputs, const Training<T>& training = {});
 
+// The plan forward() takes for layer `layer` of a dense call of `steps` steps of `batch` rows (a training
+// one at `precision`), on this machine, ISA and thread count: for tests and tools.
+template <typename T>
+detail::LayerPlan layer_plan(const Config& config, Index layer, Index steps, Index batch, bool training,
+                             Precision precision = Precision::fp32);
+
 // Backpropagation through time over the trace of a training forward with the same weights.
 template <typename T>
 void backward(const std::vector<CellWeights<T>>& weights, const Trace<T>& trace, const BackwardInputs<T>& inputs,

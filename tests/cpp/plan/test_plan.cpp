@@ -64,6 +64,25 @@ TEST(Plan, BigBatchOnSmallWeightsSplitsRows) {
   EXPECT_EQ(plan.cell.segment, lstm_fast::detail::kRowSegmentSteps);  // the team meets every few steps
 }
 
+// The bound is the machine's L2 a core: 1.25 MiB of weights split rows on a core of 2 MiB, 384 KiB split
+// units on one of 256 KiB. A step too small for a team asks the same constant on every machine, and the
+// weight gradients' blocks are the same whichever split is taken (so the split changes no bits).
+TEST(Plan, RowSplitBoundIsTheMachinesL2) {
+  Problem p = problem(100, 32, 64, 256, 2);
+  p.l2_bytes = 2 << 20;
+  EXPECT_EQ(plan_layer(p).cell.split, Split::kRows);
+  Problem q = problem(100, 32, 64, 128, 2);
+  q.l2_bytes = 256 << 10;
+  const LayerPlan units = plan_layer(q);
+  EXPECT_EQ(units.cell.split, Split::kUnits);
+  EXPECT_EQ(units.cell.team, 2);
+  EXPECT_EQ(units.cell.gradient_block, plan_layer(problem(100, 32, 64, 128, 2)).cell.gradient_block);
+  Problem small = problem(1000, 16, 2, 16, 2);  // a step of 16 * 64 * 18 multiply-adds: a team by segments
+  const int team = plan_layer(small).cell.team;
+  small.l2_bytes = 1 << 10;
+  EXPECT_EQ(plan_layer(small).cell.team, team);
+}
+
 TEST(Plan, UnitSplitMeetsEveryStep) { EXPECT_EQ(plan_layer(problem(100, 4, 64, 256, 2)).cell.segment, 1); }
 
 TEST(Plan, RowSplitNeedsEnoughRowsPerMemberAndSmallWeights) {
@@ -135,7 +154,8 @@ TEST(Plan, WeightGradientBlocksHoldEnoughRowsAndEndWhereTheRowSplitMeets) {
   // At least kGradientBlockRows rows a block, whole segments of the row split.
   EXPECT_EQ(plan_layer(problem(100, 64, 256, 256, 2)).cell.gradient_block, 16);  // unit split: 16 x 64
   EXPECT_EQ(plan_layer(problem(1000, 1, 64, 256, 2)).cell.gradient_block, 1024);
-  const LayerPlan rows = plan_layer(problem(100, 41, 64, 128, 2));  // 25 steps of 41, in segments of 16
+  EXPECT_EQ(plan_layer(problem(100, 20, 64, 256, 1)).cell.gradient_block, 64);  // one thread: 52 -> 64
+  const LayerPlan rows = plan_layer(problem(100, 41, 64, 128, 2));              // 25 steps of 41, in segments of 16
   EXPECT_EQ(rows.cell.split, Split::kRows);
   EXPECT_EQ(rows.cell.gradient_block, 32);
 }
